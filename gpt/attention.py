@@ -1,0 +1,86 @@
+"""Causal multi-head self-attention with a fused QKV projection and a preallocated KV cache."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gpt.config import GPTConfig
+
+
+class KVCache:
+    """Keys and values of every layer, preallocated for the whole context window.
+
+    Decoding writes one position per step in place: no concatenation, no reallocation, so a step
+    costs the model call and nothing else.
+    """
+
+    def __init__(self, cfg: GPTConfig, batch_size: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        shape = (cfg.n_layers, batch_size, cfg.n_heads, cfg.context_length, cfg.head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.pos = 0  # number of positions already written
+        self.capacity = cfg.context_length
+
+    def reset(self) -> None:
+        self.pos = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, H, T, hd) at the current position; return all keys/values so far."""
+        end = self.pos + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(f"KV cache overflow: {end} positions > context length {self.capacity}")
+        self.keys[layer, :, :, self.pos : end] = k
+        self.values[layer, :, :, self.pos : end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Select batch rows (beam search keeps the surviving beams)."""
+        self.keys = self.keys.index_select(1, index)
+        self.values = self.values.index_select(1, index)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig, layer_idx: int = 0):
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.layer_idx = layer_idx
+        self.qkv = nn.Linear(cfg.emb_dim, 3 * cfg.emb_dim, bias=cfg.qkv_bias)  # fused W_query|W_key|W_value
+        self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim)
+        self.drop_rate = cfg.drop_rate
+        self.attn_dropout = nn.Dropout(cfg.drop_rate)
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, T, C) -> (B, T, C), and the (B, H, T, T_total) attention weights if asked for."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3x (B, H, T, hd)
+        past = 0
+        if cache is not None:
+            past = cache.pos
+            k, v = cache.update(self.layer_idx, k, v)  # (B, H, past+T, hd)
+
+        # Query i sits at absolute position past+i and may see keys 0..past+i.
+        mask = None
+        if T > 1 and past > 0:
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+
+        if need_weights:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, H, T, past+T)
+            if T > 1:
+                allowed = mask if mask is not None else torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            y = self.attn_dropout(weights) @ v
+        else:
+            weights = None
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=(T > 1 and mask is None),
+                dropout_p=self.drop_rate if self.training else 0.0,
+            )
+        y = y.transpose(1, 2).reshape(B, T, C)  # re-assemble the heads side by side
+        return self.out_proj(y), weights

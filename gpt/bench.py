@@ -1,0 +1,87 @@
+"""Inference speed of our model beside Hugging Face transformers' GPT2LMHeadModel, in one run.
+
+Both get the same random gpt2-small weights, the same threads and the same inputs; the machines
+are shared, so the ratio is the figure to read, not the absolute speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from gpt.config import GPTConfig
+from gpt.generate import SamplingConfig, generate
+from gpt.model import GPTModel
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: first calls allocate and pick kernels
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def hf_model(cfg: GPTConfig, dtype: torch.dtype) -> torch.nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,
+                        n_layer=cfg.n_layers, n_head=cfg.n_heads, attn_implementation="eager")
+    return GPT2LMHeadModel(hf_cfg).to(dtype).eval()
+
+
+def run_benchmarks(preset: str = "gpt2-small", dtype: str = "float32", repeats: int = 3,
+                   prefill_len: int = 256, prompt_len: int = 32, new_tokens: int = 128,
+                   with_hf: bool = True) -> list[dict[str, float | str]]:
+    torch.manual_seed(0)
+    cfg = GPTConfig.preset(preset)
+    ours = GPTModel(cfg).to(DTYPES[dtype]).eval()
+    prefill_ids = torch.randint(0, cfg.vocab_size, (1, prefill_len))
+    prompt = torch.randint(0, cfg.vocab_size, (1, prompt_len))
+    greedy = SamplingConfig(max_new_tokens=new_tokens, temperature=0, stop_at_eot=False)
+
+    rows: list[dict[str, float | str]] = []
+    with torch.inference_mode():
+        ours_prefill = median_seconds(lambda: ours(prefill_ids, last_only=True), repeats)
+        ours_decode = median_seconds(lambda: generate(ours, prompt[0].tolist(), greedy), repeats)
+        rows.append({"workload": f"prefill 1x{prefill_len}", "ours": prefill_len / ours_prefill})
+        rows.append({"workload": f"decode {prompt_len}+{new_tokens} (KV cache)", "ours": new_tokens / ours_decode})
+        if with_hf:
+            hf = hf_model(cfg, DTYPES[dtype])
+            hf_prefill = median_seconds(lambda: hf(prefill_ids, logits_to_keep=1), repeats)
+            hf_decode = median_seconds(lambda: hf.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                                           do_sample=False, pad_token_id=0), repeats)
+            for row, hf_seconds, n in ((rows[0], hf_prefill, prefill_len), (rows[1], hf_decode, new_tokens)):
+                row["transformers"] = n / hf_seconds
+                row["ratio"] = float(row["ours"]) / row["transformers"]
+    return rows
+
+
+def format_table(rows: list[dict[str, float | str]], title: str) -> str:
+    lines = [title, "| workload | ours (tokens/s) | transformers (tokens/s) | ratio |", "|---|---|---|---|"]
+    for r in rows:
+        hf = f"{r['transformers']:.1f}" if "transformers" in r else "-"
+        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
+        lines.append(f"| {r['workload']} | {float(r['ours']):.1f} | {hf} | {ratio} |")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="gpt2-small")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-hf", action="store_true", help="skip the transformers reference")
+
+
+def run(args: argparse.Namespace) -> None:
+    rows = run_benchmarks(args.preset, args.dtype, args.repeats, with_hf=not args.no_hf)
+    title = f"{args.preset}, random weights, {args.dtype}, {torch.get_num_threads()} threads, median of {args.repeats}"
+    print(format_table(rows, title))

@@ -1,0 +1,121 @@
+"""Model files: `model.safetensors` (weights) + `config.json` (architecture, tokenizer, metadata).
+
+No pickle anywhere: a checkpoint someone hands us can only ever be data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from gpt.config import GPTConfig
+from gpt.model import GPTModel
+from gpt.tokenizer import Tokenizer, load_tokenizer, write_ranks
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.tiktoken"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated or does not match its config."""
+
+
+@dataclass
+class Checkpoint:
+    model: GPTModel
+    tokenizer: Tokenizer
+    meta: dict[str, Any] = field(default_factory=dict)  # free-form: training figures, provenance
+
+
+def save_checkpoint(model: GPTModel, directory: str | Path, tokenizer: Tokenizer, meta: dict[str, Any] | None = None,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write the model (optionally cast, e.g. to bfloat16 to halve the file), config and tokenizer."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if tokenizer.name == "gpt2":
+        tokenizer_ref = "gpt2"
+    else:
+        tokenizer_ref = TOKENIZER_FILE
+        write_ranks(tokenizer.ranks, directory / TOKENIZER_FILE)
+    tmp = directory / (WEIGHTS_FILE + ".tmp")
+    save_file(state_for_saving(model, dtype), str(tmp))
+    os.replace(tmp, directory / WEIGHTS_FILE)  # atomic: a crash never leaves half a file under the real name
+    config = {"model": model.cfg.to_dict(), "tokenizer": tokenizer_ref, "meta": meta or {}}
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return directory
+
+
+def state_for_saving(model: GPTModel, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The state dict as safetensors wants it: contiguous, and a tied head stored once (as tok_emb)."""
+    state = model.state_dict()
+    if model.cfg.tie_weights:
+        state.pop("out_head.weight", None)
+    return {k: (v if dtype is None else v.to(dtype)).contiguous() for k, v in state.items()}
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: config file missing")
+    try:
+        config = json.loads(path.read_text())
+        config["model"] = GPTConfig.from_dict(config["model"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a valid model config ({err})") from err
+    return config
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file, maybe truncated ({err})") from err
+
+
+def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Copy `state` into `model`, naming the first tensor that is missing, unexpected or misshapen."""
+    expected = model.state_dict()
+    # A tied output head is saved once (as the embedding); accept files with or without the copy.
+    if getattr(getattr(model, "cfg", None), "tie_weights", False):
+        state = {k: v for k, v in state.items() if k != "out_head.weight"}
+        expected = {k: v for k, v in expected.items() if k != "out_head.weight"}
+    for name, tensor in expected.items():
+        if name not in state:
+            raise CheckpointError(f"{source}: tensor {name!r} missing (expected shape {tuple(tensor.shape)})")
+        if state[name].shape != tensor.shape:
+            raise CheckpointError(f"{source}: tensor {name!r} has shape {tuple(state[name].shape)}, "
+                                  f"expected {tuple(tensor.shape)}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointError(f"{source}: unexpected tensor {extra[0]!r} (not part of this model)")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            expected[name].copy_(tensor)
+
+
+def load_checkpoint(directory: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Checkpoint:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: checkpoint folder not found")
+    config = read_config(directory)
+    tokenizer_ref = config.get("tokenizer", "gpt2")
+    tokenizer = load_tokenizer(tokenizer_ref if tokenizer_ref == "gpt2" else str(directory / tokenizer_ref))
+    cfg: GPTConfig = config["model"]
+    if tokenizer.n_vocab > cfg.vocab_size:
+        raise CheckpointError(f"{directory}: tokenizer has {tokenizer.n_vocab} tokens, model only {cfg.vocab_size}")
+    model = GPTModel(cfg)
+    load_weights_into(model, load_state_dict(directory / WEIGHTS_FILE), directory / WEIGHTS_FILE)
+    model.to(device=device, dtype=dtype).eval()
+    return Checkpoint(model, tokenizer, config.get("meta", {}))
+

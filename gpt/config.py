@@ -1,0 +1,88 @@
+"""Model configuration: one frozen dataclass and its named presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+BYTES_PER_DTYPE = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Hyperparameters of a GPT-2-style decoder (the book's GPT_CONFIG_124M, as a type)."""
+
+    vocab_size: int = 50257
+    context_length: int = 1024
+    emb_dim: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    drop_rate: float = 0.0
+    qkv_bias: bool = True  # OpenAI's GPT-2 has query/key/value biases
+    tie_weights: bool = True  # GPT-2 shares the token embedding with the output head
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"GPTConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.emb_dim % self.n_heads:
+            raise ValueError(f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.emb_dim // self.n_heads
+
+    def n_params(self, include_output_head: bool = True) -> int:
+        """Exact parameter count of `GPTModel(self)` without building it."""
+        d, v, layers = self.emb_dim, self.vocab_size, self.n_layers
+        qkv = 3 * d * d + (3 * d if self.qkv_bias else 0)
+        attn = qkv + d * d + d
+        mlp = d * 4 * d + 4 * d + 4 * d * d + d
+        norms = 2 * 2 * d
+        block = attn + mlp + norms
+        emb = v * d + self.context_length * d
+        head = 0 if (self.tie_weights or not include_output_head) else v * d
+        return emb + layers * block + 2 * d + head
+
+    def memory_bytes(self, dtype: str = "float32", batch_size: int = 1) -> int:
+        """Weights plus a full-context KV cache: a lower bound on what inference needs."""
+        width = BYTES_PER_DTYPE[dtype]
+        kv_cache = 2 * self.n_layers * batch_size * self.context_length * self.emb_dim * width
+        return self.n_params() * width + kv_cache
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown GPTConfig fields: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> GPTConfig:
+        """A named preset (see `PRESETS`), optionally with some fields changed."""
+        try:
+            base = PRESETS[name]
+        except KeyError:
+            raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}") from None
+        return replace(base, **overrides)
+
+
+PRESETS: dict[str, GPTConfig] = {
+    # OpenAI's GPT-2 family (the book's chapter 5 sizes).
+    "gpt2-small": GPTConfig(emb_dim=768, n_layers=12, n_heads=12),  # 124M
+    "gpt2-medium": GPTConfig(emb_dim=1024, n_layers=24, n_heads=16),  # 355M
+    "gpt2-large": GPTConfig(emb_dim=1280, n_layers=36, n_heads=20),  # 774M
+    "gpt2-xl": GPTConfig(emb_dim=1600, n_layers=48, n_heads=25),  # 1558M
+    # Small models trained here, on a 4,096-token BPE, that ship with the app.
+    "shipped-small": GPTConfig(
+        vocab_size=4096, context_length=256, emb_dim=256, n_layers=5, n_heads=8, drop_rate=0.1
+    ),
+    # A few hundred thousand parameters: for tests and quick experiments.
+    "tiny": GPTConfig(vocab_size=512, context_length=64, emb_dim=64, n_layers=2, n_heads=4),
+}

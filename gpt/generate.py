@@ -1,0 +1,163 @@
+"""Decoding: greedy, temperature, top-k, top-p sampling as a token stream, and beam search."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from gpt.model import GPTModel
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the next token is picked. temperature 0 means greedy (argmax)."""
+
+    max_new_tokens: int = 50
+    temperature: float = 1.0
+    top_k: int | None = None  # keep the k most likely tokens; None or 0 keeps all
+    top_p: float | None = None  # keep the smallest set whose probability reaches p; None or 1 keeps all
+    seed: int | None = None  # a fixed seed makes sampling reproducible
+    stop_at_eot: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Scale by temperature, then set every token outside top-k / top-p to -inf. (..., V) -> (..., V)."""
+    if temperature > 0:
+        logits = logits / temperature
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token when the tokens ranked above it already reach top_p (the first always stays).
+        drop_sorted = (probs.cumsum(dim=-1) - probs) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def next_token_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """The distribution the sampler draws from (a one-hot at the argmax when greedy)."""
+    if cfg.greedy:
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    return torch.softmax(filter_logits(logits.float(), cfg.temperature, cfg.top_k, cfg.top_p), dim=-1)
+
+
+def _pick(logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator) -> int:
+    if cfg.greedy:
+        return int(logits.argmax())
+    return int(torch.multinomial(next_token_probs(logits, cfg), 1, generator=gen))
+
+
+def _prompt_tensor(model: GPTModel, prompt_ids: list[int]) -> torch.Tensor:
+    if not prompt_ids:
+        raise ValueError("the prompt is empty: give at least one token")
+    window = prompt_ids[-model.cfg.context_length :]  # crop to the context window
+    return torch.tensor([window], dtype=torch.long, device=model.tok_emb.weight.device)
+
+
+@torch.inference_mode()
+def stream(
+    model: GPTModel, prompt_ids: list[int], cfg: SamplingConfig, eot_id: int | None = None, use_cache: bool = True
+) -> Iterator[int]:
+    """Yield new token ids one at a time. Stops at `eot_id` (not yielded) when `cfg.stop_at_eot`.
+
+    With the cache each step feeds one token. Once the window is full, every step recomputes the
+    last `context_length` tokens: the same result as never caching, the way the book crops.
+    """
+    model.eval()
+    ctx = model.cfg.context_length
+    gen = torch.Generator(device=model.tok_emb.weight.device)
+    gen.manual_seed(cfg.seed if cfg.seed is not None else int(torch.seed()))
+    idx = _prompt_tensor(model, prompt_ids)
+    ids = idx[0].tolist()
+    cache = model.new_cache(1) if use_cache else None
+    logits = model(idx, cache, last_only=True)[0, -1]
+    for step in range(cfg.max_new_tokens):
+        token = _pick(logits, cfg, gen)
+        if cfg.stop_at_eot and token == eot_id:
+            return
+        yield token
+        if step == cfg.max_new_tokens - 1:
+            return
+        ids.append(token)
+        if cache is not None and cache.pos < ctx:
+            logits = model(idx.new_tensor([[token]]), cache, last_only=True)[0, -1]
+        else:
+            logits = model(idx.new_tensor([ids[-ctx:]]), last_only=True)[0, -1]
+
+
+def generate(model: GPTModel, prompt_ids: list[int], cfg: SamplingConfig, eot_id: int | None = None, use_cache: bool = True) -> list[int]:
+    """The new tokens (without the prompt)."""
+    return list(stream(model, prompt_ids, cfg, eot_id, use_cache))
+
+
+@torch.inference_mode()
+def beam_search(
+    model: GPTModel, prompt_ids: list[int], num_beams: int = 4, max_new_tokens: int = 50,
+    eot_id: int | None = None, length_penalty: float = 1.0,
+) -> list[int]:
+    """The most likely continuation under a beam of `num_beams`, scored by log-prob / length**penalty.
+
+    The prompt is cropped so that prompt + new tokens fit the context window, letting all beams share
+    one KV cache, reordered each step.
+    """
+    if num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+    if not 0 < max_new_tokens < model.cfg.context_length:
+        raise ValueError(f"max_new_tokens must be in [1, {model.cfg.context_length - 1}], got {max_new_tokens}")
+    model.eval()
+    idx = _prompt_tensor(model, prompt_ids[-(model.cfg.context_length - max_new_tokens) :])
+    cache = model.new_cache(1)
+    logprobs = torch.log_softmax(model(idx, cache, last_only=True)[:, -1].float(), dim=-1)  # (beams, V)
+    beams: list[list[int]] = [[]]
+    scores = torch.zeros(1)
+    finished: list[tuple[float, list[int]]] = []
+
+    def normalized(score: float, length: int) -> float:
+        return score / max(length, 1) ** length_penalty
+
+    for step in range(max_new_tokens):
+        candidates = (scores[:, None] + logprobs).flatten()  # (beams * V,)
+        top_scores, top_idx = candidates.topk(min(2 * num_beams, candidates.numel()))
+        next_beams, next_scores, parents = [], [], []
+        for score, flat in zip(top_scores.tolist(), top_idx.tolist()):
+            parent, token = divmod(flat, logprobs.shape[-1])
+            if token == eot_id:
+                finished.append((normalized(score, len(beams[parent]) + 1), beams[parent]))
+                continue
+            next_beams.append(beams[parent] + [token])
+            next_scores.append(score)
+            parents.append(parent)
+            if len(next_beams) == num_beams:
+                break
+        if not next_beams:
+            break
+        beams, scores = next_beams, torch.tensor(next_scores)
+        best_alive = max(normalized(s, len(b)) for s, b in zip(next_scores, beams))
+        if len(finished) >= num_beams and max(f[0] for f in finished) >= best_alive:
+            break
+        if step == max_new_tokens - 1:
+            break
+        cache.reorder(torch.tensor(parents, device=idx.device))
+        last = torch.tensor([[b[-1]] for b in beams], device=idx.device)
+        logprobs = torch.log_softmax(model(last, cache, last_only=True)[:, -1].float(), dim=-1)
+    finished.extend((normalized(float(s), len(b)), b) for s, b in zip(scores, beams))
+    return max(finished, key=lambda f: f[0])[1]

@@ -1,0 +1,118 @@
+"""Tokenizers the models use: GPT-2's BPE, or a BPE trained by `gpt.bpe`, both served by tiktoken.
+
+The ranks of a byte-level BPE (token bytes -> id, lower id = earlier merge) are all tiktoken needs,
+so a vocabulary trained with our from-scratch trainer runs at tiktoken's speed too. GPT-2's ranks
+ship in `assets/`, checked by sha256, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import tiktoken
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+GPT2_RANKS = ASSETS / "gpt2.tiktoken"
+GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+# GPT-2's pre-tokenizer: contractions, letters, numbers, punctuation runs and whitespace are split
+# apart before any merge, so a token never spans two words.
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+END_OF_TEXT = "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class TokenPiece:
+    """One token of an encoded text: its id, its bytes and the characters it covers."""
+
+    id: int
+    piece: bytes
+    start: int  # character offset in the text
+    end: int
+
+    @property
+    def text(self) -> str:
+        return self.piece.decode("utf-8", errors="replace")
+
+
+def read_ranks(path: str | Path) -> dict[bytes, int]:
+    """Read a tiktoken ranks file (base64 token, space, rank; one per line)."""
+    ranks: dict[bytes, int] = {}
+    for line_no, line in enumerate(Path(path).read_bytes().splitlines(), 1):
+        if not line:
+            continue
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+        except ValueError as err:
+            raise ValueError(f"{path}: line {line_no} is not '<base64> <rank>'") from err
+    return ranks
+
+
+def write_ranks(ranks: dict[bytes, int], path: str | Path) -> None:
+    lines = [f"{base64.b64encode(tok).decode()} {rank}" for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1])]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+class Tokenizer:
+    """A byte-level BPE with `<|endoftext|>` as its one special token, placed right after the ranks."""
+
+    def __init__(self, name: str, ranks: dict[bytes, int]):
+        self.name = name
+        self.ranks = ranks
+        self.eot_id = len(ranks)
+        self.encoding = tiktoken.Encoding(
+            name=name,
+            pat_str=GPT2_PATTERN,
+            mergeable_ranks=ranks,
+            special_tokens={END_OF_TEXT: self.eot_id},
+            explicit_n_vocab=len(ranks) + 1,
+        )
+
+    @property
+    def n_vocab(self) -> int:
+        return self.eot_id + 1
+
+    def encode(self, text: str, allow_special: bool = False) -> list[int]:
+        """Encode text. `<|endoftext|>` typed by a user is plain text unless `allow_special`."""
+        allowed = {END_OF_TEXT} if allow_special else set()
+        return self.encoding.encode(text, allowed_special=allowed, disallowed_special=())
+
+    def decode(self, ids: list[int]) -> str:
+        return self.encoding.decode(ids)
+
+    def decode_bytes(self, ids: list[int]) -> bytes:
+        return self.encoding.decode_bytes(ids)
+
+    def pieces(self, text: str, allow_special: bool = False) -> list[TokenPiece]:
+        """Tokens with their bytes and character spans (a token may end inside a character)."""
+        ids = self.encode(text, allow_special=allow_special)
+        _, starts = self.encoding.decode_with_offsets(ids)
+        ends = starts[1:] + [len(text)]
+        return [
+            TokenPiece(i, self.encoding.decode_single_token_bytes(i), s, max(s, e))
+            for i, s, e in zip(ids, starts, ends)
+        ]
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@lru_cache(maxsize=8)
+def load_tokenizer(name_or_path: str = "gpt2") -> Tokenizer:
+    """`"gpt2"` for GPT-2's BPE from assets (sha256-checked), or a path to a `.tiktoken` ranks file."""
+    if name_or_path == "gpt2":
+        if not GPT2_RANKS.is_file():
+            raise FileNotFoundError(f"GPT-2 BPE ranks missing: {GPT2_RANKS} (see assets/README.md)")
+        digest = sha256_of(GPT2_RANKS)
+        if digest != GPT2_RANKS_SHA256:
+            raise ValueError(f"{GPT2_RANKS} is corrupt: sha256 {digest}, expected {GPT2_RANKS_SHA256}")
+        return Tokenizer("gpt2", read_ranks(GPT2_RANKS))
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer file not found: {path}")
+    return Tokenizer(path.stem, read_ranks(path))
