@@ -102,16 +102,21 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=1)
+def gpt2_tokenizer() -> Tokenizer:
+    """GPT-2's BPE from assets, sha256-checked once per process."""
+    if not GPT2_RANKS.is_file():
+        raise FileNotFoundError(f"GPT-2 BPE ranks missing: {GPT2_RANKS} (see assets/README.md)")
+    digest = sha256_of(GPT2_RANKS)
+    if digest != GPT2_RANKS_SHA256:
+        raise ValueError(f"{GPT2_RANKS} is corrupt: sha256 {digest}, expected {GPT2_RANKS_SHA256}")
+    return Tokenizer("gpt2", read_ranks(GPT2_RANKS))
+
+
 def load_tokenizer(name_or_path: str = "gpt2") -> Tokenizer:
-    """`"gpt2"` for GPT-2's BPE from assets (sha256-checked), or a path to a `.tiktoken` ranks file."""
+    """`"gpt2"` for GPT-2's BPE, or a path to a `.tiktoken` ranks file (a small BPE: read fresh)."""
     if name_or_path == "gpt2":
-        if not GPT2_RANKS.is_file():
-            raise FileNotFoundError(f"GPT-2 BPE ranks missing: {GPT2_RANKS} (see assets/README.md)")
-        digest = sha256_of(GPT2_RANKS)
-        if digest != GPT2_RANKS_SHA256:
-            raise ValueError(f"{GPT2_RANKS} is corrupt: sha256 {digest}, expected {GPT2_RANKS_SHA256}")
-        return Tokenizer("gpt2", read_ranks(GPT2_RANKS))
+        return gpt2_tokenizer()
     path = Path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer file not found: {path}")

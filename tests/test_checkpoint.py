@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gpt.bpe import BytePairEncoder
+from gpt.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from gpt.config import GPTConfig
+from gpt.model import GPTModel
+from gpt.tokenizer import load_tokenizer
+
+
+@pytest.fixture
+def saved(tmp_path, tiny_model: GPTModel):
+    bpe = BytePairEncoder.train("the cat sat on the mat; the dog sat on the log. " * 50, vocab_size=300)
+    save_checkpoint(tiny_model, tmp_path, bpe.to_tokenizer(), meta={"note": "test"})
+    return tmp_path, bpe
+
+
+def test_round_trip(saved, tiny_model: GPTModel) -> None:
+    folder, bpe = saved
+    ckpt = load_checkpoint(folder)
+    assert ckpt.meta == {"note": "test"} and ckpt.tokenizer.ranks == bpe.ranks
+    text = "the dog sat on the cat"
+    assert ckpt.tokenizer.encode(text) == bpe.encode(text)
+    idx = torch.randint(0, 300, (1, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt.model(idx), tiny_model(idx))
+    assert ckpt.model.out_head.weight is ckpt.model.tok_emb.weight  # tying survives the file
+    assert not list(folder.glob("*.tmp"))
+
+
+def test_bfloat16_file_is_half_the_size(tmp_path) -> None:
+    tok = load_tokenizer("gpt2")
+    model = GPTModel(GPTConfig.preset("tiny", vocab_size=tok.n_vocab))
+    save_checkpoint(model, tmp_path / "f32", tok)
+    save_checkpoint(model, tmp_path / "bf16", tok, dtype=torch.bfloat16)
+    small, big = (tmp_path / "bf16" / WEIGHTS_FILE).stat().st_size, (tmp_path / "f32" / WEIGHTS_FILE).stat().st_size
+    assert small < 0.55 * big
+    assert load_checkpoint(tmp_path / "bf16").model.tok_emb.weight.dtype == torch.float32
+
+
+def test_missing_folder_and_files(tmp_path, saved) -> None:
+    saved, _ = saved
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope")
+    (saved / WEIGHTS_FILE).unlink()
+    with pytest.raises(CheckpointError, match=f"{WEIGHTS_FILE}: weights file missing"):
+        load_checkpoint(saved)
+
+
+def test_truncated_weights(saved) -> None:
+    saved, _ = saved
+    path = saved / WEIGHTS_FILE
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(saved)
+
+
+def test_corrupt_config(saved) -> None:
+    saved, _ = saved
+    (saved / CONFIG_FILE).write_text("{not json")
+    with pytest.raises(CheckpointError, match="not a valid model config"):
+        load_checkpoint(saved)
+
+
+def test_mismatched_shapes_name_the_tensor(saved) -> None:
+    saved, _ = saved
+    config = json.loads((saved / CONFIG_FILE).read_text())
+    config["model"]["emb_dim"] = 32
+    (saved / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="'tok_emb.weight' has shape"):
+        load_checkpoint(saved)
+
+
+def test_missing_tensor_is_named(tmp_path) -> None:
+    tok = load_tokenizer("gpt2")
+    cfg = GPTConfig.preset("tiny", n_layers=3, vocab_size=50257)
+    save_checkpoint(GPTModel(GPTConfig.preset("tiny", vocab_size=50257)), tmp_path, tok)
+    config = json.loads((tmp_path / CONFIG_FILE).read_text())
+    config["model"] = cfg.to_dict()
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="'trf_blocks.2.norm1.weight' missing"):
+        load_checkpoint(tmp_path)
+
+
+def test_tokenizer_larger_than_the_model_is_refused(tmp_path, tiny_model: GPTModel) -> None:
+    save_checkpoint(tiny_model, tmp_path, load_tokenizer("gpt2"))
+    with pytest.raises(CheckpointError, match="tokenizer has 50257 tokens, model only 512"):
+        load_checkpoint(tmp_path)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gpt.config import PRESETS, GPTConfig
+from gpt.model import GPTModel
+
+
+def test_attention_weights_path_equals_fast_path(tiny_model: GPTModel) -> None:
+    idx = torch.randint(0, tiny_model.cfg.vocab_size, (2, 40))
+    with torch.no_grad():
+        fast, none = tiny_model.hidden_states(idx)
+        slow, maps = tiny_model.hidden_states(idx, need_weights=True)
+    assert none == [] and len(maps) == tiny_model.cfg.n_layers
+    assert (fast - slow).abs().max() <= 1e-5
+    for w in maps:
+        assert w.shape == (2, tiny_model.cfg.n_heads, 40, 40)
+        torch.testing.assert_close(w.sum(-1), torch.ones(2, tiny_model.cfg.n_heads, 40))
+        assert torch.all(w.triu(diagonal=1) == 0)  # causal: nothing attends to the future
+
+
+def test_kv_cache_in_chunks_equals_full_forward(tiny_model: GPTModel) -> None:
+    idx = torch.randint(0, tiny_model.cfg.vocab_size, (3, 30))
+    with torch.no_grad():
+        full = tiny_model(idx)
+        cache = tiny_model.new_cache(batch_size=3)
+        pieces = [tiny_model(idx[:, a:b], cache) for a, b in ((0, 11), (11, 12), (12, 25), (25, 30))]
+    assert cache.pos == 30
+    assert (torch.cat(pieces, dim=1) - full).abs().max() <= 1e-5
+
+
+def test_last_only_logits(tiny_model: GPTModel) -> None:
+    idx = torch.randint(0, tiny_model.cfg.vocab_size, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(tiny_model(idx, last_only=True), tiny_model(idx)[:, -1:])
+
+
+def test_context_overflow_is_refused(tiny_model: GPTModel) -> None:
+    too_long = torch.zeros(1, tiny_model.cfg.context_length + 1, dtype=torch.long)
+    with pytest.raises(ValueError, match="context length"):
+        tiny_model(too_long)
+
+
+@pytest.mark.parametrize("name,millions", [("gpt2-small", 124), ("gpt2-medium", 355), ("gpt2-large", 774), ("gpt2-xl", 1558)])
+def test_gpt2_preset_sizes(name: str, millions: int) -> None:
+    assert round(PRESETS[name].n_params() / 1e6) == millions
+
+
+@pytest.mark.parametrize("tie,bias", [(True, True), (False, False)])
+def test_param_count_formula_matches_the_module(tie: bool, bias: bool) -> None:
+    cfg = GPTConfig.preset("tiny", tie_weights=tie, qkv_bias=bias)
+    model = GPTModel(cfg)
+    assert cfg.n_params() == model.n_params()
+    assert (model.out_head.weight is model.tok_emb.weight) == tie
+
+
+def test_memory_estimate_counts_weights_and_cache() -> None:
+    cfg = PRESETS["gpt2-small"]
+    assert cfg.memory_bytes("bfloat16") * 2 == cfg.memory_bytes("float32")
+    assert cfg.memory_bytes() > cfg.n_params() * 4
+
+
+def test_bad_configs_are_refused() -> None:
+    with pytest.raises(ValueError, match="divisible"):
+        GPTConfig(emb_dim=100, n_heads=3)
+    with pytest.raises(ValueError, match="unknown model preset"):
+        GPTConfig.preset("gpt5")
+    with pytest.raises(ValueError, match="unknown GPTConfig fields"):
+        GPTConfig.from_dict({"emb_dim": 64, "wat": 1})
+
+
+def test_dropout_only_in_training() -> None:
+    torch.manual_seed(0)
+    model = GPTModel(GPTConfig.preset("tiny", drop_rate=0.5))
+    idx = torch.randint(0, 512, (1, 16))
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(idx), model(idx))
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(idx), model(idx))
