@@ -85,7 +85,10 @@ def stream(
     model.eval()
     ctx = model.cfg.context_length
     gen = torch.Generator(device=model.tok_emb.weight.device)
-    gen.manual_seed(cfg.seed if cfg.seed is not None else int(torch.seed()))
+    if cfg.seed is not None:
+        gen.manual_seed(cfg.seed)
+    else:
+        gen.seed()  # fresh entropy for this generator only: the global RNG (training's) is untouched
     idx = _prompt_tensor(model, prompt_ids)
     ids = idx[0].tolist()
     cache = model.new_cache(1) if use_cache else None

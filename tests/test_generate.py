@@ -82,3 +82,11 @@ def test_beam_search_finds_a_sequence_at_least_as_likely_as_greedy(tiny_model: G
     assert len(beam) == 6
     assert sequence_logprob(tiny_model, prompt, beam) >= sequence_logprob(tiny_model, prompt, greedy) - 1e-5
     assert beam_search(tiny_model, prompt, num_beams=1, max_new_tokens=6, length_penalty=0.0) == greedy
+
+
+def test_unseeded_sampling_leaves_the_global_rng_alone(tiny_model: GPTModel) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    generate(tiny_model, [1, 2], SamplingConfig(max_new_tokens=3))
+    assert torch.equal(torch.rand(3), expected)
