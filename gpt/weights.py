@@ -1,0 +1,191 @@
+"""OpenAI's pretrained GPT-2 (124M to 1558M), fetched from the Hugging Face Hub and mapped onto `GPTModel`.
+
+The Hub's `model.safetensors` files use transformers' names (`wte`, `h.{i}.attn.c_attn`, `ln_f` ...)
+and its Conv1D layers store their weights as (in, out) where our nn.Linear keeps (out, in), so
+every matrix is transposed on the way in. The fused `c_attn` is query|key|value with the heads
+side by side, exactly our `att.qkv`, so it needs no split. huggingface_hub gives us the cache,
+the download (a dropped transfer resumes), offline mode (HF_HUB_OFFLINE=1) and the progress bar;
+no TensorFlow, no other download host.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.file_download import repo_folder_name
+from huggingface_hub.utils import httpx, silent_tqdm  # httpx: the HTTP client the hub uses (httpx2)
+
+from gpt.checkpoint import Checkpoint, load_state_dict, load_weights_into
+from gpt.config import PRESETS, GPTConfig
+from gpt.model import GPTModel
+from gpt.tokenizer import load_tokenizer
+
+HUB_FILE = "model.safetensors"
+DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """Where a GPT-2 size lives on the Hub, and the architecture its weights fit."""
+
+    repo_id: str
+    config: GPTConfig
+
+
+PRETRAINED: dict[str, PretrainedModel] = {
+    "gpt2-small": PretrainedModel("openai-community/gpt2", PRESETS["gpt2-small"]),
+    "gpt2-medium": PretrainedModel("openai-community/gpt2-medium", PRESETS["gpt2-medium"]),
+    "gpt2-large": PretrainedModel("openai-community/gpt2-large", PRESETS["gpt2-large"]),
+    "gpt2-xl": PretrainedModel("openai-community/gpt2-xl", PRESETS["gpt2-xl"]),
+}
+
+# transformers' GPT-2 names -> ours. Names not listed pass through unchanged, so a stray tensor is
+# reported by `load_weights_into` under its own name.
+_TOP_LEVEL = {
+    "wte.weight": "tok_emb.weight",
+    "wpe.weight": "pos_emb.weight",
+    "ln_f.weight": "final_norm.weight",
+    "ln_f.bias": "final_norm.bias",
+    "lm_head.weight": "out_head.weight",
+}
+_IN_BLOCK = {"ln_1": "norm1", "attn.c_attn": "att.qkv", "attn.c_proj": "att.out_proj",
+             "ln_2": "norm2", "mlp.c_fc": "ff.fc", "mlp.c_proj": "ff.proj"}
+_CONV1D = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}
+_BLOCK_TENSOR = re.compile(r"h\.(\d+)\.(.+)\.(weight|bias)")
+# The causal masks older transformers saved as buffers (a 1024x1024 matrix per layer in the Hub
+# files): constants our attention builds itself, not weights.
+_MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
+_HUB_PREFIXES = ("transformer.", "wte.", "wpe.", "h.", "ln_f.")
+
+
+class WeightsUnavailableError(FileNotFoundError):
+    """The weights are neither in the local cache nor downloadable (offline, or the Hub unreachable)."""
+
+
+def pretrained(name: str) -> PretrainedModel:
+    try:
+        return PRETRAINED[name]
+    except KeyError:
+        raise ValueError(f"unknown pretrained model {name!r}; choose one of {', '.join(PRETRAINED)}") from None
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    try:
+        return DTYPE_NAMES[dtype]
+    except KeyError:
+        raise ValueError(f"unsupported dtype {dtype}; choose one of {', '.join(DTYPE_NAMES.values())}") from None
+
+
+def memory_needed(name: str, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of memory inference needs (weights + a full-context KV cache), known before any download."""
+    return pretrained(name).config.memory_bytes(dtype_name(dtype))
+
+
+def describe(name: str, dtype: torch.dtype = torch.float32) -> str:
+    """One line for the user before loading: size, and the memory it will take."""
+    cfg = pretrained(name).config
+    return (f"{name}: {cfg.n_params() / 1e6:.0f}M parameters, needs at least "
+            f"{memory_needed(name, dtype) / 1e9:.1f} GB of memory in {dtype_name(dtype)}")
+
+
+def cache_folder(name: str, cache_dir: str | Path | None = None) -> Path:
+    """Where huggingface_hub keeps this model's files (HF_HUB_CACHE / HF_HOME decide the root)."""
+    root = Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
+    return root / repo_folder_name(repo_id=pretrained(name).repo_id, repo_type="model")
+
+
+def fetch(name: str, progress: bool = True, cache_dir: str | Path | None = None) -> Path:
+    """The local path of the model's Hub file: from the cache, or downloaded into it (resumable)."""
+    spec = pretrained(name)
+    try:
+        return Path(hf_hub_download(spec.repo_id, HUB_FILE, cache_dir=cache_dir,
+                                    tqdm_class=None if progress else silent_tqdm))
+    except LocalEntryNotFoundError:
+        raise WeightsUnavailableError(
+            f"{name}: {spec.repo_id}/{HUB_FILE} is not in the Hugging Face cache ({cache_folder(name, cache_dir)}) "
+            f"and the Hub cannot be reached; download it once with a connection (HF_HUB_OFFLINE unset), "
+            f"or pass --weights PATH to a local copy of that file"
+        ) from None
+    except (HfHubHTTPError, httpx.HTTPError, OSError) as err:  # the Hub answered with an error, or the transfer broke
+        reason = " ".join(str(err).split())  # hub messages span several lines; ours is one
+        raise WeightsUnavailableError(
+            f"{name}: could not download {spec.repo_id}/{HUB_FILE} ({reason}); "
+            f"try again (the download resumes), or pass --weights PATH to a local copy of that file"
+        ) from None
+
+
+def is_hub_layout(state: dict[str, torch.Tensor]) -> bool:
+    """True for transformers' GPT-2 names (a Hub file or `save_pretrained`), False for ours."""
+    return any(name.startswith(_HUB_PREFIXES) for name in state)
+
+
+def hub_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename transformers' GPT-2 tensors to ours and transpose the Conv1D weights to (out, in)."""
+    ours: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        name = name.removeprefix("transformer.")  # GPT2LMHeadModel nests the body; GPT2Model does not
+        if _MASK_BUFFER.fullmatch(name):
+            continue
+        block = _BLOCK_TENSOR.fullmatch(name)
+        if name in _TOP_LEVEL:
+            name = _TOP_LEVEL[name]
+        elif block and block[2] in _IN_BLOCK:
+            layer, module, kind = block.groups()
+            if module in _CONV1D and kind == "weight":
+                tensor = tensor.t()
+            name = f"trf_blocks.{layer}.{_IN_BLOCK[module]}.{kind}"
+        ours[name] = tensor
+    return ours
+
+
+def _empty_model(cfg: GPTConfig, dtype: torch.dtype) -> GPTModel:
+    """A GPTModel in `dtype` whose tensors are allocated but not initialised.
+
+    Every tensor is overwritten from the file, and random initialisation of 1.5B parameters takes
+    longer than reading them, so the model is built on the meta device and only then given memory.
+    """
+    with torch.device("meta"):
+        model = GPTModel(cfg)
+    model = model.to(dtype).to_empty(device="cpu")
+    if cfg.tie_weights:  # to_empty gives each parameter its own storage, which unties the head
+        model.out_head.weight = model.tok_emb.weight
+    return model
+
+
+def load_gpt2_file(path: str | Path, cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel:
+    """Our model from a local safetensors file in the Hub's layout or ours; mismatches name the tensor."""
+    dtype_name(dtype)  # refuse an unsupported dtype before reading gigabytes
+    state = load_state_dict(path)
+    source = str(path)
+    if is_hub_layout(state):
+        state = hub_to_ours(state)
+        source += " (GPT-2 Hub layout, names and shapes mapped to ours)"
+    model = _empty_model(cfg, dtype)
+    load_weights_into(model, state, source)
+    return model.eval()
+
+
+def load_pretrained(name: str, dtype: torch.dtype = torch.float32, progress: bool = True,
+                    weights: str | Path | None = None, cache_dir: str | Path | None = None) -> Checkpoint:
+    """OpenAI's GPT-2 `name` (gpt2-small ... gpt2-xl) with its tokenizer, from the Hub or a local file.
+
+    `weights` skips the Hub for a local safetensors file (or a folder holding `model.safetensors`);
+    `cache_dir` overrides the Hub cache root.
+    Raises WeightsUnavailableError when offline without a cached copy.
+    """
+    spec = pretrained(name)
+    dtype_name(dtype)  # before a download, not after
+    if weights is None:
+        path = fetch(name, progress, cache_dir)
+    else:
+        path = Path(weights)
+        if path.is_dir():  # a `save_pretrained` folder, or one of our checkpoints
+            path = path / HUB_FILE
+    model = load_gpt2_file(path, spec.config, dtype)
+    meta = {"pretrained": name, "repo_id": spec.repo_id, "weights": str(path)}
+    return Checkpoint(model, load_tokenizer("gpt2"), meta)
