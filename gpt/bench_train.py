@@ -1,0 +1,120 @@
+"""Training throughput of our model beside transformers' GPT2LMHeadModel, in one run, as a ratio.
+
+Both models get the same architecture, the same random batch, the same fused AdamW, the same
+gradient clipping, the same threads and the same precision (fp32, or bf16 autocast over fp32
+master weights). A step is forward, cross-entropy, backward, clip, optimizer step. The machines
+are shared, so read the ratio rather than the absolute tokens/s.
+
+    python -m gpt.bench_train                      # shipped-small at 16x256 and gpt2-small at 4x256, fp32
+    python -m gpt.bench_train --autocast bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from gpt.config import GPTConfig
+from gpt.model import GPTModel
+from gpt.train import autocast_context, param_groups
+
+WORKLOADS = (("shipped-small", 16, 256), ("gpt2-small", 4, 256))  # (preset, batch, sequence length)
+
+
+def training_step(model: torch.nn.Module, logits_of: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor,
+                  autocast: str) -> Callable[[], None]:
+    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=True)
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+
+    def step() -> None:
+        with autocast_context(autocast, "cpu"):
+            logits = logits_of(inputs)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def hf_train_model(cfg: GPTConfig) -> torch.nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,
+                        n_layer=cfg.n_layers, n_head=cfg.n_heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        bos_token_id=cfg.vocab_size - 1, eos_token_id=cfg.vocab_size - 1)
+    return GPT2LMHeadModel(hf_cfg).train()
+
+
+def interleaved_median_seconds(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each step, timed in turns (A, B, A, B, ...) after one warm-up each.
+
+    On a shared machine the load changes from second to second; taking turns exposes both
+    implementations to the same load, so their ratio stays meaningful.
+    """
+    for step in steps.values():
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def run_benchmarks(workloads=WORKLOADS, autocast: str = "float32", repeats: int = 3,
+                   with_hf: bool = True) -> list[dict[str, float | str]]:
+    rows: list[dict[str, float | str]] = []
+    for preset, batch_size, seq_len in workloads:
+        torch.manual_seed(0)
+        cfg = GPTConfig.preset(preset, context_length=max(seq_len, 256), drop_rate=0.0)
+        batch = torch.randint(0, cfg.vocab_size, (batch_size, seq_len + 1))
+        tokens = batch_size * seq_len
+        ours = GPTModel(cfg).train()
+        steps = {"ours": training_step(ours, ours, batch, autocast)}
+        if with_hf:
+            hf = hf_train_model(cfg)
+            steps["transformers"] = training_step(hf, lambda x: hf(x).logits, batch, autocast)
+        seconds = interleaved_median_seconds(steps, repeats)
+        row: dict[str, float | str] = {"workload": f"{preset} {batch_size}x{seq_len}", "params_m": ours.n_params() / 1e6}
+        row |= {name: tokens / s for name, s in seconds.items()}
+        if with_hf:
+            row["ratio"] = float(row["ours"]) / float(row["transformers"])
+        rows.append(row)
+        del ours, steps
+    return rows
+
+
+def format_table(rows: list[dict[str, float | str]], title: str) -> str:
+    lines = [title, "| workload | params | ours (tokens/s) | transformers (tokens/s) | ratio |", "|---|---|---|---|---|"]
+    for r in rows:
+        hf = f"{r['transformers']:.0f}" if "transformers" in r else "-"
+        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
+        lines.append(f"| {r['workload']} | {float(r['params_m']):.1f}M | {float(r['ours']):.0f} | {hf} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpt.bench_train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--autocast", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-hf", action="store_true", help="skip the transformers reference")
+    args = parser.parse_args(argv)
+    rows = run_benchmarks(autocast=args.autocast, repeats=args.repeats, with_hf=not args.no_hf)
+    title = (f"training step (fwd+bwd+clip+fused AdamW), random weights, {args.autocast}, "
+             f"{torch.get_num_threads()} threads, median of {args.repeats} taken in turns")
+    print(format_table(rows, title))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

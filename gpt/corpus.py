@@ -1,0 +1,95 @@
+"""The shipped pretraining corpora (Jane Austen's six novels, the King James Bible) as documents.
+
+Each novel and each book of the Bible is one document; a model sees them separated by
+`<|endoftext|>`. A fixed part is held out for evaluation and never trained on: one whole novel
+(*Persuasion*) and five whole books of the Bible, so the held-out loss measures text the model has
+never seen rather than neighbouring lines of a passage it has.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpt.tokenizer import ASSETS, END_OF_TEXT
+
+CORPORA = ASSETS / "corpora"
+AUSTEN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion")
+HELD_OUT_NOVELS = frozenset({"persuasion"})
+# KJV book abbreviations as the file spells them: Ruth, Ecclesiastes, Jonah, Philippians, James.
+HELD_OUT_BOOKS = frozenset({"Ruth", "Eccl", "Jonah", "Phi", "Jas"})
+VERSE_REF = re.compile(r"^(?P<book>[0-9]?[A-Za-z]+)(?P<chapter>[0-9]+):(?P<verse>[0-9]+) ")
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str  # e.g. "austen-emma", "kjv-Ge"
+    text: str
+
+
+@dataclass(frozen=True)
+class CorpusSplit:
+    train: list[Document]
+    held_out: list[Document]
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file, gzip-compressed or not (the corpora ship as .txt.gz to stay small)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file not found: {path}")
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
+    return data.decode("utf-8").replace("\r\n", "\n")
+
+
+def unwrap_paragraphs(text: str) -> str:
+    """Join hard-wrapped lines into one line per paragraph; paragraphs stay separated by a blank line.
+
+    Project Gutenberg wraps at ~70 columns; a model trained on the wrapped text spends tokens and
+    capacity on line breaks that mean nothing and generates ragged text.
+    """
+    paragraphs = re.split(r"\n\s*\n", text.strip())
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines() if line.strip()) for p in paragraphs)
+
+
+def austen_documents(directory: Path = CORPORA) -> list[Document]:
+    return [Document(f"austen-{novel}", unwrap_paragraphs(read_text(directory / f"austen-{novel}.txt.gz")))
+            for novel in AUSTEN_NOVELS]
+
+
+def kjv_documents(directory: Path = CORPORA) -> list[Document]:
+    """One document per book: verse references ("Ge1:1 ") stripped, one verse a line, chapters apart."""
+    books: dict[str, list[str]] = {}
+    last_chapter: dict[str, str] = {}
+    for line_no, line in enumerate(read_text(directory / "kjv.txt.gz").splitlines(), 1):
+        if not line.strip():
+            continue
+        match = VERSE_REF.match(line)
+        if match is None:
+            raise ValueError(f"kjv.txt.gz line {line_no}: expected a verse reference like 'Ge1:1 ', got {line[:30]!r}")
+        book, chapter = match["book"], match["chapter"]
+        verses = books.setdefault(book, [])
+        if verses and last_chapter[book] != chapter:
+            verses.append("")  # a blank line between chapters
+        last_chapter[book] = chapter
+        verses.append(line[match.end():].strip())
+    return [Document(f"kjv-{book}", "\n".join(verses)) for book, verses in books.items()]
+
+
+def is_held_out(doc: Document) -> bool:
+    kind, _, name = doc.name.partition("-")
+    return (kind == "austen" and name in HELD_OUT_NOVELS) or (kind == "kjv" and name in HELD_OUT_BOOKS)
+
+
+def load_corpus(directory: Path = CORPORA) -> CorpusSplit:
+    """All shipped documents, split into training and held-out ones (the split is fixed, not random)."""
+    docs = austen_documents(directory) + kjv_documents(directory)
+    return CorpusSplit(train=[d for d in docs if not is_held_out(d)], held_out=[d for d in docs if is_held_out(d)])
+
+
+def join_documents(docs: list[Document]) -> str:
+    """The text a model sees: every document followed by `<|endoftext|>`."""
+    return "".join(d.text + END_OF_TEXT for d in docs)
