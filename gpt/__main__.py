@@ -9,6 +9,11 @@ import sys
 # command -> (module, help). Each module has add_arguments(parser) and run(args).
 COMMANDS = {
     "bench": ("gpt.bench", "inference speed beside transformers"),
+    "generate": ("gpt.cli_generate", "stream text from OpenAI's GPT-2 or a checkpoint folder"),
+    "pretrain": ("gpt.train", "pretrain a GPT on the shipped corpora (or text files)"),
+    "build-instruct-data": ("gpt.instruct_data", "build the offline instruction dataset in assets/instruct/"),
+    "finetune-instruct": ("gpt.instruct", "instruction finetuning (Alpaca format) and its evaluation"),
+    "finetune-classifier": ("gpt.classify", "finetune a GPT into the SMS spam classifier"),
 }
 
 

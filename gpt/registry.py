@@ -1,0 +1,156 @@
+"""Which models the app can use, by name, and a small LRU cache of the ones already loaded.
+
+Three kinds of names: the shipped models in `assets/models/<name>/`, OpenAI's GPT-2 sizes (fetched by
+`gpt.weights.load_pretrained`), and `local:<folder>` for any other checkpoint folder inside the
+model folder. Local names are confined to that folder, so a name typed into the app can never
+make the server read an arbitrary path. Loading a model takes seconds; switching back to one that
+is cached takes microseconds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, read_config
+from gpt.tokenizer import ASSETS, Tokenizer, load_tokenizer
+
+MODELS_DIR = ASSETS / "models"
+SHIPPED_LANGUAGE_MODELS = ("base", "instruct")  # `spam` is a classifier, not a next-token model
+GPT2_SIZES = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
+LOCAL_PREFIX = "local:"
+
+
+class UnknownModelError(ValueError):
+    """A model name that is none of the shipped, GPT-2 or local names."""
+
+
+class ModelUnavailableError(FileNotFoundError):
+    """A known model whose files are not there (yet)."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    kind: str  # "shipped", "gpt2" or "local"
+    path: Path | None  # checkpoint folder; None for GPT-2 (the loader knows where its cache is)
+
+
+class ModelRegistry:
+    """Resolve model names and keep the `capacity` most recently used loaded models in memory."""
+
+    def __init__(self, root: str | Path = MODELS_DIR, capacity: int = 3):
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.root = Path(root).resolve()
+        self.capacity = capacity
+        self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._load_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._tokenizers: dict[str, Tokenizer] = {}
+
+    # -- names -------------------------------------------------------------------------------
+    def shipped_path(self, name: str) -> Path:
+        return self.root / name
+
+    def has(self, name: str) -> bool:
+        """A shipped model (language model or classifier) whose checkpoint folder is complete."""
+        return (self.shipped_path(name) / CONFIG_FILE).is_file()
+
+    def local_names(self) -> list[str]:
+        """Checkpoint folders inside the model folder other than the shipped ones."""
+        if not self.root.is_dir():
+            return []
+        shipped = set(SHIPPED_LANGUAGE_MODELS) | {"spam"}
+        return [LOCAL_PREFIX + d.name for d in sorted(self.root.iterdir())
+                if d.name not in shipped and (d / CONFIG_FILE).is_file()]
+
+    def names(self) -> list[str]:
+        """Every name the picker offers: shipped models present, local checkpoints, GPT-2 sizes."""
+        shipped = [n for n in SHIPPED_LANGUAGE_MODELS if self.has(n)]
+        return shipped + self.local_names() + list(GPT2_SIZES)
+
+    def default(self) -> str:
+        """The first shipped model present; `base` (with its 'not there yet' message) otherwise."""
+        return next((n for n in SHIPPED_LANGUAGE_MODELS if self.has(n)), SHIPPED_LANGUAGE_MODELS[0])
+
+    def resolve(self, name: str) -> ModelEntry:
+        name = (name or "").strip()
+        if name in SHIPPED_LANGUAGE_MODELS:
+            return ModelEntry(name, "shipped", self.shipped_path(name))
+        if name in GPT2_SIZES:
+            return ModelEntry(name, "gpt2", None)
+        if name.startswith(LOCAL_PREFIX):
+            rel = name[len(LOCAL_PREFIX):].strip()
+            path = (self.root / rel).resolve()
+            if not rel or not path.is_relative_to(self.root) or path == self.root:
+                raise UnknownModelError(f"{name!r}: a local model must be a folder inside {self.root}")
+            return ModelEntry(name, "local", path)
+        choices = ", ".join(self.names())
+        raise UnknownModelError(f"unknown model {name!r}; choose one of: {choices}, or local:<folder in {self.root}>")
+
+    # -- loading -----------------------------------------------------------------------------
+    def load(self, name: str, progress: bool = True) -> Checkpoint:
+        """The checkpoint for a picker name, loaded once and then served from the cache."""
+        entry = self.resolve(name)
+
+        def load_entry() -> Checkpoint:
+            if entry.kind == "gpt2":
+                from gpt.weights import load_pretrained  # the loader pulls in download code: only on request
+
+                return load_pretrained(entry.name, progress=progress)
+            if not (entry.path / CONFIG_FILE).is_file():
+                raise ModelUnavailableError(f"model {entry.name!r} is not available: no checkpoint in {entry.path}")
+            return load_checkpoint(entry.path)
+
+        return self.cached(("lm", entry.name), load_entry)
+
+    def tokenizer(self, name: str) -> Tokenizer:
+        """A model's tokenizer without loading its weights (GPT-2's sizes all share GPT-2's BPE).
+
+        Kept apart from the model cache: tokenizers are small, and the Tokenizer tab asks for one
+        on every keystroke.
+        """
+        entry = self.resolve(name)
+        with self._cache_lock:
+            if entry.name in self._tokenizers:
+                return self._tokenizers[entry.name]
+        if entry.kind == "gpt2":
+            tokenizer = load_tokenizer("gpt2")
+        elif not (entry.path / CONFIG_FILE).is_file():
+            raise ModelUnavailableError(f"model {entry.name!r} is not available: no checkpoint in {entry.path}")
+        else:
+            ref = read_config(entry.path).get("tokenizer", "gpt2")
+            tokenizer = load_tokenizer(ref if ref == "gpt2" else str(entry.path / ref))
+        with self._cache_lock:
+            return self._tokenizers.setdefault(entry.name, tokenizer)
+
+    def cached(self, key: tuple[str, str], loader: Callable[[], Any]) -> Any:
+        """`loader()` once per key; the least recently used value is dropped beyond `capacity`.
+
+        Two requests for the same model wait for one load; different models load in parallel.
+        """
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            load_lock = self._load_locks.setdefault(key, threading.Lock())
+        with load_lock:
+            with self._cache_lock:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    return self._cache[key]
+            value = loader()
+            with self._cache_lock:
+                self._cache[key] = value
+                while len(self._cache) > self.capacity:
+                    self._cache.popitem(last=False)
+        return value
+
+    def is_cached(self, name: str) -> bool:
+        with self._cache_lock:
+            return ("lm", name) in self._cache

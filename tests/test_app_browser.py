@@ -1,0 +1,183 @@
+"""End to end in a real browser: `python app.py` on 127.0.0.1, Debian's Chromium driven by playwright.
+
+One app launch and one browser serve every test; each opens a tab, types, clicks, waits for the
+plot or the stream, and saves a screenshot to `screenshots/` (git-ignored). The app runs on the
+shipped models when all three are there, otherwise on a tiny random model folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gpt.tokenizer import load_tokenizer
+from tests.test_app_support import free_port, make_model_folder
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+SHIPPED = REPO / "assets" / "models"
+START_TIMEOUT_S = 120  # the machine may be busy; a quiet one starts in a few seconds
+WAIT_MS = 60_000
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium: bash tests/run.sh does)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def shipped_complete() -> bool:
+    return all((SHIPPED / name / f).is_file() for name, f in
+               (("base", "config.json"), ("instruct", "config.json"), ("spam", "classifier.json")))
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory):
+    models = SHIPPED if shipped_complete() else make_model_folder(tmp_path_factory.mktemp("models"))
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GPT_MODELS_DIR": str(models), "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost",
+           "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"}
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with open(log, "w") as out:
+        app = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while f"GPT from scratch playground: {url}" not in log.read_text():  # app.py prints its URL
+            if app.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+        if "Traceback" in log.read_text():  # a failure may reach the page only as a message, never the log's traceback
+            print(log.read_text()[-5000:])
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    SHOTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(WAIT_MS)
+    page.requested = []  # every URL the page asks for: the app must work offline
+    page.on("request", lambda request: page.requested.append(request.url))
+    page.goto(app_url)
+    page.get_by_role("tab", name="Tokenizer").wait_for()
+    yield page
+    page.close()
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()  # a tab's contents exist only once it is opened
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_tokenizer_tab(page):
+    open_tab(page, "Tokenizer")
+    text = "Hello  world\nhello, Mr. Darcy!"
+    page.locator("#tok-text textarea").fill(text)
+    page.locator("#tok-run").click()
+    gpt2 = page.locator("#tok-gpt2 .tok")
+    gpt2.first.wait_for()
+    assert gpt2.count() == len(load_tokenizer("gpt2").encode(text))
+    assert "␣" in page.locator("#tok-chars").inner_text()
+    assert "GPT-2 BPE" in page.locator("#tok-counts").inner_text()
+    shot(page, "1-tokenizer")
+
+
+def test_attention_tab(page):
+    open_tab(page, "Attention")
+    page.locator("#att-text textarea").fill("The cat sat on the mat and the cat slept.")
+    page.locator("#att-run").click()
+    page.locator("#att-plot .js-plotly-plot").wait_for()
+    assert "causal mask" in page.locator("body").inner_text()
+    page.get_by_label("all heads").check()
+    page.locator("#att-plot .annotation-text").filter(has_text="head 2").wait_for()  # the grid: a tile per head
+    shot(page, "2-attention")
+
+
+def test_generate_tab(page):
+    open_tab(page, "Generate")
+    page.locator("#gen-prompt textarea").fill("It is a truth universally acknowledged, that")
+    page.locator("#gen-run").click()
+    output = page.locator("#gen-output textarea")
+    page.wait_for_function("el => el.value.length > 0", arg=output.element_handle())
+    page.locator("#gen-bars .js-plotly-plot").wait_for()
+    page.locator("#gen-temps .js-plotly-plot").wait_for()
+    before = page.locator("#gen-prompt textarea").input_value()
+    page.locator("#gen-step").click()
+    page.wait_for_function("([el, old]) => el.value !== old",
+                           arg=[page.locator("#gen-prompt textarea").element_handle(), before])
+    assert page.locator("#gen-prompt textarea").input_value().startswith(before)
+    shot(page, "3-generate")
+
+
+def test_spam_tab(page):
+    open_tab(page, "Spam")
+    page.locator("#spam-text textarea").fill("WINNER! Claim your free prize now, call 09061701461")
+    page.locator("#spam-run").click()
+    page.locator("#spam-attn span").first.wait_for()
+    verdict = page.locator("#spam-label").inner_text()
+    assert "spam" in verdict and "ham" in verdict
+    page.locator("#spam-confusion .js-plotly-plot").wait_for()
+    assert "Test accuracy" in page.locator("#spam-summary").inner_text()
+    shot(page, "4-spam")
+
+
+def test_chat_tab(page):
+    open_tab(page, "Chat")
+    box = page.locator("#chat-input textarea")
+    box.fill("What is the plural of mouse?")
+    box.press("Enter")
+    bot = page.locator(".message.bot, [data-testid='bot']").last
+    bot.wait_for()
+    page.wait_for_function("el => el.innerText.trim().length > 0", arg=bot.element_handle())
+    page.get_by_text("The exact prompt sent to the model").click()
+    prompt = page.locator("#chat-prompt")
+    page.wait_for_function("el => el.innerText.includes('### Instruction:')", arg=prompt.element_handle())
+    assert "What is the plural of mouse?" in prompt.inner_text()
+    box.fill("And of goose?")  # a second turn: the first goes into the prompt's input, as plain text
+    box.press("Enter")
+    page.wait_for_function("el => el.innerText.includes('User: What is the plural of mouse?')",
+                           arg=prompt.element_handle())
+    assert "### Instruction:\nAnd of goose?" in prompt.inner_text()
+    shot(page, "5-chat")
+
+
+def test_page_asks_only_its_own_server(page, app_url):
+    for name in ("Tokenizer", "Attention", "Generate", "Spam", "Chat"):
+        open_tab(page, name)
+    page.locator("#chat-intro").wait_for()
+    page.wait_for_timeout(1000)  # the page keeps a connection open, so "network idle" never comes
+    elsewhere = [url for url in page.requested if not url.startswith((app_url, "data:", "blob:"))]
+    assert page.requested and not elsewhere
+
+
+def test_bad_input_shows_a_message_not_a_traceback(page):
+    open_tab(page, "Tokenizer")
+    page.locator("#tok-text textarea").fill("   ")
+    page.locator("#tok-run").click()
+    page.get_by_text("The text is empty").first.wait_for()
+    assert "Traceback" not in page.locator("body").inner_text()

@@ -1,0 +1,125 @@
+"""Every named endpoint, driven by `gradio_client` against the app launched on 127.0.0.1 (tiny models)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+from gradio_client import Client  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from gpt.registry import ModelRegistry  # noqa: E402
+from tests.test_app_support import free_port, make_model_folder  # noqa: E402
+
+ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token_probs", "/one_token",
+             "/classify", "/spam_test_figures", "/chat"}
+GEN = (0.8, 40, 0.95)  # temperature, top-k, top-p
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory):
+    from app import build_app
+
+    demo = build_app(ModelRegistry(make_model_folder(tmp_path_factory.mktemp("models"))))
+    demo.queue(default_concurrency_limit=2)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}", verbose=False)
+    finally:
+        demo.close()
+
+
+def test_every_action_has_a_named_endpoint(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == ENDPOINTS
+
+
+def test_load_model(client):
+    assert "2 layers" in client.predict("base", api_name="/load_model")
+    assert "not available" in client.predict("local:nothing-here", api_name="/load_model")
+
+
+def test_tokenize(client):
+    model_html, table, counts, gpt2_html, trained_html, chars_html, special, notices = client.predict(
+        "base", "Hello world", False, "some training text, some more text", 300, api_name="/tokenize")
+    assert counts["data"][1][:3] == ["GPT-2 BPE", 11, 2]
+    assert gpt2_html.count('class="tok c') == 2 and chars_html.count('class="tok c') == 11
+    assert len(table["data"]) == model_html.count('class="tok c')
+
+
+def test_attention(client):
+    plot, info = client.predict("base", "the cat sat", 2, "mean over heads", 1, api_name="/attention")
+    assert plot["type"] == "plotly" and "Layer 2, mean over heads" in plot["plot"]
+    assert "3 tokens" in info or "tokens ·" in info
+
+
+def test_generate_streams(client):
+    job = client.submit("base", "It is a truth", *GEN, 8, 1, api_name="/generate")
+    final, _ = job.result()
+    outputs = [text for text, _ in job.outputs()]
+    assert outputs[0] == "" and outputs[-1] == final and len(outputs) >= 2
+
+
+def test_next_token_probs_and_one_token(client):
+    bars, temps, notice = client.predict("base", "It is a", *GEN, api_name="/next_token_probs")
+    assert bars["type"] == "plotly" and "temperature 5" in temps["plot"]
+    text, bars, info = client.predict("base", "It is a", *GEN, 3, api_name="/one_token")
+    assert text.startswith("It is a") and "Picked token" in info
+
+
+def test_classify_and_test_figures(client):
+    label, html, notice = client.predict("WIN a free prize now", api_name="/classify")
+    assert label["label"] in {"ham", "spam"} and {c["label"] for c in label["confidences"]} == {"ham", "spam"}
+    summary, table, confusion = client.predict(api_name="/spam_test_figures")
+    assert "75.0%" in summary and confusion["type"] == "plotly"
+
+
+def test_chat(client):
+    reply, prompt = client.predict("Name a colour.", 0.0, 8, 1, api_name="/chat")
+    assert isinstance(reply, str) and "### Instruction:\nName a colour." in prompt
+
+
+# Sliders and numbers are range-checked by Gradio itself; the event functions check again (tested
+# directly in test_app_functions), since they are also called from Python.
+BAD_INPUT = [
+    (("nope",), "/load_model", "unknown model"),
+    (("base", "", False, "x", 300), "/tokenize", "empty"),
+    (("base", "hi", False, "x", 5), "/tokenize", "less than minimum value 257"),
+    (("gpt-5", "hi", False, "x", 300), "/tokenize", "unknown model"),
+    (("base", "hi", 9, "one head", 1), "/attention", "greater than maximum value 2"),
+    (("base", "hi", 1, "one head", 1.5), "/attention", "Head must be a whole number"),
+    (("base", "hi", 99.0, 40, 0.95, 8, 1), "/generate", "greater than maximum value 5"),
+    (("base", "hi", 0.8, 40, 0.95, 100_000, 1), "/generate", "greater than maximum value 512"),
+    (("base", "   ", 0.8, 40, 0.95), "/next_token_probs", "empty"),
+    (("base", "hi", 0.8, 40, 7.0, 1), "/one_token", "greater than maximum value 1"),
+    (("",), "/classify", "empty"),
+    (("", 0.0, 8, 1), "/chat", "empty"),
+    (("hi", 0.0, 8, -5), "/chat", "less than minimum value 0"),
+]
+
+
+@pytest.mark.parametrize(("args", "endpoint", "message"), BAD_INPUT, ids=[f"{e}-{m}" for _, e, m in BAD_INPUT])
+def test_bad_input_gets_a_message_and_the_app_keeps_serving(client, args, endpoint, message):
+    with pytest.raises(AppError) as info:
+        client.predict(*args, api_name=endpoint)
+    assert message in str(info.value)
+    assert "Traceback" not in str(info.value) and "upstream" not in str(info.value)
+    assert "2 layers" in client.predict("base", api_name="/load_model")
+
+
+def test_100k_characters_are_cut_with_a_notice(client):
+    text = "word " * 20_000
+    *_, notices = client.predict("base", text, False, "training text here", 300, api_name="/tokenize")
+    assert "first 1,000 tokens" in notices
+    _, info = client.predict("base", text, 1, "one head", 1, api_name="/attention")
+    assert "the heatmaps show the first 128" in info
+    job = client.submit("base", text, *GEN, 3, 1, api_name="/generate")
+    _, notice = job.result()
+    assert "only the last 512 are used" in notice
+    _, _, notice = client.predict(text, api_name="/classify")
+    assert "reads the first 512" in notice

@@ -1,0 +1,167 @@
+"""Tab 2, Attention: where each token looks, as plotly heatmaps per head, per layer and averaged."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from gpt.registry import ModelRegistry
+from ui.common import check_number, clip_chars, require_text, user_errors, with_notices
+from ui.tokenizer_tab import piece_label
+
+MAX_TOKENS = 128  # a heatmap wider than this has unreadable labels; the grid gets slow too
+VIEWS = ("one head", "all heads", "mean over heads")
+MASKED_COLOUR = "#d1d5db"  # the causal mask: cells a token may not look at show the plot background
+GRID_COLUMNS = 4
+EXAMPLE_TEXT = "The cat sat on the mat because the cat was tired, and the mat was warm."
+
+
+def attention_for(registry: ModelRegistry, model_name: str, text: str) -> tuple[list[str], list[np.ndarray], str]:
+    """Token labels, each layer's (H, T, T) weights for the text, and a notice if it was cut."""
+    text, cut = clip_chars(require_text(text))
+    ckpt = registry.load(model_name)
+    pieces = ckpt.tokenizer.pieces(text)
+    limit = min(MAX_TOKENS, ckpt.model.cfg.context_length)
+    if len(pieces) > limit:
+        cut = f"The text has {len(pieces):,} tokens; the heatmaps show the first {limit}."
+        pieces = pieces[:limit]
+    idx = torch.tensor([[p.id for p in pieces]])
+    maps = ckpt.model.attention_maps(idx)
+    return [piece_label(p) for p in pieces], [m[0].float().numpy() for m in maps], cut
+
+
+def masked(weights: np.ndarray) -> np.ndarray:
+    """Weights with the future (above the diagonal) set to NaN: plotly leaves those cells empty."""
+    out = weights.astype(np.float64).copy()
+    out[np.triu_indices(out.shape[-1], k=1)] = np.nan
+    return out
+
+
+def hover_labels(labels: list[str]) -> np.ndarray:
+    """(T, T) 'query → key' strings; a numpy array, which plotly takes without checking each string."""
+    return np.array([[f"{labels[q]} (#{q}) → {labels[k]} (#{k})" for k in range(len(labels))]
+                     for q in range(len(labels))])
+
+
+def mosaic(layer_maps: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """Every head's map tiled into one array, NaN between tiles: one trace draws the whole grid.
+
+    Returns the values, the hover text, the tile step (T + gap), and the grid's rows and columns.
+    """
+    n_heads, n = layer_maps.shape[:2]
+    cols = min(GRID_COLUMNS, n_heads)
+    rows = math.ceil(n_heads / cols)
+    step = n + max(2, n // 8)  # the gap between tiles holds the next row's titles
+    z = np.full((rows * step - (step - n), cols * step - (step - n)), np.nan)
+    hover = hover_labels(labels)
+    text = np.full(z.shape, "", dtype=hover.dtype)
+    for h in range(n_heads):
+        r, c = divmod(h, cols)
+        z[r * step : r * step + n, c * step : c * step + n] = masked(layer_maps[h])
+        text[r * step : r * step + n, c * step : c * step + n] = np.char.add(f"head {h + 1}: ", hover)
+    return z, text, step, rows, cols
+
+
+def gap_shapes(n: int, step: int, rows: int, cols: int) -> list[dict]:
+    """White strips over the gaps, so the grey of the causal mask does not run from tile to tile."""
+    strip = {"type": "rect", "fillcolor": "white", "line": {"width": 0}, "layer": "above"}
+    x_gaps = [{**strip, "xref": "x", "yref": "paper", "x0": c * step - (step - n) - 0.5, "x1": c * step - 0.5,
+               "y0": 0, "y1": 1} for c in range(1, cols)]
+    y_gaps = [{**strip, "xref": "paper", "yref": "y", "y0": r * step - (step - n) - 0.5, "y1": r * step - 0.5,
+               "x0": 0, "x1": 1} for r in range(1, rows)]
+    return x_gaps + y_gaps
+
+
+def ticks(labels: list[str], step: int, repeats: int) -> dict:
+    """Token labels at each tile's positions (repeated tokens keep their own tick)."""
+    return {"tickmode": "array", "tickvals": [t * step + i for t in range(repeats) for i in range(len(labels))],
+            "ticktext": labels * repeats, "tickfont": {"size": 10}}
+
+
+def attention_figure(labels: list[str], layer_maps: np.ndarray, layer: int, view: str, head: int) -> go.Figure:
+    """layer_maps: (H, T, T) of one layer. `layer`, `head` are 1-based, as the sliders show them.
+
+    Heatmaps are drawn over integer positions, never over the token strings: plotly would merge
+    repeated tokens into one row.
+    """
+    n = len(labels)
+    axis = {"showgrid": False, "zeroline": False}
+    if view == "all heads":
+        z, text, step, rows, cols = mosaic(layer_maps, labels)
+        xaxis = {**axis, **(ticks(labels, step, cols) if n <= 16 else {"showticklabels": False})}
+        yaxis = {**axis, **(ticks(labels, step, rows) if n <= 16 else {"showticklabels": False})}
+        titles = [{"text": f"head {h + 1}", "x": (h % cols) * step + (n - 1) / 2, "y": (h // cols) * step - 0.5,
+                   "yanchor": "bottom", "showarrow": False} for h in range(layer_maps.shape[0])]
+        shapes = gap_shapes(n, step, rows, cols)
+        title, height = f"Layer {layer}: every head (grey = masked future)", 280 * rows + 100
+    else:
+        weights = layer_maps.mean(axis=0) if view == "mean over heads" else layer_maps[head - 1]
+        z, text = masked(weights), hover_labels(labels)
+        xaxis = {**axis, "title": "looks at (key)", **ticks(labels, n, 1)}
+        yaxis = {**axis, "title": "token (query)", **ticks(labels, n, 1)}
+        what = "mean over heads" if view == "mean over heads" else f"head {head}"
+        titles, shapes = [], []
+        title, height = f"Layer {layer}, {what} (grey = masked future)", max(450, 14 * n + 200)
+    trace = go.Heatmap(z=z, text=text, hovertemplate="%{text}: %{z:.3f}<extra></extra>", hoverongaps=False,
+                       colorscale="Viridis", zmin=0, zmax=float(np.nanmax(z)))
+    layout = {"title": title, "height": height, "plot_bgcolor": MASKED_COLOUR, "annotations": titles,
+              "shapes": shapes, "margin": {"l": 40, "r": 20, "t": 70, "b": 40},
+              "xaxis": {**xaxis, "constrain": "domain"},  # square cells; the axis shrinks instead of padding
+              "yaxis": {**yaxis, "autorange": "reversed", "scaleanchor": "x"}}
+    return go.Figure(trace, layout)
+
+
+def attention(registry: ModelRegistry, model_name: str, text: str, layer: float, view: str,
+              head: float) -> tuple[go.Figure, str]:
+    """The heatmap(s) for one layer, and a line on what is shown."""
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}.")
+    cfg = registry.load(model_name).model.cfg
+    layer = check_number(layer, "Layer", 1, cfg.n_layers, integer=True)
+    head = check_number(head, "Head", 1, cfg.n_heads, integer=True)
+    labels, maps, cut = attention_for(registry, model_name, text)
+    fig = attention_figure(labels, maps[layer - 1], layer, view, head)
+    info = (f"{len(labels)} tokens · {cfg.n_layers} layers × {cfg.n_heads} heads. Each row is a token and sums to 1 "
+            f"over the tokens it may see; the grey upper triangle is the causal mask (no peeking ahead).")
+    return fig, with_notices(info, cut)
+
+
+def slider_limits(registry: ModelRegistry, model_name: str) -> tuple[dict, dict]:
+    """Fit the layer and head sliders to the picked model; leave them alone if it cannot load."""
+    try:
+        cfg = registry.load(model_name).model.cfg
+    except (ValueError, FileNotFoundError):
+        return gr.update(), gr.update()
+    return gr.update(maximum=cfg.n_layers, value=1), gr.update(maximum=cfg.n_heads, value=1)
+
+
+def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
+    gr.Markdown("Each layer's heads decide how much every token takes from the tokens before it. "
+                "Pick a layer, then one head, all heads, or their mean.")
+    try:
+        cfg = registry.load(registry.default()).model.cfg
+        n_layers, n_heads = cfg.n_layers, cfg.n_heads
+    except (ValueError, FileNotFoundError):
+        n_layers, n_heads = 12, 12
+    with gr.Row():
+        text = gr.Textbox(EXAMPLE_TEXT, lines=2, label="Text", scale=3, elem_id="att-text")
+        with gr.Column(scale=2):
+            view = gr.Radio(list(VIEWS), value="one head", label="Show")
+            with gr.Row():
+                layer = gr.Slider(1, n_layers, value=1, step=1, label="Layer")
+                head = gr.Slider(1, n_heads, value=1, step=1, label="Head")
+            button = gr.Button("Show attention", variant="primary", elem_id="att-run")
+    info = gr.Markdown()
+    plot = gr.Plot(label="Attention", elem_id="att-plot")
+
+    fn = user_errors(functools.partial(attention, registry))
+    inputs = [picker, text, layer, view, head]
+    button.click(fn, inputs, [plot, info], api_name="attention")
+    for control in (layer, view, head):
+        control.change(fn, inputs, [plot, info], api_visibility="private")
+    picker.change(functools.partial(slider_limits, registry), picker, [layer, head], api_visibility="private")

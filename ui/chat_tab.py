@@ -1,0 +1,81 @@
+"""Tab 5, Chat: the instruction-finetuned model behind `gr.ChatInterface`, and the exact prompt it was sent."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import gradio as gr
+
+from gpt.generate import SamplingConfig
+from gpt.instruct import chat_prompt, chat_stream
+from gpt.registry import ModelRegistry
+from ui.common import check_number, clip_chars, user_errors
+
+CHAT_MODEL = "instruct"
+MAX_NEW_TOKENS = 256
+EXAMPLES = ["What is the plural of 'mouse'?", "Rewrite the sentence in the passive voice: The cat chased the dog.",
+            "What is 12 times 7?"]
+
+
+def plain_history(history: list[dict] | None) -> list[dict]:
+    """Role/content dicts with text content: Gradio 6 hands each message over as a list of typed parts."""
+
+    def text(content: object) -> str:
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return ""  # a file or a component: nothing the model can read
+
+    return [{"role": m.get("role"), "content": text(m.get("content"))} for m in history or [] if isinstance(m, dict)]
+
+
+def chat(registry: ModelRegistry, message: str, history: list[dict], temperature: float, max_new_tokens: float,
+         seed: float) -> Iterator[tuple[str, str]]:
+    """Stream the reply; alongside it, the Alpaca prompt built from the conversation (what the model reads)."""
+    message, _ = clip_chars(message or "")
+    sampling = SamplingConfig(
+        max_new_tokens=check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS, integer=True),
+        temperature=check_number(temperature, "Temperature", 0, 2),
+        seed=check_number(seed, "Seed", 0, 2**31 - 1, integer=True),
+    )
+    ckpt = registry.load(CHAT_MODEL)
+    history = plain_history(history)
+    prompt = chat_prompt(ckpt, history, message, sampling)  # raises a clear ValueError for an empty message
+    reply = ""
+    for reply in chat_stream(ckpt, history, message, sampling):
+        yield reply, prompt
+    if not reply:
+        yield "(the model answered with nothing: try again with a higher temperature)", prompt
+
+
+def build(registry: ModelRegistry) -> None:
+    try:
+        ckpt = registry.load(CHAT_MODEL)
+        intro = (f"The base model finetuned on instructions (the book's chapter 7): each message becomes an "
+                 f"Alpaca prompt, earlier turns go into its input. Context: {ckpt.model.cfg.context_length} tokens.")
+    except (ValueError, FileNotFoundError) as err:
+        intro = f"⚠️ The chat model is not available: {err}"
+    gr.Markdown(intro, elem_id="chat-intro")
+    prompt = gr.Code(language=None, label="Alpaca prompt", elem_id="chat-prompt", wrap_lines=True, render=False)
+    settings = [  # rendered by the ChatInterface, inside its "Sampling settings" accordion
+        gr.Slider(0, 2, value=0.0, step=0.05, label="Temperature", info="0 = always the most likely token",
+                  render=False),
+        gr.Slider(1, MAX_NEW_TOKENS, value=96, step=1, label="Max new tokens", render=False),
+        gr.Number(123, precision=0, minimum=0, label="Seed", render=False),
+    ]
+    gr.ChatInterface(
+        user_errors(functools.partial(chat, registry)),
+        textbox=gr.Textbox(placeholder="Type an instruction…", scale=7, submit_btn=True, stop_btn=True,
+                           elem_id="chat-input", render=False),
+        additional_inputs=settings,
+        additional_inputs_accordion="Sampling settings",
+        additional_outputs=[prompt],
+        examples=[[e, 0.0, 96, 123] for e in EXAMPLES],  # message, then the settings above
+        cache_examples=False,
+        api_name="chat",
+        fill_height=False,
+    )
+    with gr.Accordion("The exact prompt sent to the model", open=False):
+        prompt.render()

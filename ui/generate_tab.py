@@ -1,0 +1,173 @@
+"""Tab 3, Generate: sampling settings, streamed text, and the next-token distribution they shape."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import gradio as gr
+import plotly.graph_objects as go
+import torch
+
+from gpt.checkpoint import Checkpoint
+from gpt.generate import SamplingConfig, next_token_probs, stream
+from gpt.registry import ModelRegistry
+from gpt.tokenizer import TokenPiece
+from ui.common import (check_number, clip_chars, fit_context, join_notices, require_text, user_errors,
+                       with_notices)
+from ui.tokenizer_tab import piece_label
+
+MAX_TEMPERATURE = 5.0
+MAX_TOP_K = 1_000
+MAX_NEW_TOKENS = 512
+MAX_SEED = 2**31 - 1
+TOP_CANDIDATES = 15  # bars per chart
+BOOK_TEMPERATURES = (0.1, 1.0, 5.0)  # the book's figure: sharper, as trained, flatter
+EXAMPLE_PROMPT = "It is a truth universally acknowledged, that"
+
+
+@dataclass(frozen=True)
+class Request:
+    """A checked prompt and sampling settings, ready for the model."""
+
+    ckpt: Checkpoint
+    ids: list[int]
+    sampling: SamplingConfig
+    notices: tuple[str, ...]  # what was cut, for the user
+
+
+def make_request(registry: ModelRegistry, model_name: str, prompt: str, temperature: float, top_k: float,
+                 top_p: float, max_new_tokens: float, seed: float) -> Request:
+    prompt, cut = clip_chars(require_text(prompt, "prompt"))
+    sampling = SamplingConfig(
+        max_new_tokens=check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS, integer=True),
+        temperature=check_number(temperature, "Temperature", 0, MAX_TEMPERATURE),
+        top_k=check_number(top_k, "Top-k", 0, MAX_TOP_K, integer=True) or None,
+        top_p=check_number(top_p, "Top-p", 0.01, 1),
+        seed=check_number(seed, "Seed", 0, MAX_SEED, integer=True),
+    )
+    ckpt = registry.load(model_name)
+    ids, too_long = fit_context(ckpt.tokenizer.encode(prompt), ckpt.model.cfg.context_length)
+    return Request(ckpt, ids, sampling, (cut, too_long))
+
+
+def generate(registry: ModelRegistry, model_name: str, prompt: str, temperature: float, top_k: float, top_p: float,
+             max_new_tokens: float, seed: float) -> Iterator[tuple[str, str]]:
+    """Stream the continuation as it grows (the prompt is not repeated), with any notice."""
+    req = make_request(registry, model_name, prompt, temperature, top_k, top_p, max_new_tokens, seed)
+    new_ids: list[int] = []
+    notice = join_notices(*req.notices)
+    yield "", notice
+    tokenizer = req.ckpt.tokenizer
+    for token in stream(req.ckpt.model, req.ids, req.sampling, eot_id=tokenizer.eot_id):
+        if token < tokenizer.n_vocab:  # a model may pad its vocabulary: such rows have no text
+            new_ids.append(token)
+        yield tokenizer.decode(new_ids), notice
+    if not new_ids:
+        yield "", join_notices(*req.notices, "The model ended the text straight away (<|endoftext|>).")
+
+
+@torch.inference_mode()
+def last_logits(req: Request) -> torch.Tensor:
+    """The next-token logits over the tokenizer's vocabulary (a padded model vocabulary is cut off)."""
+    req.ckpt.model.eval()
+    return req.ckpt.model(torch.tensor([req.ids]), last_only=True)[0, -1, : req.ckpt.tokenizer.n_vocab].float()
+
+
+def token_labels(req: Request, ids: list[int]) -> list[str]:
+    tok = req.ckpt.tokenizer
+    return [piece_label(TokenPiece(i, tok.decode_bytes([i]), 0, 0)) for i in ids]
+
+
+def before_after_figure(req: Request, logits: torch.Tensor, picked: int | None = None) -> go.Figure:
+    """The top candidates as the model ranks them (plain softmax) and after temperature/top-k/top-p."""
+    before = torch.softmax(logits, dim=-1)
+    after = next_token_probs(logits, req.sampling)
+    top = before.topk(min(TOP_CANDIDATES, before.numel())).indices.tolist()
+    if picked is not None and picked not in top:
+        top[-1] = picked
+    labels = token_labels(req, top)
+    positions = list(range(len(top)))  # plotly would merge equal labels: plot positions, label the ticks
+    fig = go.Figure([
+        go.Bar(x=positions, y=before[top].tolist(), name="model (softmax)", marker_color="#94a3b8"),
+        go.Bar(x=positions, y=after[top].tolist(), name="after temperature / top-k / top-p", marker_color="#4f46e5"),
+    ])
+    s = req.sampling
+    title = f"Next token: T={s.temperature:g}, top-k={s.top_k or 'off'}, top-p={s.top_p:g}"
+    if picked is not None:
+        title += f"; picked {token_labels(req, [picked])[0]!r}"
+    fig.update_layout(barmode="group", title=title, yaxis_title="probability", height=380,
+                      legend={"orientation": "h", "y": -0.25}, margin={"l": 40, "r": 10, "t": 50, "b": 40})
+    fig.update_xaxes(tickmode="array", tickvals=positions, ticktext=labels)
+    return fig
+
+
+def temperature_figure(req: Request, logits: torch.Tensor) -> go.Figure:
+    """The book's temperature plot, for this prompt: the same top tokens at a low, neutral and high temperature."""
+    top = torch.softmax(logits, dim=-1).topk(min(TOP_CANDIDATES, logits.numel())).indices.tolist()
+    positions = list(range(len(top)))
+    fig = go.Figure([
+        go.Bar(x=positions, y=torch.softmax(logits / t, dim=-1)[top].tolist(), name=f"temperature {t:g}")
+        for t in BOOK_TEMPERATURES
+    ])
+    # A log axis: at temperature 5 a vocabulary of thousands is nearly flat, each bar far below 1%.
+    fig.update_layout(barmode="group", title="Temperature reshapes the same distribution", height=380,
+                      yaxis={"title": "probability (log scale)", "type": "log", "range": [-5, 0]},
+                      legend={"orientation": "h", "y": -0.25}, margin={"l": 40, "r": 10, "t": 50, "b": 40})
+    fig.update_xaxes(tickmode="array", tickvals=positions, ticktext=token_labels(req, top))
+    return fig
+
+
+def next_token_charts(registry: ModelRegistry, model_name: str, prompt: str, temperature: float, top_k: float,
+                      top_p: float) -> tuple[go.Figure, go.Figure, str]:
+    """Before/after bars and the temperature plot for the prompt's next token."""
+    req = make_request(registry, model_name, prompt, temperature, top_k, top_p, 1, 0)
+    logits = last_logits(req)
+    return before_after_figure(req, logits), temperature_figure(req, logits), join_notices(*req.notices)
+
+
+def one_token(registry: ModelRegistry, model_name: str, prompt: str, temperature: float, top_k: float, top_p: float,
+              seed: float) -> tuple[str, go.Figure, str]:
+    """Draw a single token, append it to the prompt, and show the distribution it came from."""
+    req = make_request(registry, model_name, prompt, temperature, top_k, top_p, 1, seed)
+    logits = last_logits(req)
+    probs = next_token_probs(logits, req.sampling)
+    gen = torch.Generator().manual_seed(req.sampling.seed + len(req.ids))  # reproducible, yet new at each step
+    picked = int(probs.argmax()) if req.sampling.greedy else int(torch.multinomial(probs, 1, generator=gen))
+    label = token_labels(req, [picked])[0]
+    info = f"Picked token {picked} {label!r} with probability {float(probs[picked]):.3f}."
+    if picked == req.ckpt.tokenizer.eot_id:
+        info += " That is <|endoftext|>: the model thinks the text is over."
+    text = prompt + req.ckpt.tokenizer.decode([picked])
+    return text, before_after_figure(req, logits, picked), with_notices(info, *req.notices)
+
+
+def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
+    gr.Markdown("The model gives a probability to every token in its vocabulary; the settings reshape that "
+                "distribution before a token is drawn. Temperature 0 always takes the most likely token.")
+    prompt = gr.Textbox(EXAMPLE_PROMPT, lines=3, label="Prompt", elem_id="gen-prompt")
+    with gr.Row():
+        temperature = gr.Slider(0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature")
+        top_k = gr.Slider(0, 200, value=40, step=1, label="Top-k", info="0 = off")
+        top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p", info="1 = off")
+        max_new = gr.Slider(1, MAX_NEW_TOKENS, value=60, step=1, label="Max new tokens")
+        seed = gr.Number(123, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+    with gr.Row():
+        run = gr.Button("Generate", variant="primary", elem_id="gen-run")
+        step = gr.Button("One token at a time", elem_id="gen-step")
+        stop = gr.Button("Stop", variant="stop")
+    notice = gr.Markdown(elem_id="gen-notice")
+    output = gr.Textbox(label="Continuation (streamed)", lines=5, elem_id="gen-output")
+    with gr.Row():
+        bars = gr.Plot(label="Next-token probabilities", elem_id="gen-bars")
+        temps = gr.Plot(label="The temperature plot", elem_id="gen-temps")
+
+    charts = user_errors(functools.partial(next_token_charts, registry))
+    settings = [picker, prompt, temperature, top_k, top_p]
+    streaming = run.click(user_errors(functools.partial(generate, registry)),
+                          [*settings, max_new, seed], [output, notice], api_name="generate")
+    run.click(charts, settings, [bars, temps, notice], api_name="next_token_probs")
+    stop.click(None, cancels=[streaming])
+    step.click(user_errors(functools.partial(one_token, registry)), [*settings, seed], [prompt, bars, notice],
+               api_name="one_token")

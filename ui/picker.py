@@ -1,0 +1,49 @@
+"""The model picker the Tokenizer, Attention and Generate tabs share, and a summary of the picked model."""
+
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+
+from gpt.checkpoint import Checkpoint
+from gpt.registry import ModelRegistry
+from ui.common import user_errors
+
+
+def describe(ckpt: Checkpoint, name: str) -> str:
+    cfg = ckpt.model.cfg
+    bpe = "GPT-2's BPE" if ckpt.tokenizer.name == "gpt2" else "its own BPE"
+    return (f"**{name}**: {ckpt.model.n_params() / 1e6:.1f}M parameters · {cfg.n_layers} layers · "
+            f"{cfg.n_heads} heads · {cfg.emb_dim} wide · context {cfg.context_length} tokens · "
+            f"{bpe} ({ckpt.tokenizer.n_vocab:,} tokens)")
+
+
+def load_model(registry: ModelRegistry, name: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
+    """Load (or fetch from the cache) the picked model; GPT-2 downloads show their tqdm bar here.
+
+    A model that is not there (not shipped yet, offline) is reported in the summary; an unknown
+    name is bad input and raises.
+    """
+    registry.resolve(name)
+    progress(0, desc=f"loading {name}")
+    try:
+        return describe(registry.load(name), name)
+    except FileNotFoundError as err:  # not shipped yet, or GPT-2 offline and not in the cache
+        return f"⚠️ {err}"
+
+
+def build(registry: ModelRegistry, demo: gr.Blocks) -> gr.Dropdown:
+    """The picker row: a dropdown (a `local:<folder>` name can be typed) and the model's summary."""
+    with gr.Row(equal_height=True):
+        picker = gr.Dropdown(
+            choices=registry.names(), value=registry.default(), allow_custom_value=True, scale=1,
+            label="Model (Tokenizer, Attention and Generate tabs)",
+            info="shipped models, OpenAI GPT-2 (downloaded when picked: needs internet once), "
+                 "or local:<folder> for a checkpoint inside the app's model folder",
+        )
+        summary = gr.Markdown(elem_id="model-summary")
+    load = user_errors(functools.partial(load_model, registry))
+    picker.change(load, picker, summary, api_name="load_model")
+    demo.load(load, picker, summary, api_visibility="private")
+    return picker
