@@ -20,14 +20,23 @@ from gpt.model import GPTModel
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: first calls allocate and pick kernels
-    times = []
+def paired_medians(ours: Callable[[], object], reference: Callable[[], object] | None, repeats: int) -> tuple[float, float]:
+    """Median seconds of each, timed in turns (ours, reference, ours, ...).
+
+    Alternating means a burst of load from a neighbour hits both sides alike, so the ratio holds
+    even when the absolute times wander.
+    """
+    fns = [ours] if reference is None else [ours, reference]
+    for fn in fns:
+        fn()  # warm-up: first calls allocate and pick kernels
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, bucket in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    medians = [statistics.median(t) for t in times]
+    return medians[0], (medians[1] if reference is not None else float("nan"))
 
 
 def hf_model(cfg: GPTConfig, dtype: torch.dtype) -> torch.nn.Module:
@@ -48,20 +57,25 @@ def run_benchmarks(preset: str = "gpt2-small", dtype: str = "float32", repeats: 
     prompt = torch.randint(0, cfg.vocab_size, (1, prompt_len))
     greedy = SamplingConfig(max_new_tokens=new_tokens, temperature=0, stop_at_eot=False)
 
+    hf = hf_model(cfg, DTYPES[dtype]) if with_hf else None
+    workloads = [
+        (f"prefill 1x{prefill_len}", prefill_len,
+         lambda: ours(prefill_ids, last_only=True),
+         None if hf is None else lambda: hf(prefill_ids, logits_to_keep=1)),
+        (f"decode {prompt_len}+{new_tokens} (KV cache)", new_tokens,
+         lambda: generate(ours, prompt[0].tolist(), greedy),
+         None if hf is None else lambda: hf.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                                     do_sample=False, pad_token_id=0)),
+    ]
     rows: list[dict[str, float | str]] = []
     with torch.inference_mode():
-        ours_prefill = median_seconds(lambda: ours(prefill_ids, last_only=True), repeats)
-        ours_decode = median_seconds(lambda: generate(ours, prompt[0].tolist(), greedy), repeats)
-        rows.append({"workload": f"prefill 1x{prefill_len}", "ours": prefill_len / ours_prefill})
-        rows.append({"workload": f"decode {prompt_len}+{new_tokens} (KV cache)", "ours": new_tokens / ours_decode})
-        if with_hf:
-            hf = hf_model(cfg, DTYPES[dtype])
-            hf_prefill = median_seconds(lambda: hf(prefill_ids, logits_to_keep=1), repeats)
-            hf_decode = median_seconds(lambda: hf.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                                           do_sample=False, pad_token_id=0), repeats)
-            for row, hf_seconds, n in ((rows[0], hf_prefill, prefill_len), (rows[1], hf_decode, new_tokens)):
-                row["transformers"] = n / hf_seconds
-                row["ratio"] = float(row["ours"]) / row["transformers"]
+        for name, n_tokens, ours_fn, hf_fn in workloads:
+            ours_s, hf_s = paired_medians(ours_fn, hf_fn, repeats)
+            row: dict[str, float | str] = {"workload": name, "ours": n_tokens / ours_s}
+            if hf_fn is not None:
+                row["transformers"] = n_tokens / hf_s
+                row["ratio"] = hf_s / ours_s
+            rows.append(row)
     return rows
 
 

@@ -80,3 +80,20 @@ def test_dropout_only_in_training() -> None:
     model.train()
     with torch.no_grad():
         assert not torch.equal(model(idx), model(idx))
+
+
+def test_decode_head_copy_matches_and_follows_weight_changes(tiny_model: GPTModel) -> None:
+    idx = torch.randint(0, tiny_model.cfg.vocab_size, (2, 9))
+
+    def reference() -> torch.Tensor:
+        return tiny_model.out_head(tiny_model.hidden_states(idx)[0][:, -1:])
+
+    with torch.no_grad():
+        torch.testing.assert_close(tiny_model(idx, last_only=True), reference(), rtol=0, atol=1e-5)
+        before = tiny_model(idx, last_only=True)
+        tiny_model.out_head.weight.mul_(2.0)  # in place, as an optimizer step or load_state_dict does
+        after = tiny_model(idx, last_only=True)
+        assert not torch.allclose(after, before)
+        torch.testing.assert_close(after, reference(), rtol=0, atol=1e-5)
+        tiny_model.out_head = torch.nn.Linear(tiny_model.cfg.emb_dim, 2)  # a classifier's biased head
+        torch.testing.assert_close(tiny_model(idx, last_only=True), reference(), rtol=0, atol=1e-5)
