@@ -20,23 +20,21 @@ from gpt.model import GPTModel
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def paired_medians(ours: Callable[[], object], reference: Callable[[], object] | None, repeats: int) -> tuple[float, float]:
-    """Median seconds of each, timed in turns (ours, reference, ours, ...).
+def interleaved_median_seconds(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each step, timed in turns (A, B, A, B, ...) after one warm-up each.
 
-    Alternating means a burst of load from a neighbour hits both sides alike, so the ratio holds
-    even when the absolute times wander.
+    On a shared machine the load changes from second to second; taking turns exposes both
+    implementations to the same load, so their ratio stays meaningful.
     """
-    fns = [ours] if reference is None else [ours, reference]
-    for fn in fns:
-        fn()  # warm-up: first calls allocate and pick kernels
-    times: list[list[float]] = [[] for _ in fns]
+    for step in steps.values():
+        step()  # warm-up: first calls allocate and pick kernels
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        for fn, bucket in zip(fns, times):
+        for name, step in steps.items():
             start = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - start)
-    medians = [statistics.median(t) for t in times]
-    return medians[0], (medians[1] if reference is not None else float("nan"))
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def hf_model(cfg: GPTConfig, dtype: torch.dtype) -> torch.nn.Module:
@@ -70,11 +68,12 @@ def run_benchmarks(preset: str = "gpt2-small", dtype: str = "float32", repeats: 
     rows: list[dict[str, float | str]] = []
     with torch.inference_mode():
         for name, n_tokens, ours_fn, hf_fn in workloads:
-            ours_s, hf_s = paired_medians(ours_fn, hf_fn, repeats)
-            row: dict[str, float | str] = {"workload": name, "ours": n_tokens / ours_s}
+            steps = {"ours": ours_fn} if hf_fn is None else {"ours": ours_fn, "transformers": hf_fn}
+            seconds = interleaved_median_seconds(steps, repeats)
+            row: dict[str, float | str] = {"workload": name, "ours": n_tokens / seconds["ours"]}
             if hf_fn is not None:
-                row["transformers"] = n_tokens / hf_s
-                row["ratio"] = hf_s / ours_s
+                row["transformers"] = n_tokens / seconds["transformers"]
+                row["ratio"] = seconds["transformers"] / seconds["ours"]
             rows.append(row)
     return rows
 

@@ -12,14 +12,13 @@ are shared, so read the ratio rather than the absolute tokens/s.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from gpt.bench import interleaved_median_seconds
 from gpt.config import GPTConfig
 from gpt.model import GPTModel
 from gpt.train import autocast_context, param_groups
@@ -51,23 +50,6 @@ def hf_train_model(cfg: GPTConfig) -> torch.nn.Module:
                         n_layer=cfg.n_layers, n_head=cfg.n_heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                         bos_token_id=cfg.vocab_size - 1, eos_token_id=cfg.vocab_size - 1)
     return GPT2LMHeadModel(hf_cfg).train()
-
-
-def interleaved_median_seconds(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each step, timed in turns (A, B, A, B, ...) after one warm-up each.
-
-    On a shared machine the load changes from second to second; taking turns exposes both
-    implementations to the same load, so their ratio stays meaningful.
-    """
-    for step in steps.values():
-        step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def run_benchmarks(workloads=WORKLOADS, autocast: str = "float32", repeats: int = 3,
