@@ -240,9 +240,15 @@ def respond(model: GPTModel, tokenizer: Tokenizer, prompt: str, cfg: SamplingCon
         yield final
 
 
-def _content(message: dict) -> str:
+def message_text(message: dict) -> str:
+    """A chat message's text. Content is a string, or a list of typed parts (the role/content format
+    of Gradio 6 and OpenAI-style clients): its "text" parts are joined, files and images skipped."""
     content = message.get("content", "")
-    return content if isinstance(content, str) else str(content)
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
 
 
 def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenizer, context_length: int,
@@ -257,8 +263,9 @@ def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenize
     budget = context_length - max_new_tokens
     if budget <= 0:
         raise ValueError(f"max_new_tokens ({max_new_tokens}) must be below the context length ({context_length})")
-    lines = [f"{'User' if m.get('role') == 'user' else 'Assistant'}: {_content(m).strip()}"
-             for m in history if m.get("role") in ("user", "assistant") and _content(m).strip()]
+    turns = [(m["role"], message_text(m).strip()) for m in history or []
+             if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+    lines = [f"{'User' if role == 'user' else 'Assistant'}: {text}" for role, text in turns if text]
     for start in range(len(lines) + 1):
         prompt = format_prompt({"instruction": message, "input": "\n".join(lines[start:])})
         n_tokens = len(tokenizer.encode(prompt))

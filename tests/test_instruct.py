@@ -155,6 +155,15 @@ def test_chat_prompt_folds_history_and_drops_the_oldest_turns(tokenizer):
         build_chat_prompt([], "   ", tokenizer, context_length=300, max_new_tokens=20)
 
 
+
+def test_chat_history_with_typed_content_parts(tokenizer):
+    """Gradio 6 (and OpenAI-style clients) send content as a list of typed parts: only the text is read."""
+    parts = [{"role": "user", "content": [{"type": "text", "text": "What is 2 + 3?"}]},
+             {"role": "assistant", "content": [{"type": "text", "text": "5"}, {"type": "file", "file": {"path": "x.png"}}]},
+             {"role": "user", "content": [{"type": "file", "file": {"path": "y.png"}}]}]
+    prompt = build_chat_prompt(parts, "And 4 + 4?", tokenizer, context_length=400, max_new_tokens=20)
+    assert prompt == format_prompt({"instruction": "And 4 + 4?", "input": "User: What is 2 + 3?\nAssistant: 5"})
+
 def rigged_checkpoint(tokenizer, winner: int) -> Checkpoint:
     """A model whose every next token is `winner`: zeroed norm, bias pointing at one output row."""
     checkpoint = small_checkpoint(tokenizer, tie_weights=False)

@@ -18,19 +18,6 @@ EXAMPLES = ["What is the plural of 'mouse'?", "Rewrite the sentence in the passi
             "What is 12 times 7?"]
 
 
-def plain_history(history: list[dict] | None) -> list[dict]:
-    """Role/content dicts with text content: Gradio 6 hands each message over as a list of typed parts."""
-
-    def text(content: object) -> str:
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        return ""  # a file or a component: nothing the model can read
-
-    return [{"role": m.get("role"), "content": text(m.get("content"))} for m in history or [] if isinstance(m, dict)]
-
-
 def chat(registry: ModelRegistry, message: str, history: list[dict], temperature: float, max_new_tokens: float,
          seed: float) -> Iterator[tuple[str, str]]:
     """Stream the reply; alongside it, the Alpaca prompt built from the conversation (what the model reads)."""
@@ -41,7 +28,6 @@ def chat(registry: ModelRegistry, message: str, history: list[dict], temperature
         seed=check_number(seed, "Seed", 0, 2**31 - 1, integer=True),
     )
     ckpt = registry.load(CHAT_MODEL)
-    history = plain_history(history)
     prompt = chat_prompt(ckpt, history, message, sampling)  # raises a clear ValueError for an empty message
     reply = ""
     for reply in chat_stream(ckpt, history, message, sampling):
