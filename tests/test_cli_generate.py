@@ -16,7 +16,7 @@ from gpt.cli_generate import stream_text
 from gpt.generate import SamplingConfig, generate
 from gpt.model import GPTModel
 from gpt.tokenizer import load_tokenizer
-from tests.test_weights import PROMPTS, TINY, TINY_NAME, offline_hub, tiny_cached, tiny_hf  # noqa: F401 (fixtures)
+from tests.conftest import PROMPTS, TINY, TINY_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
