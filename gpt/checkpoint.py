@@ -104,13 +104,22 @@ def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], so
             expected[name].copy_(tensor)
 
 
+def _tokenizer_of(directory: Path, config: dict[str, Any]) -> Tokenizer:
+    ref = config.get("tokenizer", "gpt2")
+    return load_tokenizer(ref if ref == "gpt2" else str(directory / ref))
+
+
+def load_checkpoint_tokenizer(directory: str | Path) -> Tokenizer:
+    """A checkpoint's tokenizer without reading its weights (the Tokenizer tab needs only this)."""
+    return _tokenizer_of(Path(directory), read_config(directory))
+
+
 def load_checkpoint(directory: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Checkpoint:
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: checkpoint folder not found")
     config = read_config(directory)
-    tokenizer_ref = config.get("tokenizer", "gpt2")
-    tokenizer = load_tokenizer(tokenizer_ref if tokenizer_ref == "gpt2" else str(directory / tokenizer_ref))
+    tokenizer = _tokenizer_of(directory, config)
     cfg: GPTConfig = config["model"]
     if tokenizer.n_vocab > cfg.vocab_size:
         raise CheckpointError(f"{directory}: tokenizer has {tokenizer.n_vocab} tokens, model only {cfg.vocab_size}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, read_config
+from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, load_checkpoint_tokenizer
 from gpt.tokenizer import ASSETS, Tokenizer, load_tokenizer
 
 MODELS_DIR = ASSETS / "models"
@@ -124,8 +124,7 @@ class ModelRegistry:
         elif not (entry.path / CONFIG_FILE).is_file():
             raise ModelUnavailableError(f"model {entry.name!r} is not available: no checkpoint in {entry.path}")
         else:
-            ref = read_config(entry.path).get("tokenizer", "gpt2")
-            tokenizer = load_tokenizer(ref if ref == "gpt2" else str(entry.path / ref))
+            tokenizer = load_checkpoint_tokenizer(entry.path)
         with self._cache_lock:
             return self._tokenizers.setdefault(entry.name, tokenizer)
 
