@@ -1,0 +1,72 @@
+"""The shipped base model: within its size budget, loads through the app's registry, and its card holds.
+
+These tests read the committed `assets/models/base`, so they check the model that ships, not a
+stand-in: its held-out figures are re-measured, and its samples must be corpus English.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from gpt.corpus import join_documents, load_corpus
+from gpt.generate import SamplingConfig, generate
+from gpt.registry import MODELS_DIR, ModelRegistry
+from gpt.train import evaluate
+
+BASE = MODELS_DIR / "base"
+pytestmark = pytest.mark.skipif(not (BASE / "config.json").is_file(), reason="no shipped base model")
+WORD = re.compile(r"[A-Za-z]+")
+
+
+@pytest.fixture(scope="module")
+def base():
+    return ModelRegistry().load("base", progress=False)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus()
+
+
+def test_base_fits_its_budget_and_its_card_reports_the_measured_figures():
+    assert sum(f.stat().st_size for f in BASE.iterdir()) <= 12_000_000
+    meta = json.loads((BASE / "metrics.json").read_text())
+    card = (BASE / "MODEL_CARD.md").read_text()
+    assert f"{meta['held_out_bits_per_byte']:.3f}" in card
+    assert f"{meta['held_out_loss']:.4f}" in card
+    assert f"{meta['tokens_seen']:,}" in card
+
+
+def test_base_scores_held_out_text_as_its_card_says(base, corpus):
+    """The whole held-out text re-scored from the shipped bf16 weights gives the card's loss and bits per byte."""
+    meta = json.loads((BASE / "metrics.json").read_text())
+    ids = [i for doc in corpus.held_out for i in base.tokenizer.encode(doc.text) + [base.tokenizer.eot_id]]
+    tokens = np.asarray(ids, dtype=np.int64)  # as `gpt.data.tokenize_to_file` writes the held-out file
+    loss, count = evaluate(base.model.float(), tokens, batch_size=32)
+    assert count == meta["held_out_tokens"]
+    assert meta["held_out_bytes"] == len(join_documents(corpus.held_out).encode("utf-8"))
+    assert loss == pytest.approx(meta["held_out_loss"], abs=0.01)
+    bits_per_byte = loss * count / math.log(2) / meta["held_out_bytes"]
+    assert bits_per_byte == pytest.approx(meta["held_out_bits_per_byte"], abs=0.005)
+    assert bits_per_byte < 2.0  # below the `xz -9` and byte 5-gram baselines (2.04 and 2.01, see the card)
+
+
+def test_base_writes_words_of_its_corpus(base, corpus):
+    vocabulary = {w.lower() for doc in corpus.train for w in WORD.findall(doc.text)}
+    prompts = ["It is a truth universally acknowledged", "Elizabeth was", "And the LORD said unto Moses"]
+    words: list[str] = []
+    for seed, prompt in enumerate(prompts):
+        with torch.no_grad():
+            ids = generate(base.model, base.tokenizer.encode(prompt),
+                           SamplingConfig(max_new_tokens=60, temperature=0.7, top_k=40, seed=seed),
+                           eot_id=base.tokenizer.eot_id)
+        words += WORD.findall(base.tokenizer.decode(ids))
+    assert len(words) >= 60
+    unknown = [w for w in words if w.lower() not in vocabulary]
+    assert len(unknown) <= 0.05 * len(words), unknown
