@@ -136,7 +136,8 @@ class FinetuneConfig:
 PRESETS = {
     # The small shipped model: a larger rate than GPT-2's, and the loss on responses only, so that
     # the few steps a CPU affords go to answers rather than to the 54-token prompt template.
-    "shipped": FinetuneConfig(epochs=1, batch_size=16, lr=1e-3, mask_prompt=True),
+    # A second epoch lowered the validation loss from 3.39 to 3.34 on the shipped data.
+    "shipped": FinetuneConfig(epochs=2, batch_size=16, lr=1e-3, mask_prompt=True),
     "gpt2": FinetuneConfig(epochs=2, batch_size=8, lr=5e-5),  # the book's settings
 }
 
