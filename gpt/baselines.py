@@ -114,7 +114,7 @@ def shipped_corpus_baselines(orders: tuple[int, ...] = (3, 5)) -> dict[str, floa
     from gpt.corpus import join_documents, load_corpus
 
     split = load_corpus()
-    train_text, held_out = join_documents(split.train), join_documents(split.held_out)
+    train_text, held_out = join_documents(d.text for d in split.train), join_documents(d.text for d in split.held_out)
     figures = {"xz -9 (held-out text alone)": xz_bits_per_byte(held_out),
                "xz -9 (after the training text)": xz_bits_per_byte(held_out, context=train_text)}
     for order in orders:

@@ -37,12 +37,22 @@ def interleaved_median_seconds(steps: dict[str, Callable[[], object]], repeats: 
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def hf_model(cfg: GPTConfig, dtype: torch.dtype) -> torch.nn.Module:
+def hf_model(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """transformers' GPT2LMHeadModel of the same shape: random weights, no dropout, its default attention."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,
-                        n_layer=cfg.n_layers, n_head=cfg.n_heads, attn_implementation="eager")
-    return GPT2LMHeadModel(hf_cfg).to(dtype).eval()
+                        n_layer=cfg.n_layers, n_head=cfg.n_heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        bos_token_id=cfg.vocab_size - 1, eos_token_id=cfg.vocab_size - 1)
+    return GPT2LMHeadModel(hf_cfg).to(dtype)
+
+
+def throughput_row(workload: str, n_tokens: int, seconds: dict[str, float]) -> dict[str, float | str]:
+    """Tokens/s of each implementation timed by `interleaved_median_seconds`, and ours over transformers'."""
+    row: dict[str, float | str] = {"workload": workload} | {name: n_tokens / s for name, s in seconds.items()}
+    if "transformers" in seconds:
+        row["ratio"] = seconds["transformers"] / seconds["ours"]
+    return row
 
 
 def run_benchmarks(preset: str = "gpt2-small", dtype: str = "float32", repeats: int = 3,
@@ -55,7 +65,7 @@ def run_benchmarks(preset: str = "gpt2-small", dtype: str = "float32", repeats: 
     prompt = torch.randint(0, cfg.vocab_size, (1, prompt_len))
     greedy = SamplingConfig(max_new_tokens=new_tokens, temperature=0, stop_at_eot=False)
 
-    hf = hf_model(cfg, DTYPES[dtype]) if with_hf else None
+    hf = hf_model(cfg, DTYPES[dtype]).eval() if with_hf else None
     workloads = [
         (f"prefill 1x{prefill_len}", prefill_len,
          lambda: ours(prefill_ids, last_only=True),
@@ -69,21 +79,21 @@ def run_benchmarks(preset: str = "gpt2-small", dtype: str = "float32", repeats: 
     with torch.inference_mode():
         for name, n_tokens, ours_fn, hf_fn in workloads:
             steps = {"ours": ours_fn} if hf_fn is None else {"ours": ours_fn, "transformers": hf_fn}
-            seconds = interleaved_median_seconds(steps, repeats)
-            row: dict[str, float | str] = {"workload": name, "ours": n_tokens / seconds["ours"]}
-            if hf_fn is not None:
-                row["transformers"] = n_tokens / seconds["transformers"]
-                row["ratio"] = seconds["transformers"] / seconds["ours"]
-            rows.append(row)
+            rows.append(throughput_row(name, n_tokens, interleaved_median_seconds(steps, repeats)))
     return rows
 
 
-def format_table(rows: list[dict[str, float | str]], title: str) -> str:
-    lines = [title, "| workload | ours (tokens/s) | transformers (tokens/s) | ratio |", "|---|---|---|---|"]
+def format_table(rows: list[dict[str, float | str]], title: str, digits: int = 1) -> str:
+    """A markdown table of `throughput_row`s, with a params column when the rows carry `params_m`."""
+    with_params = any("params_m" in r for r in rows)
+    head = ["workload", *(["params"] if with_params else []), "ours (tokens/s)", "transformers (tokens/s)", "ratio"]
+    lines = [title, "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        hf = f"{r['transformers']:.1f}" if "transformers" in r else "-"
-        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
-        lines.append(f"| {r['workload']} | {float(r['ours']):.1f} | {hf} | {ratio} |")
+        cells = [str(r["workload"]), *([f"{float(r['params_m']):.1f}M"] if with_params else []),
+                 f"{float(r['ours']):.{digits}f}",
+                 f"{float(r['transformers']):.{digits}f}" if "transformers" in r else "-",
+                 f"{float(r['ratio']):.2f}x" if "ratio" in r else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

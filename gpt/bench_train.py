@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from gpt.bench import interleaved_median_seconds
+from gpt.bench import format_table, hf_model, interleaved_median_seconds, throughput_row
 from gpt.config import GPTConfig
 from gpt.model import GPTModel
 from gpt.train import autocast_context, param_groups
@@ -43,15 +43,6 @@ def training_step(model: torch.nn.Module, logits_of: Callable[[torch.Tensor], to
     return step
 
 
-def hf_train_model(cfg: GPTConfig) -> torch.nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,
-                        n_layer=cfg.n_layers, n_head=cfg.n_heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        bos_token_id=cfg.vocab_size - 1, eos_token_id=cfg.vocab_size - 1)
-    return GPT2LMHeadModel(hf_cfg).train()
-
-
 def run_benchmarks(workloads=WORKLOADS, autocast: str = "float32", repeats: int = 3,
                    with_hf: bool = True) -> list[dict[str, float | str]]:
     rows: list[dict[str, float | str]] = []
@@ -63,25 +54,12 @@ def run_benchmarks(workloads=WORKLOADS, autocast: str = "float32", repeats: int 
         ours = GPTModel(cfg).train()
         steps = {"ours": training_step(ours, ours, batch, autocast)}
         if with_hf:
-            hf = hf_train_model(cfg)
-            steps["transformers"] = training_step(hf, lambda x: hf(x).logits, batch, autocast)
-        seconds = interleaved_median_seconds(steps, repeats)
-        row: dict[str, float | str] = {"workload": f"{preset} {batch_size}x{seq_len}", "params_m": ours.n_params() / 1e6}
-        row |= {name: tokens / s for name, s in seconds.items()}
-        if with_hf:
-            row["ratio"] = float(row["ours"]) / float(row["transformers"])
-        rows.append(row)
+            hf = hf_model(cfg).train()
+            steps["transformers"] = training_step(hf, lambda x, hf=hf: hf(x).logits, batch, autocast)
+        row = throughput_row(f"{preset} {batch_size}x{seq_len}", tokens, interleaved_median_seconds(steps, repeats))
+        rows.append(row | {"params_m": ours.n_params() / 1e6})
         del ours, steps
     return rows
-
-
-def format_table(rows: list[dict[str, float | str]], title: str) -> str:
-    lines = [title, "| workload | params | ours (tokens/s) | transformers (tokens/s) | ratio |", "|---|---|---|---|---|"]
-    for r in rows:
-        hf = f"{r['transformers']:.0f}" if "transformers" in r else "-"
-        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
-        lines.append(f"| {r['workload']} | {float(r['params_m']):.1f}M | {float(r['ours']):.0f} | {hf} | {ratio} |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_benchmarks(autocast=args.autocast, repeats=args.repeats, with_hf=not args.no_hf)
     title = (f"training step (fwd+bwd+clip+fused AdamW), random weights, {args.autocast}, "
              f"{torch.get_num_threads()} threads, median of {args.repeats} taken in turns")
-    print(format_table(rows, title))
+    print(format_table(rows, title, digits=0))
     return 0
 
 

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from gpt.config import GPTConfig
+from gpt.config import GPT2_SIZES, GPTConfig
 from gpt.model import GPTModel
 from gpt.tokenizer import Tokenizer, load_tokenizer, write_ranks
 
@@ -128,3 +128,12 @@ def load_checkpoint(directory: str | Path, dtype: torch.dtype = torch.float32, d
     model.to(device=device, dtype=dtype).eval()
     return Checkpoint(model, tokenizer, config.get("meta", {}))
 
+
+
+def load_model(name_or_path: str | Path, progress: bool = True) -> Checkpoint:
+    """One of OpenAI's GPT-2 sizes (`gpt.weights`: downloaded once, then cached) or a checkpoint folder."""
+    if str(name_or_path) in GPT2_SIZES:
+        from gpt.weights import load_pretrained  # download code: imported only when asked for
+
+        return load_pretrained(str(name_or_path), progress=progress)
+    return load_checkpoint(name_or_path)

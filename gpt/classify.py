@@ -27,13 +27,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from gpt import spam_data
-from gpt.checkpoint import WEIGHTS_FILE, Checkpoint, load_checkpoint
+from gpt.checkpoint import WEIGHTS_FILE, Checkpoint, load_model
+from gpt.config import GPT2_SIZES
 from gpt.model import GPTModel
 from gpt.tokenizer import ASSETS, Tokenizer, sha256_of
 
 SHIPPED_DIR = ASSETS / "models" / "spam"
 DEFAULT_BASE = ASSETS / "models" / "base"
-PRETRAINED_NAMES = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
 CLASSIFIER_WEIGHTS = "classifier.safetensors"  # not model.safetensors: this is a delta, not a checkpoint
 CLASSIFIER_CONFIG = "classifier.json"
 METRICS_FILE = "test_metrics.json"
@@ -298,14 +298,10 @@ def weights_sha256(model: GPTModel) -> str:
 
 def load_base(model: str | Path) -> tuple[Checkpoint, dict[str, str]]:
     """A base model by GPT-2 name or checkpoint folder, with what identifies its exact weights."""
-    if str(model) in PRETRAINED_NAMES:
-        from gpt.weights import load_pretrained  # issue 3's loader; only needed for OpenAI's weights
-
-        checkpoint = load_pretrained(str(model))
+    checkpoint = load_model(model)
+    if str(model) in GPT2_SIZES:
         return checkpoint, {"pretrained": str(model), "weights_sha256": weights_sha256(checkpoint.model)}
-    directory = Path(model)
-    checkpoint = load_checkpoint(directory)
-    return checkpoint, {"checkpoint": str(directory), "sha256": sha256_of(directory / WEIGHTS_FILE)}
+    return checkpoint, {"checkpoint": str(model), "sha256": sha256_of(Path(model) / WEIGHTS_FILE)}
 
 
 class SpamClassifier:
@@ -431,7 +427,8 @@ def finetune(base: str | Path, cfg: FinetuneConfig, out: str | Path, data_source
     metrics = evaluate(classifier.model, list(splits.test), classifier.tokenizer, classifier.labels, corpus.source)
     (Path(out) / METRICS_FILE).write_text(metrics.to_json())
     (Path(out) / CARD_FILE).write_text(model_card(classifier.config, metrics, Path(out)))
-    return load_classifier(out)
+    classifier.test_metrics = metrics
+    return classifier
 
 
 def measure(directory: str | Path = SHIPPED_DIR) -> TestMetrics:
@@ -528,7 +525,7 @@ def _blocks(value: str) -> int | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=str(DEFAULT_BASE),
-                        help=f"base model: a checkpoint folder or one of {', '.join(PRETRAINED_NAMES)}")
+                        help=f"base model: a checkpoint folder or one of {', '.join(GPT2_SIZES)}")
     parser.add_argument("--out", help="folder to write the classifier to")
     parser.add_argument("--preset", default="book", choices=sorted(FINETUNE_PRESETS),
                         help="finetuning settings; the options below override them")

@@ -86,3 +86,4 @@ PRESETS: dict[str, GPTConfig] = {
     # A few hundred thousand parameters: for tests and quick experiments.
     "tiny": GPTConfig(vocab_size=512, context_length=64, emb_dim=64, n_layers=2, n_heads=4),
 }
+GPT2_SIZES = tuple(name for name in PRESETS if name.startswith("gpt2-"))  # OpenAI publishes weights for these

@@ -9,6 +9,7 @@ never seen rather than neighbouring lines of a passage it has.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterable
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,6 @@ def load_corpus(directory: Path = CORPORA) -> CorpusSplit:
     return CorpusSplit(train=[d for d in docs if not is_held_out(d)], held_out=[d for d in docs if is_held_out(d)])
 
 
-def join_documents(docs: list[Document]) -> str:
-    """The text a model sees: every document followed by `<|endoftext|>`."""
-    return "".join(d.text + END_OF_TEXT for d in docs)
+def join_documents(texts: Iterable[str]) -> str:
+    """The text a model sees: every document's text followed by `<|endoftext|>`."""
+    return "".join(text + END_OF_TEXT for text in texts)

@@ -15,7 +15,6 @@ import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,17 +25,18 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gpt.checkpoint import Checkpoint, load_model, save_checkpoint
+from gpt.config import GPT2_SIZES
 from gpt.generate import SamplingConfig, stream
 from gpt.instruct_data import Entry, resolve_data, split_entries
 from gpt.model import GPTModel
 from gpt.tokenizer import ASSETS, END_OF_TEXT, Tokenizer
+from gpt.train import autocast_context
 
 PREAMBLE = ("Below is an instruction that describes a task. "
             "Write a response that appropriately completes the request.")
 RESPONSE_HEADER = "\n\n### Response:\n"
 IGNORE_INDEX = -100  # cross_entropy skips these targets
-GPT2_NAMES = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
 DEFAULT_BASE = ASSETS / "models" / "base"
 NEW_SECTION = re.compile(r"\n\s*###")
 
@@ -124,7 +124,6 @@ class FinetuneConfig:
     mask_prompt: bool = False
     seed: int = 123
     autocast: bool = True  # bfloat16 matmuls on CPU (master weights stay float32)
-    max_train: int | None = None  # use only the first N training entries (quick runs)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -156,7 +155,7 @@ def batch_loss(model: GPTModel, inputs: torch.Tensor, targets: torch.Tensor) -> 
 
 
 def _autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else nullcontext()
+    return autocast_context("bfloat16" if enabled else "float32", "cpu")
 
 
 @torch.no_grad()
@@ -187,8 +186,6 @@ def finetune(checkpoint: Checkpoint, train_entries: Sequence[Entry], val_entries
     torch.manual_seed(cfg.seed)
     model, tokenizer = checkpoint.model, checkpoint.tokenizer
     ctx = model.cfg.context_length
-    if cfg.max_train is not None:
-        train_entries = train_entries[: cfg.max_train]
     train_loader = make_loader(train_entries, tokenizer, ctx, cfg.batch_size, cfg.mask_prompt, True, cfg.seed)
     val_loader = make_loader(val_entries, tokenizer, ctx, cfg.batch_size, cfg.mask_prompt, False)
     if len(train_loader) == 0:
@@ -438,15 +435,6 @@ def format_report(reports: dict[str, dict[str, Any]]) -> str:
 
 # -- command line --------------------------------------------------------------------------------
 
-def load_model(name_or_path: str | Path) -> Checkpoint:
-    """A checkpoint folder, or one of OpenAI's GPT-2 sizes through the weight loader."""
-    if str(name_or_path) in GPT2_NAMES:
-        from gpt.weights import load_pretrained  # download code: imported only when asked for
-
-        return load_pretrained(str(name_or_path))
-    return load_checkpoint(name_or_path)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=str(DEFAULT_BASE), help="checkpoint folder, or gpt2-small ... gpt2-xl")
     parser.add_argument("--data", default="shipped", help="shipped | book (downloaded, cached) | a .json(.gz) file")
@@ -475,6 +463,7 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     entries = resolve_data(args.data)
     train_entries, test_entries, val_entries = split_entries(entries, args.seed)
+    train_entries = train_entries[: args.max_train] if args.max_train else train_entries
     test_entries = test_entries[: args.eval_limit] if args.eval_limit else test_entries
     print(f"data {args.data}: {len(train_entries)} train / {len(test_entries)} test / {len(val_entries)} validation")
     reports: dict[str, dict[str, Any]] = {}
@@ -482,15 +471,15 @@ def run(args: argparse.Namespace) -> None:
         for name in args.evaluate:
             reports[name] = evaluate(load_model(name), test_entries, args.max_new_tokens, args.judge, desc=name)
     else:
-        preset = args.preset or ("gpt2" if args.model in GPT2_NAMES else "shipped")
+        preset = args.preset or ("gpt2" if args.model in GPT2_SIZES else "shipped")
         overrides = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                                       "max_train": args.max_train, "mask_prompt": args.mask_prompt}.items()
+                                       "mask_prompt": args.mask_prompt}.items()
                      if v is not None}
         cfg = replace(PRESETS[preset], seed=args.seed, **overrides)
-        if not args.no_eval:
-            reports[f"{args.model} (untuned)"] = evaluate(load_model(args.model), test_entries,
-                                                          args.max_new_tokens, args.judge, desc="untuned")
         checkpoint = load_model(args.model)
+        if not args.no_eval:  # evaluation only reads the weights: the same model is then finetuned
+            reports[f"{args.model} (untuned)"] = evaluate(checkpoint, test_entries, args.max_new_tokens, args.judge,
+                                                          desc="untuned")
         meta = {"base_model": str(args.model), "data": args.data, "split_seed": args.seed,
                 "n_train": len(train_entries), "n_test": len(test_entries), "n_val": len(val_entries)}
         result = finetune(checkpoint, train_entries, val_entries, cfg, args.out, meta)

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, load_checkpoint_tokenizer
+from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, load_checkpoint_tokenizer, load_model
+from gpt.config import GPT2_SIZES
 from gpt.tokenizer import ASSETS, Tokenizer, load_tokenizer
 
 MODELS_DIR = ASSETS / "models"
 SHIPPED_LANGUAGE_MODELS = ("base", "instruct")  # `spam` is a classifier, not a next-token model
-GPT2_SIZES = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
 LOCAL_PREFIX = "local:"
 
 
@@ -100,9 +100,7 @@ class ModelRegistry:
 
         def load_entry() -> Checkpoint:
             if entry.kind == "gpt2":
-                from gpt.weights import load_pretrained  # the loader pulls in download code: only on request
-
-                return load_pretrained(entry.name, progress=progress)
+                return load_model(entry.name, progress=progress)
             if not (entry.path / CONFIG_FILE).is_file():
                 raise ModelUnavailableError(f"model {entry.name!r} is not available: no checkpoint in {entry.path}")
             return load_checkpoint(entry.path)

@@ -31,12 +31,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from gpt.baselines import bits_per_byte
 from gpt.checkpoint import save_checkpoint
 from gpt.config import GPTConfig
+from gpt.corpus import join_documents, load_corpus, read_text
 from gpt.data import open_token_file, tokenize_to_file
 from gpt.generate import SamplingConfig, generate
 from gpt.model import GPTModel
-from gpt.tokenizer import END_OF_TEXT, Tokenizer, load_tokenizer, read_ranks
+from gpt.tokenizer import Tokenizer, load_tokenizer, read_ranks
 
 STATE_FILE = "train_state.safetensors"
 LOG_FILE = "log.csv"
@@ -327,10 +329,13 @@ def write_figure(out_dir: Path, rows: list[dict[str, float]]) -> None:
 
 
 # -- the loop ------------------------------------------------------------------------------------
-def prepare_tokens(out_dir: Path, name: str, texts: list[str], tokenizer: Tokenizer) -> np.ndarray:
-    """Encode documents (each followed by `<|endoftext|>`) once into a uint16 file; memory-map it."""
+def prepare_tokens(out_dir: Path, name: str, texts: list[str], tokenizer: Tokenizer, reuse: bool) -> np.ndarray:
+    """Encode documents (each followed by `<|endoftext|>`) into a uint16 file; memory-map it.
+
+    Only a resumed run reuses the file: a new run in an old folder may bring other text or another tokenizer.
+    """
     path = out_dir / f"{name}.bin"
-    if not path.is_file():
+    if not (reuse and path.is_file()):
         tmp = path.with_name(path.name + ".tmp")
         tokenize_to_file(texts, tokenizer, tmp)
         os.replace(tmp, path)
@@ -371,8 +376,8 @@ def train(cfg: TrainConfig, train_texts: list[str], val_texts: list[str], tokeni
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
                                   fused=torch_device.type in ("cpu", "cuda"))
     if ddp.is_main:
-        train_tokens = prepare_tokens(out_dir, "train", train_texts, tokenizer)
-        val_tokens = prepare_tokens(out_dir, "val", val_texts, tokenizer)
+        train_tokens = prepare_tokens(out_dir, "train", train_texts, tokenizer, reuse=resume)
+        val_tokens = prepare_tokens(out_dir, "val", val_texts, tokenizer, reuse=resume)
     if ddp.world_size > 1:
         dist.barrier()
         if not ddp.is_main:
@@ -480,12 +485,15 @@ def sample_text(model: GPTModel, tokenizer: Tokenizer, prompt: str, max_new_toke
 
 # -- command line --------------------------------------------------------------------------------
 def build_tokenizer(spec: str, train_texts: list[str], vocab_size: int, out_dir: Path, ddp: Distributed,
-                    progress: bool = True) -> Tokenizer:
-    """`gpt2`, a `.tiktoken` path, or `bpe`: our from-scratch BPE trained on the training text only."""
+                    reuse: bool, progress: bool = True) -> Tokenizer:
+    """`gpt2`, a `.tiktoken` path, or `bpe`: our from-scratch BPE trained on the training text only.
+
+    A resumed run (`reuse`) keeps the BPE already in `out_dir`; a new run trains it again.
+    """
     if spec != "bpe":
         return load_tokenizer(spec)
     path = out_dir / "tokenizer.tiktoken"
-    if ddp.is_main and not path.is_file():
+    if ddp.is_main and not (reuse and path.is_file()):
         from gpt.bpe import BytePairEncoder
 
         BytePairEncoder.train("\n\n".join(train_texts), vocab_size, progress=progress).save(path)
@@ -496,8 +504,6 @@ def build_tokenizer(spec: str, train_texts: list[str], vocab_size: int, out_dir:
 
 def read_corpus(text_files: list[str], val_fraction: float) -> tuple[list[str], list[str], str]:
     """Training and held-out documents: the shipped corpora, or text files split at `val_fraction`."""
-    from gpt.corpus import load_corpus, read_text
-
     if not text_files:
         split = load_corpus()
         return [d.text for d in split.train], [d.text for d in split.held_out], "austen+kjv (gpt/corpus.py split)"
@@ -554,7 +560,8 @@ def run(args: argparse.Namespace) -> None:
     overrides = {k: getattr(args, k) for k in ("context_length", "emb_dim", "n_layers", "n_heads", "drop_rate", "vocab_size")
                  if getattr(args, k) is not None}
     model_cfg = GPTConfig.preset(args.preset, **overrides)
-    tokenizer = build_tokenizer(args.tokenizer, train_texts, model_cfg.vocab_size, out_dir, ddp, not args.quiet)
+    tokenizer = build_tokenizer(args.tokenizer, train_texts, model_cfg.vocab_size, out_dir, ddp, args.resume,
+                                not args.quiet)
     cfg = TrainConfig(
         model=model_cfg, max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
         min_lr=args.min_lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
@@ -576,13 +583,13 @@ def export_model(result: TrainResult, cfg: TrainConfig, tokenizer: Tokenizer, va
     directory = out_dir / "model"
     val_tokens = np.asarray(open_token_file(out_dir / "val.bin"))
     loss, n_scored = evaluate(result.model, val_tokens, autocast=cfg.autocast)
-    n_bytes = len("".join(t + END_OF_TEXT for t in val_texts).encode("utf-8"))
+    n_bytes = len(join_documents(val_texts).encode("utf-8"))
     meta = {
         "corpus": corpus_name, "steps": result.step, "max_steps": cfg.max_steps, "tokens_seen": result.tokens_seen,
         "train_tokens": len(open_token_file(out_dir / "train.bin")),
         "train_time_s": round(result.elapsed_s, 1), "held_out_loss": round(loss, 4),
         "held_out_perplexity": round(math.exp(loss), 2), "held_out_tokens": n_scored, "held_out_bytes": n_bytes,
-        "held_out_bits_per_byte": round(loss * n_scored / math.log(2) / n_bytes, 4),
+        "held_out_bits_per_byte": round(bits_per_byte(loss * n_scored, n_bytes), 4),
         "final_train_loss": round(result.log[-1]["train_loss"], 4) if result.log else None,
         "train_config": cfg.to_dict(), "torch": torch.__version__,
     }

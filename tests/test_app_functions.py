@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from gpt.checkpoint import Checkpoint
-from gpt.registry import GPT2_SIZES, ModelRegistry, ModelUnavailableError, UnknownModelError
+from gpt.config import GPT2_SIZES
+from gpt.registry import ModelRegistry, ModelUnavailableError, UnknownModelError
 from gpt.tokenizer import END_OF_TEXT, load_tokenizer
 from tests.test_app_support import make_model_folder
 from ui import attention_tab, chat_tab, common, generate_tab, picker, spam_tab, tokenizer_tab

@@ -15,7 +15,7 @@ import torch
 from gpt import instruct, instruct_data
 from gpt.__main__ import main
 from gpt.bpe import BytePairEncoder
-from gpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gpt.checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint
 from gpt.config import GPTConfig
 from gpt.generate import SamplingConfig
 from gpt.instruct import (IGNORE_INDEX, InstructionDataset, FinetuneConfig, build_chat_prompt, chat_prompt,
@@ -189,10 +189,20 @@ def test_chat_stream_grows_the_response_and_stops_at_end_of_text(tokenizer):
     assert list(chat_stream(silent, [], "Say a.", SamplingConfig(max_new_tokens=10, temperature=0.0))) == []
 
 
-def test_generation_stops_when_the_model_starts_a_new_section(tokenizer):
-    checkpoint = small_checkpoint(tokenizer)
-    texts = instruct.generate_responses(checkpoint, ENTRIES[:3], max_new_tokens=30)
-    assert len(texts) == 3 and all("###" not in t and "<|endoftext|>" not in t for t in texts)
+def test_generation_stops_when_the_model_starts_a_new_section(tokenizer, monkeypatch):
+    """Generation ends at the new section itself: no tokens are drawn past it."""
+    script = tokenizer.encode("cats\n\n### Instruction:\nName a dog.")
+    drawn = []
+
+    def scripted_stream(model, prompt_ids, cfg, eot_id=None):
+        for token in script:
+            drawn.append(token)
+            yield token
+
+    monkeypatch.setattr(instruct, "stream", scripted_stream)
+    texts = list(instruct.respond(None, tokenizer, "prompt", SamplingConfig(max_new_tokens=50)))
+    assert texts[-1] == "cats"
+    assert tokenizer.decode(drawn).endswith("###") and len(drawn) < len(script)
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -342,7 +352,7 @@ def test_gpt2_models_come_from_the_weight_loader(tokenizer, monkeypatch):
     loaded = []
     checkpoint = small_checkpoint(tokenizer)
     monkeypatch.setattr(gpt.weights, "load_pretrained", lambda name, **kw: loaded.append(name) or checkpoint)
-    assert instruct.load_model("gpt2-small") is checkpoint and loaded == ["gpt2-small"]
+    assert load_model("gpt2-small") is checkpoint and loaded == ["gpt2-small"]
 
 
 SHIPPED_INSTRUCT = instruct_data.ASSETS / "models" / "instruct"

@@ -21,10 +21,18 @@ from gpt.baselines import ByteNGram, xz_bits_per_byte
 from gpt.bpe import BytePairEncoder
 from gpt.checkpoint import load_checkpoint
 from gpt.config import GPTConfig
-from gpt.corpus import Document, is_held_out, join_documents, kjv_documents, load_corpus, unwrap_paragraphs
+from gpt.corpus import is_held_out, join_documents, kjv_documents, load_corpus, unwrap_paragraphs
+from gpt.data import open_token_file
 from gpt.model import GPTModel
 from gpt.train import (
-    BatchSampler, TrainConfig, learning_rate, load_train_state, param_groups, read_log, save_train_state, train,
+    BatchSampler,
+    TrainConfig,
+    learning_rate,
+    load_train_state,
+    param_groups,
+    read_log,
+    save_train_state,
+    train,
 )
 
 TEXT = (
@@ -108,6 +116,15 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, tokenize
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
     assert [r["step"] for r in read_log(tmp_path / "cut" / "log.csv")] == list(range(1, cfg.max_steps + 1))
+
+
+def test_a_new_run_in_an_old_folder_encodes_its_own_text(tmp_path, tokenizer):
+    """Token files are reused only by --resume: a fresh run with other text must not train on the old tokens."""
+    other = TEXT[::-1]
+    train(tiny_cfg(max_steps=2), [TEXT], [TEXT[:400]], tokenizer, tmp_path, progress=False)
+    train(tiny_cfg(max_steps=2), [other], [other[:400]], tokenizer, tmp_path, progress=False)
+    expected = tokenizer.encode(other) + [tokenizer.eot_id]
+    assert np.asarray(open_token_file(tmp_path / "train.bin")).tolist() == expected
 
 
 def test_resume_refuses_a_run_with_other_settings(tmp_path, tokenizer):
@@ -245,10 +262,10 @@ def test_shipped_corpus_split_holds_out_whole_documents():
     held = {d.name for d in split.held_out}
     assert held == {"austen-persuasion", "kjv-Ruth", "kjv-Eccl", "kjv-Jonah", "kjv-Phi", "kjv-Jas"}
     assert not held & {d.name for d in split.train} and len(split.train) == 5 + 61
-    train_text = join_documents(split.train)
+    train_text = join_documents(d.text for d in split.train)
     assert "Ge1:1" not in train_text and train_text.startswith("SENSE AND SENSIBILITY")
     assert "Anne Elliot" not in train_text  # Persuasion's heroine never appears in training text
-    assert join_documents([Document("a", "x"), Document("b", "y")]) == "x<|endoftext|>y<|endoftext|>"
+    assert join_documents(["x", "y"]) == "x<|endoftext|>y<|endoftext|>"
 
 
 # -- baselines ---------------------------------------------------------------------------------
