@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> None:
     prompt_ids = ckpt.tokenizer.encode(args.prompt)
     sys.stdout.write(args.prompt)
     sys.stdout.flush()
-    for text in stream_text(ckpt.tokenizer, stream(ckpt.model, prompt_ids, sampling, eot_id=ckpt.tokenizer.eot_id)):
+    tokens = stream(ckpt.model, prompt_ids, sampling, eot_id=ckpt.tokenizer.eot_id, vocab_size=ckpt.tokenizer.n_vocab)
+    for text in stream_text(ckpt.tokenizer, tokens):
         sys.stdout.write(text)
         sys.stdout.flush()
     sys.stdout.write("\n")

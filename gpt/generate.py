@@ -60,7 +60,8 @@ def next_token_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     return torch.softmax(filter_logits(logits.float(), cfg.temperature, cfg.top_k, cfg.top_p), dim=-1)
 
 
-def _pick(logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator) -> int:
+def pick(logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator) -> int:
+    """One token id from (V,) logits: the argmax when greedy, else a draw from `next_token_probs`."""
     if cfg.greedy:
         return int(logits.argmax())
     return int(torch.multinomial(next_token_probs(logits, cfg), 1, generator=gen))
@@ -75,9 +76,13 @@ def _prompt_tensor(model: GPTModel, prompt_ids: list[int]) -> torch.Tensor:
 
 @torch.inference_mode()
 def stream(
-    model: GPTModel, prompt_ids: list[int], cfg: SamplingConfig, eot_id: int | None = None, use_cache: bool = True
+    model: GPTModel, prompt_ids: list[int], cfg: SamplingConfig, eot_id: int | None = None, use_cache: bool = True,
+    vocab_size: int | None = None,
 ) -> Iterator[int]:
     """Yield new token ids one at a time. Stops at `eot_id` (not yielded) when `cfg.stop_at_eot`.
+
+    `vocab_size` (the tokenizer's) keeps a model whose output rows are padded past it from ever
+    drawing a row that has no text.
 
     With the cache each step feeds one token. Once the window is full, every step recomputes the
     last `context_length` tokens: the same result as never caching, the way the book crops.
@@ -94,7 +99,7 @@ def stream(
     cache = model.new_cache(1) if use_cache else None
     logits = model(idx, cache, last_only=True)[0, -1]
     for step in range(cfg.max_new_tokens):
-        token = _pick(logits, cfg, gen)
+        token = pick(logits[:vocab_size], cfg, gen)
         if cfg.stop_at_eot and token == eot_id:
             return
         yield token
@@ -107,9 +112,17 @@ def stream(
             logits = model(idx.new_tensor([ids[-ctx:]]), last_only=True)[0, -1]
 
 
-def generate(model: GPTModel, prompt_ids: list[int], cfg: SamplingConfig, eot_id: int | None = None, use_cache: bool = True) -> list[int]:
+def generate(model: GPTModel, prompt_ids: list[int], cfg: SamplingConfig, eot_id: int | None = None,
+             use_cache: bool = True, vocab_size: int | None = None) -> list[int]:
     """The new tokens (without the prompt)."""
-    return list(stream(model, prompt_ids, cfg, eot_id, use_cache))
+    return list(stream(model, prompt_ids, cfg, eot_id, use_cache, vocab_size))
+
+
+@torch.inference_mode()
+def next_token_logits(model: GPTModel, prompt_ids: list[int], vocab_size: int | None = None) -> torch.Tensor:
+    """(V,) float logits for the token after the prompt (cropped to the window), cut to `vocab_size`."""
+    model.eval()
+    return model(_prompt_tensor(model, prompt_ids), last_only=True)[0, -1, :vocab_size].float()
 
 
 @torch.inference_mode()

@@ -222,7 +222,7 @@ def respond(model: GPTModel, tokenizer: Tokenizer, prompt: str, cfg: SamplingCon
     """The growing response to an Alpaca prompt; stops at end-of-text or when a new `###` section starts."""
     ids: list[int] = []
     shown = ""
-    for token in stream(model, tokenizer.encode(prompt), cfg, eot_id=tokenizer.eot_id):
+    for token in stream(model, tokenizer.encode(prompt), cfg, eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab):
         ids.append(token)
         raw = tokenizer.decode(ids)
         if raw.endswith("\ufffd"):

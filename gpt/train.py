@@ -478,7 +478,7 @@ def sample_text(model: GPTModel, tokenizer: Tokenizer, prompt: str, max_new_toke
     model.eval()
     ids = generate(model, tokenizer.encode(prompt),
                    SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.8, top_k=40, seed=seed),
-                   eot_id=tokenizer.eot_id)
+                   eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab)
     model.train(was_training)
     return prompt + tokenizer.decode(ids)
 

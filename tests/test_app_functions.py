@@ -307,8 +307,8 @@ def test_generate_unknown_or_missing_model(registry, empty_registry):
         generate_tab.next_token_charts(empty_registry, "base", "hi", 1.0, 0, 1.0)
 
 
-def test_generated_ids_beyond_the_tokenizer_are_dropped(registry):
-    """A model whose vocabulary is padded past its tokenizer's must not crash decoding."""
+def test_a_padded_vocabulary_is_never_drawn(registry):
+    """Output rows past the tokenizer's vocabulary have no text: the sampler must never draw them."""
     ckpt = registry.load("base")
 
     class PaddedHead(torch.nn.Module):
@@ -328,7 +328,10 @@ def test_generated_ids_beyond_the_tokenizer_are_dropped(registry):
     padded = ModelRegistry(registry.root)
     padded.cached(("lm", "base"), lambda: Checkpoint(PaddedHead(ckpt.model), ckpt.tokenizer, {}))
     text, _ = list(generate_tab.generate(padded, "base", "hi", 1.0, 0, 1.0, 5, 0))[-1]
-    assert text == ""
+    unpadded, _ = list(generate_tab.generate(registry, "base", "hi", 1.0, 0, 1.0, 5, 0))[-1]
+    assert text == unpadded != ""  # the padded rows score 50 and would win every draw if they were drawable
+    _, _, info = generate_tab.one_token(padded, "base", "hi", 1.0, 0, 1.0, 0)
+    assert int(info.split()[2]) < ckpt.tokenizer.n_vocab
 
 
 # -- spam tab ----------------------------------------------------------------------------------

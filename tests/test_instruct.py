@@ -194,7 +194,7 @@ def test_generation_stops_when_the_model_starts_a_new_section(tokenizer, monkeyp
     script = tokenizer.encode("cats\n\n### Instruction:\nName a dog.")
     drawn = []
 
-    def scripted_stream(model, prompt_ids, cfg, eot_id=None):
+    def scripted_stream(model, prompt_ids, cfg, eot_id=None, vocab_size=None):
         for token in script:
             drawn.append(token)
             yield token

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import torch
 
 from gpt.checkpoint import Checkpoint
-from gpt.generate import SamplingConfig, next_token_probs, stream
+from gpt.generate import SamplingConfig, next_token_logits, next_token_probs, pick, stream
 from gpt.registry import ModelRegistry
 from gpt.tokenizer import TokenPiece
 from ui.common import (check_number, clip_chars, fit_context, join_notices, require_text, user_errors,
@@ -60,19 +60,16 @@ def generate(registry: ModelRegistry, model_name: str, prompt: str, temperature:
     notice = join_notices(*req.notices)
     yield "", notice
     tokenizer = req.ckpt.tokenizer
-    for token in stream(req.ckpt.model, req.ids, req.sampling, eot_id=tokenizer.eot_id):
-        if token < tokenizer.n_vocab:  # a model may pad its vocabulary: such rows have no text
-            new_ids.append(token)
+    for token in stream(req.ckpt.model, req.ids, req.sampling, eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab):
+        new_ids.append(token)
         yield tokenizer.decode(new_ids), notice
     if not new_ids:
         yield "", join_notices(*req.notices, "The model ended the text straight away (<|endoftext|>).")
 
 
-@torch.inference_mode()
 def last_logits(req: Request) -> torch.Tensor:
     """The next-token logits over the tokenizer's vocabulary (a padded model vocabulary is cut off)."""
-    req.ckpt.model.eval()
-    return req.ckpt.model(torch.tensor([req.ids]), last_only=True)[0, -1, : req.ckpt.tokenizer.n_vocab].float()
+    return next_token_logits(req.ckpt.model, req.ids, req.ckpt.tokenizer.n_vocab)
 
 
 def token_labels(req: Request, ids: list[int]) -> list[str]:
@@ -134,7 +131,7 @@ def one_token(registry: ModelRegistry, model_name: str, prompt: str, temperature
     logits = last_logits(req)
     probs = next_token_probs(logits, req.sampling)
     gen = torch.Generator().manual_seed(req.sampling.seed + len(req.ids))  # reproducible, yet new at each step
-    picked = int(probs.argmax()) if req.sampling.greedy else int(torch.multinomial(probs, 1, generator=gen))
+    picked = pick(logits, req.sampling, gen)
     label = token_labels(req, [picked])[0]
     info = f"Picked token {picked} {label!r} with probability {float(probs[picked]):.3f}."
     if picked == req.ckpt.tokenizer.eot_id:
