@@ -25,9 +25,6 @@ class KVCache:
         self.pos = 0  # number of positions already written
         self.capacity = cfg.context_length
 
-    def reset(self) -> None:
-        self.pos = 0
-
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, H, T, hd) at the current position; return all keys/values so far."""
         end = self.pos + k.shape[2]

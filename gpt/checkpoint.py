@@ -6,7 +6,6 @@ No pickle anywhere: a checkpoint someone hands us can only ever be data.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from gpt.config import GPT2_SIZES, GPTConfig
+from gpt.config import GPTConfig
+from gpt.files import atomic_path, write_text_atomic
 from gpt.model import GPTModel
 from gpt.tokenizer import Tokenizer, load_tokenizer, write_ranks
 
@@ -45,11 +45,10 @@ def save_checkpoint(model: GPTModel, directory: str | Path, tokenizer: Tokenizer
     else:
         tokenizer_ref = TOKENIZER_FILE
         write_ranks(tokenizer.ranks, directory / TOKENIZER_FILE)
-    tmp = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(state_for_saving(model, dtype), str(tmp))
-    os.replace(tmp, directory / WEIGHTS_FILE)  # atomic: a crash never leaves half a file under the real name
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state_for_saving(model, dtype), str(tmp))
     config = {"model": model.cfg.to_dict(), "tokenizer": tokenizer_ref, "meta": meta or {}}
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return directory
 
 
@@ -128,12 +127,3 @@ def load_checkpoint(directory: str | Path, dtype: torch.dtype = torch.float32, d
     model.to(device=device, dtype=dtype).eval()
     return Checkpoint(model, tokenizer, config.get("meta", {}))
 
-
-
-def load_model(name_or_path: str | Path, progress: bool = True) -> Checkpoint:
-    """One of OpenAI's GPT-2 sizes (`gpt.weights`: downloaded once, then cached) or a checkpoint folder."""
-    if str(name_or_path) in GPT2_SIZES:
-        from gpt.weights import load_pretrained  # download code: imported only when asked for
-
-        return load_pretrained(str(name_or_path), progress=progress)
-    return load_checkpoint(name_or_path)

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from typing import Any
 
-BYTES_PER_DTYPE = {"float32": 4, "bfloat16": 2, "float16": 2}
+from gpt.precision import bytes_per_element
+
+
+def option(default: Any, help: str, **metadata: Any) -> Field:
+    """A config field with its help text: the command line builds its flags from these (`gpt.cli.options`)."""
+    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass(frozen=True)
 class GPTConfig:
     """Hyperparameters of a GPT-2-style decoder (the book's GPT_CONFIG_124M, as a type)."""
 
-    vocab_size: int = 50257
-    context_length: int = 1024
-    emb_dim: int = 768
-    n_heads: int = 12
-    n_layers: int = 12
-    drop_rate: float = 0.0
-    qkv_bias: bool = True  # OpenAI's GPT-2 has query/key/value biases
-    tie_weights: bool = True  # GPT-2 shares the token embedding with the output head
+    vocab_size: int = option(50257, "tokens the embedding and output head have rows for")
+    context_length: int = option(1024, "the most tokens the model reads at once (learned positions)")
+    emb_dim: int = option(768, "width of the residual stream")
+    n_heads: int = option(12, "attention heads per layer (emb_dim must divide by it)")
+    n_layers: int = option(12, "transformer blocks")
+    drop_rate: float = option(0.0, "dropout on embeddings, attention weights and residual branches")
+    qkv_bias: bool = option(True, "biases on the query/key/value projection (OpenAI's GPT-2 has them)")
+    tie_weights: bool = option(True, "share the token embedding with the output head (as GPT-2 does)")
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
@@ -48,7 +53,7 @@ class GPTConfig:
 
     def memory_bytes(self, dtype: str = "float32", batch_size: int = 1) -> int:
         """Weights plus a full-context KV cache: a lower bound on what inference needs."""
-        width = BYTES_PER_DTYPE[dtype]
+        width = bytes_per_element(dtype)
         kv_cache = 2 * self.n_layers * batch_size * self.context_length * self.emb_dim * width
         return self.n_params() * width + kv_cache
 

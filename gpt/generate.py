@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gpt.config import option
 from gpt.model import GPTModel
 
 
@@ -14,12 +15,12 @@ from gpt.model import GPTModel
 class SamplingConfig:
     """How the next token is picked. temperature 0 means greedy (argmax)."""
 
-    max_new_tokens: int = 50
-    temperature: float = 1.0
-    top_k: int | None = None  # keep the k most likely tokens; None or 0 keeps all
-    top_p: float | None = None  # keep the smallest set whose probability reaches p; None or 1 keeps all
-    seed: int | None = None  # a fixed seed makes sampling reproducible
-    stop_at_eot: bool = True
+    max_new_tokens: int = option(50, "tokens to generate at most")
+    temperature: float = option(1.0, "divides the logits before sampling; 0 is greedy")
+    top_k: int | None = option(None, "keep the k most likely tokens; none or 0 keeps all")
+    top_p: float | None = option(None, "keep the smallest set whose probability reaches p; none or 1 keeps all")
+    seed: int | None = option(None, "a fixed seed makes sampling reproducible")
+    stop_at_eot: bool = option(True, "stop at the end-of-text token")
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 0:
@@ -128,12 +129,12 @@ def next_token_logits(model: GPTModel, prompt_ids: list[int], vocab_size: int | 
 @torch.inference_mode()
 def beam_search(
     model: GPTModel, prompt_ids: list[int], num_beams: int = 4, max_new_tokens: int = 50,
-    eot_id: int | None = None, length_penalty: float = 1.0,
+    eot_id: int | None = None, length_penalty: float = 1.0, vocab_size: int | None = None,
 ) -> list[int]:
     """The most likely continuation under a beam of `num_beams`, scored by log-prob / length**penalty.
 
     The prompt is cropped so that prompt + new tokens fit the context window, letting all beams share
-    one KV cache, reordered each step.
+    one KV cache, reordered each step. `vocab_size` (the tokenizer's) keeps padded output rows out.
     """
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
@@ -141,20 +142,24 @@ def beam_search(
         raise ValueError(f"max_new_tokens must be in [1, {model.cfg.context_length - 1}], got {max_new_tokens}")
     model.eval()
     idx = _prompt_tensor(model, prompt_ids[-(model.cfg.context_length - max_new_tokens) :])
+    device = idx.device
     cache = model.new_cache(1)
-    logprobs = torch.log_softmax(model(idx, cache, last_only=True)[:, -1].float(), dim=-1)  # (beams, V)
-    beams: list[list[int]] = [[]]
-    scores = torch.zeros(1)
-    finished: list[tuple[float, list[int]]] = []
+
+    def next_logprobs(inputs: torch.Tensor) -> torch.Tensor:  # (beams, T) -> (beams, V)
+        return torch.log_softmax(model(inputs, cache, last_only=True)[:, -1, :vocab_size].float(), dim=-1)
 
     def normalized(score: float, length: int) -> float:
         return score / max(length, 1) ** length_penalty
 
+    logprobs = next_logprobs(idx)
+    beams: list[list[int]] = [[]]
+    scores = torch.zeros(1, device=device)
+    finished: list[tuple[float, list[int]]] = []
     for step in range(max_new_tokens):
         candidates = (scores[:, None] + logprobs).flatten()  # (beams * V,)
         top_scores, top_idx = candidates.topk(min(2 * num_beams, candidates.numel()))
         next_beams, next_scores, parents = [], [], []
-        for score, flat in zip(top_scores.tolist(), top_idx.tolist()):
+        for score, flat in zip(top_scores.tolist(), top_idx.tolist(), strict=True):
             parent, token = divmod(flat, logprobs.shape[-1])
             if token == eot_id:
                 finished.append((normalized(score, len(beams[parent]) + 1), beams[parent]))
@@ -166,14 +171,13 @@ def beam_search(
                 break
         if not next_beams:
             break
-        beams, scores = next_beams, torch.tensor(next_scores)
-        best_alive = max(normalized(s, len(b)) for s, b in zip(next_scores, beams))
+        beams, scores = next_beams, torch.tensor(next_scores, device=device)
+        best_alive = max(normalized(s, len(b)) for s, b in zip(next_scores, beams, strict=True))
         if len(finished) >= num_beams and max(f[0] for f in finished) >= best_alive:
             break
         if step == max_new_tokens - 1:
             break
-        cache.reorder(torch.tensor(parents, device=idx.device))
-        last = torch.tensor([[b[-1]] for b in beams], device=idx.device)
-        logprobs = torch.log_softmax(model(last, cache, last_only=True)[:, -1].float(), dim=-1)
-    finished.extend((normalized(float(s), len(b)), b) for s, b in zip(scores, beams))
+        cache.reorder(torch.tensor(parents, device=device))
+        logprobs = next_logprobs(torch.tensor([[b[-1]] for b in beams], device=device))
+    finished.extend((normalized(s, len(b)), b) for s, b in zip(scores.tolist(), beams, strict=True))
     return max(finished, key=lambda f: f[0])[1]

@@ -8,12 +8,13 @@ ship in `assets/`, checked by sha256, so nothing is downloaded.
 from __future__ import annotations
 
 import base64
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import tiktoken
+
+from gpt.files import sha256_of, write_text_atomic
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 GPT2_RANKS = ASSETS / "gpt2.tiktoken"
@@ -54,7 +55,7 @@ def read_ranks(path: str | Path) -> dict[bytes, int]:
 
 def write_ranks(ranks: dict[bytes, int], path: str | Path) -> None:
     lines = [f"{base64.b64encode(tok).decode()} {rank}" for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1])]
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 class Tokenizer:
@@ -96,10 +97,6 @@ class Tokenizer:
             TokenPiece(i, self.encoding.decode_single_token_bytes(i), s, max(s, e))
             for i, s, e in zip(ids, starts, ends)
         ]
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from gpt.files import atomic_path
 from gpt.tokenizer import Tokenizer
 
 TOKEN_DTYPE = np.uint16  # every vocabulary here has fewer than 65,536 tokens: half the bytes of int32
@@ -50,11 +51,12 @@ def create_dataloader(
 
 
 def write_token_file(path: str | Path, tokens: list[int] | np.ndarray) -> None:
-    """Store token ids as raw uint16 (what `open_token_file` memory-maps)."""
+    """Store token ids as raw uint16 (what `open_token_file` memory-maps), atomically."""
     array = np.asarray(tokens)
     if array.size and (array.min() < 0 or array.max() > np.iinfo(TOKEN_DTYPE).max):
         raise ValueError("token ids must lie in [0, 65535] to be stored as uint16")
-    array.astype(TOKEN_DTYPE).tofile(path)
+    with atomic_path(path) as tmp:
+        array.astype(TOKEN_DTYPE).tofile(tmp)
 
 
 def open_token_file(path: str | Path) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""OpenAI's pretrained GPT-2 (124M to 1558M), fetched from the Hugging Face Hub and mapped onto `GPTModel`.
+"""OpenAI's pretrained GPT-2 (124M to 1558M), fetched from the Hugging Face Hub and mapped onto `GPTModel`;
+and `load_model`, which takes either a GPT-2 name or one of our checkpoint folders.
 
 The Hub's `model.safetensors` files use transformers' names (`wte`, `h.{i}.attn.c_attn`, `ln_f` ...)
 and its Conv1D layers store their weights as (in, out) where our nn.Linear keeps (out, in), so
@@ -20,13 +21,12 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import httpx, silent_tqdm  # httpx: the HTTP client the hub uses (httpx2)
 
-from gpt.checkpoint import Checkpoint, load_state_dict, load_weights_into
+from gpt.checkpoint import WEIGHTS_FILE, Checkpoint, load_checkpoint, load_state_dict, load_weights_into
 from gpt.config import PRESETS, GPTConfig
 from gpt.model import GPTModel
+from gpt.precision import name_of
 from gpt.tokenizer import load_tokenizer
 
-HUB_FILE = "model.safetensors"
-DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
 @dataclass(frozen=True)
@@ -74,23 +74,16 @@ def pretrained(name: str) -> PretrainedModel:
         raise ValueError(f"unknown pretrained model {name!r}; choose one of {', '.join(PRETRAINED)}") from None
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    try:
-        return DTYPE_NAMES[dtype]
-    except KeyError:
-        raise ValueError(f"unsupported dtype {dtype}; choose one of {', '.join(DTYPE_NAMES.values())}") from None
-
-
 def memory_needed(name: str, dtype: torch.dtype = torch.float32) -> int:
     """Bytes of memory inference needs (weights + a full-context KV cache), known before any download."""
-    return pretrained(name).config.memory_bytes(dtype_name(dtype))
+    return pretrained(name).config.memory_bytes(name_of(dtype))
 
 
 def describe(name: str, dtype: torch.dtype = torch.float32) -> str:
     """One line for the user before loading: size, and the memory it will take."""
     cfg = pretrained(name).config
     return (f"{name}: {cfg.n_params() / 1e6:.0f}M parameters, needs at least "
-            f"{memory_needed(name, dtype) / 1e9:.1f} GB of memory in {dtype_name(dtype)}")
+            f"{memory_needed(name, dtype) / 1e9:.1f} GB of memory in {name_of(dtype)}")
 
 
 def cache_folder(name: str, cache_dir: str | Path | None = None) -> Path:
@@ -103,18 +96,18 @@ def fetch(name: str, progress: bool = True, cache_dir: str | Path | None = None)
     """The local path of the model's Hub file: from the cache, or downloaded into it (resumable)."""
     spec = pretrained(name)
     try:
-        return Path(hf_hub_download(spec.repo_id, HUB_FILE, cache_dir=cache_dir,
+        return Path(hf_hub_download(spec.repo_id, WEIGHTS_FILE, cache_dir=cache_dir,
                                     tqdm_class=None if progress else silent_tqdm))
     except LocalEntryNotFoundError:
         raise WeightsUnavailableError(
-            f"{name}: {spec.repo_id}/{HUB_FILE} is not in the Hugging Face cache ({cache_folder(name, cache_dir)}) "
+            f"{name}: {spec.repo_id}/{WEIGHTS_FILE} is not in the Hugging Face cache ({cache_folder(name, cache_dir)}) "
             f"and the Hub cannot be reached; download it once with a connection (HF_HUB_OFFLINE unset), "
             f"or pass --weights PATH to a local copy of that file"
         ) from None
     except (HfHubHTTPError, httpx.HTTPError, OSError) as err:  # the Hub answered with an error, or the transfer broke
         reason = " ".join(str(err).split())  # hub messages span several lines; ours is one
         raise WeightsUnavailableError(
-            f"{name}: could not download {spec.repo_id}/{HUB_FILE} ({reason}); "
+            f"{name}: could not download {spec.repo_id}/{WEIGHTS_FILE} ({reason}); "
             f"try again (the download resumes), or pass --weights PATH to a local copy of that file"
         ) from None
 
@@ -159,7 +152,7 @@ def _empty_model(cfg: GPTConfig, dtype: torch.dtype) -> GPTModel:
 
 def load_gpt2_file(path: str | Path, cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel:
     """Our model from a local safetensors file in the Hub's layout or ours; mismatches name the tensor."""
-    dtype_name(dtype)  # refuse an unsupported dtype before reading gigabytes
+    name_of(dtype)  # refuse an unsupported dtype before reading gigabytes
     state = load_state_dict(path)
     source = str(path)
     if is_hub_layout(state):
@@ -179,13 +172,28 @@ def load_pretrained(name: str, dtype: torch.dtype = torch.float32, progress: boo
     Raises WeightsUnavailableError when offline without a cached copy.
     """
     spec = pretrained(name)
-    dtype_name(dtype)  # before a download, not after
+    name_of(dtype)  # before a download, not after
     if weights is None:
         path = fetch(name, progress, cache_dir)
     else:
         path = Path(weights)
         if path.is_dir():  # a `save_pretrained` folder, or one of our checkpoints
-            path = path / HUB_FILE
+            path = path / WEIGHTS_FILE
     model = load_gpt2_file(path, spec.config, dtype)
     meta = {"pretrained": name, "repo_id": spec.repo_id, "weights": str(path)}
     return Checkpoint(model, load_tokenizer("gpt2"), meta)
+
+
+def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu",
+               progress: bool = True, weights: str | Path | None = None) -> Checkpoint:
+    """A GPT-2 size (from the Hub cache, a download, or the local file `weights`), or a checkpoint folder."""
+    name = str(name_or_path)
+    if name in PRETRAINED:
+        checkpoint = load_pretrained(name, dtype, progress=progress, weights=weights)
+        checkpoint.model.to(device)
+        return checkpoint
+    if weights is not None:
+        raise ValueError(f"a weights file goes with a GPT-2 size ({', '.join(PRETRAINED)}), not with {name}")
+    if not Path(name).is_dir():
+        raise ValueError(f"model {name!r} is neither one of {', '.join(PRETRAINED)} nor a checkpoint folder")
+    return load_checkpoint(name, dtype, device)

@@ -9,8 +9,8 @@ never seen rather than neighbouring lines of a passage it has.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterable
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,3 +94,22 @@ def load_corpus(directory: Path = CORPORA) -> CorpusSplit:
 def join_documents(texts: Iterable[str]) -> str:
     """The text a model sees: every document's text followed by `<|endoftext|>`."""
     return "".join(text + END_OF_TEXT for text in texts)
+
+
+def read_training_text(text_files: list[str], val_fraction: float) -> tuple[list[str], list[str], str]:
+    """Training and held-out documents: the shipped corpora, or text files whose tails are held out.
+
+    Returns (train texts, held-out texts, a name for the data that goes into the model card).
+    """
+    if not text_files:
+        split = load_corpus()
+        return [d.text for d in split.train], [d.text for d in split.held_out], "austen+kjv (gpt/data/corpus.py split)"
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"--val-fraction must be in (0, 1), got {val_fraction}")
+    train_texts, val_texts = [], []
+    for name in text_files:
+        text = read_text(Path(name))
+        cut = int(len(text) * (1 - val_fraction))
+        train_texts.append(text[:cut])
+        val_texts.append(text[cut:])
+    return train_texts, val_texts, ", ".join(Path(n).name for n in text_files)

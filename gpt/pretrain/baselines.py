@@ -8,13 +8,10 @@ flatter or punish it for that alone.
 from __future__ import annotations
 
 import lzma
-import math
 
 import numpy as np
 
-
-def bits_per_byte(total_nats: float, n_bytes: int) -> float:
-    return total_nats / math.log(2) / n_bytes
+from gpt.data.corpus import join_documents, load_corpus
 
 
 def xz_bits_per_byte(text: str, context: str = "") -> float:
@@ -111,8 +108,6 @@ class ByteNGram:
 
 def shipped_corpus_baselines(orders: tuple[int, ...] = (3, 5)) -> dict[str, float]:
     """Bits per byte of the shipped held-out text under xz -9 and byte n-grams fit on the training text."""
-    from gpt.corpus import join_documents, load_corpus
-
     split = load_corpus()
     train_text, held_out = join_documents(d.text for d in split.train), join_documents(d.text for d in split.held_out)
     figures = {"xz -9 (held-out text alone)": xz_bits_per_byte(held_out),
@@ -121,13 +116,3 @@ def shipped_corpus_baselines(orders: tuple[int, ...] = (3, 5)) -> dict[str, floa
         figures[f"Kneser-Ney byte {order}-gram"] = ByteNGram(order).fit(train_text).bits_per_byte(held_out)
     return figures
 
-
-def main() -> int:
-    """`python -m gpt.baselines`: the baselines the model card compares the base model with."""
-    for name, bpb in shipped_corpus_baselines().items():
-        print(f"| {name} | {bpb:.4f} |")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

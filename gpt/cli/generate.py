@@ -1,0 +1,76 @@
+"""`python -m gpt generate`: continue a prompt with OpenAI's GPT-2 or one of our checkpoints.
+
+Sampling streams the text as it is drawn; `--beams N` searches N beams and prints the best one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from gpt.cli.options import add_config_arguments, add_device_argument, check_device, config_overrides
+from gpt.generate import SamplingConfig, beam_search, stream
+from gpt.precision import DTYPES, dtype_of
+from gpt.pretrained import PRETRAINED, describe, load_model
+from gpt.tokenizer import Tokenizer
+
+HELP = "continue a prompt with OpenAI's GPT-2 or a checkpoint folder (sampling, or beam search)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="gpt2-small",
+                        help=f"{', '.join(PRETRAINED)} (OpenAI's weights), "
+                             "or a checkpoint folder such as assets/models/base")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--weights", type=Path,
+                        help="local safetensors file (the Hub's layout or ours, or a folder holding "
+                             "model.safetensors) instead of downloading --model's")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    parser.add_argument("--beams", type=int, default=0,
+                        help="beam search with this many beams instead of sampling (0: sample)")
+    parser.add_argument("--length-penalty", type=float, default=1.0,
+                        help="beam scores are log-probability / length**penalty")
+    add_device_argument(parser)
+    add_config_arguments(parser, SamplingConfig, skip=("stop_at_eot",))
+
+
+def stream_text(tokenizer: Tokenizer, tokens: Iterable[int]) -> Iterator[str]:
+    """Text as tokens arrive. A character can span two tokens, so bytes wait until they decode."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for token in tokens:
+        text = decoder.decode(tokenizer.decode_bytes([token]))
+        if text:
+            yield text
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
+
+
+def run(args: argparse.Namespace) -> None:
+    # Check every argument before loading (maybe downloading) gigabytes.
+    sampling = SamplingConfig(**config_overrides(args, SamplingConfig))
+    if not args.prompt:
+        raise ValueError("--prompt is empty: give at least one character")
+    if args.beams < 0:
+        raise ValueError(f"--beams must be >= 0, got {args.beams}")
+    device = check_device(args.device)
+    if args.model in PRETRAINED:
+        print(describe(args.model, dtype_of(args.dtype)), file=sys.stderr)
+    ckpt = load_model(args.model, dtype_of(args.dtype), str(device), weights=args.weights)
+    prompt_ids = ckpt.tokenizer.encode(args.prompt)
+    sys.stdout.write(args.prompt)
+    sys.stdout.flush()
+    if args.beams:
+        tokens: Iterable[int] = beam_search(ckpt.model, prompt_ids, args.beams, sampling.max_new_tokens,
+                                            eot_id=ckpt.tokenizer.eot_id, length_penalty=args.length_penalty,
+                                            vocab_size=ckpt.tokenizer.n_vocab)
+    else:
+        tokens = stream(ckpt.model, prompt_ids, sampling, eot_id=ckpt.tokenizer.eot_id,
+                        vocab_size=ckpt.tokenizer.n_vocab)
+    for text in stream_text(ckpt.tokenizer, tokens):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    sys.stdout.write("\n")

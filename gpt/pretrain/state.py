@@ -1,0 +1,104 @@
+"""What a pretraining run keeps on disk besides its model: the resumable state, the log and the loss figure.
+
+`train_state.safetensors` holds the weights, AdamW's moments, every process's RNG state and the
+run's settings (JSON metadata: no pickle). The log is written before the state it belongs to, so a
+kill between the two leaves a log that runs ahead of the state, and resuming drops those rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from gpt.files import atomic_path, write_text_atomic
+from gpt.model import GPTModel
+
+STATE_FILE = "train_state.safetensors"
+LOG_FILE = "log.csv"
+LOG_FIELDS = ("step", "tokens_seen", "train_loss", "val_loss", "val_perplexity", "lr", "tokens_per_s", "elapsed_s")
+
+
+def save_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimizer, config: dict[str, Any],
+                     step: int, tokens_seen: int, elapsed_s: float, rng_states: list[torch.Tensor]) -> None:
+    """One safetensors file with weights, AdamW moments and RNG states; JSON metadata for the rest."""
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()
+               if not (model.cfg.tie_weights and k == "out_head.weight")}
+    opt_state = optimizer.state_dict()
+    for idx, state in opt_state["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
+    for rank, rng in enumerate(rng_states):
+        tensors[f"rng.cpu.{rank}"] = rng
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    meta = {"config": config, "step": step, "tokens_seen": tokens_seen, "elapsed_s": elapsed_s,
+            "param_groups": opt_state["param_groups"], "scheduler": {"kind": "warmup+cosine", "step": step}}
+    tensors = {k: v.cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"train_state": json.dumps(meta)})
+
+
+def load_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimizer
+                     ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Restore weights and optimizer in place; return the metadata and the RNG tensors."""
+    if not path.is_file():
+        raise FileNotFoundError(f"nothing to resume: {path} not found")
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["train_state"])
+    tensors = load_file(str(path))
+    model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    if model.cfg.tie_weights:
+        model_state["out_head.weight"] = model_state["tok_emb.weight"]
+    model.load_state_dict(model_state)
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, key = k.split(".", 2)
+            opt_state.setdefault(int(idx), {})[key] = v  # load_state_dict moves it to its parameter's device
+    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
+    return meta, rng
+
+
+def read_log(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def write_log(path: Path, rows: list[dict[str, float]]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+
+
+def loss_figure(rows: list[dict[str, float]], title: str = "Pretraining loss"):
+    """Train and validation loss against tokens seen (what the app's training tab shows)."""
+    import plotly.graph_objects as go
+
+    train = [r for r in rows if "train_loss" in r]
+    val = [r for r in rows if "val_loss" in r]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[r["tokens_seen"] for r in train], y=[r["train_loss"] for r in train],
+                             mode="lines", name="train"))
+    fig.add_trace(go.Scatter(x=[r["tokens_seen"] for r in val], y=[r["val_loss"] for r in val],
+                             mode="lines+markers", name="validation (held out)"))
+    fig.update_layout(title=title, xaxis_title="tokens seen", yaxis_title="cross-entropy loss (nats)",
+                      template="plotly_white")
+    return fig
+
+
+def write_figure(out_dir: Path, rows: list[dict[str, float]]) -> None:
+    fig = loss_figure(rows)
+    with atomic_path(out_dir / "loss.html") as tmp:
+        fig.write_html(str(tmp), include_plotlyjs="cdn")
+    write_text_atomic(out_dir / "loss.json", fig.to_json())

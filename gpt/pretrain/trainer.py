@@ -1,0 +1,332 @@
+"""Pretraining: next-token cross-entropy with AdamW, warmup + cosine, checkpoints that resume exactly.
+
+`pretrain` trains on documents and writes, under its run folder, `train_state.safetensors`
+(everything needed to resume), `log.csv` and `loss.html` / `loss.json`; `export_model` then scores
+the whole held-out text and saves `model/`, the checkpoint the app loads. It reports through a
+`TrainingMonitor` and stops cleanly (with a checkpoint) when asked. Launched through
+`torchrun --nproc_per_node N -m gpt pretrain ...` the same code trains data-parallel.
+
+Data order is a pure function of (seed, step): each epoch is a seeded permutation of windows, so
+resuming needs only the step counter, and N processes split each global batch into N slices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gpt.bpe import BytePairEncoder
+from gpt.checkpoint import save_checkpoint
+from gpt.config import GPTConfig, option
+from gpt.data.corpus import join_documents
+from gpt.data.windows import open_token_file, tokenize_to_file
+from gpt.files import write_text_atomic
+from gpt.generate import SamplingConfig, generate
+from gpt.model import GPTModel
+from gpt.precision import AUTOCAST_CHOICES, autocast
+from gpt.pretrain.state import (LOG_FILE, STATE_FILE, load_train_state, read_log, save_train_state, write_figure,
+                                write_log)
+from gpt.tokenizer import Tokenizer, load_tokenizer, read_ranks
+from gpt.training.distributed import Distributed, any_process, barrier, gather_rng_states, mean_over_processes
+from gpt.training.events import TrainEvent, TrainingMonitor
+from gpt.training.loss import bits_per_byte, heldout_loss, lm_loss
+from gpt.training.optim import param_groups, warmup_cosine_lr
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Everything that determines a run's losses (the model's shape comes from `model`)."""
+
+    model: GPTConfig
+    max_steps: int = option(1000, "optimizer steps; the cosine schedule ends here")
+    batch_size: int = option(8, "sequences per micro-batch, over all processes")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    lr: float = option(1e-3, "peak learning rate, reached after the warmup")
+    min_lr: float = option(1e-4, "learning rate at the end of the cosine decay")
+    warmup_steps: int = option(100, "steps of linear warmup from 0")
+    weight_decay: float = option(0.1, "AdamW weight decay on matrices and embeddings")
+    betas: tuple[float, float] = option((0.9, 0.95), "AdamW's moment decays")
+    grad_clip: float = option(1.0, "max global gradient norm; 0 disables clipping")
+    eval_interval: int = option(100, "steps between held-out evaluations (and samples)")
+    eval_windows: int = option(64, "fixed held-out windows scored at each evaluation (the export scores all)")
+    checkpoint_interval: int = option(100, "steps between checkpoints")
+    seed: int = option(123, "seeds the initialisation, the data order and dropout")
+    autocast: str = option("bfloat16", "bfloat16: matmuls in bf16 over fp32 master weights; float32: exact",
+                           choices=AUTOCAST_CHOICES)
+    compile: bool = option(False, "torch.compile the model (slow start, maybe faster steps)")
+    sample_prompt: str = option("It is a truth universally acknowledged", "prompt of the samples at evaluations")
+    sample_tokens: int = option(40, "tokens of each sample")
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "checkpoint_interval", "eval_windows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_steps <= self.max_steps:
+            raise ValueError(f"warmup_steps must be in [0, max_steps], got {self.warmup_steps}")
+        if not 0 < self.min_lr <= self.lr:
+            raise ValueError(f"need 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
+        if self.autocast not in AUTOCAST_CHOICES:
+            raise ValueError(f"autocast must be one of {', '.join(AUTOCAST_CHOICES)}, got {self.autocast!r}")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.grad_accum * self.model.context_length
+
+    def learning_rate(self, step: int) -> float:
+        return warmup_cosine_lr(step, self.lr, self.min_lr, self.warmup_steps, self.max_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PretrainConfig:
+        data = dict(data)
+        data["model"] = GPTConfig.from_dict(data["model"])
+        data["betas"] = tuple(data["betas"])
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# -- data ----------------------------------------------------------------------------------------
+class BatchSampler:
+    """Global batch `k` of an epoch: windows of `context_length + 1` tokens at seeded random starts.
+
+    Every epoch draws a fresh offset in [0, context_length) and a fresh permutation of the
+    non-overlapping windows from that offset, both from `seed + epoch`, so any step's batch can be
+    rebuilt without replaying the ones before it.
+    """
+
+    def __init__(self, tokens: np.ndarray, context_length: int, batch_size: int, seed: int):
+        self.tokens, self.context_length, self.batch_size, self.seed = tokens, context_length, batch_size, seed
+        self.windows_per_epoch = (len(tokens) - 1 - (context_length - 1)) // context_length
+        self.batches_per_epoch = self.windows_per_epoch // batch_size
+        if self.batches_per_epoch < 1:
+            raise ValueError(f"training text too short: {len(tokens)} tokens make fewer than {batch_size} windows "
+                             f"of {context_length + 1} tokens")
+        self._epoch, self._starts = -1, np.empty(0, dtype=np.int64)
+
+    def _epoch_starts(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed + epoch)
+            offset = int(torch.randint(self.context_length, (1,), generator=gen))
+            order = torch.randperm(self.windows_per_epoch, generator=gen).numpy()
+            self._epoch, self._starts = epoch, offset + order * self.context_length
+        return self._starts
+
+    def batch(self, k: int, rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's slice of global micro-batch `k`: inputs and targets, each (B / world, T)."""
+        epoch, within = divmod(k, self.batches_per_epoch)
+        starts = self._epoch_starts(epoch)[within * self.batch_size:(within + 1) * self.batch_size]
+        starts = np.array_split(starts, world_size)[rank]
+        rows = np.stack([self.tokens[s:s + self.context_length + 1] for s in starts]).astype(np.int64)
+        chunk = torch.from_numpy(rows)
+        return chunk[:, :-1], chunk[:, 1:]
+
+
+def prepare_tokens(out_dir: Path, name: str, texts: list[str], tokenizer: Tokenizer, reuse: bool) -> np.ndarray:
+    """Encode documents (each followed by `<|endoftext|>`) into a uint16 file; memory-map it.
+
+    Only a resumed run reuses the file: a new run in an old folder may bring other text or another tokenizer.
+    """
+    path = out_dir / f"{name}.bin"
+    if not (reuse and path.is_file()):
+        tokenize_to_file(texts, tokenizer, path)
+    return np.asarray(open_token_file(path))
+
+
+def prepare_tokenizer(spec: str, train_texts: list[str], vocab_size: int, out_dir: Path, ddp: Distributed,
+                      reuse: bool, progress: bool = True) -> Tokenizer:
+    """`gpt2`, a `.tiktoken` path, or `bpe`: our from-scratch BPE trained on the training text only.
+
+    A resumed run (`reuse`) keeps the BPE already in `out_dir`; a new run trains it again.
+    """
+    if spec != "bpe":
+        return load_tokenizer(spec)
+    path = out_dir / "tokenizer.tiktoken"
+    if ddp.is_main and not (reuse and path.is_file()):
+        BytePairEncoder.train("\n\n".join(train_texts), vocab_size, progress=progress).save(path)
+    barrier(ddp)
+    return Tokenizer("bpe", read_ranks(path))
+
+
+# -- the loop ------------------------------------------------------------------------------------
+@dataclass
+class PretrainResult:
+    model: GPTModel
+    log: list[dict[str, float]]
+    step: int
+    tokens_seen: int
+    elapsed_s: float
+
+
+def pretrain(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], tokenizer: Tokenizer,
+             out_dir: str | Path, ddp: Distributed | None = None, resume: bool = False, stop_step: int | None = None,
+             time_limit_s: float | None = None, monitor: TrainingMonitor | None = None) -> PretrainResult:
+    """Train (or resume) until `max_steps`, or until `stop_step`, `time_limit_s` or a stop request.
+
+    Each interruption saves a checkpoint without changing the schedule, so a later `resume=True`
+    continues the very same run. `ddp` (from `init_distributed`) says the device and the processes.
+    """
+    out_dir = Path(out_dir)
+    ddp = ddp or Distributed()
+    monitor = monitor or TrainingMonitor()
+    device = ddp.device
+    if tokenizer.n_vocab > cfg.model.vocab_size:
+        raise ValueError(f"tokenizer has {tokenizer.n_vocab} tokens but the model only {cfg.model.vocab_size}")
+    if cfg.batch_size % ddp.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {ddp.world_size} processes")
+    if ddp.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    barrier(ddp)
+
+    torch.manual_seed(cfg.seed)
+    model = GPTModel(cfg.model).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+                                  fused=device.type in ("cpu", "cuda"))
+    if ddp.is_main:
+        train_tokens = prepare_tokens(out_dir, "train", train_texts, tokenizer, reuse=resume)
+        val_tokens = prepare_tokens(out_dir, "val", val_texts, tokenizer, reuse=resume)
+    barrier(ddp)
+    if not ddp.is_main:
+        train_tokens = np.asarray(open_token_file(out_dir / "train.bin"))
+        val_tokens = np.asarray(open_token_file(out_dir / "val.bin"))
+
+    step, tokens_seen, elapsed_before = 0, 0, 0.0
+    log: list[dict[str, float]] = []
+    state_path = out_dir / STATE_FILE
+    if resume:
+        meta, rng = load_train_state(state_path, model, optimizer)
+        if PretrainConfig.from_dict(meta["config"]) != cfg:
+            raise ValueError(f"{state_path} was written by a run with other settings; resume with the same flags")
+        step, tokens_seen, elapsed_before = meta["step"], meta["tokens_seen"], meta["elapsed_s"]
+        # Resuming on more processes than saved the run: the new ones start from rank 0's state.
+        torch.set_rng_state(rng.get(f"rng.cpu.{ddp.rank}", rng["rng.cpu.0"]))
+        if "rng.cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["rng.cuda"])
+        log = [r for r in read_log(out_dir / LOG_FILE) if r["step"] <= step]
+    else:
+        torch.manual_seed(cfg.seed + ddp.rank)  # dropout masks: reproducible, different per process
+
+    sampler = BatchSampler(train_tokens, cfg.model.context_length, cfg.batch_size, cfg.seed)
+    runner: torch.nn.Module = model
+    if ddp.world_size > 1:
+        runner = torch.nn.parallel.DistributedDataParallel(model)
+    if cfg.compile:
+        runner = torch.compile(runner)
+    runner.train()
+    start = time.perf_counter()
+
+    def event(kind: str, **kwargs: Any) -> None:
+        if ddp.is_main:
+            monitor.emit(TrainEvent(kind, step, cfg.max_steps, tokens_seen, **kwargs))
+
+    def checkpoint() -> None:
+        rng_states = gather_rng_states(ddp)
+        if ddp.is_main:
+            write_log(out_dir / LOG_FILE, log)  # the log first: a kill in between leaves rows that resume drops
+            save_train_state(state_path, model, optimizer, cfg.to_dict(), step, tokens_seen,
+                             elapsed_before + time.perf_counter() - start, rng_states)
+            write_figure(out_dir, log)
+        event("checkpoint", path=str(state_path))
+
+    def evaluation() -> dict[str, float]:
+        val_loss, _ = heldout_loss(model, val_tokens, cfg.eval_windows, precision=cfg.autocast)
+        row = {"val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50.0))}
+        event("eval", metrics=row)
+        if ddp.is_main:
+            event("sample", text=sample_text(model, tokenizer, cfg.sample_prompt, cfg.sample_tokens))
+        return row
+
+    event("start", metrics={"params": model.n_params(), "train_tokens": len(train_tokens),
+                            "val_tokens": len(val_tokens)})
+    window_start, window_tokens = time.perf_counter(), 0
+    interrupted = ""
+    while step < cfg.max_steps:
+        out_of_time = time_limit_s is not None and time.perf_counter() - start > time_limit_s
+        if stop_step is not None and step >= stop_step:
+            interrupted = f"stopped at step {step} as asked"
+        elif any_process(out_of_time or monitor.stop_requested, ddp):
+            interrupted = f"stopped at step {step}: " + ("time limit reached" if out_of_time else "stop requested")
+        if interrupted:
+            break
+        lr = cfg.learning_rate(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = 0.0
+        for micro in range(cfg.grad_accum):
+            inputs, targets = sampler.batch(step * cfg.grad_accum + micro, ddp.rank, ddp.world_size)
+            inputs, targets = inputs.to(device), targets.to(device)
+            # DDP all-reduces gradients on every backward; accumulating, only the last micro-step needs it.
+            sync = ddp.world_size == 1 or micro == cfg.grad_accum - 1
+            with (nullcontext() if sync else runner.no_sync()), autocast(cfg.autocast, device):
+                loss = lm_loss(runner(inputs), targets)
+                (loss / cfg.grad_accum).backward()
+            loss_sum += loss.item()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens_seen += cfg.tokens_per_step
+        window_tokens += cfg.tokens_per_step
+        train_loss = mean_over_processes(loss_sum / cfg.grad_accum, ddp)
+        tokens_per_s = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+        row: dict[str, float] = {"step": step, "tokens_seen": tokens_seen, "train_loss": train_loss, "lr": lr,
+                                 "tokens_per_s": tokens_per_s, "elapsed_s": elapsed_before + time.perf_counter() - start}
+        event("step", metrics={k: row[k] for k in ("train_loss", "lr", "tokens_per_s", "elapsed_s")})
+        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+            row |= evaluation()
+        log.append(row)
+        if step % 20 == 0:
+            window_start, window_tokens = time.perf_counter(), 0
+        if step % cfg.checkpoint_interval == 0 or step == cfg.max_steps:
+            checkpoint()
+    if interrupted and step > 0:
+        checkpoint()
+    elapsed = elapsed_before + time.perf_counter() - start
+    event("stopped" if interrupted else "done", text=interrupted or f"finished {step} steps",
+          metrics={"elapsed_s": elapsed})
+    return PretrainResult(model, log, step, tokens_seen, elapsed)
+
+
+def sample_text(model: GPTModel, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, seed: int = 0) -> str:
+    """A short top-k sample from a fixed prompt (its own generator: the training RNG is untouched)."""
+    was_training = model.training
+    model.eval()
+    ids = generate(model, tokenizer.encode(prompt),
+                   SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.8, top_k=40, seed=seed),
+                   eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab)
+    model.train(was_training)
+    return prompt + tokenizer.decode(ids)
+
+
+def export_model(result: PretrainResult, cfg: PretrainConfig, tokenizer: Tokenizer, val_texts: list[str],
+                 out_dir: Path, corpus_name: str) -> dict[str, Any]:
+    """Score the whole held-out text, then save `OUT/model/` (bf16) with the figures in the config's meta."""
+    directory = out_dir / "model"
+    val_tokens = np.asarray(open_token_file(out_dir / "val.bin"))
+    loss, n_scored = heldout_loss(result.model, val_tokens, precision=cfg.autocast)
+    n_bytes = len(join_documents(val_texts).encode("utf-8"))
+    meta = {
+        "corpus": corpus_name, "steps": result.step, "max_steps": cfg.max_steps, "tokens_seen": result.tokens_seen,
+        "train_tokens": len(open_token_file(out_dir / "train.bin")),
+        "train_time_s": round(result.elapsed_s, 1), "held_out_loss": round(loss, 4),
+        "held_out_perplexity": round(math.exp(loss), 2), "held_out_tokens": n_scored, "held_out_bytes": n_bytes,
+        "held_out_bits_per_byte": round(bits_per_byte(loss * n_scored, n_bytes), 4),
+        "final_train_loss": round(result.log[-1]["train_loss"], 4) if result.log else None,
+        "train_config": cfg.to_dict(), "torch": torch.__version__,
+    }
+    save_checkpoint(result.model, directory, tokenizer, meta, dtype=torch.bfloat16)
+    write_text_atomic(directory / "metrics.json", json.dumps(meta, indent=2) + "\n")
+    return meta

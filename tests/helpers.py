@@ -1,0 +1,153 @@
+"""What several test files share (no tests of its own; fixtures are in conftest.py).
+
+- a tiny GPT-2 in transformers' layout and an offline Hub cache layout;
+- a tiny model folder that mirrors `assets/models/` for the app tests: `base` and `instruct` are
+  tiny random checkpoints on a BPE trained here, `spam` a classifier delta on top of `base` with
+  test figures. Random weights are enough to check wiring, shapes and validation;
+- a local HTTP server for the download tests, and a free port on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import json
+import socket
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from gpt.bpe import BytePairEncoder
+from gpt.checkpoint import WEIGHTS_FILE, load_checkpoint, save_checkpoint
+from gpt.classify.classifier import attach_classifier_head, save_classifier
+from gpt.classify.finetune import METRICS_FILE, ClassifierMetrics
+from gpt.config import GPTConfig
+from gpt.files import sha256_of, write_text_atomic
+from gpt.model import GPTModel
+
+if TYPE_CHECKING:
+    from transformers import GPT2LMHeadModel
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def read_corpus(name: str) -> str:
+    return gzip.decompress((ASSETS / "corpora" / name).read_bytes()).decode("utf-8")
+
+
+# -- a tiny GPT-2 in transformers' layout and an offline Hub cache ---------------------------------
+
+TINY_NAME = "gpt2-tiny-test"
+TINY_REPO = "test-org/tiny-gpt2"
+# GPT-2's real vocabulary, so the prompts go through the real tokenizer; everything else is small.
+TINY = GPTConfig(vocab_size=50257, context_length=64, emb_dim=32, n_layers=2, n_heads=4)
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+PROMPTS = ["Every effort moves you", "It is a truth universally acknowledged, that",
+           "In the beginning God created", "Héllo wörld 🙂 — 1234 + 5678 ="]
+
+
+def random_hf_gpt2(cfg: GPTConfig, seed: int = 0, noise: float = 0.05) -> GPT2LMHeadModel:
+    """transformers' GPT-2 with every tensor random (biases and LayerNorms too, so each mapping matters)."""
+    from transformers import GPT2Config, GPT2LMHeadModel  # the reference: imported only by the tests that use it
+
+    torch.manual_seed(seed)
+    hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,
+                        n_layer=cfg.n_layers, n_head=cfg.n_heads, attn_implementation="eager")
+    model = GPT2LMHeadModel(hf_cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p), alpha=noise)
+    return model
+
+
+def put_in_hub_cache(cache_dir: Path, repo_id: str, file: Path) -> Path:
+    """Lay `file` out as huggingface_hub's cache holds a download: blob, snapshot link, ref."""
+    repo = cache_dir / f"models--{repo_id.replace('/', '--')}"
+    data = file.read_bytes()
+    blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(data)
+    link = repo / "snapshots" / COMMIT / WEIGHTS_FILE
+    link.parent.mkdir(parents=True)
+    link.symlink_to(Path("../..") / "blobs" / blob.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    return link
+
+
+# -- a tiny model folder for the app tests ---------------------------------------------------------
+
+TRAINING_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+                 "must be in want of a wife. In the beginning God created the heaven and the earth. ") * 20
+SPAM_EXAMPLES = {"ham": ["See you at lunch tomorrow"], "spam": ["WIN a free prize now, text CLAIM to 80082"]}
+
+
+def make_model_folder(root: Path) -> Path:
+    """base, instruct (context 512: room for an Alpaca prompt on a 300-token BPE) and spam, all tiny and random."""
+    torch.manual_seed(0)
+    tokenizer = BytePairEncoder.train(TRAINING_TEXT, 300).to_tokenizer("tiny-bpe")
+    cfg = GPTConfig.preset("tiny", vocab_size=tokenizer.n_vocab, context_length=512)
+    for name in ("base", "instruct"):
+        save_checkpoint(GPTModel(cfg), root / name, tokenizer, meta={"purpose": "app tests"})
+    base = root / "base"
+    model = attach_classifier_head(load_checkpoint(base).model, 2)
+    base_ref = {"checkpoint": str(base), "sha256": sha256_of(base / WEIGHTS_FILE)}
+    save_classifier(model, root / "spam", base_ref, ["ham", "spam"], trainable_blocks=1, dtype="float32")
+    metrics = ClassifierMetrics.from_predictions([0, 0, 1, 1], [0, 1, 1, 1], ["ham", "spam"], "app tests",
+                                                 SPAM_EXAMPLES)
+    write_text_atomic(root / "spam" / METRICS_FILE, metrics.to_json())
+    return root
+
+
+# -- the network, on 127.0.0.1 only ----------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """A local HTTP server in a thread: GET serves `body`, POST answers like Ollama's /api/chat.
+
+    `requests` counts what reached it (a cached download must not); use it as a context manager.
+    """
+
+    def __init__(self, body: bytes = b"", reply: str = ""):
+        outer = self
+        self.requests = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                outer.requests += 1
+                json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(json.dumps({"message": {"role": "assistant", "content": reply}}).encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> LocalServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
