@@ -13,8 +13,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # must precede the g
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from gpt.registry import MODELS_DIR, ModelRegistry  # noqa: E402
 from ui import attention_tab, chat_tab, generate_tab, picker, spam_tab, tokenizer_tab  # noqa: E402
+from ui.registry import MODELS_DIR, ModelRegistry  # noqa: E402
 
 THEME = gr.themes.Soft()  # a built-in theme: its fonts are bundled, nothing is fetched
 CSS = "#model-summary {align-self: center}\n" + tokenizer_tab.CSS + spam_tab.CSS

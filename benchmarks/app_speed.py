@@ -1,6 +1,6 @@
 """The app's speed figures: offline start to a served page, and each tab's latency on the shipped models.
 
-    python benchmarks/app_speed.py [--models DIR] [--repeats N]
+    python -m benchmarks.app_speed [--models DIR] [--repeats N]
 
 Starts `python app.py` exactly as a user would (offline, analytics off), times the first HTTP 200,
 then drives the named endpoints with gradio_client (the full server round trip) and calls the same
@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
@@ -99,8 +98,8 @@ def main() -> None:
 
     import torch
 
-    from gpt.registry import ModelRegistry
     from ui import attention_tab, generate_tab, spam_tab, tokenizer_tab
+    from ui.registry import ModelRegistry
 
     torch.set_num_threads(int(os.environ.get("GPT_APP_TORCH_THREADS", "1")))  # as app.py does
 

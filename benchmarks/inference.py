@@ -2,57 +2,22 @@
 
 Both get the same random gpt2-small weights, the same threads and the same inputs; the machines
 are shared, so the ratio is the figure to read, not the absolute speed.
+
+    python -m benchmarks.inference [--dtype bfloat16] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
+import sys
 
 import torch
 
+from benchmarks.common import format_table, hf_model, interleaved_median_seconds, throughput_row
 from gpt.config import GPTConfig
 from gpt.generate import SamplingConfig, generate
 from gpt.model import GPTModel
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-def interleaved_median_seconds(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each step, timed in turns (A, B, A, B, ...) after one warm-up each.
-
-    On a shared machine the load changes from second to second; taking turns exposes both
-    implementations to the same load, so their ratio stays meaningful.
-    """
-    for step in steps.values():
-        step()  # warm-up: first calls allocate and pick kernels
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def hf_model(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """transformers' GPT2LMHeadModel of the same shape: random weights, no dropout, its default attention."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,
-                        n_layer=cfg.n_layers, n_head=cfg.n_heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        bos_token_id=cfg.vocab_size - 1, eos_token_id=cfg.vocab_size - 1)
-    return GPT2LMHeadModel(hf_cfg).to(dtype)
-
-
-def throughput_row(workload: str, n_tokens: int, seconds: dict[str, float]) -> dict[str, float | str]:
-    """Tokens/s of each implementation timed by `interleaved_median_seconds`, and ours over transformers'."""
-    row: dict[str, float | str] = {"workload": workload} | {name: n_tokens / s for name, s in seconds.items()}
-    if "transformers" in seconds:
-        row["ratio"] = seconds["transformers"] / seconds["ours"]
-    return row
+from gpt.precision import AUTOCAST_CHOICES, dtype_of
 
 
 def run_benchmarks(preset: str = "gpt2-small", dtype: str = "float32", repeats: int = 3,
@@ -60,12 +25,12 @@ def run_benchmarks(preset: str = "gpt2-small", dtype: str = "float32", repeats: 
                    with_hf: bool = True) -> list[dict[str, float | str]]:
     torch.manual_seed(0)
     cfg = GPTConfig.preset(preset)
-    ours = GPTModel(cfg).to(DTYPES[dtype]).eval()
+    ours = GPTModel(cfg).to(dtype_of(dtype)).eval()
     prefill_ids = torch.randint(0, cfg.vocab_size, (1, prefill_len))
     prompt = torch.randint(0, cfg.vocab_size, (1, prompt_len))
     greedy = SamplingConfig(max_new_tokens=new_tokens, temperature=0, stop_at_eot=False)
 
-    hf = hf_model(cfg, DTYPES[dtype]).eval() if with_hf else None
+    hf = hf_model(cfg, dtype_of(dtype)).eval() if with_hf else None
     workloads = [
         (f"prefill 1x{prefill_len}", prefill_len,
          lambda: ours(prefill_ids, last_only=True),
@@ -83,28 +48,19 @@ def run_benchmarks(preset: str = "gpt2-small", dtype: str = "float32", repeats: 
     return rows
 
 
-def format_table(rows: list[dict[str, float | str]], title: str, digits: int = 1) -> str:
-    """A markdown table of `throughput_row`s, with a params column when the rows carry `params_m`."""
-    with_params = any("params_m" in r for r in rows)
-    head = ["workload", *(["params"] if with_params else []), "ours (tokens/s)", "transformers (tokens/s)", "ratio"]
-    lines = [title, "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [str(r["workload"]), *([f"{float(r['params_m']):.1f}M"] if with_params else []),
-                 f"{float(r['ours']):.{digits}f}",
-                 f"{float(r['transformers']):.{digits}f}" if "transformers" in r else "-",
-                 f"{float(r['ratio']):.2f}x" if "ratio" in r else "-"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inference", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="gpt2-small")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument("--dtype", choices=AUTOCAST_CHOICES, default="float32")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers reference")
-
-
-def run(args: argparse.Namespace) -> None:
+    args = parser.parse_args(argv)
     rows = run_benchmarks(args.preset, args.dtype, args.repeats, with_hf=not args.no_hf)
     title = f"{args.preset}, random weights, {args.dtype}, {torch.get_num_threads()} threads, median of {args.repeats}"
     print(format_table(rows, title))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,8 +5,8 @@ gradient clipping, the same threads and the same precision (fp32, or bf16 autoca
 master weights). A step is forward, cross-entropy, backward, clip, optimizer step. The machines
 are shared, so read the ratio rather than the absolute tokens/s.
 
-    python -m gpt.bench_train                      # shipped-small at 16x256 and gpt2-small at 4x256, fp32
-    python -m gpt.bench_train --autocast bfloat16
+    python -m benchmarks.training                      # shipped-small at 16x256 and gpt2-small at 4x256, fp32
+    python -m benchmarks.training --autocast bfloat16
 """
 
 from __future__ import annotations
@@ -16,25 +16,25 @@ import sys
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from gpt.bench import format_table, hf_model, interleaved_median_seconds, throughput_row
+from benchmarks.common import format_table, hf_model, interleaved_median_seconds, throughput_row
 from gpt.config import GPTConfig
 from gpt.model import GPTModel
-from gpt.train import autocast_context, param_groups
+from gpt.precision import AUTOCAST_CHOICES, autocast
+from gpt.training.loss import lm_loss
+from gpt.training.optim import param_groups
 
 WORKLOADS = (("shipped-small", 16, 256), ("gpt2-small", 4, 256))  # (preset, batch, sequence length)
 
 
 def training_step(model: torch.nn.Module, logits_of: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor,
-                  autocast: str) -> Callable[[], None]:
+                  precision: str) -> Callable[[], None]:
     optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=True)
     inputs, targets = batch[:, :-1], batch[:, 1:]
 
     def step() -> None:
-        with autocast_context(autocast, "cpu"):
-            logits = logits_of(inputs)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        with autocast(precision, "cpu"):
+            loss = lm_loss(logits_of(inputs), targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -43,7 +43,7 @@ def training_step(model: torch.nn.Module, logits_of: Callable[[torch.Tensor], to
     return step
 
 
-def run_benchmarks(workloads=WORKLOADS, autocast: str = "float32", repeats: int = 3,
+def run_benchmarks(workloads=WORKLOADS, precision: str = "float32", repeats: int = 3,
                    with_hf: bool = True) -> list[dict[str, float | str]]:
     rows: list[dict[str, float | str]] = []
     for preset, batch_size, seq_len in workloads:
@@ -52,10 +52,10 @@ def run_benchmarks(workloads=WORKLOADS, autocast: str = "float32", repeats: int 
         batch = torch.randint(0, cfg.vocab_size, (batch_size, seq_len + 1))
         tokens = batch_size * seq_len
         ours = GPTModel(cfg).train()
-        steps = {"ours": training_step(ours, ours, batch, autocast)}
+        steps = {"ours": training_step(ours, ours, batch, precision)}
         if with_hf:
             hf = hf_model(cfg).train()
-            steps["transformers"] = training_step(hf, lambda x, hf=hf: hf(x).logits, batch, autocast)
+            steps["transformers"] = training_step(hf, lambda x, hf=hf: hf(x).logits, batch, precision)
         row = throughput_row(f"{preset} {batch_size}x{seq_len}", tokens, interleaved_median_seconds(steps, repeats))
         rows.append(row | {"params_m": ours.n_params() / 1e6})
         del ours, steps
@@ -63,13 +63,13 @@ def run_benchmarks(workloads=WORKLOADS, autocast: str = "float32", repeats: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt.bench_train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--autocast", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--autocast", choices=AUTOCAST_CHOICES, default="float32")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers reference")
     args = parser.parse_args(argv)
-    rows = run_benchmarks(autocast=args.autocast, repeats=args.repeats, with_hf=not args.no_hf)
+    rows = run_benchmarks(precision=args.autocast, repeats=args.repeats, with_hf=not args.no_hf)
     title = (f"training step (fwd+bwd+clip+fused AdamW), random weights, {args.autocast}, "
              f"{torch.get_num_threads()} threads, median of {args.repeats} taken in turns")
     print(format_table(rows, title, digits=0))

@@ -18,7 +18,8 @@ class KVCache:
     costs the model call and nothing else.
     """
 
-    def __init__(self, cfg: GPTConfig, batch_size: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, cfg: GPTConfig, batch_size: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32):
         shape = (cfg.n_layers, batch_size, cfg.n_heads, cfg.context_length, cfg.head_dim)
         self.keys = torch.zeros(shape, device=device, dtype=dtype)
         self.values = torch.zeros(shape, device=device, dtype=dtype)

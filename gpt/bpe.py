@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import regex
@@ -32,10 +33,6 @@ class BytePairEncoder:
         self.vocab = {rank: token for token, rank in ranks.items()}
         self._cache: dict[bytes, list[int]] = {}
 
-    @property
-    def n_ranks(self) -> int:
-        return len(self.ranks)
-
     # -- training ----------------------------------------------------------------------------
     @classmethod
     def train(cls, text: str, vocab_size: int, progress: bool = False) -> BytePairEncoder:
@@ -54,8 +51,8 @@ class BytePairEncoder:
 
         pair_counts: dict[tuple[int, int], int] = defaultdict(int)
         pair_words: dict[tuple[int, int], set[int]] = defaultdict(set)
-        for wi, (word, freq) in enumerate(zip(words, freqs)):
-            for pair in zip(word, word[1:]):
+        for wi, (word, freq) in enumerate(zip(words, freqs, strict=True)):
+            for pair in pairwise(word):
                 pair_counts[pair] += freq
                 pair_words[pair].add(wi)
         heap = [(-count, pair) for pair, count in pair_counts.items()]
@@ -78,11 +75,11 @@ class BytePairEncoder:
             changed: set[tuple[int, int]] = set()
             for wi in pair_words.pop(pair):
                 word, freq = words[wi], freqs[wi]
-                for p in zip(word, word[1:]):
+                for p in pairwise(word):
                     pair_counts[p] -= freq
                     changed.add(p)
                 words[wi] = word = _merge(word, pair, new_id)
-                for p in zip(word, word[1:]):
+                for p in pairwise(word):
                     pair_counts[p] += freq
                     pair_words[p].add(wi)
                     changed.add(p)

@@ -37,7 +37,8 @@ class SamplingConfig:
         return self.temperature == 0
 
 
-def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None) -> torch.Tensor:
     """Scale by temperature, then set every token outside top-k / top-p to -inf. (..., V) -> (..., V)."""
     if temperature > 0:
         logits = logits / temperature

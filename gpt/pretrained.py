@@ -28,7 +28,6 @@ from gpt.precision import name_of
 from gpt.tokenizer import load_tokenizer
 
 
-
 @dataclass(frozen=True)
 class PretrainedModel:
     """Where a GPT-2 size lives on the Hub, and the architecture its weights fit."""

@@ -95,7 +95,7 @@ class Tokenizer:
         ends = starts[1:] + [len(text)]
         return [
             TokenPiece(i, self.encoding.decode_single_token_bytes(i), s, max(s, e))
-            for i, s, e in zip(ids, starts, ends)
+            for i, s, e in zip(ids, starts, ends, strict=True)
         ]
 
 

@@ -22,8 +22,6 @@ import torch
 
 from gpt.bpe import BytePairEncoder
 from gpt.checkpoint import WEIGHTS_FILE, load_checkpoint, save_checkpoint
-from gpt.classify.classifier import attach_classifier_head, save_classifier
-from gpt.classify.finetune import METRICS_FILE, ClassifierMetrics
 from gpt.config import GPTConfig
 from gpt.files import sha256_of, write_text_atomic
 from gpt.model import GPTModel
@@ -87,6 +85,9 @@ SPAM_EXAMPLES = {"ham": ["See you at lunch tomorrow"], "spam": ["WIN a free priz
 
 def make_model_folder(root: Path) -> Path:
     """base, instruct (context 512: room for an Alpaca prompt on a 300-token BPE) and spam, all tiny and random."""
+    from gpt.classify.classifier import attach_classifier_head, save_classifier
+    from gpt.classify.finetune import METRICS_FILE, ClassifierMetrics
+
     torch.manual_seed(0)
     tokenizer = BytePairEncoder.train(TRAINING_TEXT, 300).to_tokenizer("tiny-bpe")
     cfg = GPTConfig.preset("tiny", vocab_size=tokenizer.n_vocab, context_length=512)

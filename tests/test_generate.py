@@ -56,7 +56,8 @@ def test_filters() -> None:
     assert greedy.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
 
 
-@pytest.mark.parametrize("bad", [dict(temperature=-1), dict(top_k=-3), dict(top_p=0.0), dict(top_p=1.5), dict(max_new_tokens=-1)])
+@pytest.mark.parametrize("bad", [dict(temperature=-1), dict(top_k=-3), dict(top_p=0.0), dict(top_p=1.5),
+                                 dict(max_new_tokens=-1)])
 def test_bad_sampling_values_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         SamplingConfig(**bad)

@@ -5,6 +5,7 @@ import torch
 
 from gpt.config import PRESETS, GPTConfig
 from gpt.model import GPTModel
+from gpt.precision import dtype_of
 
 
 def test_attention_weights_path_equals_fast_path(tiny_model: GPTModel) -> None:
@@ -42,7 +43,8 @@ def test_context_overflow_is_refused(tiny_model: GPTModel) -> None:
         tiny_model(too_long)
 
 
-@pytest.mark.parametrize("name,millions", [("gpt2-small", 124), ("gpt2-medium", 355), ("gpt2-large", 774), ("gpt2-xl", 1558)])
+@pytest.mark.parametrize("name,millions", [("gpt2-small", 124), ("gpt2-medium", 355), ("gpt2-large", 774),
+                                           ("gpt2-xl", 1558)])
 def test_gpt2_preset_sizes(name: str, millions: int) -> None:
     assert round(PRESETS[name].n_params() / 1e6) == millions
 
@@ -55,10 +57,13 @@ def test_param_count_formula_matches_the_module(tie: bool, bias: bool) -> None:
     assert (model.out_head.weight is model.tok_emb.weight) == tie
 
 
-def test_memory_estimate_counts_weights_and_cache() -> None:
-    cfg = PRESETS["gpt2-small"]
-    assert cfg.memory_bytes("bfloat16") * 2 == cfg.memory_bytes("float32")
-    assert cfg.memory_bytes() > cfg.n_params() * 4
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_memory_estimate_is_what_the_weights_and_a_full_cache_take(dtype: str) -> None:
+    cfg = GPTConfig.preset("tiny")
+    model = GPTModel(cfg).to(dtype_of(dtype))
+    cache = model.new_cache(batch_size=3)
+    measured = sum(p.nbytes for p in model.parameters()) + cache.keys.nbytes + cache.values.nbytes
+    assert cfg.memory_bytes(dtype, batch_size=3) == measured
 
 
 def test_bad_configs_are_refused() -> None:

@@ -8,7 +8,8 @@ from gpt.bpe import BytePairEncoder
 from gpt.tokenizer import GPT2_RANKS, Tokenizer, gpt2_tokenizer, load_tokenizer, read_ranks
 
 BOOK_SENTENCE = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
-BOOK_IDS = [15496, 11, 466, 345, 588, 8887, 30, 220, 50256, 554, 262, 4252, 18250, 8812, 2114, 286, 617, 34680, 27271, 13]
+BOOK_IDS = [15496, 11, 466, 345, 588, 8887, 30, 220, 50256, 554, 262, 4252, 18250, 8812, 2114, 286, 617, 34680,
+            27271, 13]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,8 @@ def test_pieces_cover_the_text(gpt2: Tokenizer) -> None:
     assert all(text[p.start : p.end] == p.text for p in pieces if p.piece.decode("utf-8", "ignore") == p.text)
 
 
-def test_from_scratch_bpe_equals_tiktoken_on_a_whole_novel(gpt2: Tokenizer, gpt2_from_scratch: BytePairEncoder, novel: str) -> None:
+def test_from_scratch_bpe_equals_tiktoken_on_a_whole_novel(gpt2: Tokenizer, gpt2_from_scratch: BytePairEncoder,
+                                                           novel: str) -> None:
     ours = gpt2_from_scratch.encode(novel)
     assert len(ours) > 100_000
     assert ours == gpt2.encode(novel)
@@ -73,7 +75,7 @@ def trained(novel: str) -> BytePairEncoder:
 
 
 def test_training_reaches_the_vocab_size_and_compresses(trained: BytePairEncoder, novel: str) -> None:
-    assert trained.n_ranks == 599  # + <|endoftext|> = 600
+    assert len(trained.ranks) == 599  # + <|endoftext|> = 600
     sample = novel[200_000:220_000]
     assert len(trained.encode(sample)) < 0.5 * len(sample.encode("utf-8"))
     # Every merged token is the concatenation of two earlier tokens.

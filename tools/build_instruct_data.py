@@ -1,137 +1,30 @@
-"""Instruction data: the book's instruction-data.json (downloaded, cached) and the project's own
-offline dataset, built here from sources this machine has (`python -m gpt build-instruct-data`).
+"""The project's offline instruction dataset, built from sources this machine has:
+`python -m tools.build_instruct_data` writes `assets/instruct/instruction-data.json.gz`.
 
 Every entry is the book's shape, `{"instruction", "input", "output"}`, plus a `task` tag so that the
-evaluation can report scores per kind of question. The offline dataset is built from:
-WordNet 3.0 (Debian `wordnet-base`: definitions, synonyms, antonyms, example sentences, irregular
-forms), exact arithmetic and unit conversions, word-level rewrites, and the corpora shipped in
-`assets/corpora/` (which novel a sentence is from, which book of the Bible a verse is from, quoting
-a verse). All answers are short, because the shipped model reads 256 tokens at most.
+evaluation can report scores per kind of question. The sources: WordNet 3.0 (Debian `wordnet-base`:
+definitions, synonyms, antonyms, example sentences, irregular forms), exact arithmetic and unit
+conversions, word-level rewrites, and the corpora shipped in `assets/corpora/` (which novel a
+sentence is from, which book of the Bible a verse is from, quoting a verse). All answers are short,
+because the shipped model reads 256 tokens at most. The same seed and sources give the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
-import os
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
-import requests
+from gpt.data.corpus import AUSTEN_NOVELS, CORPORA, VERSE_REF, read_text
+from gpt.instruct.data import SHIPPED_DATA, SPLIT_SEED, Entry, deduplicate, save_entries, split_entries
 
-from gpt.tokenizer import ASSETS
-
-BOOK_URL = ("https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
-            "01_main-chapter-code/instruction-data.json")
-SHIPPED_DATA = ASSETS / "instruct" / "instruction-data.json.gz"
-CORPORA = ASSETS / "corpora"
 WORDNET_DIR = Path("/usr/share/wordnet")
-FIELDS = ("instruction", "input", "output")
-
-Entry = dict[str, str]
-
-
-class InstructDataUnavailableError(FileNotFoundError):
-    """The book's dataset is neither cached nor downloadable (offline)."""
-
-
-# -- reading, writing, splitting ------------------------------------------------------------------
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GPT_CACHE_DIR", Path.home() / ".cache" / "gpt-from-scratch"))
-
-
-def validate_entries(entries: object, source: str | Path) -> list[Entry]:
-    """Check the book's shape: a list of objects with string instruction, input and output."""
-    if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{source}: expected a non-empty JSON list of instruction entries")
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(k, ""), str) for k in FIELDS) \
-                or not entry.get("instruction") or "output" not in entry:
-            raise ValueError(f"{source}: entry {i} needs string 'instruction', 'input' and 'output' fields")
-    return entries
-
-
-def load_entries(path: str | Path) -> list[Entry]:
-    """Read a JSON list of entries, gzip-compressed if the name ends in .gz."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"instruction data not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            entries = json.load(f)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not readable as JSON ({err})") from err
-    return validate_entries(entries, path)
-
-
-def save_entries(entries: list[Entry], path: str | Path) -> Path:
-    """Write entries as gzip-compressed JSON, one entry a line (readable diffs), reproducibly (mtime 0)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "[\n" + ",\n".join(json.dumps(e, ensure_ascii=False) for e in entries) + "\n]\n"
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as f:
-        f.write(text.encode("utf-8"))
-    return path
-
-
-def download_instruction_data(url: str = BOOK_URL, cache: str | Path | None = None, timeout: float = 30) -> Path:
-    """The book's 1,100-entry instruction-data.json, downloaded once with requests, then read from the cache."""
-    path = Path(cache) if cache is not None else cache_dir() / "instruction-data.json"
-    if path.is_file():
-        return path
-    try:
-        response = requests.get(url, timeout=timeout)
-        response.raise_for_status()
-        entries = response.json()
-    except (requests.RequestException, ValueError) as err:
-        raise InstructDataUnavailableError(f"cannot download {url} ({type(err).__name__}); "
-                                           f"offline, use the shipped {SHIPPED_DATA.name}") from err
-    validate_entries(entries, url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=1, ensure_ascii=False))
-    os.replace(tmp, path)  # a crash never leaves half a file under the cached name
-    return path
-
-
-def resolve_data(name_or_path: str) -> list[Entry]:
-    """`shipped` (the offline dataset), `book` (download, cached) or a path to a .json / .json.gz file."""
-    if name_or_path == "shipped":
-        return load_entries(SHIPPED_DATA)
-    if name_or_path == "book":
-        return load_entries(download_instruction_data())
-    return load_entries(name_or_path)
-
-
-def split_entries(entries: list[Entry], seed: int = 123, train_frac: float = 0.85,
-                  test_frac: float = 0.10) -> tuple[list[Entry], list[Entry], list[Entry]]:
-    """A seeded shuffle, then train / test / validation in the book's order (85 / 10 / 5)."""
-    shuffled = list(entries)
-    random.Random(seed).shuffle(shuffled)
-    n_train = int(len(shuffled) * train_frac)
-    n_test = int(len(shuffled) * test_frac)
-    return shuffled[:n_train], shuffled[n_train:n_train + n_test], shuffled[n_train + n_test:]
-
-
-def deduplicate(entries: Iterable[Entry]) -> list[Entry]:
-    """One entry per prompt: exact repeats collapse; a prompt seen with two different answers is dropped."""
-    by_prompt: dict[tuple[str, str], list[Entry]] = defaultdict(list)
-    for e in entries:
-        by_prompt[(e["instruction"].strip().lower(), e["input"].strip().lower())].append(e)
-    kept = []
-    for group in by_prompt.values():
-        if len({e["output"].strip().lower() for e in group}) == 1:
-            kept.append(group[0])
-    return kept
 
 
 # -- WordNet -------------------------------------------------------------------------------------
@@ -155,7 +48,7 @@ def _clean_word(raw: str) -> str:
     return re.sub(r"\(.*\)$", "", raw).replace("_", " ")  # adjectives carry markers like "(a)"
 
 
-@lru_cache(maxsize=2)  # parsing takes seconds; the result is only read
+@lru_cache(maxsize=2)  # parsing is slow, and the result is only read
 def read_wordnet(directory: Path) -> tuple[dict[tuple[str, str], Synset], dict[tuple[str, str], list[str]], Counter]:
     """Synsets by (pos, offset), each lemma's synsets in WordNet's frequency order, and tag counts."""
     raw: dict[tuple[str, str], tuple[list[str], str, list[tuple[str, str, str]]]] = {}
@@ -490,17 +383,17 @@ NOVELS = {
     "emma": "Emma", "mansfieldpark": "Mansfield Park", "northangerabbey": "Northanger Abbey",
     "persuasion": "Persuasion", "prideprejudice": "Pride and Prejudice", "sensesensibility": "Sense and Sensibility",
 }
-VERSE = re.compile(r"(\d?[A-Za-z]+)(\d+):(\d+) (.+)")
 
 
 def bible_entries(cfg: BuildConfig, rng: random.Random, corpora: Path = CORPORA) -> Iterator[Entry]:
     verses = []
-    with gzip.open(corpora / "kjv.txt.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            m = VERSE.fullmatch(line.strip())
-            if m and m.group(1) in BIBLE_BOOKS and len(m.group(4).split()) <= 22:
-                verses.append((BIBLE_BOOKS[m.group(1)], m.group(2), m.group(3), m.group(4)))
-    for book, chapter, verse, text in _sample(rng, verses, cfg.bible // 2):
+    for line in read_text(corpora / "kjv.txt.gz").splitlines():
+        line = line.strip()
+        m = VERSE_REF.match(line)
+        text = line[m.end():] if m else ""
+        if text and m["book"] in BIBLE_BOOKS and len(text.split()) <= 22:
+            verses.append((BIBLE_BOOKS[m["book"]], m["chapter"], m["verse"], text))
+    for book, _, _, text in _sample(rng, verses, cfg.bible // 2):
         yield entry("bible book", "Which book of the King James Bible is this verse from?", book, text)
     for book, chapter, verse, text in _sample(rng, verses, cfg.bible - cfg.bible // 2):
         yield entry("bible quote", f"Quote {book} {chapter}:{verse} from the King James Bible.", text)
@@ -508,8 +401,7 @@ def bible_entries(cfg: BuildConfig, rng: random.Random, corpora: Path = CORPORA)
 
 def austen_sentences(path: Path) -> list[str]:
     """Plain narrative sentences of 8 to 24 words (no dialogue, no chapter headings)."""
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        text = re.sub(r"\s+", " ", f.read())
+    text = re.sub(r"\s+", " ", read_text(path))
     # Split after . ! ? but not after a title: "Mrs. Ferrars" is one sentence.
     sentences = re.split(r"(?<!Mr\.)(?<!Mrs\.)(?<!Dr\.)(?<!St\.)(?<=[.!?])\s+(?=[A-Z])", text)
     return [s for s in sentences if 8 <= len(s.split()) <= 24 and re.fullmatch(r"[A-Z][A-Za-z ,;'-]+[.!?]", s)
@@ -517,11 +409,11 @@ def austen_sentences(path: Path) -> list[str]:
 
 
 def austen_entries(cfg: BuildConfig, rng: random.Random, corpora: Path = CORPORA) -> Iterator[Entry]:
-    pool = [(NOVELS[p.name[len("austen-"):-len(".txt.gz")]], s)
-            for p in sorted(corpora.glob("austen-*.txt.gz")) for s in austen_sentences(p)]
+    pool = [(NOVELS[name], s) for name in sorted(AUSTEN_NOVELS)  # the seeded draw depends on this order
+            for s in austen_sentences(corpora / f"austen-{name}.txt.gz")]
     for novel, sentence in _sample(rng, pool, cfg.austen):
         yield entry("austen novel", "Which Jane Austen novel is this sentence from?", novel, sentence)
-    for key, novel in NOVELS.items():
+    for novel in NOVELS.values():
         yield entry("austen novel", f"Who wrote {novel}?", "Jane Austen")
 
 
@@ -540,20 +432,21 @@ def build_dataset(cfg: BuildConfig = PRESETS["shipped"], wordnet: Path = WORDNET
     return entries
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="shipped")
-    parser.add_argument("--seed", type=int, default=123)
-    parser.add_argument("--wordnet", type=Path, default=WORDNET_DIR)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tools.build_instruct_data", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="shipped", help="shipped, or tiny (for tests)")
+    parser.add_argument("--seed", type=int, default=SPLIT_SEED, help="seeds the sampling, the order and the split")
+    parser.add_argument("--wordnet", type=Path, default=WORDNET_DIR, help="WordNet 3.0's dict folder")
     parser.add_argument("--out", type=Path, default=SHIPPED_DATA)
-
-
-def run(args: argparse.Namespace) -> None:
-    from dataclasses import replace
-
+    args = parser.parse_args(argv)
     entries = build_dataset(replace(PRESETS[args.preset], seed=args.seed), args.wordnet)
     path = save_entries(entries, args.out)
-    train, test, val = split_entries(entries, args.seed)
-    print(f"{len(entries)} entries ({len(train)} train / {len(test)} test / {len(val)} validation) -> "
-          f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
+    split = split_entries(entries, args.seed)
+    print(f"{len(entries)} entries ({len(split.train)} train / {len(split.test)} test / {len(split.val)} validation) "
+          f"-> {path} ({path.stat().st_size / 1e6:.2f} MB)")
     for task, n in sorted(Counter(e["task"] for e in entries).items()):
         print(f"  {task}: {n}")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,8 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from gpt.registry import ModelRegistry
 from ui.common import check_number, clip_chars, require_text, user_errors, with_notices
+from ui.registry import ModelRegistry
 from ui.tokenizer_tab import piece_label
 
 MAX_TOKENS = 128  # a heatmap wider than this has unreadable labels; the grid gets slow too

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 import gradio as gr
 
 from gpt.generate import SamplingConfig
-from gpt.instruct import chat_prompt, chat_stream
-from gpt.registry import ModelRegistry
+from gpt.instruct.prompt import chat_prompt, chat_stream
 from ui.common import check_number, clip_chars, user_errors
+from ui.registry import ModelRegistry
 
 CHAT_MODEL = "instruct"
 MAX_NEW_TOKENS = 256
+EMPTY_REPLY = "(the model answered with nothing: try again with a higher temperature)"
 EXAMPLES = ["What is the plural of 'mouse'?", "Rewrite the sentence in the passive voice: The cat chased the dog.",
             "What is 12 times 7?"]
 
@@ -33,7 +34,7 @@ def chat(registry: ModelRegistry, message: str, history: list[dict], temperature
     for reply in chat_stream(ckpt, history, message, sampling):
         yield reply, prompt
     if not reply:
-        yield "(the model answered with nothing: try again with a higher temperature)", prompt
+        yield EMPTY_REPLY, prompt
 
 
 def build(registry: ModelRegistry) -> None:

@@ -11,17 +11,18 @@ import plotly.graph_objects as go
 import torch
 
 from gpt.checkpoint import Checkpoint
-from gpt.generate import SamplingConfig, next_token_logits, next_token_probs, pick, stream
-from gpt.registry import ModelRegistry
+from gpt.generate import SamplingConfig, beam_search, next_token_logits, next_token_probs, pick, stream
 from gpt.tokenizer import TokenPiece
-from ui.common import (check_number, clip_chars, fit_context, join_notices, require_text, user_errors,
-                       with_notices)
+from ui.common import check_number, clip_chars, fit_context, join_notices, require_text, user_errors, with_notices
+from ui.registry import ModelRegistry
 from ui.tokenizer_tab import piece_label
 
 MAX_TEMPERATURE = 5.0
 MAX_TOP_K = 1_000
 MAX_NEW_TOKENS = 512
 MAX_SEED = 2**31 - 1
+MAX_BEAMS = 8
+MAX_BEAM_TOKENS = 128  # each step runs every beam: bounded so one request stays short
 TOP_CANDIDATES = 15  # bars per chart
 BOOK_TEMPERATURES = (0.1, 1.0, 5.0)  # the book's figure: sharper, as trained, flatter
 EXAMPLE_PROMPT = "It is a truth universally acknowledged, that"
@@ -140,6 +141,24 @@ def one_token(registry: ModelRegistry, model_name: str, prompt: str, temperature
     return text, before_after_figure(req, logits, picked), with_notices(info, *req.notices)
 
 
+def beams(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float
+          ) -> tuple[str, str]:
+    """The most likely continuation under beam search (`gpt.generate.beam_search`), beside the greedy one."""
+    prompt, cut = clip_chars(require_text(prompt, "prompt"))
+    n_beams = check_number(num_beams, "Beams", 1, MAX_BEAMS, integer=True)
+    new_tokens = check_number(max_new_tokens, "Max new tokens", 1, MAX_BEAM_TOKENS, integer=True)
+    ckpt = registry.load(model_name)
+    tokenizer, context = ckpt.tokenizer, ckpt.model.cfg.context_length
+    new_tokens = min(new_tokens, context - 1)
+    ids, too_long = fit_context(tokenizer.encode(prompt), context - new_tokens)
+    best = beam_search(ckpt.model, ids, n_beams, new_tokens, eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab)
+    greedy = list(stream(ckpt.model, ids, SamplingConfig(max_new_tokens=new_tokens, temperature=0),
+                         eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab))
+    info = (f"The best of {n_beams} beams, scored by log-probability per token. "
+            f"Greedy decoding (one beam) gives: {tokenizer.decode(greedy)!r}")
+    return tokenizer.decode(best), with_notices(info, cut, too_long)
+
+
 def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     gr.Markdown("The model gives a probability to every token in its vocabulary; the settings reshape that "
                 "distribution before a token is drawn. Temperature 0 always takes the most likely token.")
@@ -154,6 +173,10 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
         run = gr.Button("Generate", variant="primary", elem_id="gen-run")
         step = gr.Button("One token at a time", elem_id="gen-step")
         stop = gr.Button("Stop", variant="stop")
+    with gr.Row(equal_height=True):
+        n_beams = gr.Slider(1, MAX_BEAMS, value=4, step=1, label="Beams", scale=3,
+                            info="beam search keeps the most likely continuations instead of sampling one")
+        beam = gr.Button("Beam search", elem_id="gen-beam", scale=1)
     notice = gr.Markdown(elem_id="gen-notice")
     output = gr.Textbox(label="Continuation (streamed)", lines=5, elem_id="gen-output")
     with gr.Row():
@@ -168,3 +191,5 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     stop.click(None, cancels=[streaming])
     step.click(user_errors(functools.partial(one_token, registry)), [*settings, seed], [prompt, bars, notice],
                api_name="one_token")
+    beam.click(user_errors(functools.partial(beams, registry)), [picker, prompt, n_beams, max_new], [output, notice],
+               api_name="beam_search")

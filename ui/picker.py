@@ -7,8 +7,8 @@ import functools
 import gradio as gr
 
 from gpt.checkpoint import Checkpoint
-from gpt.registry import ModelRegistry
 from ui.common import user_errors
+from ui.registry import ModelRegistry
 
 
 def describe(ckpt: Checkpoint, name: str) -> str:
@@ -19,7 +19,7 @@ def describe(ckpt: Checkpoint, name: str) -> str:
             f"{bpe} ({ckpt.tokenizer.n_vocab:,} tokens)")
 
 
-def load_model(registry: ModelRegistry, name: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
+def show_model(registry: ModelRegistry, name: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
     """Load (or fetch from the cache) the picked model; GPT-2 downloads show their tqdm bar here.
 
     A model that is not there (not shipped yet, offline) is reported in the summary; an unknown
@@ -43,7 +43,7 @@ def build(registry: ModelRegistry, demo: gr.Blocks) -> gr.Dropdown:
                  "or local:<folder> for a checkpoint inside the app's model folder",
         )
         summary = gr.Markdown(elem_id="model-summary")
-    load = user_errors(functools.partial(load_model, registry))
+    load = user_errors(functools.partial(show_model, registry))
     picker.change(load, picker, summary, api_name="load_model")
     demo.load(load, picker, summary, api_visibility="private")
     return picker

@@ -1,7 +1,7 @@
 """Which models the app can use, by name, and a small LRU cache of the ones already loaded.
 
 Three kinds of names: the shipped models in `assets/models/<name>/`, OpenAI's GPT-2 sizes (fetched by
-`gpt.weights.load_pretrained`), and `local:<folder>` for any other checkpoint folder inside the
+`gpt.pretrained.load_pretrained`), and `local:<folder>` for any other checkpoint folder inside the
 model folder. Local names are confined to that folder, so a name typed into the app can never
 make the server read an arbitrary path. Loading a model takes seconds; switching back to one that
 is cached takes microseconds.
@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, load_checkpoint_tokenizer, load_model
+from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, load_checkpoint_tokenizer
 from gpt.config import GPT2_SIZES
+from gpt.pretrained import load_model
 from gpt.tokenizer import ASSETS, Tokenizer, load_tokenizer
 
 MODELS_DIR = ASSETS / "models"
@@ -147,7 +148,3 @@ class ModelRegistry:
                 while len(self._cache) > self.capacity:
                     self._cache.popitem(last=False)
         return value
-
-    def is_cached(self, name: str) -> bool:
-        with self._cache_lock:
-            return ("lm", name) in self._cache

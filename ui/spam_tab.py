@@ -9,9 +9,9 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from gpt.classify import SpamClassifier, load_classifier
-from gpt.registry import ModelRegistry
+from gpt.classify.classifier import TextClassifier, load_classifier
 from ui.common import clip_chars, join_notices, require_text, user_errors
+from ui.registry import ModelRegistry
 
 CSS = (".attended {line-height: 2}\n"
        ".attended span {padding: 1px 2px; margin: 1px; border-radius: 3px; font-family: monospace; "
@@ -22,7 +22,7 @@ FALLBACK_EXAMPLES = {  # used only when the classifier ships without test exampl
 }
 
 
-def classifier(registry: ModelRegistry) -> SpamClassifier:
+def classifier(registry: ModelRegistry) -> TextClassifier:
     """The shipped classifier, loaded once; a clear message if it is not there."""
     return registry.cached(("classifier", "spam"), lambda: load_classifier(registry.shipped_path("spam")))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gzip
 import html
 import unicodedata
 
@@ -11,9 +10,10 @@ import gradio as gr
 import pandas as pd
 
 from gpt.bpe import BytePairEncoder
-from gpt.registry import ModelRegistry
-from gpt.tokenizer import ASSETS, END_OF_TEXT, TokenPiece, Tokenizer, load_tokenizer
+from gpt.data.corpus import CORPORA, read_text
+from gpt.tokenizer import END_OF_TEXT, Tokenizer, TokenPiece, load_tokenizer
 from ui.common import check_number, clip_chars, join_notices, require_text, user_errors
+from ui.registry import ModelRegistry
 
 MAX_SHOWN_TOKENS = 1_000  # coloured spans beyond this slow the page down and teach nothing new
 MAX_TRAIN_CHARS = 50_000  # training on this much takes a fraction of a second
@@ -35,8 +35,7 @@ EXAMPLE_TEXT = ("It is a truth universally acknowledged, that a single man in po
 
 def default_training_text(n_chars: int = 6_000) -> str:
     """The opening of Pride and Prejudice: enough for a few hundred merges."""
-    with gzip.open(ASSETS / "corpora" / "austen-prideprejudice.txt.gz", "rt", encoding="utf-8") as f:
-        return f.read(n_chars)
+    return read_text(CORPORA / "austen-prideprejudice.txt.gz")[:n_chars]
 
 
 @functools.lru_cache(maxsize=8)

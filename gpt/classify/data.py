@@ -9,27 +9,29 @@ CC BY 4.0, doi:10.24432/C5CC84).
 from __future__ import annotations
 
 import gzip
-import io
-import os
 import random
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from zipfile import BadZipFile
 
-import requests
+import pooch
 import torch
 from torch.utils.data import Dataset
 
+from gpt.data.download import DownloadError, RemoteFile, fetch_cached
+from gpt.data.splits import Split, seeded_split
 from gpt.tokenizer import ASSETS, Tokenizer
 
 LABELS = ("ham", "spam")  # the class index is the position in this tuple
 UCI_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+UCI_ARCHIVE = "sms_spam_collection.zip"  # its name in the download cache
 UCI_MEMBER = "SMSSpamCollection"  # the tab-separated file inside the zip
 OFFLINE_COPY = ASSETS / "sms_spam.tsv.gz"
-CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpt-playground"
 SOURCES = ("auto", "download", "offline")
 SPLIT_SEED = 123  # fixed, so that every classifier is measured on the same test messages
+SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}  # the book's, cut in this order
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,6 @@ class SpamCorpus:
     messages: tuple[Message, ...]
     kind: str  # "download" or "offline": what `load_corpus` needs to get the same messages again
     source: str  # where the messages came from, in words: it goes into model cards
-
-
-@dataclass(frozen=True)
-class SpamSplit:
-    train: tuple[Message, ...]
-    val: tuple[Message, ...]
-    test: tuple[Message, ...]
 
 
 def parse_tsv(text: str, origin: str) -> tuple[Message, ...]:
@@ -66,23 +61,28 @@ def parse_tsv(text: str, origin: str) -> tuple[Message, ...]:
     return tuple(messages)
 
 
-def download_collection(url: str = UCI_URL, cache_dir: str | Path = CACHE_DIR, timeout: float = 30.0) -> Path:
-    """The collection's TSV file, downloaded and unzipped on first use, from the cache afterwards."""
-    target = Path(cache_dir) / "sms_spam_collection.tsv"
-    if target.is_file():
-        return target
-    response = requests.get(url, timeout=timeout)
-    response.raise_for_status()
+def _unzip_collection(archive: str, action: str, pup: Any) -> list[str]:
+    """pooch.Unzip of the collection's TSV file.
+
+    A download that is not the collection's zip is deleted, so the next load downloads again rather
+    than failing on the same cached file forever; the ValueError makes `fetch_cached` report it.
+    """
     try:
-        with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
-            data = archive.read(UCI_MEMBER)
-    except (zipfile.BadZipFile, KeyError) as err:
-        raise ValueError(f"{url}: not the SMS Spam Collection zip ({err})") from err
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)  # atomic: an interrupted download never looks cached
-    return target
+        paths = pooch.Unzip(members=[UCI_MEMBER])(archive, action, pup)
+    except BadZipFile:
+        paths = []
+    if not paths:
+        Path(archive).unlink(missing_ok=True)
+        raise ValueError(f"not a zip archive holding {UCI_MEMBER}")
+    return paths
+
+
+def download_collection(url: str = UCI_URL, cache_dir: str | Path | None = None, timeout: float = 30.0) -> Path:
+    """The collection's TSV file, downloaded and unzipped on first use, from the cache afterwards.
+
+    The UCI archive is not pinned to a hash: UCI publishes none. Raises DownloadError.
+    """
+    return fetch_cached(RemoteFile(url, UCI_ARCHIVE), cache_dir, timeout, processor=_unzip_collection)
 
 
 def load_offline_copy(path: str | Path = OFFLINE_COPY) -> SpamCorpus:
@@ -94,17 +94,20 @@ def load_offline_copy(path: str | Path = OFFLINE_COPY) -> SpamCorpus:
     return SpamCorpus(messages, "offline", source)
 
 
-def load_corpus(source: str = "auto", url: str = UCI_URL, cache_dir: str | Path = CACHE_DIR) -> SpamCorpus:
-    """`download` (full collection), `offline` (shipped part), or `auto`: download, else the shipped part."""
+def load_corpus(source: str = "auto", url: str = UCI_URL, cache_dir: str | Path | None = None) -> SpamCorpus:
+    """`download` (full collection), `offline` (shipped part), or `auto`: download, else the shipped part.
+
+    `cache_dir` defaults to the shared download cache (`gpt.data.download.cache_dir`).
+    """
     if source not in SOURCES:
         raise ValueError(f"unknown data source {source!r}; choose one of {list(SOURCES)}")
     if source == "offline":
         return load_offline_copy()
     try:
         path = download_collection(url, cache_dir)
-    except (requests.RequestException, OSError, ValueError) as err:
+    except DownloadError as err:
         if source == "download":
-            raise FileNotFoundError(f"could not download the SMS Spam Collection from {url}: {err}") from err
+            raise FileNotFoundError(f"SMS Spam Collection: {err}") from err
         return load_offline_copy()
     messages = parse_tsv(path.read_bytes().decode("utf-8", errors="replace"), str(path))
     return SpamCorpus(messages, "download", f"UCI SMS Spam Collection, downloaded ({len(messages)} messages)")
@@ -120,21 +123,9 @@ def balance(messages: Sequence[Message], seed: int = SPLIT_SEED) -> list[Message
     return [m for group in by_class for m in (group if len(group) == smallest else rng.sample(group, smallest))]
 
 
-def split(messages: Sequence[Message], fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
-          seed: int = SPLIT_SEED) -> SpamSplit:
-    """Shuffle with `seed`, then cut into train/validation/test (test takes the remainder)."""
-    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
-        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
-    shuffled = list(messages)
-    random.Random(seed).shuffle(shuffled)
-    train_end = int(len(shuffled) * fractions[0])
-    val_end = train_end + int(len(shuffled) * fractions[1])
-    return SpamSplit(tuple(shuffled[:train_end]), tuple(shuffled[train_end:val_end]), tuple(shuffled[val_end:]))
-
-
-def balanced_split(corpus: SpamCorpus, seed: int = SPLIT_SEED) -> SpamSplit:
-    """The book's recipe: balance by undersampling ham, then a seeded 70/10/20 split."""
-    return split(balance(corpus.messages, seed), seed=seed)
+def balanced_split(corpus: SpamCorpus, seed: int = SPLIT_SEED) -> Split[Message]:
+    """The book's recipe: balance by undersampling ham, then a seeded 70/10/20 train/val/test split."""
+    return seeded_split(balance(corpus.messages, seed), SPLIT_FRACTIONS, seed)
 
 
 class SpamDataset(Dataset):

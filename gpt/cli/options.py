@@ -69,7 +69,8 @@ def config_overrides(args: argparse.Namespace, config_cls: type) -> dict[str, An
 
 
 def available_devices() -> list[str]:
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (["mps"] if torch.backends.mps.is_available() else [])
+    accelerators = [("cuda", torch.cuda.is_available()), ("mps", torch.backends.mps.is_available())]
+    return ["cpu"] + [name for name, present in accelerators if present]
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,8 @@ HELP = "pretrain a GPT on the shipped corpora (or text files)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/base", help="run folder: checkpoints, logs, figure, model/")
-    parser.add_argument("--text", nargs="*", default=[], help="text files (.txt or .txt.gz) instead of the shipped corpora")
+    parser.add_argument("--text", nargs="*", default=[],
+                        help="text files (.txt or .txt.gz) instead of the shipped corpora")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="held-out tail of each --text file")
     parser.add_argument("--preset", default="shipped-small", choices=sorted(PRESETS), help="the model's shape")
     parser.add_argument("--tokenizer", default="bpe",

@@ -1,4 +1,4 @@
-"""Next-token training data: a sliding window over token ids, in memory or memory-mapped from disk."""
+"""Next-token training data: the book's sliding window over token ids, and token files memory-mapped from disk."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from gpt.files import atomic_path
 from gpt.tokenizer import Tokenizer
@@ -37,17 +37,6 @@ class SlidingWindowDataset(Dataset):
         start = i * self.stride
         chunk = torch.from_numpy(self.tokens[start : start + self.max_length + 1].astype(np.int64))
         return chunk[:-1], chunk[1:]
-
-
-def create_dataloader(
-    tokens: np.ndarray | list[int], batch_size: int = 4, max_length: int = 256, stride: int = 128,
-    shuffle: bool = True, drop_last: bool = True, num_workers: int = 0, seed: int | None = None,
-) -> DataLoader:
-    """The book's `create_dataloader_v1`, over token ids (tokenize once, reuse for every epoch)."""
-    dataset = SlidingWindowDataset(tokens, max_length, stride)
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      num_workers=num_workers, generator=generator)
 
 
 def write_token_file(path: str | Path, tokens: list[int] | np.ndarray) -> None:

@@ -32,8 +32,15 @@ from gpt.files import write_text_atomic
 from gpt.generate import SamplingConfig, generate
 from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
-from gpt.pretrain.state import (LOG_FILE, STATE_FILE, load_train_state, read_log, save_train_state, write_figure,
-                                write_log)
+from gpt.pretrain.state import (
+    LOG_FILE,
+    STATE_FILE,
+    load_train_state,
+    read_log,
+    save_train_state,
+    write_figure,
+    write_log,
+)
 from gpt.tokenizer import Tokenizer, load_tokenizer, read_ranks
 from gpt.training.distributed import Distributed, any_process, barrier, gather_rng_states, mean_over_processes
 from gpt.training.events import TrainEvent, TrainingMonitor
@@ -282,8 +289,9 @@ def pretrain(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], 
         window_tokens += cfg.tokens_per_step
         train_loss = mean_over_processes(loss_sum / cfg.grad_accum, ddp)
         tokens_per_s = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+        elapsed = elapsed_before + time.perf_counter() - start
         row: dict[str, float] = {"step": step, "tokens_seen": tokens_seen, "train_loss": train_loss, "lr": lr,
-                                 "tokens_per_s": tokens_per_s, "elapsed_s": elapsed_before + time.perf_counter() - start}
+                                 "tokens_per_s": tokens_per_s, "elapsed_s": elapsed}
         event("step", metrics={k: row[k] for k in ("train_loss", "lr", "tokens_per_s", "elapsed_s")})
         if step % cfg.eval_interval == 0 or step == cfg.max_steps:
             row |= evaluation()

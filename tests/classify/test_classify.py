@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gpt import classify, spam_data
-from gpt.__main__ import main
+from gpt.cli import main
 from gpt.bpe import BytePairEncoder
 from gpt.checkpoint import WEIGHTS_FILE, Checkpoint, save_checkpoint
 from gpt.config import GPTConfig

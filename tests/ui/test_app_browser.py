@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gpt.tokenizer import load_tokenizer
-from tests.test_app_support import free_port, make_model_folder
+from tests.helpers import free_port, make_model_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from gpt.baselines import bits_per_byte
-from gpt.corpus import join_documents, load_corpus
+from gpt.data.corpus import join_documents, load_corpus
 from gpt.generate import SamplingConfig, generate
-from gpt.registry import MODELS_DIR, ModelRegistry
-from gpt.train import evaluate
+from gpt.training.loss import bits_per_byte, heldout_loss
+from ui.registry import MODELS_DIR, ModelRegistry
 
 BASE = MODELS_DIR / "base"
 pytestmark = pytest.mark.skipif(not (BASE / "config.json").is_file(), reason="no shipped base model")
@@ -48,7 +47,7 @@ def test_base_scores_held_out_text_as_its_card_says(base, corpus):
     meta = json.loads((BASE / "metrics.json").read_text())
     ids = [i for doc in corpus.held_out for i in base.tokenizer.encode(doc.text) + [base.tokenizer.eot_id]]
     tokens = np.asarray(ids, dtype=np.int64)  # as `gpt.data.tokenize_to_file` writes the held-out file
-    loss, count = evaluate(base.model, tokens, batch_size=32)
+    loss, count = heldout_loss(base.model, tokens, batch_size=32)
     assert count == meta["held_out_tokens"]
     assert meta["held_out_bytes"] == len(join_documents(d.text for d in corpus.held_out).encode("utf-8"))
     assert loss == pytest.approx(meta["held_out_loss"], abs=0.01)

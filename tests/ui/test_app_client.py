@@ -12,8 +12,8 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from gpt.registry import ModelRegistry  # noqa: E402
-from tests.test_app_support import free_port, make_model_folder  # noqa: E402
+from tests.helpers import free_port, make_model_folder  # noqa: E402
+from ui.registry import ModelRegistry  # noqa: E402
 
 ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token_probs", "/one_token",
              "/classify", "/spam_test_figures", "/chat"}

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt.__main__ import main
 from gpt.checkpoint import save_checkpoint
-from gpt.cli_generate import stream_text
-from gpt.generate import SamplingConfig, generate
+from gpt.cli import main
+from gpt.cli.generate import stream_text
+from gpt.generate import SamplingConfig, beam_search, generate
 from gpt.model import GPTModel
 from gpt.tokenizer import load_tokenizer
-from tests.conftest import PROMPTS, TINY, TINY_NAME
+from tests.helpers import PROMPTS, TINY, TINY_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,11 +55,26 @@ def test_checkpoint_folder(tmp_path, capsys):
     assert capsys.readouterr().out == prompt + tokenizer.decode(expected) + "\n"
 
 
+def test_beams_print_the_beam_search_continuation(tmp_path, capsys):
+    tokenizer = load_tokenizer("gpt2")
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    save_checkpoint(model, tmp_path / "ckpt", tokenizer)
+    prompt = PROMPTS[0]
+    assert main(["generate", "--model", str(tmp_path / "ckpt"), "--prompt", prompt, "--beams", "3",
+                 "--max-new-tokens", "8"]) == 0
+    expected = beam_search(model, tokenizer.encode(prompt), 3, 8, eot_id=tokenizer.eot_id,
+                           vocab_size=tokenizer.n_vocab)
+    assert capsys.readouterr().out == prompt + tokenizer.decode(expected) + "\n"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "gpt2-small", "--top-p", "1.5"], "error: top_p must be in (0, 1], got 1.5"),
     (["--model", "gpt2-small", "--prompt", ""], "error: --prompt is empty"),
-    (["--model", "gpt5"], "error: --model 'gpt5' is neither one of gpt2-small, gpt2-medium"),
-    (["--model", "assets", "--weights", "x.safetensors"], "error: --weights goes with a GPT-2 size"),
+    (["--model", "gpt5"], "error: model 'gpt5' is neither one of gpt2-small, gpt2-medium"),
+    (["--model", "assets", "--weights", "x.safetensors"], "error: a weights file goes with a GPT-2 size"),
+    (["--model", "gpt2-small", "--beams", "-1"], "error: --beams must be >= 0"),
+    (["--model", "gpt2-small", "--device", "tpu"], "error: --device tpu: not available here"),
 ])
 def test_bad_arguments_fail_before_loading(args, message, capsys):
     if "--prompt" not in args:

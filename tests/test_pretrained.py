@@ -18,18 +18,19 @@ from huggingface_hub.utils import _http, httpx  # httpx: the HTTP client the hub
 from safetensors.torch import load_file, save_file
 from transformers import GPT2LMHeadModel
 
-from gpt import weights
-from gpt.checkpoint import CheckpointError, state_for_saving
+from gpt import pretrained
+from gpt.checkpoint import WEIGHTS_FILE, CheckpointError, state_for_saving
 from gpt.config import GPTConfig
 from gpt.generate import SamplingConfig, generate
+from gpt.pretrained import PretrainedModel, WeightsUnavailableError, load_pretrained
 from gpt.tokenizer import load_tokenizer
-from gpt.weights import PretrainedModel, WeightsUnavailableError, load_pretrained
-from tests.conftest import COMMIT, PROMPTS, TINY, TINY_NAME, TINY_REPO, put_in_hub_cache, random_hf_gpt2
+from tests.helpers import COMMIT, PROMPTS, TINY, TINY_NAME, TINY_REPO, put_in_hub_cache, random_hf_gpt2
+
 
 @pytest.fixture
 def hub_transport(monkeypatch):
     """Serve huggingface_hub's HTTP requests with a handler (online, tiny model registered); undone after."""
-    monkeypatch.setitem(weights.PRETRAINED, TINY_NAME, PretrainedModel(TINY_REPO, TINY))
+    monkeypatch.setitem(pretrained.PRETRAINED, TINY_NAME, PretrainedModel(TINY_REPO, TINY))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
     def serve(handler) -> None:
@@ -41,7 +42,7 @@ def hub_transport(monkeypatch):
 
 def fake_hub(data: bytes, gets: list[httpx.Request]):
     """A handler answering like the Hub for TINY_REPO's file: HEAD with metadata, GET (ranges too) with bytes."""
-    url_path = f"/{TINY_REPO}/resolve/main/{weights.HUB_FILE}"
+    url_path = f"/{TINY_REPO}/resolve/main/{WEIGHTS_FILE}"
     headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
 
     def handle(request: httpx.Request) -> httpx.Response:
@@ -127,7 +128,7 @@ def test_download_through_the_hub_client(hub_transport, tmp_path, tiny_hf):
     assert len(gets) == 1
     path = Path(ckpt.meta["weights"])
     assert path == Path(again.meta["weights"]) and path.read_bytes() == data
-    assert path.is_relative_to(weights.cache_folder(TINY_NAME, tmp_path))
+    assert path.is_relative_to(pretrained.cache_folder(TINY_NAME, tmp_path))
     ids = ckpt.tokenizer.encode(PROMPTS[0])
     with torch.no_grad():
         assert (ckpt.model(torch.tensor([ids]))[0] - hf_logits(tiny_hf[0], ids)).abs().max() <= 1e-4
@@ -177,7 +178,7 @@ def test_a_failed_transfer_is_one_line_and_leaves_no_file(hub_transport, tmp_pat
     message = str(err.value)
     assert message.startswith(f"{TINY_NAME}: could not download {TINY_REPO}/model.safetensors (")
     assert "500" in message and "\n" not in message
-    assert not list(tmp_path.rglob(weights.HUB_FILE))
+    assert not list(tmp_path.rglob(WEIGHTS_FILE))
 
 
 def test_offline_without_cache_names_model_file_and_remedy(offline_hub):
@@ -193,7 +194,7 @@ def test_offline_without_cache_names_model_file_and_remedy(offline_hub):
 
 def test_weights_file_in_hub_or_our_layout(tmp_path, tiny_hf, monkeypatch):
     hf, hub_file = tiny_hf
-    monkeypatch.setitem(weights.PRETRAINED, TINY_NAME, PretrainedModel(TINY_REPO, TINY))
+    monkeypatch.setitem(pretrained.PRETRAINED, TINY_NAME, PretrainedModel(TINY_REPO, TINY))
     from_hub_layout = load_pretrained(TINY_NAME, weights=hub_file.parent).model  # the save_pretrained folder
     ours = tmp_path / "ours.safetensors"
     save_file(state_for_saving(from_hub_layout), str(ours))
@@ -213,7 +214,7 @@ def test_hub_mask_buffers_and_unprefixed_names_are_accepted(tmp_path, tiny_hf, m
     state.update({f"h.{i}.attn.bias": mask.clone() for i in range(TINY.n_layers)})
     path = tmp_path / "hub_original.safetensors"
     save_file(state, str(path))
-    monkeypatch.setitem(weights.PRETRAINED, TINY_NAME, PretrainedModel(TINY_REPO, TINY))
+    monkeypatch.setitem(pretrained.PRETRAINED, TINY_NAME, PretrainedModel(TINY_REPO, TINY))
     model = load_pretrained(TINY_NAME, weights=path).model
     ids = load_tokenizer("gpt2").encode(PROMPTS[2])
     with torch.no_grad():
@@ -230,7 +231,7 @@ def test_wrong_file_names_the_first_mismatched_tensor(tmp_path, tiny_hf, monkeyp
     damage(state)
     path = tmp_path / "damaged.safetensors"
     save_file(state, str(path))
-    monkeypatch.setitem(weights.PRETRAINED, TINY_NAME, PretrainedModel(TINY_REPO, TINY))
+    monkeypatch.setitem(pretrained.PRETRAINED, TINY_NAME, PretrainedModel(TINY_REPO, TINY))
     with pytest.raises(CheckpointError, match=f"tensor '{tensor}'"):
         load_pretrained(TINY_NAME, weights=path)
 
@@ -249,16 +250,17 @@ def test_not_a_safetensors_file(tmp_path):
 
 
 def test_memory_is_known_before_loading():
-    small_fp32 = weights.memory_needed("gpt2-small")
-    assert small_fp32 == GPTConfig.preset("gpt2-small").memory_bytes("float32")
-    assert weights.memory_needed("gpt2-small", torch.bfloat16) * 2 == small_fp32
-    assert weights.memory_needed("gpt2-xl") > weights.memory_needed("gpt2-large") > small_fp32
+    # 124,439,808 weights and a 1,024-position cache of 12 layers x (keys + values) x 768, 4 bytes each
+    small_fp32 = pretrained.memory_needed("gpt2-small")
+    assert small_fp32 == (124_439_808 + 12 * 2 * 1024 * 768) * 4
+    assert pretrained.memory_needed("gpt2-small", torch.bfloat16) == (124_439_808 + 12 * 2 * 1024 * 768) * 2
+    assert pretrained.memory_needed("gpt2-xl") > pretrained.memory_needed("gpt2-large") > small_fp32
     expected = "gpt2-xl: 1558M parameters, needs at least 3.4 GB of memory in bfloat16"
-    assert weights.describe("gpt2-xl", torch.bfloat16) == expected
+    assert pretrained.describe("gpt2-xl", torch.bfloat16) == expected
     with pytest.raises(ValueError, match="unknown pretrained model 'gpt3'"):
-        weights.memory_needed("gpt3")
+        pretrained.memory_needed("gpt3")
     with pytest.raises(ValueError, match="unsupported dtype"):
-        weights.memory_needed("gpt2-small", torch.int8)
+        pretrained.memory_needed("gpt2-small", torch.int8)
 
 
 @pytest.mark.slow
@@ -267,7 +269,7 @@ def test_gpt2_small_sized_parity_through_the_real_repo_name(offline_hub, tmp_pat
     cfg = GPTConfig.preset("gpt2-small")
     hf = random_hf_gpt2(cfg, seed=1)
     hf.save_pretrained(tmp_path / "hf", safe_serialization=True)
-    put_in_hub_cache(offline_hub, "openai-community/gpt2", tmp_path / "hf" / weights.HUB_FILE)
+    put_in_hub_cache(offline_hub, "openai-community/gpt2", tmp_path / "hf" / WEIGHTS_FILE)
     ckpt = load_pretrained("gpt2-small", progress=False)
     assert_parity(ckpt.model, hf, PROMPTS)
     ids = ckpt.tokenizer.encode(PROMPTS[1])

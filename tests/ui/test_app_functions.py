@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import gradio as gr
 import numpy as np
@@ -11,10 +12,12 @@ import torch
 
 from gpt.checkpoint import Checkpoint
 from gpt.config import GPT2_SIZES
-from gpt.registry import ModelRegistry, ModelUnavailableError, UnknownModelError
+from gpt.generate import SamplingConfig
+from gpt.instruct.prompt import chat_stream
 from gpt.tokenizer import END_OF_TEXT, load_tokenizer
-from tests.test_app_support import make_model_folder
+from tests.helpers import make_model_folder
 from ui import attention_tab, chat_tab, common, generate_tab, picker, spam_tab, tokenizer_tab
+from ui.registry import ModelRegistry, ModelUnavailableError, UnknownModelError
 
 LONG_TEXT = "word " * 20_000  # 100,000 characters
 
@@ -59,37 +62,37 @@ def test_registry_caches_and_evicts_least_recently_used(models):
     registry = ModelRegistry(models, capacity=1)
     base = registry.load("base")
     assert registry.load("base") is base
-    registry.load("instruct")
-    assert not registry.is_cached("base") and registry.is_cached("instruct")
+    instruct = registry.load("instruct")
+    assert registry.load("instruct") is instruct  # the most recent one stays
     assert registry.load("base") is not base  # reloaded after eviction
 
 
 def test_missing_shipped_model_is_a_clear_error(empty_registry):
     with pytest.raises(ModelUnavailableError, match="'base' is not available"):
         empty_registry.load("base")
-    assert "not available" in picker.load_model(empty_registry, "base")
+    assert "not available" in picker.show_model(empty_registry, "base")
 
 
 def test_gpt2_sizes_go_through_the_weight_loader(registry, monkeypatch):
-    import gpt.weights
+    import gpt.pretrained
 
     calls = []
 
     def offline(name, **kwargs):
         calls.append(name)
-        raise gpt.weights.WeightsUnavailableError(f"{name}: offline and not in the cache")
+        raise gpt.pretrained.WeightsUnavailableError(f"{name}: offline and not in the cache")
 
-    monkeypatch.setattr(gpt.weights, "load_pretrained", offline)
-    assert "offline and not in the cache" in picker.load_model(registry, "gpt2-medium")
+    monkeypatch.setattr(gpt.pretrained, "load_pretrained", offline)
+    assert "offline and not in the cache" in picker.show_model(registry, "gpt2-medium")
     assert calls == ["gpt2-medium"]
     assert registry.tokenizer("gpt2-xl").n_vocab == 50257  # the tokenizer needs no weights
 
 
 def test_picker_summary_describes_the_model(registry):
-    summary = picker.load_model(registry, "base")
+    summary = picker.show_model(registry, "base")
     assert "2 layers" in summary and "4 heads" in summary and "context 512" in summary
     with pytest.raises(UnknownModelError):
-        picker.load_model(registry, "nope")
+        picker.show_model(registry, "nope")
 
 
 # -- error handling ----------------------------------------------------------------------------
@@ -238,7 +241,7 @@ def test_generate_streams_a_growing_reproducible_text(registry):
     outputs = list(generate_tab.generate(registry, "base", "It is a truth", max_new_tokens=12, seed=7, **SETTINGS))
     texts = [text for text, _ in outputs]
     assert texts[0] == "" and len(texts) >= 2
-    assert all(a == b[: len(a)] or "\ufffd" in a for a, b in zip(texts, texts[1:]))
+    assert all(a == b[: len(a)] or "\ufffd" in a for a, b in pairwise(texts))
     again = [t for t, _ in generate_tab.generate(registry, "base", "It is a truth", max_new_tokens=12, seed=7,
                                                  **SETTINGS)]
     assert again == texts
@@ -249,8 +252,21 @@ def test_generate_greedy_matches_argmax(registry):
     prompt = "In the beginning"
     ids = ckpt.tokenizer.encode(prompt)
     expected = int(ckpt.model(torch.tensor([ids]))[0, -1].argmax())
+    assert expected != ckpt.tokenizer.eot_id  # this tiny model's choice here: a token with text
     text, _ = list(generate_tab.generate(registry, "base", prompt, 0.0, 0, 1.0, 1, 0))[-1]
-    assert text == ckpt.tokenizer.decode([expected]) or expected == ckpt.tokenizer.eot_id
+    assert text == ckpt.tokenizer.decode([expected])
+
+
+def test_beam_search_with_one_beam_is_greedy_and_more_beams_say_what_greedy_gives(registry):
+    prompt = "In the beginning"
+    greedy = list(generate_tab.generate(registry, "base", prompt, 0.0, 0, 1.0, 6, 0))[-1][0]
+    one, notice = generate_tab.beams(registry, "base", prompt, 1, 6)
+    assert one == greedy and repr(greedy) in notice
+    best, notice = generate_tab.beams(registry, "base", prompt, 4, 6)
+    assert isinstance(best, str) and "best of 4 beams" in notice
+    for bad in ((0, 6), (9, 6), (2, 500), ("2", 6)):
+        with pytest.raises(ValueError):
+            generate_tab.beams(registry, "base", prompt, *bad)
 
 
 def test_next_token_charts_before_and_after(registry):
@@ -376,7 +392,14 @@ def test_chat_streams_and_shows_the_exact_prompt(registry, history):
     reply, prompt = outputs[-1]
     assert "### Instruction:\nName a colour." in prompt and prompt.endswith("### Response:\n")
     assert "### Input:\nUser: Hi\nAssistant: Hello.\n" in prompt
-    assert isinstance(reply, str) and reply
+    sampling = SamplingConfig(max_new_tokens=8, temperature=0.0, seed=1)
+    expected = list(chat_stream(registry.load("instruct"), history, "Name a colour.", sampling))
+    assert [r for r, _ in outputs] == (expected or [chat_tab.EMPTY_REPLY])
+
+
+def test_an_empty_reply_is_said_in_words(registry, monkeypatch):
+    monkeypatch.setattr(chat_tab, "chat_stream", lambda *args: iter(()))
+    assert list(chat_tab.chat(registry, "Name a colour.", [], 0.0, 8, 1))[-1][0] == chat_tab.EMPTY_REPLY
 
 
 @pytest.mark.parametrize("args", [("", 0.0, 8, 1), ("hi", 3.0, 8, 1), ("hi", 0.0, 0, 1), ("hi", 0.0, 8, -2)])

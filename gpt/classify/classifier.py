@@ -1,0 +1,258 @@
+"""A GPT turned text classifier (the book's chapter 6): the head, what is frozen, the logits, the files.
+
+The language-model head is replaced by a `num_classes` head read at the last token of the message
+(the only position that has seen the whole message, since attention is causal). Everything is frozen
+but the last N blocks, the final norm and the head, so a classifier on disk is just those tensors plus
+the sha256 of the base model they were trained on top of, and its held-out test figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from gpt.checkpoint import WEIGHTS_FILE, Checkpoint
+from gpt.files import atomic_path, sha256_of, write_text_atomic
+from gpt.model import GPTModel
+from gpt.precision import dtype_of
+from gpt.pretrained import PRETRAINED, load_model
+from gpt.tokenizer import ASSETS, Tokenizer
+
+SHIPPED_DIR = ASSETS / "models" / "spam"
+CLASSIFIER_WEIGHTS = "classifier.safetensors"  # not model.safetensors: this is a delta, not a checkpoint
+CLASSIFIER_CONFIG = "classifier.json"
+METRICS_FILE = "test_metrics.json"
+
+
+class ClassifierError(ValueError):
+    """A classifier folder that is missing, broken, or made from a different base model."""
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+def attach_classifier_head(model: GPTModel, num_classes: int) -> GPTModel:
+    """Replace the vocabulary-sized output head (tied to the embedding in GPT-2) by a small new one.
+
+    The head is initialised on the CPU, then moved beside the model, so a seed gives the same head on
+    every device.
+    """
+    if num_classes < 2:
+        raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+    head = nn.Linear(model.cfg.emb_dim, num_classes)
+    nn.init.normal_(head.weight, std=0.02)
+    nn.init.zeros_(head.bias)
+    model.out_head = head.to(model.tok_emb.weight.device)
+    return model
+
+
+def trainable_prefixes(n_layers: int, trainable_blocks: int | None) -> tuple[str, ...]:
+    """State-dict name prefixes that finetuning changes; None (all layers) is the empty prefix."""
+    if trainable_blocks is None:
+        return ("",)
+    if trainable_blocks > n_layers:
+        raise ValueError(f"cannot unfreeze {trainable_blocks} blocks: the model has {n_layers}")
+    blocks = tuple(f"trf_blocks.{i}." for i in range(n_layers - trainable_blocks, n_layers))
+    return blocks + ("final_norm.", "out_head.")
+
+
+def freeze_for_finetuning(model: GPTModel, trainable_blocks: int | None) -> list[str]:
+    """Freeze everything, then unfreeze the last `trainable_blocks` blocks, final norm and head.
+
+    Returns the names of the parameters left trainable.
+    """
+    prefixes = trainable_prefixes(model.cfg.n_layers, trainable_blocks)
+    trainable = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(prefixes))
+        if param.requires_grad:
+            trainable.append(name)
+    return trainable
+
+
+def class_logits(model: GPTModel, idx: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """(B, T) padded ids -> (B, num_classes) logits at each row's last real token.
+
+    Padding only ever follows the message, and causal attention never looks ahead, so the result
+    does not depend on how much padding a batch has.
+    """
+    hidden, _ = model.hidden_states(idx)
+    last = (idx != pad_id).sum(dim=1).clamp(min=1) - 1
+    return model.out_head(hidden[torch.arange(idx.shape[0], device=idx.device), last])
+
+
+# --- held-out figures ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClassifierMetrics:
+    """Held-out figures of a classifier, as stored next to it (`test_metrics.json`)."""
+
+    labels: list[str]
+    accuracy: float
+    per_class: dict[str, dict[str, float]]  # label -> precision, recall, f1, support
+    confusion: list[list[int]]  # rows: true label, columns: predicted label
+    n_test: int
+    data_source: str
+    examples: dict[str, list[str]] = field(default_factory=dict)  # a few TEST messages of each class
+
+    @classmethod
+    def from_predictions(cls, true: list[int], predicted: list[int], labels: list[str], data_source: str,
+                         examples: dict[str, list[str]] | None = None) -> ClassifierMetrics:
+        k = len(labels)
+        confusion = [[0] * k for _ in range(k)]
+        for t, p in zip(true, predicted, strict=True):
+            confusion[t][p] += 1
+        per_class = {}
+        for c, label in enumerate(labels):
+            tp = confusion[c][c]
+            predicted_c = sum(confusion[r][c] for r in range(k))
+            actual_c = sum(confusion[c])
+            precision = tp / predicted_c if predicted_c else 0.0
+            recall = tp / actual_c if actual_c else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": actual_c}
+        accuracy = sum(confusion[c][c] for c in range(k)) / max(len(true), 1)
+        return cls(list(labels), accuracy, per_class, confusion, len(true), data_source, examples or {})
+
+    def per_class_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.per_class).T.astype({"support": int})
+
+    def confusion_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.confusion, index=[f"true {x}" for x in self.labels],
+                            columns=[f"predicted {x}" for x in self.labels])
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> ClassifierMetrics:
+        return cls(**json.loads(text))
+
+
+# --- a classifier ready to use ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probs: dict[str, float]
+
+
+class TextClassifier:
+    """A finetuned classifier ready for the app: predict, attention of the last token, test figures."""
+
+    def __init__(self, model: GPTModel, tokenizer: Tokenizer, labels: list[str],
+                 test_metrics: ClassifierMetrics | None = None, config: dict[str, Any] | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.labels = list(labels)
+        self.test_metrics = test_metrics
+        self.config = config or {}
+
+    def _ids(self, text: str) -> torch.Tensor:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("the message is empty: type a message to classify")
+        ids = self.tokenizer.encode(text)[: self.model.cfg.context_length]  # keep the start of a long one
+        return torch.tensor([ids], dtype=torch.long, device=self.model.tok_emb.weight.device)
+
+    @torch.no_grad()
+    def predict(self, text: str) -> Prediction:
+        logits = class_logits(self.model, self._ids(text), self.tokenizer.eot_id)[0]
+        probs = torch.softmax(logits.float(), dim=-1).tolist()
+        return Prediction(self.labels[int(logits.argmax())], dict(zip(self.labels, probs, strict=True)))
+
+    @torch.no_grad()
+    def token_attention(self, text: str) -> list[tuple[str, float]]:
+        """Each token and how much the last token attends to it in the last layer (mean over heads)."""
+        ids = self._ids(text)
+        last_layer = self.model.attention_maps(ids)[-1]  # (1, H, T, T)
+        weights = last_layer[0].mean(dim=0)[-1].tolist()
+        pieces = [self.tokenizer.decode_bytes([i]).decode("utf-8", errors="replace") for i in ids[0].tolist()]
+        return list(zip(pieces, weights, strict=True))
+
+
+# --- files --------------------------------------------------------------------------------------
+
+def weights_sha256(model: GPTModel) -> str:
+    """A digest of a model's weights, for bases that are not a file of ours (OpenAI's GPT-2)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_base(model: str | Path, device: torch.device | str = "cpu", progress: bool = True
+              ) -> tuple[Checkpoint, dict[str, str]]:
+    """A base model by GPT-2 name or checkpoint folder, in float32, with what identifies its exact weights."""
+    checkpoint = load_model(model, device=str(device), progress=progress)
+    if str(model) in PRETRAINED:
+        return checkpoint, {"pretrained": str(model), "weights_sha256": weights_sha256(checkpoint.model)}
+    return checkpoint, {"checkpoint": str(model), "sha256": sha256_of(Path(model) / WEIGHTS_FILE)}
+
+
+def save_classifier(model: GPTModel, directory: str | Path, base_ref: dict[str, str], labels: list[str],
+                    trainable_blocks: int | None, dtype: str = "bfloat16", meta: dict[str, Any] | None = None) -> Path:
+    """Write only the tensors finetuning changed, plus how to find (and check) the base model."""
+    storage = dtype_of(dtype)
+    directory = Path(directory)
+    prefixes = trainable_prefixes(model.cfg.n_layers, trainable_blocks)
+    state = {k: v.detach().to("cpu", storage).contiguous() for k, v in model.state_dict().items()
+             if k.startswith(prefixes)}
+    base_ref = dict(base_ref)
+    if "checkpoint" in base_ref:  # relative, so the repository can move
+        base_ref["checkpoint"] = os.path.relpath(Path(base_ref["checkpoint"]).resolve(), directory.resolve())
+    with atomic_path(directory / CLASSIFIER_WEIGHTS) as tmp:
+        save_file(state, str(tmp))
+    config = {"labels": list(labels), "base": base_ref, "trainable_blocks": trainable_blocks, "dtype": dtype,
+              "meta": meta or {}}
+    write_text_atomic(directory / CLASSIFIER_CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    return directory
+
+
+def load_classifier(directory: str | Path = SHIPPED_DIR, base: str | Path | None = None,
+                    device: torch.device | str = "cpu") -> TextClassifier:
+    """Base model + stored delta. Refuses a base whose weights differ from the one it was trained on."""
+    directory = Path(directory)
+    config_path = directory / CLASSIFIER_CONFIG
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{directory}: no classifier here ({CLASSIFIER_CONFIG} missing)")
+    try:
+        config = json.loads(config_path.read_text())
+        labels, base_ref, trainable_blocks = config["labels"], config["base"], config["trainable_blocks"]
+        expected = base_ref.get("sha256") or base_ref["weights_sha256"]
+        if base is None:
+            base = base_ref.get("pretrained") or directory / base_ref["checkpoint"]
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise ClassifierError(f"{config_path}: not a valid classifier config ({err})") from err
+    checkpoint, found = load_base(base, device)
+    got = found.get("sha256") or found.get("weights_sha256")
+    if got != expected:
+        raise ClassifierError(f"{directory}: trained on a base model with sha256 {expected[:12]}…, but {base} "
+                              f"has {got[:12]}…; finetune again on this base (python -m gpt finetune-classifier)")
+    model = attach_classifier_head(checkpoint.model, len(labels))
+    try:
+        state = load_file(str(directory / CLASSIFIER_WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ClassifierError(f"{directory / CLASSIFIER_WEIGHTS}: missing or unreadable ({err})") from err
+    prefixes = trainable_prefixes(model.cfg.n_layers, trainable_blocks)
+    expected_state = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
+    if set(state) != set(expected_state):
+        odd = sorted(set(state) ^ set(expected_state))[0]
+        raise ClassifierError(f"{directory / CLASSIFIER_WEIGHTS}: tensor {odd!r} missing or unexpected")
+    for name, tensor in state.items():
+        if tensor.shape != expected_state[name].shape:
+            raise ClassifierError(f"{directory / CLASSIFIER_WEIGHTS}: tensor {name!r} has shape "
+                                  f"{tuple(tensor.shape)}, expected {tuple(expected_state[name].shape)}")
+    model.load_state_dict(state, strict=False)
+    metrics_path = directory / METRICS_FILE
+    metrics = ClassifierMetrics.from_json(metrics_path.read_text()) if metrics_path.is_file() else None
+    return TextClassifier(model.float().eval(), checkpoint.tokenizer, labels, metrics, config)

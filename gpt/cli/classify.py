@@ -1,0 +1,64 @@
+"""`python -m gpt finetune-classifier`: finetune a base model into the SMS spam classifier, or re-measure one."""
+
+from __future__ import annotations
+
+import argparse
+
+from gpt.classify.classifier import ClassifierMetrics
+from gpt.classify.data import SOURCES
+from gpt.classify.finetune import (
+    CLASSIFIER_PRESETS,
+    DEFAULT_BASE,
+    ClassifierConfig,
+    finetune_classifier,
+    measure_classifier,
+)
+from gpt.cli.options import add_config_arguments, add_device_argument, check_device, config_overrides
+from gpt.cli.progress import TqdmListener
+from gpt.precision import DTYPES
+from gpt.pretrained import PRETRAINED
+from gpt.training.events import TrainingMonitor
+
+HELP = "finetune a GPT into the SMS spam classifier (the book's chapter 6), or re-measure a saved one"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=str(DEFAULT_BASE),
+                        help=f"base model: a checkpoint folder (default: the shipped base, assets/models/base) "
+                             f"or one of {', '.join(PRETRAINED)}")
+    parser.add_argument("--out", help="folder to write the classifier to")
+    parser.add_argument("--preset", default="book", choices=sorted(CLASSIFIER_PRESETS),
+                        help="finetuning settings; the ClassifierConfig options override them (default: %(default)s)")
+    parser.add_argument("--data", default="auto", choices=SOURCES,
+                        help="auto: download the full collection (cached), else the part shipped in assets/")
+    parser.add_argument("--dtype", default="bfloat16", choices=list(DTYPES),
+                        help="storage dtype of the classifier (default: %(default)s)")
+    parser.add_argument("--evaluate", metavar="DIR", help="only re-measure the test figures of a saved classifier")
+    add_device_argument(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(parser, ClassifierConfig, default_note="the preset's")
+
+
+def _print_metrics(metrics: ClassifierMetrics) -> None:
+    print(f"data: {metrics.data_source}")
+    print(f"test accuracy: {metrics.accuracy:.2%} on {metrics.n_test} messages")
+    print(metrics.per_class_frame().to_string(float_format="{:.3f}".format))
+    print(metrics.confusion_frame().to_string())
+
+
+def run(args: argparse.Namespace) -> None:
+    device = check_device(args.device)
+    if args.evaluate:
+        _print_metrics(measure_classifier(args.evaluate, device))
+        return
+    if not args.out:
+        raise ValueError("--out is required (the folder to write the classifier to)")
+    cfg = ClassifierConfig.preset(args.preset, **config_overrides(args, ClassifierConfig))
+    bar = TqdmListener("finetune-classifier", enabled=not args.quiet)
+    try:
+        classifier = finetune_classifier(args.model, cfg, args.out, args.data, args.dtype, device,
+                                         TrainingMonitor(bar))
+    finally:
+        bar.close()
+    print(f"saved {args.out}")
+    _print_metrics(classifier.test_metrics)

@@ -1,0 +1,98 @@
+"""`python -m gpt finetune-instruct`: instruction finetuning (Alpaca format) and its evaluation.
+
+Finetunes a checkpoint (the shipped base model by default, or `--model gpt2-small`) on the shipped
+instruction dataset or the book's, then scores the untuned and the tuned model on the same
+held-out split. `--evaluate A B ...` only scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from gpt.checkpoint import Checkpoint
+from gpt.cli.options import add_config_arguments, add_device_argument, check_device, config_overrides
+from gpt.cli.progress import TqdmListener
+from gpt.config import GPT2_SIZES
+from gpt.files import write_text_atomic
+from gpt.instruct.data import resolve_data, split_entries
+from gpt.instruct.evaluate import evaluate_instructions, format_report
+from gpt.instruct.finetune import INSTRUCT_PRESETS, InstructConfig, finetune_instruct
+from gpt.pretrained import PRETRAINED, load_model
+from gpt.tokenizer import ASSETS
+from gpt.training.events import TrainingMonitor
+
+HELP = "instruction finetuning (Alpaca format) and its evaluation"
+DEFAULT_BASE = ASSETS / "models" / "base"
+EVAL_FILE = "instruct_eval.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=str(DEFAULT_BASE),
+                        help=f"checkpoint folder, or {', '.join(PRETRAINED)} (default: %(default)s)")
+    parser.add_argument("--data", default="shipped", help="shipped | book (downloaded, cached) | a .json(.gz) file")
+    parser.add_argument("--preset", choices=sorted(INSTRUCT_PRESETS),
+                        help="default: gpt2 for GPT-2 models, else shipped")
+    parser.add_argument("--max-train", type=int, help="use only the first N training entries")
+    parser.add_argument("--out", type=Path, default=Path("runs/instruct"),
+                        help=f"the finetuned checkpoint and {EVAL_FILE} (default: %(default)s)")
+    parser.add_argument("--evaluate", nargs="+", metavar="MODEL", help="only score these models on the test split")
+    parser.add_argument("--eval-limit", type=int, help="score only the first N test entries")
+    parser.add_argument("--max-new-tokens", type=int, default=64,
+                        help="the longest response generated for scoring (default: %(default)s)")
+    parser.add_argument("--judge", metavar="OLLAMA_MODEL", help="also score with an LLM judge on a local Ollama")
+    parser.add_argument("--no-eval", action="store_true", help="train only")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 suits the small shipped model: on a shared CPU, "
+                             "threads that wait on each other are several times slower)")
+    add_device_argument(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_arguments(parser, InstructConfig, default_note="the preset's")
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    device = check_device(args.device)
+    torch.set_num_threads(args.threads)
+    preset = args.preset or ("gpt2" if args.model in GPT2_SIZES else "shipped")
+    cfg = replace(INSTRUCT_PRESETS[preset], **config_overrides(args, InstructConfig))
+    split = split_entries(resolve_data(args.data), cfg.seed)  # --seed seeds the split and the training
+    train = split.train[: args.max_train] if args.max_train else split.train
+    test = split.test[: args.eval_limit] if args.eval_limit else split.test
+    print(f"data {args.data}: {len(train)} train / {len(test)} test / {len(split.val)} validation")
+
+    def evaluate(checkpoint: Checkpoint, desc: str) -> dict[str, Any]:
+        with tqdm(total=len(test), desc=desc, unit="entry", disable=args.quiet) as bar:
+            return evaluate_instructions(checkpoint, test, args.max_new_tokens, args.judge,
+                                         on_response=lambda _: bar.update())
+
+    reports: dict[str, dict[str, Any]] = {}
+    if args.evaluate:
+        for name in args.evaluate:
+            reports[name] = evaluate(load_model(name, device=str(device)), name)
+    else:
+        checkpoint = load_model(args.model, device=str(device))
+        if not args.no_eval:  # evaluation only reads the weights: the same model is then finetuned
+            reports[f"{args.model} (untuned)"] = evaluate(checkpoint, "untuned")
+        meta = {"base_model": str(args.model), "data": args.data, "split_seed": cfg.seed,
+                "n_train": len(train), "n_test": len(test), "n_val": len(split.val)}
+        bar = TqdmListener("finetune", enabled=not args.quiet)
+        try:
+            result = finetune_instruct(checkpoint, train, split.val, cfg, args.out, meta, device=device,
+                                       monitor=TrainingMonitor(bar))
+        finally:
+            bar.close()
+        print(f"finetuned in {result.seconds:.0f} s, {result.tokens_seen:,} tokens; checkpoint: {args.out}")
+        if not args.no_eval:
+            reports[f"{args.out} (finetuned)"] = evaluate(checkpoint, "finetuned")
+    if reports:
+        print(format_report(reports))
+        path = write_text_atomic(Path(args.out) / EVAL_FILE, json.dumps(reports, indent=1) + "\n")
+        print(f"scores and example responses: {path}")

@@ -1,0 +1,112 @@
+"""Instruction data: entries in the book's shape, read, checked, saved, deduplicated and split.
+
+Every entry is `{"instruction", "input", "output"}`, optionally with a `task` tag so that the
+evaluation can report scores per kind of question. Two datasets are known by name: `shipped`, the
+project's offline dataset in `assets/instruct/` (built by `python -m tools.build_instruct_data`),
+and `book`, the book's 1,100-entry instruction-data.json, downloaded once (pinned to a commit and
+its sha256) and then read from the cache.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from gpt.data.corpus import read_text
+from gpt.data.download import DownloadError, RemoteFile, fetch_cached
+from gpt.data.splits import Split, seeded_split
+from gpt.files import write_bytes_atomic
+from gpt.tokenizer import ASSETS
+
+SHIPPED_DATA = ASSETS / "instruct" / "instruction-data.json.gz"
+BOOK_COMMIT = "28c65cdfbc3338e2e040016eea4b7fdf556e4d57"  # rasbt/LLMs-from-scratch, pinned with the hash below
+BOOK_DATA = RemoteFile(
+    url=f"https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/{BOOK_COMMIT}/ch07/01_main-chapter-code/"
+        "instruction-data.json",
+    filename="instruction-data.json",
+    sha256="7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
+)
+FIELDS = ("instruction", "input", "output")
+# The book's order and sizes (train, then test, then validation), so that the shipped instruct model
+# is always measured on the same test entries.
+SPLIT_FRACTIONS = {"train": 0.85, "test": 0.10, "val": 0.05}
+SPLIT_SEED = 123
+
+Entry = dict[str, str]
+
+
+class InstructDataUnavailableError(DownloadError):
+    """The book's dataset is neither cached nor downloadable (offline, or the file changed)."""
+
+
+def validate_entries(entries: object, source: str | Path) -> list[Entry]:
+    """Check the book's shape: a non-empty list of objects with string instruction, input and output."""
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{source}: expected a non-empty JSON list of instruction entries")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k, ""), str) for k in FIELDS) \
+                or not entry.get("instruction") or "output" not in entry:
+            raise ValueError(f"{source}: entry {i} needs string 'instruction', 'input' and 'output' fields")
+    return entries
+
+
+def load_entries(path: str | Path) -> list[Entry]:
+    """Read a JSON list of entries, gzip-compressed if the name ends in .gz."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"instruction data not found: {path}")
+    try:
+        entries = json.loads(read_text(path))
+    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not readable as JSON ({err})") from err
+    return validate_entries(entries, path)
+
+
+def save_entries(entries: Sequence[Entry], path: str | Path) -> Path:
+    """Write entries as gzip-compressed JSON, one entry a line (readable diffs), reproducibly (mtime 0)."""
+    text = "[\n" + ",\n".join(json.dumps(e, ensure_ascii=False) for e in entries) + "\n]\n"
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as f:  # no name, no time: same bytes
+        f.write(text.encode("utf-8"))
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def download_instruction_data(remote: RemoteFile = BOOK_DATA, cache: str | Path | None = None,
+                              timeout: float = 30) -> Path:
+    """The book's instruction-data.json: downloaded once (hash-checked), then read from the cache folder."""
+    try:
+        path = fetch_cached(remote, cache, timeout)
+    except DownloadError as err:
+        raise InstructDataUnavailableError(f"{err}; offline, use the shipped data (--data shipped)") from err
+    try:
+        load_entries(path)
+    except ValueError:
+        path.unlink()  # an unpinned file that is not instruction data must not pass for a cached copy
+        raise
+    return path
+
+
+def resolve_data(name_or_path: str) -> list[Entry]:
+    """`shipped` (the offline dataset), `book` (downloaded, cached) or a path to a .json / .json.gz file."""
+    if name_or_path == "shipped":
+        return load_entries(SHIPPED_DATA)
+    if name_or_path == "book":
+        return load_entries(download_instruction_data())
+    return load_entries(name_or_path)
+
+
+def split_entries(entries: Sequence[Entry], seed: int = SPLIT_SEED) -> Split[Entry]:
+    """The instruction split: a seeded shuffle, then 85 % train / 10 % test / 5 % validation (the book's cuts)."""
+    return seeded_split(entries, SPLIT_FRACTIONS, seed)
+
+
+def deduplicate(entries: Iterable[Entry]) -> list[Entry]:
+    """One entry per prompt: exact repeats collapse; a prompt seen with two different answers is dropped."""
+    by_prompt: dict[tuple[str, str], list[Entry]] = defaultdict(list)
+    for e in entries:
+        by_prompt[(e["instruction"].strip().lower(), e["input"].strip().lower())].append(e)
+    return [group[0] for group in by_prompt.values() if len({e["output"].strip().lower() for e in group}) == 1]

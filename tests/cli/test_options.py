@@ -1,0 +1,49 @@
+"""Command-line flags made from config dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+
+import pytest
+
+from gpt.cli.options import add_config_arguments, config_overrides
+from gpt.config import option
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A config to build flags from."""
+
+    steps: int = option(10, "how many steps")
+    rate: float = option(0.5, "a rate")
+    blocks: int | None = option(1, "blocks, or none for all")
+    masked: bool = option(False, "mask the prompt")
+    betas: tuple[float, float] = option((0.9, 0.95), "two decays")
+    mode: str = option("fast", "how", choices=("fast", "slow"))
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Demo)
+    return parser.parse_args(argv)
+
+
+def test_only_the_flags_given_override_and_types_come_from_the_annotations():
+    assert config_overrides(parse(), Demo) == {}
+    args = parse("--steps", "3", "--blocks", "none", "--masked", "--betas", "0.8", "0.9", "--mode", "slow")
+    overrides = config_overrides(args, Demo)
+    assert overrides == {"steps": 3, "blocks": None, "masked": True, "betas": (0.8, 0.9), "mode": "slow"}
+    assert replace(Demo(), **overrides) == Demo(steps=3, blocks=None, masked=True, betas=(0.8, 0.9), mode="slow")
+    assert config_overrides(parse("--no-masked", "--blocks", "2"), Demo) == {"masked": False, "blocks": 2}
+
+
+def test_help_comes_from_the_fields_and_bad_values_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        parse("--help")
+    out = capsys.readouterr().out
+    assert "how many steps (default: 10)" in out and "--rate" in out
+    with pytest.raises(SystemExit):
+        parse("--steps", "many")
+    with pytest.raises(SystemExit):
+        parse("--mode", "medium")

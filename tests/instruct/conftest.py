@@ -1,0 +1,48 @@
+"""Fixtures of the instruction tests: a few entries, a BPE trained on their prompts, tiny random models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from gpt.bpe import BytePairEncoder
+from gpt.checkpoint import Checkpoint
+from gpt.config import GPTConfig
+from gpt.instruct.data import Entry
+from gpt.instruct.prompt import format_prompt
+from gpt.model import GPTModel
+from gpt.tokenizer import Tokenizer
+
+ENTRIES: list[Entry] = [
+    {"instruction": f"What is {a} + {b}?", "input": "", "output": str(a + b)} for a in range(2, 9) for b in range(3, 7)
+] + [
+    {"instruction": "Give a synonym for \"fast\".", "input": "", "output": "quick"},
+    {"instruction": "Sort the following words alphabetically.", "input": "pear, apple, fig",
+     "output": "apple, fig, pear"},
+]
+
+
+@pytest.fixture
+def entries() -> list[Entry]:
+    """30 entries: 28 sums, a synonym and a sort with an input."""
+    return [dict(e) for e in ENTRIES]
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Tokenizer:
+    text = "\n".join(format_prompt(e) + e["output"] for e in ENTRIES) + " User: Assistant: hello there"
+    return BytePairEncoder.train(text, 400).to_tokenizer("instruct-test")
+
+
+@pytest.fixture
+def make_checkpoint(tokenizer: Tokenizer) -> Callable[..., Checkpoint]:
+    """A tiny random model on the test tokenizer, the same weights for the same arguments."""
+    def make(context_length: int = 96, tie_weights: bool = True) -> Checkpoint:
+        torch.manual_seed(0)
+        cfg = GPTConfig.preset("tiny", vocab_size=tokenizer.n_vocab, context_length=context_length,
+                               tie_weights=tie_weights)
+        return Checkpoint(GPTModel(cfg).eval(), tokenizer, {})
+
+    return make

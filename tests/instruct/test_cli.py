@@ -1,0 +1,67 @@
+"""`python -m gpt finetune-instruct`: finetune and score, score only, GPT-2 bases, flags from the config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import gpt.pretrained
+from gpt.checkpoint import load_checkpoint, save_checkpoint
+from gpt.cli import main
+from gpt.instruct.data import save_entries
+
+
+@pytest.fixture
+def data(entries, tmp_path):
+    """60 entries: 51 train / 6 test / 3 validation."""
+    return str(save_entries(entries * 2, tmp_path / "data.json.gz"))
+
+
+def test_cli_finetunes_and_evaluates(make_checkpoint, data, tmp_path, capsys):
+    base = make_checkpoint(context_length=128)
+    save_checkpoint(base.model, tmp_path / "base", base.tokenizer)
+    out = tmp_path / "out"
+    assert main(["finetune-instruct", "--model", str(tmp_path / "base"), "--data", data,
+                 "--epochs", "1", "--batch-size", "4", "--out", str(out), "--max-new-tokens", "8"]) == 0
+    report = json.loads((out / "instruct_eval.json").read_text())
+    assert list(report) == [f"{tmp_path / 'base'} (untuned)", f"{out} (finetuned)"]
+    assert all(r["n"] == 6 for r in report.values())
+    meta = load_checkpoint(out).meta
+    assert meta["n_train"] == 51 and meta["split_seed"] == 123 and meta["finetune"]["lr"] == 1e-3  # shipped preset
+    printed = capsys.readouterr().out
+    assert "data " + data + ": 51 train / 6 test / 3 validation" in printed
+    assert "| score (EM short / ROUGE-L long) |" in printed and "finetuned in" in printed
+    assert main(["finetune-instruct", "--evaluate", str(out), "--eval-limit", "2", "--data", data,
+                 "--out", str(tmp_path / "scores"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "scores" / "instruct_eval.json").read_text())[str(out)]["n"] == 2
+    assert main(["finetune-instruct", "--evaluate", str(out), "--data", str(tmp_path / "missing.json"),
+                 "--out", str(out)]) == 2
+
+
+def test_config_flags_and_the_seed_reach_the_run(make_checkpoint, data, tmp_path):
+    base = make_checkpoint(context_length=128)
+    save_checkpoint(base.model, tmp_path / "base", base.tokenizer)
+    out = tmp_path / "out"
+    assert main(["finetune-instruct", "--model", str(tmp_path / "base"), "--data", data, "--no-eval", "--quiet",
+                 "--epochs", "1", "--batch-size", "4", "--lr", "1e-4", "--no-mask-prompt", "--autocast", "float32",
+                 "--weight-decay", "0", "--seed", "7", "--max-train", "8", "--device", "cpu", "--out", str(out)]) == 0
+    meta = load_checkpoint(out).meta
+    assert meta["finetune"] == {"epochs": 1, "batch_size": 4, "lr": 1e-4, "weight_decay": 0.0, "mask_prompt": False,
+                                "seed": 7, "autocast": "float32"}
+    assert meta["split_seed"] == 7 and meta["n_train"] == 8 and meta["steps"] == 2
+    assert not (out / "instruct_eval.json").exists()
+    assert main(["finetune-instruct", "--model", str(tmp_path / "base"), "--data", data, "--epochs", "0"]) == 2
+
+
+def test_gpt2_models_come_from_the_weight_loader_with_the_books_preset(make_checkpoint, data, tmp_path,
+                                                                        monkeypatch):
+    loaded = []
+    checkpoint = make_checkpoint(context_length=128)
+    monkeypatch.setattr(gpt.pretrained, "load_pretrained", lambda name, *a, **kw: loaded.append(name) or checkpoint)
+    out = tmp_path / "out"
+    assert main(["finetune-instruct", "--model", "gpt2-small", "--data", data, "--no-eval", "--quiet",
+                 "--epochs", "1", "--batch-size", "4", "--out", str(out)]) == 0
+    assert loaded == ["gpt2-small"]
+    meta = load_checkpoint(out).meta
+    assert meta["base_model"] == "gpt2-small" and meta["finetune"]["lr"] == 5e-5 and not meta["finetune"]["mask_prompt"]

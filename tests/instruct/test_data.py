@@ -1,0 +1,110 @@
+"""Instruction data: reading and saving, the shipped file, the book's download, deduplication and the split."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import random
+
+import pytest
+
+from gpt.data.download import DownloadError, RemoteFile
+from gpt.instruct.data import (
+    BOOK_DATA,
+    SHIPPED_DATA,
+    InstructDataUnavailableError,
+    deduplicate,
+    download_instruction_data,
+    load_entries,
+    resolve_data,
+    save_entries,
+    split_entries,
+)
+from tests.helpers import LocalServer
+
+
+def old_split(items: list, seed: int) -> tuple[list, list, list]:
+    """The split every instruct model so far was measured on: shuffle, then 85 % train, 10 % test, the rest val."""
+    shuffled = list(items)
+    random.Random(seed).shuffle(shuffled)
+    n_train, n_test = int(len(shuffled) * 0.85), int(len(shuffled) * 0.10)
+    return shuffled[:n_train], shuffled[n_train:n_train + n_test], shuffled[n_train + n_test:]
+
+
+@pytest.mark.parametrize("n", [200, 1100, 7849])
+def test_split_is_the_old_85_10_5_cut_and_disjoint(n):
+    entries = [{"instruction": f"q{i}", "input": "", "output": str(i)} for i in range(n)]
+    split = split_entries(entries, seed=1)
+    train, test, val = old_split(entries, seed=1)
+    assert (split.train, split.test, split.val) == (tuple(train), tuple(test), tuple(val))
+    assert len(split.train) == int(n * 0.85) and len(split.test) == int(n * 0.10)
+    ids = [e["instruction"] for e in split.train + split.test + split.val]
+    assert sorted(ids) == sorted(e["instruction"] for e in entries)  # every entry once: disjoint and complete
+    assert split_entries(entries, seed=1) == split
+    assert split_entries(entries, seed=2).train != split.train
+
+
+def test_the_shipped_split_is_the_one_the_shipped_model_was_measured_on():
+    split = split_entries(load_entries(SHIPPED_DATA))
+    assert (len(split.train), len(split.test), len(split.val)) == (6671, 784, 394)  # assets/instruct/README.md
+    assert list(split.test) == old_split(load_entries(SHIPPED_DATA), 123)[1]
+
+
+def test_deduplicate_drops_prompts_with_conflicting_answers():
+    entries = [{"instruction": "A?", "input": "", "output": "1"}, {"instruction": "a?", "input": "", "output": "1"},
+               {"instruction": "B?", "input": "", "output": "1"}, {"instruction": "B?", "input": "", "output": "2"}]
+    assert deduplicate(entries) == [entries[0]]
+
+
+def test_shipped_dataset_is_valid_and_small():
+    assert SHIPPED_DATA.stat().st_size < 3_000_000
+    entries = resolve_data("shipped")
+    assert len(entries) >= 3000
+    assert len({(e["instruction"].lower(), e["input"].lower()) for e in entries}) == len(entries)
+    assert all(e["output"].strip() and e["task"] for e in entries)
+
+
+def test_save_and_load_entries_round_trip(entries, tmp_path):
+    path = save_entries(entries, tmp_path / "d.json.gz")
+    assert load_entries(path) == resolve_data(str(path)) == entries
+    data = path.read_bytes()
+    assert gzip.decompress(data).startswith(b"[\n{")
+    assert save_entries(entries, tmp_path / "again.json.gz").read_bytes() == data  # no time or name in the file
+    (tmp_path / "bad.json").write_text('[{"input": "no instruction"}]')
+    with pytest.raises(ValueError, match="entry 0"):
+        load_entries(tmp_path / "bad.json")
+    (tmp_path / "cut.json.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not readable"):
+        load_entries(tmp_path / "cut.json.gz")
+    with pytest.raises(FileNotFoundError):
+        load_entries(tmp_path / "missing.json")
+
+
+def test_the_book_data_is_pinned_to_a_commit_and_a_hash():
+    assert "/main/" not in BOOK_DATA.url and len(BOOK_DATA.url.split("/")[5]) == 40
+    assert BOOK_DATA.sha256 == "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"
+
+
+def test_download_is_hash_checked_and_cached(entries, tmp_path):
+    body = json.dumps(entries).encode()
+    with LocalServer(body) as server:
+        remote = RemoteFile(server.url + "/data.json", "instruction-data.json", hashlib.sha256(body).hexdigest())
+        path = download_instruction_data(remote, tmp_path)
+        assert path == tmp_path / "instruction-data.json" and load_entries(path) == entries
+        assert download_instruction_data(remote, tmp_path) == path
+        assert server.requests == 1  # the second came from the cache
+        wrong = RemoteFile(remote.url, "changed.json", "0" * 64)
+        with pytest.raises(InstructDataUnavailableError, match="hash"):
+            download_instruction_data(wrong, tmp_path)
+        assert not (tmp_path / "changed.json").exists()
+    gone = RemoteFile(remote.url, "other.json", remote.sha256)
+    with pytest.raises(DownloadError, match="could not download .* use the shipped data"):
+        download_instruction_data(gone, tmp_path, timeout=2)
+    assert download_instruction_data(remote, tmp_path) == path  # cached: no server needed
+
+
+def test_an_unpinned_download_that_is_not_instruction_data_is_not_kept(tmp_path):
+    with LocalServer(b'{"not": "a list"}') as server, pytest.raises(ValueError, match="non-empty JSON list"):
+        download_instruction_data(RemoteFile(server.url + "/x.json", "x.json"), tmp_path)
+    assert not (tmp_path / "x.json").exists()

@@ -1,0 +1,83 @@
+"""Scoring instruction models: the metrics on known pairs, the report, generation for scoring, the judge."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpt.checkpoint import load_checkpoint
+from gpt.generate import SamplingConfig, generate
+from gpt.instruct.data import SHIPPED_DATA, load_entries, split_entries
+from gpt.instruct.evaluate import (
+    JudgeUnavailableError,
+    evaluate_instructions,
+    exact_match,
+    format_report,
+    generate_responses,
+    ollama_scores,
+    rouge_l,
+    summarize,
+    token_f1,
+)
+from gpt.instruct.prompt import format_prompt
+from gpt.tokenizer import ASSETS
+from tests.helpers import LocalServer
+
+SHIPPED_INSTRUCT = ASSETS / "models" / "instruct"
+
+
+def test_metrics_on_known_pairs():
+    assert exact_match("Pride and Prejudice.", "pride and prejudice") == 1.0
+    assert exact_match("Pride", "Pride and Prejudice") == 0.0
+    # 3 of 3 predicted words are right, 3 of 4 reference words are found: F1 = 2*1*0.75/1.75
+    assert token_f1("the cat sat", "the cat sat down") == pytest.approx(6 / 7)
+    assert token_f1("dog", "the cat") == 0.0
+    # LCS of "a b c d" and "a c d e" is "a c d": precision = recall = 3/4
+    assert rouge_l("a b c d", "a c d e") == pytest.approx(0.75)
+    # word order matters to ROUGE-L but not to token F1
+    assert rouge_l("d c b a", "a b c d") == pytest.approx(0.25)
+    assert token_f1("d c b a", "a b c d") == 1.0
+
+
+def test_summary_scores_short_answers_by_exact_match_and_long_by_rouge():
+    entries = [{"instruction": "q", "input": "", "output": "42", "task": "arithmetic"},
+               {"instruction": "q", "input": "", "output": "a b c d e", "task": "definition"}]
+    report = summarize(entries, ["42.", "a b c x y"])
+    assert report["exact_match_short"] == 100.0
+    assert report["rouge_l_long"] == pytest.approx(60.0)
+    assert report["score"] == pytest.approx(80.0)
+    assert report["tasks"]["definition"] == {"n": 1, "score": pytest.approx(60.0)}
+    with pytest.raises(ValueError):
+        summarize(entries, ["42."])  # a missing response is an error, not a shorter report
+
+
+def test_evaluation_reports_every_entry_and_calls_back(entries, make_checkpoint):
+    checkpoint = make_checkpoint()
+    seen = []
+    responses = generate_responses(checkpoint, entries[:4], max_new_tokens=3, on_response=seen.append)
+    assert seen == responses and len(responses) == 4
+    report = evaluate_instructions(checkpoint, entries[:4], max_new_tokens=3)
+    assert report["n"] == 4 and len(report["examples"]) == 4
+    assert [x["response"] for x in report["examples"]] == responses  # greedy: the same responses again
+    table = format_report({"a": report, "b": report})
+    assert table.splitlines()[0] == "| | a | b |" and "| score (EM short / ROUGE-L long) |" in table
+
+
+def test_ollama_judge_scores_and_reports_a_missing_server(entries):
+    with LocalServer(reply="85") as server:
+        assert ollama_scores(entries[:2], ["5", "6"], url=server.url + "/api/chat") == [85, 85]
+        assert server.requests == 2
+    with pytest.raises(JudgeUnavailableError, match="ollama serve"):
+        ollama_scores(entries[:1], ["5"], url=server.url + "/api/chat", timeout=2)
+
+
+@pytest.mark.skipif(not (SHIPPED_INSTRUCT / "config.json").is_file(), reason="no shipped instruct model yet")
+def test_shipped_instruct_model_is_small_and_answers_briefly():
+    assert sum(f.stat().st_size for f in SHIPPED_INSTRUCT.iterdir()) <= 12_000_000
+    assert (SHIPPED_INSTRUCT / "MODEL_CARD.md").is_file()
+    checkpoint = load_checkpoint(SHIPPED_INSTRUCT)
+    test = split_entries(load_entries(SHIPPED_DATA), checkpoint.meta["split_seed"]).test
+    assert len(test) == checkpoint.meta["n_test"]  # measured on this very split
+    cfg = SamplingConfig(max_new_tokens=64, temperature=0.0)
+    prompts = [checkpoint.tokenizer.encode(format_prompt(e)) for e in test[:10]]
+    lengths = [len(generate(checkpoint.model, ids, cfg, checkpoint.tokenizer.eot_id)) for ids in prompts]
+    assert sum(n < 64 for n in lengths) >= 8  # it answers briefly and ends with end-of-text

@@ -1,0 +1,126 @@
+"""Instruction finetuning: tokenized entries, the padding/masking collate, the loss, and the training loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gpt.checkpoint import load_checkpoint
+from gpt.instruct.finetune import (
+    INSTRUCT_PRESETS,
+    InstructConfig,
+    InstructionDataset,
+    batch_loss,
+    collate,
+    finetune_instruct,
+    loader_loss,
+    make_loader,
+)
+from gpt.instruct.prompt import format_prompt
+from gpt.training.events import TrainingMonitor
+from gpt.training.loss import IGNORE_INDEX
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def test_dataset_splits_prompt_and_response_where_the_full_text_would(entries, tokenizer):
+    dataset = InstructionDataset(entries, tokenizer)
+    for entry, (ids, prompt_len) in zip(entries, dataset, strict=True):
+        assert ids == tokenizer.encode(format_prompt(entry) + entry["output"])
+        assert tokenizer.decode(ids[prompt_len:]) == entry["output"]
+
+
+def test_collate_pads_shifts_and_keeps_the_first_end_of_text():
+    pad = 99
+    inputs, targets = collate([([1, 2, 3, 4, 5], 2), ([6, 7], 1)], pad_token_id=pad)
+    assert inputs.tolist() == [[1, 2, 3, 4, 5], [6, 7, pad, pad, pad]]
+    assert targets.tolist() == [[2, 3, 4, 5, pad], [7, pad, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]]
+
+
+def test_collate_masks_the_prompt_and_crops():
+    pad = 99
+    _, targets = collate([([1, 2, 3, 4, 5], 3), ([6, 7], 1)], pad_token_id=pad, mask_prompt=True)
+    # prompt [1, 2, 3]: predicting 2 and 3 is masked; position 2 predicts the response's first token
+    assert targets.tolist() == [[IGNORE_INDEX, IGNORE_INDEX, 4, 5, pad], [7, pad] + [IGNORE_INDEX] * 3]
+    inputs, targets = collate([([1, 2, 3, 4, 5], 3), ([6, 7], 1)], pad_token_id=pad, allowed_max_length=3)
+    assert inputs.shape == targets.shape == (2, 3)
+    assert targets[0].tolist() == [2, 3, 4]
+
+
+def test_batch_loss_skips_the_masked_targets(entries, tokenizer, make_checkpoint):
+    model = make_checkpoint().model
+    inputs, targets = next(iter(make_loader(entries, tokenizer, 96, 4, mask_prompt=True, shuffle=False)))
+    kept = targets != IGNORE_INDEX
+    logits = model(inputs)
+    expected = torch.nn.functional.cross_entropy(logits[kept], targets[kept])
+    assert batch_loss(model, inputs, targets).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_config_checks_its_values():
+    assert InstructConfig().autocast == "bfloat16"
+    assert INSTRUCT_PRESETS["shipped"].mask_prompt and not INSTRUCT_PRESETS["gpt2"].mask_prompt
+    for bad in ({"epochs": 0}, {"lr": 0.0}, {"autocast": "float16"}):
+        with pytest.raises(ValueError):
+            InstructConfig(**bad)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_short_training_run_lowers_the_loss_reports_and_writes_a_checkpoint(entries, tokenizer, make_checkpoint,
+                                                                           tmp_path, device):
+    checkpoint = make_checkpoint()
+    val_loader = make_loader(entries, tokenizer, 96, 8, False, shuffle=False)
+    before = loader_loss(checkpoint.model, val_loader)
+    events = []
+    cfg = InstructConfig(epochs=3, batch_size=4, lr=3e-3, autocast="float32")
+    result = finetune_instruct(checkpoint, entries, entries[:8], cfg, tmp_path / "ft", meta={"data": "test"},
+                               device=device, monitor=TrainingMonitor(events.append))
+    assert next(checkpoint.model.parameters()).device.type == device
+    after = loader_loss(checkpoint.model, val_loader)
+    assert after < before - 1.0
+    assert result.train_losses[-1] < result.train_losses[0] and not result.stopped
+    assert result.steps == 3 * 7 and result.tokens_seen > 0  # 30 entries make 7 full batches of 4
+    kinds = [e.kind for e in events]
+    assert kinds == ["start"] + (["step"] * 7 + ["epoch", "checkpoint"]) * 3 + ["done"]
+    assert all(e.total_steps == 21 for e in events)
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert [e.metrics["val_loss"] for e in epochs] == result.val_losses and epochs[-1].epoch == 3
+    assert all("train_loss" in e.metrics for e in events if e.kind == "step")
+    assert {e.path for e in events if e.kind == "checkpoint"} == {str(tmp_path / "ft")}
+    saved = load_checkpoint(tmp_path / "ft")
+    assert saved.meta["epochs_done"] == 3 and saved.meta["data"] == "test"
+    assert len(saved.meta["train_losses"]) == 3 and saved.meta["finetune"]["autocast"] == "float32"
+
+
+def test_a_stop_request_returns_normally_with_a_checkpoint(entries, make_checkpoint, tmp_path):
+    checkpoint = make_checkpoint()
+    monitor = TrainingMonitor()
+    events = []
+
+    def listener(event):
+        events.append(event)
+        if event.kind == "step" and event.step == 2:
+            monitor.request_stop()  # as the app's stop button does, from another thread
+
+    monitor.listeners.append(listener)
+    cfg = InstructConfig(epochs=3, batch_size=4, lr=3e-3, autocast="float32")
+    result = finetune_instruct(checkpoint, entries, entries[:8], cfg, tmp_path / "ft", monitor=monitor)
+    assert result.stopped and result.steps == 2 and result.train_losses == []
+    assert [e.kind for e in events] == ["start", "step", "step", "checkpoint", "stopped"]
+    assert "stop requested" in events[-1].text
+    saved = load_checkpoint(tmp_path / "ft")
+    assert saved.meta["stopped"] and saved.meta["steps"] == 2 and saved.meta["epochs_done"] == 0
+    expected = checkpoint.model.tok_emb.weight.detach().to(torch.bfloat16).float()
+    assert torch.equal(saved.model.tok_emb.weight, expected)  # the weights of the moment it stopped
+
+
+def test_a_stop_before_any_step_writes_nothing(entries, make_checkpoint, tmp_path):
+    monitor = TrainingMonitor()
+    monitor.request_stop()
+    result = finetune_instruct(make_checkpoint(), entries, entries[:8], InstructConfig(batch_size=4),
+                               tmp_path / "ft", monitor=monitor)
+    assert result.stopped and result.steps == 0 and not (tmp_path / "ft").exists()
+
+
+def test_too_few_entries_for_one_batch(entries, make_checkpoint):
+    with pytest.raises(ValueError, match="no full batch"):
+        finetune_instruct(make_checkpoint(), entries[:3], entries[:3], InstructConfig(batch_size=4))

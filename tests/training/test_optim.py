@@ -1,0 +1,29 @@
+"""The learning-rate schedule and AdamW's decay groups."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpt.config import GPTConfig
+from gpt.model import GPTModel
+from gpt.training.optim import param_groups, warmup_cosine_lr
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_min_lr():
+    lrs = [warmup_cosine_lr(s, 1e-3, 1e-4, 10, 100) for s in range(101)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(lrs[:9], lrs[1:10], strict=True))
+    assert all(a >= b for a, b in zip(lrs[10:-1], lrs[11:], strict=True))
+    assert lrs[55] == pytest.approx((1e-3 + 1e-4) / 2)  # halfway through the cosine
+    assert lrs[100] == pytest.approx(1e-4)
+
+
+def test_weight_decay_skips_biases_and_norms_and_covers_every_parameter_once():
+    model = GPTModel(GPTConfig.preset("tiny"))
+    decay, no_decay = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(names[id(p)].endswith(".bias") or "norm" in names[id(p)] for p in no_decay["params"])
+    assert all(names[id(p)].endswith(".weight") and "norm" not in names[id(p)] for p in decay["params"])
+    ids = [id(p) for p in decay["params"] + no_decay["params"]]
+    assert sorted(ids) == sorted(names) and len(ids) == len(set(ids))
