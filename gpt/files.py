@@ -1,4 +1,4 @@
-"""Files written so that a crash never leaves half of one, and file digests.
+"""Where the shipped files are; files written so that a crash never leaves half of one; file digests.
 
 Every write goes to a temporary name beside the target and is moved over it with `os.replace`,
 which is atomic on one file system: a reader (or a resumed run) sees the old file or the new one.
@@ -11,6 +11,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"  # data and small models that ship with the app
+SHIPPED_MODELS = ASSETS / "models"
+SHIPPED_BASE = SHIPPED_MODELS / "base"  # the default base model of every finetuning
 
 
 @contextmanager

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import tiktoken
 
-from gpt.files import sha256_of, write_text_atomic
+from gpt.files import ASSETS, sha256_of, write_text_atomic
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 GPT2_RANKS = ASSETS / "gpt2.tiktoken"
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 # GPT-2's pre-tokenizer: contractions, letters, numbers, punctuation runs and whitespace are split

@@ -23,14 +23,11 @@ import torch
 from gpt.bpe import BytePairEncoder
 from gpt.checkpoint import WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from gpt.config import GPTConfig
-from gpt.files import sha256_of, write_text_atomic
+from gpt.files import ASSETS, sha256_of, write_text_atomic
 from gpt.model import GPTModel
 
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
-
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
 
 def read_corpus(name: str) -> str:
     return gzip.decompress((ASSETS / "corpora" / name).read_bytes()).decode("utf-8")
@@ -85,8 +82,7 @@ SPAM_EXAMPLES = {"ham": ["See you at lunch tomorrow"], "spam": ["WIN a free priz
 
 def make_model_folder(root: Path) -> Path:
     """base, instruct (context 512: room for an Alpaca prompt on a 300-token BPE) and spam, all tiny and random."""
-    from gpt.classify.classifier import attach_classifier_head, save_classifier
-    from gpt.classify.finetune import METRICS_FILE, ClassifierMetrics
+    from gpt.classify.classifier import METRICS_FILE, ClassifierMetrics, attach_classifier_head, save_classifier
 
     torch.manual_seed(0)
     tokenizer = BytePairEncoder.train(TRAINING_TEXT, 300).to_tokenizer("tiny-bpe")

@@ -1,12 +1,12 @@
-"""The project's offline instruction dataset, built from sources this machine has:
-`python -m tools.build_instruct_data` writes `assets/instruct/instruction-data.json.gz`.
+"""Build the project's offline instruction dataset, `assets/instruct/instruction-data.json.gz`.
 
-Every entry is the book's shape, `{"instruction", "input", "output"}`, plus a `task` tag so that the
-evaluation can report scores per kind of question. The sources: WordNet 3.0 (Debian `wordnet-base`:
-definitions, synonyms, antonyms, example sentences, irregular forms), exact arithmetic and unit
-conversions, word-level rewrites, and the corpora shipped in `assets/corpora/` (which novel a
-sentence is from, which book of the Bible a verse is from, quoting a verse). All answers are short,
-because the shipped model reads 256 tokens at most. The same seed and sources give the same bytes.
+`python -m tools.build_instruct_data` writes it from sources this machine has; the same seed and
+sources give the same bytes. Every entry is the book's shape, `{"instruction", "input", "output"}`,
+plus a `task` tag so that the evaluation can report scores per kind of question. The sources:
+WordNet 3.0 (Debian `wordnet-base`: definitions, synonyms, antonyms, example sentences, irregular
+forms), exact arithmetic and unit conversions, word-level rewrites, and the corpora shipped in
+`assets/corpora/` (which novel a sentence is from, which book of the Bible a verse is from, quoting
+a verse). All answers are short, because the shipped model reads 256 tokens at most.
 """
 
 from __future__ import annotations
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="shipped", help="shipped, or tiny (for tests)")
     parser.add_argument("--seed", type=int, default=SPLIT_SEED, help="seeds the sampling, the order and the split")
     parser.add_argument("--wordnet", type=Path, default=WORDNET_DIR, help="WordNet 3.0's dict folder")
-    parser.add_argument("--out", type=Path, default=SHIPPED_DATA)
+    parser.add_argument("--out", type=Path, default=SHIPPED_DATA, help="where to write (default: the shipped file)")
     args = parser.parse_args(argv)
     entries = build_dataset(replace(PRESETS[args.preset], seed=args.seed), args.wordnet)
     path = save_entries(entries, args.out)

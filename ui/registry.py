@@ -18,10 +18,11 @@ from typing import Any
 
 from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, load_checkpoint_tokenizer
 from gpt.config import GPT2_SIZES
+from gpt.files import SHIPPED_MODELS
 from gpt.pretrained import load_model
-from gpt.tokenizer import ASSETS, Tokenizer, load_tokenizer
+from gpt.tokenizer import Tokenizer, load_tokenizer
 
-MODELS_DIR = ASSETS / "models"
+MODELS_DIR = SHIPPED_MODELS  # what the app serves unless GPT_MODELS_DIR says otherwise
 SHIPPED_LANGUAGE_MODELS = ("base", "instruct")  # `spam` is a classifier, not a next-token model
 LOCAL_PREFIX = "local:"
 

@@ -22,13 +22,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gpt.checkpoint import WEIGHTS_FILE, Checkpoint
-from gpt.files import atomic_path, sha256_of, write_text_atomic
+from gpt.files import SHIPPED_MODELS, atomic_path, sha256_of, write_text_atomic
 from gpt.model import GPTModel
 from gpt.precision import dtype_of
 from gpt.pretrained import PRETRAINED, load_model
-from gpt.tokenizer import ASSETS, Tokenizer
+from gpt.tokenizer import Tokenizer
 
-SHIPPED_DIR = ASSETS / "models" / "spam"
+SHIPPED_DIR = SHIPPED_MODELS / "spam"
 CLASSIFIER_WEIGHTS = "classifier.safetensors"  # not model.safetensors: this is a delta, not a checkpoint
 CLASSIFIER_CONFIG = "classifier.json"
 METRICS_FILE = "test_metrics.json"

@@ -13,8 +13,6 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from zipfile import BadZipFile
 
 import pooch
 import torch
@@ -22,7 +20,8 @@ from torch.utils.data import Dataset
 
 from gpt.data.download import DownloadError, RemoteFile, fetch_cached
 from gpt.data.splits import Split, seeded_split
-from gpt.tokenizer import ASSETS, Tokenizer
+from gpt.files import ASSETS
+from gpt.tokenizer import Tokenizer
 
 LABELS = ("ham", "spam")  # the class index is the position in this tuple
 UCI_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
@@ -61,28 +60,12 @@ def parse_tsv(text: str, origin: str) -> tuple[Message, ...]:
     return tuple(messages)
 
 
-def _unzip_collection(archive: str, action: str, pup: Any) -> list[str]:
-    """pooch.Unzip of the collection's TSV file.
-
-    A download that is not the collection's zip is deleted, so the next load downloads again rather
-    than failing on the same cached file forever; the ValueError makes `fetch_cached` report it.
-    """
-    try:
-        paths = pooch.Unzip(members=[UCI_MEMBER])(archive, action, pup)
-    except BadZipFile:
-        paths = []
-    if not paths:
-        Path(archive).unlink(missing_ok=True)
-        raise ValueError(f"not a zip archive holding {UCI_MEMBER}")
-    return paths
-
-
 def download_collection(url: str = UCI_URL, cache_dir: str | Path | None = None, timeout: float = 30.0) -> Path:
     """The collection's TSV file, downloaded and unzipped on first use, from the cache afterwards.
 
     The UCI archive is not pinned to a hash: UCI publishes none. Raises DownloadError.
     """
-    return fetch_cached(RemoteFile(url, UCI_ARCHIVE), cache_dir, timeout, processor=_unzip_collection)
+    return fetch_cached(RemoteFile(url, UCI_ARCHIVE), cache_dir, timeout, processor=pooch.Unzip(members=[UCI_MEMBER]))
 
 
 def load_offline_copy(path: str | Path = OFFLINE_COPY) -> SpamCorpus:

@@ -38,10 +38,9 @@ from gpt.config import option
 from gpt.files import write_text_atomic
 from gpt.model import GPTModel
 from gpt.precision import dtype_of
-from gpt.tokenizer import ASSETS, Tokenizer
+from gpt.tokenizer import Tokenizer
 from gpt.training.events import TrainEvent, TrainingMonitor
 
-DEFAULT_BASE = ASSETS / "models" / "base"
 CARD_FILE = "MODEL_CARD.md"
 
 
@@ -88,7 +87,8 @@ class ClassifierConfig:
         try:
             base = CLASSIFIER_PRESETS[name]
         except KeyError:
-            raise ValueError(f"unknown finetuning preset {name!r}; choose one of {sorted(CLASSIFIER_PRESETS)}") from None
+            raise ValueError(f"unknown finetuning preset {name!r}; "
+                             f"choose one of {sorted(CLASSIFIER_PRESETS)}") from None
         return replace(base, **overrides)
 
 
@@ -171,19 +171,19 @@ def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: Data
     def emit(kind: str, **kwargs: Any) -> None:
         monitor.emit(TrainEvent(kind, step, total_steps, **kwargs))
 
-    def epoch_stats(loss_sum: float, correct: int, seen: int, start: float) -> EpochStats:
-        val_loss, val_accuracy = loss_and_accuracy(model, val_loader, pad_id)
-        train_loss, train_accuracy = (loss_sum / seen, correct / seen) if seen else (math.nan, math.nan)
-        return EpochStats(epoch, train_loss, train_accuracy, val_loss, val_accuracy, time.perf_counter() - start)
-
-    emit("start", metrics={"trainable_params": sum(p.numel() for p in params), "epochs": cfg.epochs})
+    emit("start", metrics={"trainable_params": sum(p.numel() for p in params),
+                           "train_examples": len(train_loader.dataset)})
     while epoch < cfg.epochs and not stopped:
         epoch += 1
         model.train()
         start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        for batch, (ids, labels) in enumerate(train_loader):
+        # The shipped classifier was trained with tqdm.auto wrapping the loader, which opens one extra,
+        # unused iterator per epoch; opening it draws a seed from the loader's generator. Doing the same
+        # keeps the batch order, and so the shipped figures, reproducible.
+        iter(train_loader)
+        for ids, labels in train_loader:
             if monitor.stop_requested:
-                stopped = f"stopped at step {step} of {total_steps} (epoch {epoch}, batch {batch}): stop requested"
+                stopped = f"stopped at step {step} of {total_steps}, in epoch {epoch}: stop requested"
                 break
             ids, labels = ids.to(device), labels.to(device)
             logits = class_logits(model, ids, pad_id)
@@ -202,7 +202,9 @@ def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: Data
         if stopped and history:
             break  # a partial epoch is only kept when no epoch finished
         partial = bool(stopped)
-        stats = epoch_stats(loss_sum, correct, seen, start)
+        val_loss, val_accuracy = loss_and_accuracy(model, val_loader, pad_id)
+        train_loss, train_accuracy = (loss_sum / seen, correct / seen) if seen else (math.nan, math.nan)
+        stats = EpochStats(epoch, train_loss, train_accuracy, val_loss, val_accuracy, time.perf_counter() - start)
         history.append(stats)
         emit("epoch", epoch=epoch, text="partial epoch" if partial else "",
              metrics={k: getattr(stats, k) for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")})
@@ -334,6 +336,7 @@ def model_card(config: dict[str, Any], metrics: ClassifierMetrics, directory: Pa
                      .round({"seconds": 0}).astype({"seconds": int}))
     size = (directory / CLASSIFIER_WEIGHTS).stat().st_size
     sizes = recorded.get("sizes", {})
+    epochs = ft.get("epochs")
     return f"""# SMS spam classifier
 
 Finetuned from the base model {base_name}, weights sha256
@@ -353,7 +356,7 @@ then split 70/10/20 with seed {recorded.get('split_seed')}: {sizes.get('train')}
 
 ## Training
 
-AdamW, lr {ft.get('lr')}, weight decay {ft.get('weight_decay')}, batch size {ft.get('batch_size')}, {ft.get('epochs')} epochs,
+AdamW, lr {ft.get('lr')}, weight decay {ft.get('weight_decay')}, batch size {ft.get('batch_size')}, {epochs} epochs,
 seed {ft.get('seed')}. Train figures are running means over each epoch (dropout on); validation figures
 cover the whole validation split. The epoch with the best validation accuracy (then loss) is kept:
 epoch {kept}.{stopped}

@@ -6,15 +6,10 @@ import argparse
 
 from gpt.classify.classifier import ClassifierMetrics
 from gpt.classify.data import SOURCES
-from gpt.classify.finetune import (
-    CLASSIFIER_PRESETS,
-    DEFAULT_BASE,
-    ClassifierConfig,
-    finetune_classifier,
-    measure_classifier,
-)
+from gpt.classify.finetune import CLASSIFIER_PRESETS, ClassifierConfig, finetune_classifier, measure_classifier
 from gpt.cli.options import add_config_arguments, add_device_argument, check_device, config_overrides
 from gpt.cli.progress import TqdmListener
+from gpt.files import SHIPPED_BASE
 from gpt.precision import DTYPES
 from gpt.pretrained import PRETRAINED
 from gpt.training.events import TrainingMonitor
@@ -23,8 +18,8 @@ HELP = "finetune a GPT into the SMS spam classifier (the book's chapter 6), or r
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=str(DEFAULT_BASE),
-                        help=f"base model: a checkpoint folder (default: the shipped base, assets/models/base) "
+    parser.add_argument("--model", default=str(SHIPPED_BASE),
+                        help="base model: a checkpoint folder (default: the shipped base, assets/models/base) "
                              f"or one of {', '.join(PRETRAINED)}")
     parser.add_argument("--out", help="folder to write the classifier to")
     parser.add_argument("--preset", default="book", choices=sorted(CLASSIFIER_PRESETS),

@@ -20,21 +20,19 @@ from gpt.checkpoint import Checkpoint
 from gpt.cli.options import add_config_arguments, add_device_argument, check_device, config_overrides
 from gpt.cli.progress import TqdmListener
 from gpt.config import GPT2_SIZES
-from gpt.files import write_text_atomic
+from gpt.files import SHIPPED_BASE, write_text_atomic
 from gpt.instruct.data import resolve_data, split_entries
 from gpt.instruct.evaluate import evaluate_instructions, format_report
 from gpt.instruct.finetune import INSTRUCT_PRESETS, InstructConfig, finetune_instruct
 from gpt.pretrained import PRETRAINED, load_model
-from gpt.tokenizer import ASSETS
 from gpt.training.events import TrainingMonitor
 
 HELP = "instruction finetuning (Alpaca format) and its evaluation"
-DEFAULT_BASE = ASSETS / "models" / "base"
 EVAL_FILE = "instruct_eval.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=str(DEFAULT_BASE),
+    parser.add_argument("--model", default=str(SHIPPED_BASE),
                         help=f"checkpoint folder, or {', '.join(PRETRAINED)} (default: %(default)s)")
     parser.add_argument("--data", default="shipped", help="shipped | book (downloaded, cached) | a .json(.gz) file")
     parser.add_argument("--preset", choices=sorted(INSTRUCT_PRESETS),

@@ -81,7 +81,10 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def check_device(name: str) -> torch.device:
-    device = torch.device(name)
-    if device.type not in available_devices():
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in available_devices():
         raise ValueError(f"--device {name}: not available here; choose one of {', '.join(available_devices())}")
     return device

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt.tokenizer import ASSETS, END_OF_TEXT
+from gpt.files import ASSETS
+from gpt.tokenizer import END_OF_TEXT
 
 CORPORA = ASSETS / "corpora"
 AUSTEN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion")

@@ -11,11 +11,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from zipfile import BadZipFile
 
 import pooch
 import requests
 
 CACHE_ENV = "GPT_CACHE_DIR"
+pooch.get_logger().setLevel("WARNING")  # its "Downloading ..." and "known_hash" lines are not for our users
 
 
 class DownloadError(FileNotFoundError):
@@ -36,17 +38,25 @@ def cache_dir() -> Path:
 
 
 def fetch_cached(remote: RemoteFile, cache: str | Path | None = None, timeout: float = 30.0,
-                 processor: Callable | None = None) -> Path:
+                 processor: Callable | None = None, check: Callable[[Path], object] | None = None) -> Path:
     """The local path of `remote`: from the cache, or downloaded into it (hash-checked).
 
     `processor` is a pooch post-processor (e.g. `pooch.Unzip`); its result's first path is returned.
+    `check(path)` raises ValueError for a file that is not what it should be. A download that fails
+    the hash, the processor or the check is deleted, so the next call downloads again instead of
+    failing on a bad cached copy forever.
     """
+    root = Path(cache) if cache is not None else cache_dir()
     known_hash = f"sha256:{remote.sha256}" if remote.sha256 else None
     try:
-        result = pooch.retrieve(remote.url, known_hash=known_hash, fname=remote.filename,
-                                path=Path(cache) if cache is not None else cache_dir(), processor=processor,
-                                downloader=pooch.HTTPDownloader(timeout=timeout, progressbar=False))
-    except (requests.RequestException, OSError, ValueError) as err:
-        reason = " ".join(str(err).split())[:300]
+        downloader = pooch.HTTPDownloader(timeout=timeout, progressbar=False)
+        result = pooch.retrieve(remote.url, known_hash=known_hash, fname=remote.filename, path=root,
+                                processor=processor, downloader=downloader)
+        path = Path(result[0] if isinstance(result, list) else result)  # an Unzip that found nothing: IndexError
+        if check is not None:
+            check(path)
+    except (requests.RequestException, OSError, ValueError, IndexError, BadZipFile) as err:
+        (root / remote.filename).unlink(missing_ok=True)
+        reason = " ".join(str(err).split())[:300] or "the file is not what was expected"
         raise DownloadError(f"could not download {remote.url} ({type(err).__name__}: {reason})") from err
-    return Path(result[0] if isinstance(result, list) else result)
+    return path

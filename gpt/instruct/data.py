@@ -19,8 +19,7 @@ from pathlib import Path
 from gpt.data.corpus import read_text
 from gpt.data.download import DownloadError, RemoteFile, fetch_cached
 from gpt.data.splits import Split, seeded_split
-from gpt.files import write_bytes_atomic
-from gpt.tokenizer import ASSETS
+from gpt.files import ASSETS, write_bytes_atomic
 
 SHIPPED_DATA = ASSETS / "instruct" / "instruction-data.json.gz"
 BOOK_COMMIT = "28c65cdfbc3338e2e040016eea4b7fdf556e4d57"  # rasbt/LLMs-from-scratch, pinned with the hash below
@@ -79,15 +78,9 @@ def download_instruction_data(remote: RemoteFile = BOOK_DATA, cache: str | Path 
                               timeout: float = 30) -> Path:
     """The book's instruction-data.json: downloaded once (hash-checked), then read from the cache folder."""
     try:
-        path = fetch_cached(remote, cache, timeout)
+        return fetch_cached(remote, cache, timeout, check=load_entries)
     except DownloadError as err:
-        raise InstructDataUnavailableError(f"{err}; offline, use the shipped data (--data shipped)") from err
-    try:
-        load_entries(path)
-    except ValueError:
-        path.unlink()  # an unpinned file that is not instruction data must not pass for a cached copy
-        raise
-    return path
+        raise InstructDataUnavailableError(f"{err}; the shipped data (--data shipped) needs no download") from err
 
 
 def resolve_data(name_or_path: str) -> list[Entry]:

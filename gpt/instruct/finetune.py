@@ -121,6 +121,8 @@ INSTRUCT_PRESETS: dict[str, InstructConfig] = {
 
 @dataclass
 class InstructResult:
+    """What a run did; it goes into each checkpoint's metadata."""
+
     train_losses: list[float] = field(default_factory=list)  # mean training loss of each finished epoch
     val_losses: list[float] = field(default_factory=list)
     steps: int = 0
@@ -130,6 +132,7 @@ class InstructResult:
 
 
 def batch_loss(model: GPTModel, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The language-model loss over the targets the collate kept (padding and masked prompts are skipped)."""
     return lm_loss(model(inputs), targets)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpt.checkpoint import load_checkpoint
+from gpt.files import SHIPPED_MODELS
 from gpt.generate import SamplingConfig, generate
 from gpt.instruct.data import SHIPPED_DATA, load_entries, split_entries
 from gpt.instruct.evaluate import (
@@ -19,10 +20,9 @@ from gpt.instruct.evaluate import (
     token_f1,
 )
 from gpt.instruct.prompt import format_prompt
-from gpt.tokenizer import ASSETS
 from tests.helpers import LocalServer
 
-SHIPPED_INSTRUCT = ASSETS / "models" / "instruct"
+SHIPPED_INSTRUCT = SHIPPED_MODELS / "instruct"
 
 
 def test_metrics_on_known_pairs():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from fractions import Fraction
 
@@ -26,8 +27,6 @@ def test_inflection_rules():
 
 
 def test_questions_about_the_shipped_corpora():
-    import random
-
     cfg = builder.BuildConfig(bible=20, austen=10)
     bible = list(builder.bible_entries(cfg, random.Random(0)))
     assert len(bible) == 20 and {e["task"] for e in bible} == {"bible book", "bible quote"}

@@ -16,7 +16,7 @@ from tests.helpers import free_port, make_model_folder  # noqa: E402
 from ui.registry import ModelRegistry  # noqa: E402
 
 ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token_probs", "/one_token",
-             "/classify", "/spam_test_figures", "/chat"}
+             "/beam_search", "/classify", "/spam_test_figures", "/chat"}
 GEN = (0.8, 40, 0.95)  # temperature, top-k, top-p
 
 
@@ -75,6 +75,14 @@ def test_next_token_probs_and_one_token(client):
     assert bars["type"] == "plotly" and "temperature 5" in temps["plot"]
     text, bars, info = client.predict("base", "It is a", *GEN, 3, api_name="/one_token")
     assert text.startswith("It is a") and "Picked token" in info
+
+
+def test_beam_search(client):
+    greedy, _ = client.predict("base", "It is a", 1, 6, api_name="/beam_search")
+    best, notice = client.predict("base", "It is a", 3, 6, api_name="/beam_search")
+    assert "best of 3 beams" in notice and repr(greedy) in notice
+    with pytest.raises(AppError, match="maximum value 8"):  # Gradio checks the slider's range
+        client.predict("base", "It is a", 20, 6, api_name="/beam_search")
 
 
 def test_classify_and_test_figures(client):

@@ -1,0 +1,64 @@
+"""Fixtures of the classifier tests: the offline SMS data, a BPE and a tiny base model on it, and one
+short finetuning run through the command line that the save/load/predict/CLI tests share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from gpt.bpe import BytePairEncoder
+from gpt.checkpoint import save_checkpoint
+from gpt.classify import data
+from gpt.cli import main
+from gpt.config import GPTConfig
+from gpt.model import GPTModel
+from gpt.tokenizer import Tokenizer
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Small models on a shared machine: one thread is faster than two that wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="package")
+def corpus() -> data.SpamCorpus:
+    return data.load_corpus("offline")
+
+
+@pytest.fixture(scope="package")
+def tokenizer(corpus) -> Tokenizer:
+    """A 512-token BPE learned from the SMS texts, so the `tiny` preset's vocabulary fits."""
+    return BytePairEncoder.train("\n".join(m.text for m in corpus.messages[:1500]), 512).to_tokenizer("sms512")
+
+
+@pytest.fixture(scope="package")
+def make_base() -> Callable[[int], GPTModel]:
+    """A random `tiny` GPT (vocabulary 512), the same for the same seed."""
+
+    def make(seed: int = 0) -> GPTModel:
+        torch.manual_seed(seed)
+        return GPTModel(GPTConfig.preset("tiny"))
+
+    return make
+
+
+@pytest.fixture(scope="package")
+def base_dir(tmp_path_factory, tokenizer, make_base) -> Path:
+    return save_checkpoint(make_base(), tmp_path_factory.mktemp("base"), tokenizer)
+
+
+@pytest.fixture(scope="package")
+def trained_dir(tmp_path_factory, base_dir, one_thread) -> Path:
+    """One short finetuning run through the command line, with its progress bar."""
+    out = tmp_path_factory.mktemp("spam")
+    code = main(["finetune-classifier", "--model", str(base_dir), "--out", str(out), "--data", "offline",
+                 "--trainable-blocks", "2", "--epochs", "2", "--lr", "2e-3", "--batch-size", "32", "--device", "cpu"])
+    assert code == 0
+    return out

@@ -1,0 +1,117 @@
+"""The SMS spam data: parsing, the offline copy, balancing, the seeded split, padding, the cached download."""
+
+from __future__ import annotations
+
+import io
+import random
+import zipfile
+from collections import Counter
+
+import pytest
+from torch.utils.data import DataLoader
+
+from gpt.classify import data
+from gpt.classify.classifier import METRICS_FILE, SHIPPED_DIR, ClassifierMetrics
+from gpt.classify.data import Message
+from tests.helpers import LocalServer
+
+
+def collection_zip(tsv: str, member: str = data.UCI_MEMBER) -> bytes:
+    """A zip laid out like UCI's: the tab-separated file and a readme."""
+    payload = io.BytesIO()
+    with zipfile.ZipFile(payload, "w") as archive:
+        archive.writestr(member, tsv)
+        archive.writestr("readme", "the collection")
+    return payload.getvalue()
+
+
+def test_parse_tsv_reads_labels_and_refuses_other_lines():
+    messages = data.parse_tsv("ham\thello there\nspam\tWIN a prize\n\n", "x")
+    assert messages == (Message("hello there", 0), Message("WIN a prize", 1))
+    with pytest.raises(ValueError, match="line 2"):
+        data.parse_tsv("ham\tok\nmaybe\tnot a label\n", "x")
+
+
+def test_offline_copy_is_the_documented_part(corpus):
+    counts = Counter(m.label for m in corpus.messages)
+    assert (counts[0], counts[1]) == (4220, 642)
+    assert corpus.kind == "offline" and "4862" in corpus.source
+
+
+def test_balance_undersamples_ham_to_the_spam_count(corpus):
+    balanced = data.balance(corpus.messages, seed=1)
+    counts = Counter(m.label for m in balanced)
+    assert counts[0] == counts[1] == 642
+    assert {m for m in balanced if m.label == 1} == {m for m in corpus.messages if m.label == 1}
+    assert set(balanced) <= set(corpus.messages)
+    assert data.balance(corpus.messages, seed=1) == balanced
+    assert data.balance(corpus.messages, seed=2) != balanced
+
+
+def test_balanced_split_is_the_books_seeded_70_10_20_and_disjoint(corpus):
+    balanced = data.balance(corpus.messages)
+    parts = data.balanced_split(corpus)
+    n = len(balanced)
+    assert (len(parts.train), len(parts.val)) == (int(n * 0.7), int(n * 0.1)) == (898, 128)
+    assert len(parts.test) == n - 898 - 128 == 258
+    assert Counter(parts.train + parts.val + parts.test) == Counter(balanced)  # every message in exactly one part
+    shuffled = list(balanced)  # the cut the shipped classifier was made with: one shuffle, then train|val|test
+    random.Random(data.SPLIT_SEED).shuffle(shuffled)
+    assert parts.train + parts.val + parts.test == tuple(shuffled)
+    assert data.balanced_split(corpus) == parts
+    assert data.balanced_split(corpus, seed=5).train != parts.train
+
+
+def test_the_shipped_classifier_is_measured_on_these_test_messages(corpus):
+    """Its stored examples are the first test messages of each class, and the supports match."""
+    stored = ClassifierMetrics.from_json((SHIPPED_DIR / METRICS_FILE).read_text())
+    test = data.balanced_split(corpus).test
+    assert stored.n_test == len(test)
+    for c, label in enumerate(data.LABELS):
+        of_class = [m.text for m in test if m.label == c]
+        assert stored.examples[label] == of_class[: len(stored.examples[label])]
+        assert stored.per_class[label]["support"] == len(of_class)
+
+
+def test_dataset_truncates_to_the_context_and_pads_batches_with_end_of_text(tokenizer):
+    messages = [Message("hi", 0), Message("free entry " * 40, 1), Message("call me later ok", 0)]
+    dataset = data.SpamDataset(messages, tokenizer, context_length=16)
+    lengths = [len(dataset[i][0]) for i in range(3)]
+    assert lengths == [len(tokenizer.encode("hi")), 16, len(tokenizer.encode("call me later ok"))]
+    ids, labels = next(iter(DataLoader(dataset, batch_size=3, collate_fn=dataset.collate)))
+    assert ids.shape == (3, 16) and labels.tolist() == [0, 1, 0]
+    assert ids[0, lengths[0]:].eq(tokenizer.eot_id).all() and not ids[0, :lengths[0]].eq(tokenizer.eot_id).any()
+    assert ids[1].ne(tokenizer.eot_id).all()
+
+
+def test_download_is_cached_and_auto_falls_back_to_the_offline_copy(tmp_path, corpus):
+    body = collection_zip("ham\tsee you soon\nspam\tFREE tones! txt 8007\n")
+    with LocalServer(body) as server:
+        url = f"{server.url}/sms.zip"
+        first = data.load_corpus("download", url=url, cache_dir=tmp_path)
+        again = data.load_corpus("auto", url=url, cache_dir=tmp_path)
+        assert server.requests == 1  # the second load came from the cache
+    assert first.kind == "download"
+    assert first.messages == (Message("see you soon", 0), Message("FREE tones! txt 8007", 1))
+    assert again == first
+
+    fallback = data.load_corpus("auto", url=url, cache_dir=tmp_path / "empty")  # the server is gone
+    assert fallback.kind == "offline" and fallback.messages == corpus.messages
+    with pytest.raises(FileNotFoundError, match="could not download"):
+        data.load_corpus("download", url=url, cache_dir=tmp_path / "empty")
+    with pytest.raises(ValueError, match="unknown data source"):
+        data.load_corpus("somewhere")
+
+
+@pytest.mark.parametrize("broken", [b"<html>down for maintenance</html>", collection_zip("ham\thi\n", "other")])
+def test_a_download_that_is_not_the_collection_is_refused_and_not_kept(tmp_path, corpus, broken):
+    with LocalServer(broken) as server:
+        url = f"{server.url}/sms.zip"
+        assert data.load_corpus("auto", url=url, cache_dir=tmp_path).kind == "offline"
+        with pytest.raises(FileNotFoundError, match="could not download"):
+            data.load_corpus("download", url=url, cache_dir=tmp_path)
+        assert server.requests == 2
+    with LocalServer(collection_zip("spam\tWIN now\n")) as server:
+        fixed = data.load_corpus("download", url=f"{server.url}/sms.zip", cache_dir=tmp_path)
+        assert server.requests == 1  # downloaded again: the broken file was not cached
+    assert fixed.messages == (Message("WIN now", 1),)
