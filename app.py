@@ -20,8 +20,7 @@ THEME = gr.themes.Soft()  # a built-in theme: its fonts are bundled, nothing is 
 CSS = "#model-summary {align-self: center}\n" + tokenizer_tab.CSS + spam_tab.CSS
 # Events run side by side (a Generate click streams text and draws two charts), each on one thread:
 # on a small CPU box, two events with two threads each oversubscribe the cores, and PyTorch's
-# threads then wait on each other (measured here: a 64-token attention pass took 28 ms on one
-# thread, up to 1 s on two while the cores were busy).
+# threads then wait on each other (the README's app section gives the figures).
 CONCURRENT_EVENTS = 2
 
 

@@ -102,10 +102,10 @@ class GPTModel(nn.Module):
     def _head_weight_t(self) -> torch.Tensor:
         """The output head's weight as a contiguous (C, vocab) copy, remade whenever the weight changes.
 
-        For one row of activations, x @ W.T over the row-major (vocab, C) weight streams at about half
-        the memory bandwidth of x @ W_t over a contiguous (C, vocab) copy on these CPUs (GPT-2 small's
-        50257x768 head: 14 ms against 7 ms). The head is a third of GPT-2 small's weights, so decoding
-        trades the copy's memory for ~15% more tokens/s.
+        For one row of activations, x @ W.T over the row-major (vocab, C) weight streams memory at
+        about half the rate of x @ W_t over a contiguous (C, vocab) copy on the CPUs measured (the
+        README's inference section gives the figures). The head is a third of GPT-2 small's weights,
+        so decoding trades the copy's memory for speed.
         """
         w = self.out_head.weight
         key = (w.data_ptr(), w._version, w.dtype)

@@ -188,7 +188,7 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32, dev
     """A GPT-2 size (from the Hub cache, a download, or the local file `weights`), or a checkpoint folder."""
     name = str(name_or_path)
     if name in PRETRAINED:
-        checkpoint = load_pretrained(name, dtype, progress=progress, weights=weights)
+        checkpoint = load_pretrained(name, dtype=dtype, progress=progress, weights=weights)
         checkpoint.model.to(device)
         return checkpoint
     if weights is not None:

@@ -29,6 +29,16 @@ from gpt.model import GPTModel
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
 
+# A short text that repeats: a tiny model learns it within a few steps.
+STORY = (
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+    "must be in want of a wife. However little known the feelings or views of such a man may be "
+    "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
+    "surrounding families, that he is considered the rightful property of some one or other of "
+    "their daughters. In the beginning God created the heaven and the earth. "
+) * 12
+
+
 def read_corpus(name: str) -> str:
     return gzip.decompress((ASSETS / "corpora" / name).read_bytes()).decode("utf-8")
 

@@ -9,14 +9,7 @@ import pytest
 
 from gpt.checkpoint import load_checkpoint
 from gpt.cli import main
-
-TEXT = (
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-    "must be in want of a wife. However little known the feelings or views of such a man may be "
-    "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
-    "surrounding families, that he is considered the rightful property of some one or other of "
-    "their daughters. In the beginning God created the heaven and the earth. "
-) * 12
+from tests.helpers import STORY as TEXT
 
 
 def test_pretrain_command_trains_exports_and_resumes(tmp_path, capsys):

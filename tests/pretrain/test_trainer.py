@@ -23,15 +23,9 @@ from gpt.pretrain.trainer import BatchSampler, PretrainConfig, pretrain
 from gpt.training.distributed import init_distributed
 from gpt.training.events import TrainingMonitor
 from gpt.training.optim import param_groups
+from tests.helpers import STORY as TEXT
 from tests.helpers import free_port
 
-TEXT = (
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-    "must be in want of a wife. However little known the feelings or views of such a man may be "
-    "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
-    "surrounding families, that he is considered the rightful property of some one or other of "
-    "their daughters. In the beginning God created the heaven and the earth. "
-) * 12
 TINY = GPTConfig(vocab_size=300, context_length=16, emb_dim=32, n_layers=2, n_heads=4, drop_rate=0.1)
 
 
