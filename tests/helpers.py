@@ -29,6 +29,8 @@ from gpt.model import GPTModel
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
 
+REPO = ASSETS.parent  # the repository root: where app.py is
+
 # A short text that repeats: a tiny model learns it within a few steps.
 STORY = (
     "It is a truth universally acknowledged, that a single man in possession of a good fortune, "

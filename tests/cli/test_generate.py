@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,9 +15,7 @@ from gpt.cli.generate import stream_text
 from gpt.generate import SamplingConfig, beam_search, generate
 from gpt.model import GPTModel
 from gpt.tokenizer import load_tokenizer
-from tests.helpers import PROMPTS, TINY, TINY_NAME
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import PROMPTS, REPO, TINY, TINY_NAME
 
 
 def test_greedy_output_is_transformers_greedy_text(tiny_cached, tiny_hf, capsys):
@@ -93,7 +90,7 @@ def test_wrong_weights_file_names_the_tensor(offline_hub, tiny_hf, capsys):
 
 def test_offline_without_cache_is_one_line_in_a_real_process(tmp_path):
     """HF_HUB_OFFLINE and HF_HUB_CACHE as a user sets them: in the environment, before the hub is imported."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path), "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "gpt", "generate", "--model", "gpt2-large", "--prompt", "Hello"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""

@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 
 from gpt.tokenizer import load_tokenizer
-from tests.helpers import free_port, make_model_folder
+from tests.helpers import REPO, free_port, make_model_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
