@@ -141,6 +141,11 @@ def one_token(registry: ModelRegistry, model_name: str, prompt: str, temperature
     return text, before_after_figure(req, logits, picked), with_notices(info, *req.notices)
 
 
+def one_line(text: str) -> str:
+    """Text for a one-line notice: line breaks shown as ↵."""
+    return text.replace("\n", " ↵ ")
+
+
 def beams(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float
           ) -> tuple[str, str]:
     """The most likely continuation under beam search (`gpt.generate.beam_search`), beside the greedy one."""
@@ -155,7 +160,7 @@ def beams(registry: ModelRegistry, model_name: str, prompt: str, num_beams: floa
     greedy = list(stream(ckpt.model, ids, SamplingConfig(max_new_tokens=new_tokens, temperature=0),
                          eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab))
     info = (f"The best of {n_beams} beams, scored by log-probability per token. "
-            f"Greedy decoding (one beam) gives: {tokenizer.decode(greedy)!r}")
+            f"Greedy decoding (one beam) gives: “{one_line(tokenizer.decode(greedy))}”")
     return tokenizer.decode(best), with_notices(info, cut, too_long)
 
 

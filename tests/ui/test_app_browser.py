@@ -130,6 +130,8 @@ def test_generate_tab(page):
     page.wait_for_function("([el, old]) => el.value !== old",
                            arg=[page.locator("#gen-prompt textarea").element_handle(), before])
     assert page.locator("#gen-prompt textarea").input_value().startswith(before)
+    page.locator("#gen-beam").click()
+    page.get_by_text("The best of 4 beams").wait_for()
     shot(page, "3-generate")
 
 
