@@ -13,18 +13,23 @@ def option(default: Any, help: str, **metadata: Any) -> Field:
     return field(default=default, metadata={"help": help, **metadata})
 
 
+POSITIONS = ("learned", "sinusoidal")  # how a token's position enters the residual stream
+
+
 @dataclass(frozen=True)
 class GPTConfig:
     """Hyperparameters of a GPT-2-style decoder (the book's GPT_CONFIG_124M, as a type)."""
 
     vocab_size: int = option(50257, "tokens the embedding and output head have rows for")
-    context_length: int = option(1024, "the most tokens the model reads at once (learned positions)")
+    context_length: int = option(1024, "the most tokens the model reads at once (one position vector each)")
     emb_dim: int = option(768, "width of the residual stream")
     n_heads: int = option(12, "attention heads per layer (emb_dim must divide by it)")
     n_layers: int = option(12, "transformer blocks")
     drop_rate: float = option(0.0, "dropout on embeddings, attention weights and residual branches")
     qkv_bias: bool = option(True, "biases on the query/key/value projection (OpenAI's GPT-2 has them)")
     tie_weights: bool = option(True, "share the token embedding with the output head (as GPT-2 does)")
+    positions: str = option("learned", "learned: a trained position embedding (GPT-2); sinusoidal: the fixed "
+                            "sin/cos encoding of 'Attention is all you need'", choices=POSITIONS)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
@@ -34,10 +39,17 @@ class GPTConfig:
             raise ValueError(f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})")
         if not 0.0 <= self.drop_rate < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
 
     @property
     def head_dim(self) -> int:
         return self.emb_dim // self.n_heads
+
+    @property
+    def position_table_size(self) -> int:
+        """Elements of the (context_length, emb_dim) position table: weights if learned, a buffer if sinusoidal."""
+        return self.context_length * self.emb_dim
 
     def n_params(self, include_output_head: bool = True) -> int:
         """Exact parameter count of `GPTModel(self)` without building it."""
@@ -47,15 +59,19 @@ class GPTConfig:
         mlp = d * 4 * d + 4 * d + 4 * d * d + d
         norms = 2 * 2 * d
         block = attn + mlp + norms
-        emb = v * d + self.context_length * d
+        emb = v * d + (self.position_table_size if self.positions == "learned" else 0)
         head = 0 if (self.tie_weights or not include_output_head) else v * d
         return emb + layers * block + 2 * d + head
 
     def memory_bytes(self, dtype: str = "float32", batch_size: int = 1) -> int:
-        """Weights plus a full-context KV cache: a lower bound on what inference needs."""
+        """Weights, the position table and a full-context KV cache: a lower bound on what inference needs.
+
+        A sinusoidal table holds no parameters but takes the memory a learned one would.
+        """
         width = bytes_per_element(dtype)
+        buffers = 0 if self.positions == "learned" else self.position_table_size
         kv_cache = 2 * self.n_layers * batch_size * self.context_length * self.emb_dim * width
-        return self.n_params() * width + kv_cache
+        return (self.n_params() + buffers) * width + kv_cache
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,22 @@ from gpt.attention import CausalSelfAttention, KVCache
 from gpt.config import GPTConfig
 
 
+def sinusoidal_positions(context_length: int, emb_dim: int) -> torch.Tensor:
+    """The (context_length, emb_dim) table of 'Attention is all you need': PE[pos, 2i] = sin(pos / 10000^(2i/d)),
+    PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
+
+    Each pair of columns turns at its own frequency, so PE[pos + k] is the same rotation of PE[pos]
+    for every pos: an offset looks alike anywhere in the window. Computed in float64, as float32
+    loses digits of the larger angles.
+    """
+    pos = torch.arange(context_length, dtype=torch.float64)[:, None]
+    angles = pos / 10000.0 ** (torch.arange(0, emb_dim, 2, dtype=torch.float64) / emb_dim)  # (T, ceil(d/2))
+    table = torch.empty(context_length, emb_dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(angles)
+    table[:, 1::2] = torch.cos(angles[:, : emb_dim // 2])  # an odd width has one sine column more
+    return table.float()
+
+
 class FeedForward(nn.Module):
     """The position-wise MLP: expand 4x, GELU (GPT-2's tanh approximation), project back."""
 
@@ -47,7 +63,14 @@ class GPTModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
-        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        if cfg.positions == "learned":
+            self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        else:  # a constant of the config: not saved, rebuilt on load (and moved and cast with the model)
+            self.register_buffer("pos_table", sinusoidal_positions(cfg.context_length, cfg.emb_dim),
+                                 persistent=False)
+        # The paper scales token embeddings by sqrt(emb_dim) beside its table, whose entries are of size 1: at
+        # GPT-2's initial std of 0.02 the tokens are drowned by the positions and the model does not learn.
+        self.emb_scale = 1.0 if cfg.positions == "learned" else math.sqrt(cfg.emb_dim)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(cfg.emb_dim, eps=1e-5)
@@ -79,7 +102,7 @@ class GPTModel(nn.Module):
         if start + T > self.cfg.context_length:
             raise ValueError(f"{start + T} positions exceed the context length {self.cfg.context_length}")
         pos = torch.arange(start, start + T, device=idx.device)
-        x = self.drop_emb(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
+        x = self.drop_emb(self.tok_emb(idx) * self.emb_scale + self.position_vectors(pos))  # (B, T, C)
         attentions = []
         for block in self.trf_blocks:
             x, weights = block(x, cache, need_weights)
@@ -88,6 +111,10 @@ class GPTModel(nn.Module):
         if cache is not None:
             cache.pos += T
         return self.final_norm(x), attentions
+
+    def position_vectors(self, pos: torch.Tensor) -> torch.Tensor:
+        """Positions (T,) -> the vectors (T, C) added to the token embeddings: learned rows or the sin/cos table."""
+        return self.pos_emb(pos) if self.cfg.positions == "learned" else self.pos_table[pos]
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False) -> torch.Tensor:
         """idx (B, T) -> logits (B, T, vocab), or (B, 1, vocab) for the last position only."""

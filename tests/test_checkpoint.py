@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gpt.bpe import BytePairEncoder
-from gpt.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from gpt.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, load_state_dict, save_checkpoint
 from gpt.config import GPTConfig
 from gpt.model import GPTModel
 from gpt.tokenizer import load_tokenizer
@@ -90,3 +90,29 @@ def test_tokenizer_larger_than_the_model_is_refused(tmp_path, tiny_model: GPTMod
     save_checkpoint(tiny_model, tmp_path, load_tokenizer("gpt2"))
     with pytest.raises(CheckpointError, match="tokenizer has 50257 tokens, model only 512"):
         load_checkpoint(tmp_path)
+
+
+def test_sinusoidal_model_round_trips_without_a_position_tensor(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = GPTModel(GPTConfig.preset("tiny", vocab_size=300, positions="sinusoidal")).eval()
+    bpe = BytePairEncoder.train("the cat sat on the mat; the dog sat on the log. " * 50, vocab_size=300)
+    save_checkpoint(model, tmp_path, bpe.to_tokenizer())
+    assert not any(name.startswith("pos") for name in load_state_dict(tmp_path / WEIGHTS_FILE))
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.model.cfg.positions == "sinusoidal"
+    idx = torch.randint(0, 300, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt.model(idx), model(idx), rtol=0, atol=0)
+
+
+def test_a_config_without_positions_loads_as_learned(saved, tiny_model: GPTModel) -> None:
+    """Checkpoints written before sinusoidal positions existed have no `positions` key."""
+    folder, _ = saved
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    del config["model"]["positions"]
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    ckpt = load_checkpoint(folder)
+    assert ckpt.model.cfg.positions == "learned"
+    idx = torch.randint(0, 300, (1, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt.model(idx), tiny_model(idx))

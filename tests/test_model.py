@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from gpt.config import PRESETS, GPTConfig
-from gpt.model import GPTModel
+from gpt.model import GPTModel, sinusoidal_positions
 from gpt.precision import dtype_of
 
 
@@ -49,21 +51,72 @@ def test_gpt2_preset_sizes(name: str, millions: int) -> None:
     assert round(PRESETS[name].n_params() / 1e6) == millions
 
 
-@pytest.mark.parametrize("tie,bias", [(True, True), (False, False)])
-def test_param_count_formula_matches_the_module(tie: bool, bias: bool) -> None:
-    cfg = GPTConfig.preset("tiny", tie_weights=tie, qkv_bias=bias)
+@pytest.mark.parametrize("tie,bias,positions", [(True, True, "learned"), (False, False, "learned"),
+                                                (True, True, "sinusoidal"), (False, True, "sinusoidal")])
+def test_param_count_formula_matches_the_module(tie: bool, bias: bool, positions: str) -> None:
+    cfg = GPTConfig.preset("tiny", tie_weights=tie, qkv_bias=bias, positions=positions)
     model = GPTModel(cfg)
     assert cfg.n_params() == model.n_params()
     assert (model.out_head.weight is model.tok_emb.weight) == tie
 
 
+def test_sinusoidal_positions_have_no_parameters() -> None:
+    learned, sinusoidal = GPTConfig.preset("tiny"), GPTConfig.preset("tiny", positions="sinusoidal")
+    assert learned.n_params() - sinusoidal.n_params() == learned.context_length * learned.emb_dim
+    model = GPTModel(sinusoidal)
+    assert not hasattr(model, "pos_emb") and not any(name.startswith("pos") for name in model.state_dict())
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_memory_estimate_is_what_the_weights_and_a_full_cache_take(dtype: str) -> None:
-    cfg = GPTConfig.preset("tiny")
+def test_memory_estimate_is_what_the_weights_and_a_full_cache_take(dtype: str, positions: str) -> None:
+    cfg = GPTConfig.preset("tiny", positions=positions)
     model = GPTModel(cfg).to(dtype_of(dtype))
     cache = model.new_cache(batch_size=3)
-    measured = sum(p.nbytes for p in model.parameters()) + cache.keys.nbytes + cache.values.nbytes
-    assert cfg.memory_bytes(dtype, batch_size=3) == measured
+    tensors = [*model.parameters(), *model.buffers(), cache.keys, cache.values]
+    assert cfg.memory_bytes(dtype, batch_size=3) == sum(t.nbytes for t in tensors)
+
+
+@pytest.mark.parametrize("pos,column", [(0, 0), (0, 1), (1, 0), (1, 1), (7, 10), (7, 11), (63, 62), (63, 63)])
+def test_sinusoidal_table_is_the_formula(pos: int, column: int) -> None:
+    d = 64
+    angle = pos / 10000 ** (2 * (column // 2) / d)
+    expected = math.sin(angle) if column % 2 == 0 else math.cos(angle)
+    assert sinusoidal_positions(64, d)[pos, column].item() == pytest.approx(expected, abs=1e-7)
+    model = GPTModel(GPTConfig.preset("tiny", positions="sinusoidal"))
+    assert model.position_vectors(torch.tensor([pos]))[0, column].item() == pytest.approx(expected, abs=1e-7)
+
+
+def test_sinusoidal_table_of_an_odd_width() -> None:
+    table = sinusoidal_positions(5, 3)
+    torch.testing.assert_close(table[3], torch.tensor([math.sin(3), math.cos(3), math.sin(3 / 10000 ** (2 / 3))]))
+
+
+def test_kv_cache_and_weights_path_with_sinusoidal_positions() -> None:
+    torch.manual_seed(0)
+    model = GPTModel(GPTConfig.preset("tiny", positions="sinusoidal")).eval()
+    idx = torch.randint(0, model.cfg.vocab_size, (2, 20))
+    with torch.no_grad():
+        full = model(idx)
+        cache = model.new_cache(batch_size=2)
+        prefill = model(idx[:, :12], cache)
+        decoded = [model(idx[:, t : t + 1], cache) for t in range(12, 20)]  # one token at a time, as generation does
+        fast, _ = model.hidden_states(idx)
+        slow, maps = model.hidden_states(idx, need_weights=True)
+    assert (torch.cat([prefill, *decoded], dim=1) - full).abs().max() <= 1e-5
+    assert (fast - slow).abs().max() <= 1e-5 and len(maps) == model.cfg.n_layers
+
+
+def test_a_sinusoidal_model_is_a_learned_one_holding_the_table() -> None:
+    """The table replaces the learned rows and nothing else changes."""
+    torch.manual_seed(0)
+    learned = GPTModel(GPTConfig.preset("tiny")).eval()
+    sinusoidal = GPTModel(GPTConfig.preset("tiny", positions="sinusoidal")).eval()
+    sinusoidal.load_state_dict({k: v for k, v in learned.state_dict().items() if k != "pos_emb.weight"})
+    with torch.no_grad():
+        learned.pos_emb.weight.copy_(sinusoidal.pos_table)
+        idx = torch.randint(0, 512, (1, 16))
+        torch.testing.assert_close(sinusoidal(idx), learned(idx))
 
 
 def test_bad_configs_are_refused() -> None:
@@ -73,6 +126,14 @@ def test_bad_configs_are_refused() -> None:
         GPTConfig.preset("gpt5")
     with pytest.raises(ValueError, match="unknown GPTConfig fields"):
         GPTConfig.from_dict({"emb_dim": 64, "wat": 1})
+    with pytest.raises(ValueError, match="positions must be one of learned, sinusoidal"):
+        GPTConfig(positions="rotary")
+
+
+def test_configs_written_before_positions_existed_are_learned() -> None:
+    old = {k: v for k, v in GPTConfig.preset("tiny").to_dict().items() if k != "positions"}
+    assert GPTConfig.from_dict(old).positions == "learned"
+    assert GPTConfig.from_dict(GPTConfig.preset("tiny", positions="sinusoidal").to_dict()).positions == "sinusoidal"
 
 
 def test_dropout_only_in_training() -> None:

@@ -13,8 +13,9 @@ from gpt.cli.options import add_config_arguments, add_device_argument, check_dev
 from gpt.cli.progress import TqdmListener
 from gpt.config import PRESETS, GPTConfig
 from gpt.data.corpus import read_training_text
+from gpt.pretrain.runs import train_run
 from gpt.pretrain.state import STATE_FILE
-from gpt.pretrain.trainer import PretrainConfig, export_model, prepare_tokenizer, pretrain
+from gpt.pretrain.trainer import PretrainConfig
 from gpt.training.distributed import init_distributed
 from gpt.training.events import TrainingMonitor
 
@@ -48,20 +49,19 @@ def run(args: argparse.Namespace) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
     train_texts, val_texts, corpus_name = read_training_text(args.text, args.val_fraction)
     model_cfg = GPTConfig.preset(args.preset, **config_overrides(args, GPTConfig))
-    tokenizer = prepare_tokenizer(args.tokenizer, train_texts, model_cfg.vocab_size, out_dir, ddp, args.resume,
-                                  not args.quiet)
     cfg = PretrainConfig(model=model_cfg, **config_overrides(args, PretrainConfig))
     time_limit = None if args.time_limit_min is None else 60 * args.time_limit_min
     bar = TqdmListener("pretrain", enabled=not args.quiet and ddp.is_main)
     try:
-        result = pretrain(cfg, train_texts, val_texts, tokenizer, out_dir, ddp, resume=args.resume,
-                          time_limit_s=time_limit, monitor=TrainingMonitor(bar))
+        meta = train_run(cfg, train_texts, val_texts, args.tokenizer, out_dir, corpus_name, ddp, resume=args.resume,
+                         time_limit_s=time_limit, monitor=TrainingMonitor(bar), progress=not args.quiet)
     finally:
         bar.close()
-    if ddp.is_main:
-        meta = export_model(result, cfg, tokenizer, val_texts, out_dir, corpus_name)
+    if meta is not None:
         print(f"held-out loss {meta['held_out_loss']:.4f}, perplexity {meta['held_out_perplexity']:.2f}, "
               f"{meta['held_out_bits_per_byte']:.4f} bits/byte over {meta['held_out_bytes']} bytes; "
               f"model saved to {out_dir / 'model'}")
+        for name, bpb in meta["baselines"].items():
+            print(f"  {name}: {bpb:.4f} bits/byte")
     if ddp.world_size > 1:
         dist.destroy_process_group()

@@ -97,6 +97,14 @@ def join_documents(texts: Iterable[str]) -> str:
     return "".join(text + END_OF_TEXT for text in texts)
 
 
+def hold_out_tails(texts: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """(train, held-out) texts: the last `val_fraction` of each text is held out, the rest trained on."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"the held-out fraction must be in (0, 1), got {val_fraction}")
+    cuts = [int(len(text) * (1 - val_fraction)) for text in texts]
+    return ([t[:c] for t, c in zip(texts, cuts, strict=True)], [t[c:] for t, c in zip(texts, cuts, strict=True)])
+
+
 def read_training_text(text_files: list[str], val_fraction: float) -> tuple[list[str], list[str], str]:
     """Training and held-out documents: the shipped corpora, or text files whose tails are held out.
 
@@ -105,12 +113,5 @@ def read_training_text(text_files: list[str], val_fraction: float) -> tuple[list
     if not text_files:
         split = load_corpus()
         return [d.text for d in split.train], [d.text for d in split.held_out], "austen+kjv (gpt/data/corpus.py split)"
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"--val-fraction must be in (0, 1), got {val_fraction}")
-    train_texts, val_texts = [], []
-    for name in text_files:
-        text = read_text(Path(name))
-        cut = int(len(text) * (1 - val_fraction))
-        train_texts.append(text[:cut])
-        val_texts.append(text[cut:])
+    train_texts, val_texts = hold_out_tails([read_text(Path(name)) for name in text_files], val_fraction)
     return train_texts, val_texts, ", ".join(Path(n).name for n in text_files)

@@ -320,8 +320,11 @@ def sample_text(model: GPTModel, tokenizer: Tokenizer, prompt: str, max_new_toke
 
 
 def export_model(result: PretrainResult, cfg: PretrainConfig, tokenizer: Tokenizer, val_texts: list[str],
-                 out_dir: Path, corpus_name: str) -> dict[str, Any]:
-    """Score the whole held-out text, then save `OUT/model/` (bf16) with the figures in the config's meta."""
+                 out_dir: Path, corpus_name: str, baselines: dict[str, float] | None = None) -> dict[str, Any]:
+    """Score the whole held-out text, then save `OUT/model/` (bf16) with the figures in the config's meta.
+
+    `baselines` (bits per byte of other compressors on the same held-out text) are stored beside them.
+    """
     directory = out_dir / "model"
     val_tokens = np.asarray(open_token_file(out_dir / "val.bin"))
     loss, n_scored = heldout_loss(result.model, val_tokens, precision=cfg.autocast)
@@ -333,6 +336,8 @@ def export_model(result: PretrainResult, cfg: PretrainConfig, tokenizer: Tokeniz
         "held_out_perplexity": round(math.exp(loss), 2), "held_out_tokens": n_scored, "held_out_bytes": n_bytes,
         "held_out_bits_per_byte": round(bits_per_byte(loss * n_scored, n_bytes), 4),
         "final_train_loss": round(result.log[-1]["train_loss"], 4) if result.log else None,
+        "params": result.model.n_params(), "tokenizer": tokenizer.name,
+        "baselines": {name: round(bpb, 4) for name, bpb in (baselines or {}).items()},
         "train_config": cfg.to_dict(), "torch": torch.__version__,
     }
     save_checkpoint(result.model, directory, tokenizer, meta, dtype=torch.bfloat16)
