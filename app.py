@@ -1,7 +1,8 @@
 """The GPT-from-scratch playground: `python app.py` serves it offline on the shipped models.
 
 Honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (Gradio reads them), GPT_MODELS_DIR to serve
-models from another folder than `assets/models`, and GPT_APP_TORCH_THREADS (default 1).
+models from another folder than `assets/models`, GPT_APP_TORCH_THREADS (default 1), and the Train
+tab's GPT_TRAIN_* limits and GPT_RUNS_DIR (`ui/jobs.py`, `TrainLimits`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # must precede the g
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from ui import attention_tab, chat_tab, generate_tab, picker, spam_tab, tokenizer_tab  # noqa: E402
+from ui import attention_tab, chat_tab, generate_tab, picker, spam_tab, tokenizer_tab, train_tab  # noqa: E402
+from ui.jobs import JobRunner  # noqa: E402
 from ui.registry import MODELS_DIR, ModelRegistry  # noqa: E402
 
 THEME = gr.themes.Soft()  # a built-in theme: its fonts are bundled, nothing is fetched
@@ -24,8 +26,11 @@ CSS = "#model-summary {align-self: center}\n" + tokenizer_tab.CSS + spam_tab.CSS
 CONCURRENT_EVENTS = 2
 
 
-def build_app(registry: ModelRegistry | None = None) -> gr.Blocks:
+def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = None) -> gr.Blocks:
+    runner = runner or JobRunner()
     registry = registry or ModelRegistry(os.environ.get("GPT_MODELS_DIR", MODELS_DIR))
+    if registry.runs_root is None:  # the picker offers what the Train tab trains
+        registry.runs_root = runner.limits.runs_dir.resolve()
     with gr.Blocks(title="GPT from scratch", analytics_enabled=False) as demo:
         gr.Markdown("# GPT from scratch\nHow a GPT turns text into tokens, attends, predicts, classifies and chats: "
                     "every model here was written and trained from scratch (or loaded from OpenAI's GPT-2).")
@@ -37,6 +42,8 @@ def build_app(registry: ModelRegistry | None = None) -> gr.Blocks:
                 attention_tab.build(registry, model)
             with gr.Tab("Generate", id="generate"):
                 generate_tab.build(registry, model)
+            with gr.Tab("Train", id="train"):
+                train_tab.build(runner, registry, model, demo)
             with gr.Tab("Spam", id="spam") as spam:
                 spam_tab.build(registry, spam)
             with gr.Tab("Chat", id="chat"):

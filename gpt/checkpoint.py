@@ -104,8 +104,17 @@ def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], so
 
 
 def _tokenizer_of(directory: Path, config: dict[str, Any]) -> Tokenizer:
+    """GPT-2's BPE or the folder's own ranks file: a config someone hands us cannot point at other files."""
     ref = config.get("tokenizer", "gpt2")
-    return load_tokenizer(ref if ref == "gpt2" else str(directory / ref))
+    if ref not in ("gpt2", TOKENIZER_FILE):
+        raise CheckpointError(f"{directory / CONFIG_FILE}: tokenizer must be 'gpt2' or {TOKENIZER_FILE!r}, "
+                              f"got {ref!r}")
+    if ref == "gpt2":
+        return load_tokenizer("gpt2")
+    try:
+        return load_tokenizer(str(directory / TOKENIZER_FILE))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{directory / TOKENIZER_FILE}: not a readable tokenizer ({err})") from err
 
 
 def load_checkpoint_tokenizer(directory: str | Path) -> Tokenizer:

@@ -63,15 +63,18 @@ class GPTConfig:
         head = 0 if (self.tie_weights or not include_output_head) else v * d
         return emb + layers * block + 2 * d + head
 
-    def memory_bytes(self, dtype: str = "float32", batch_size: int = 1) -> int:
-        """Weights, the position table and a full-context KV cache: a lower bound on what inference needs.
+    def n_elements(self) -> int:
+        """Every number `GPTModel(self)` holds: its parameters and, for sinusoidal positions, the fixed table.
 
-        A sinusoidal table holds no parameters but takes the memory a learned one would.
+        The table is a buffer, not a parameter, yet it takes the memory a learned one would.
         """
+        return self.n_params() + (0 if self.positions == "learned" else self.position_table_size)
+
+    def memory_bytes(self, dtype: str = "float32", batch_size: int = 1) -> int:
+        """The model's tensors plus a full-context KV cache: a lower bound on what inference needs."""
         width = bytes_per_element(dtype)
-        buffers = 0 if self.positions == "learned" else self.position_table_size
         kv_cache = 2 * self.n_layers * batch_size * self.context_length * self.emb_dim * width
-        return (self.n_params() + buffers) * width + kv_cache
+        return self.n_elements() * width + kv_cache
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from gpt.bpe import BytePairEncoder
-from gpt.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, load_state_dict, save_checkpoint
+from gpt.checkpoint import (
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    load_checkpoint,
+    load_state_dict,
+    save_checkpoint,
+)
 from gpt.config import GPTConfig
 from gpt.model import GPTModel
 from gpt.tokenizer import load_tokenizer
@@ -116,3 +124,23 @@ def test_a_config_without_positions_loads_as_learned(saved, tiny_model: GPTModel
     idx = torch.randint(0, 300, (1, 12))
     with torch.no_grad():
         torch.testing.assert_close(ckpt.model(idx), tiny_model(idx))
+
+
+@pytest.mark.parametrize("ref", ["../tokenizer.tiktoken", "/etc/passwd", "other.tiktoken"])
+def test_a_config_cannot_point_the_tokenizer_outside_the_folder(saved, ref: str) -> None:
+    folder, _ = saved
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config["tokenizer"] = ref
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="tokenizer must be 'gpt2' or 'tokenizer.tiktoken'"):
+        load_checkpoint(folder)
+
+
+def test_a_missing_or_corrupt_tokenizer_is_a_checkpoint_error(saved) -> None:
+    folder, _ = saved
+    (folder / TOKENIZER_FILE).write_text("not base64 and a rank\n")
+    with pytest.raises(CheckpointError, match="not a readable tokenizer"):
+        load_checkpoint(folder)
+    (folder / TOKENIZER_FILE).unlink()
+    with pytest.raises(CheckpointError, match="not a readable tokenizer"):
+        load_checkpoint(folder)

@@ -108,15 +108,26 @@ def test_kv_cache_and_weights_path_with_sinusoidal_positions() -> None:
 
 
 def test_a_sinusoidal_model_is_a_learned_one_holding_the_table() -> None:
-    """The table replaces the learned rows and nothing else changes."""
+    """The table replaces the learned rows, the tokens are scaled by sqrt(emb_dim), and nothing else changes."""
     torch.manual_seed(0)
-    learned = GPTModel(GPTConfig.preset("tiny")).eval()
-    sinusoidal = GPTModel(GPTConfig.preset("tiny", positions="sinusoidal")).eval()
+    learned = GPTModel(GPTConfig.preset("tiny", tie_weights=False)).eval()
+    sinusoidal = GPTModel(GPTConfig.preset("tiny", tie_weights=False, positions="sinusoidal")).eval()
     sinusoidal.load_state_dict({k: v for k, v in learned.state_dict().items() if k != "pos_emb.weight"})
     with torch.no_grad():
         learned.pos_emb.weight.copy_(sinusoidal.pos_table)
+        learned.tok_emb.weight.mul_(math.sqrt(learned.cfg.emb_dim))
         idx = torch.randint(0, 512, (1, 16))
         torch.testing.assert_close(sinusoidal(idx), learned(idx))
+
+
+def test_sinusoidal_tokens_are_not_drowned_by_the_positions() -> None:
+    """The table's entries are of size 1, GPT-2's initial embeddings 0.02: unscaled, the tokens are lost (the
+    model stays at the unigram loss). The paper's sqrt(emb_dim) brings them close (here at GPT-2 small's width)."""
+    torch.manual_seed(0)
+    model = GPTModel(GPTConfig.preset("gpt2-small", vocab_size=1000, n_layers=1, positions="sinusoidal"))
+    tokens = model.tok_emb(torch.arange(1000)) * model.emb_scale
+    ratio = tokens.pow(2).mean().sqrt() / model.pos_table.pow(2).mean().sqrt()
+    assert 0.5 < ratio < 1.0, ratio
 
 
 def test_bad_configs_are_refused() -> None:

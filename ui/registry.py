@@ -1,9 +1,10 @@
 """Which models the app can use, by name, and a small LRU cache of the ones already loaded.
 
-Three kinds of names: the shipped models in `assets/models/<name>/`, OpenAI's GPT-2 sizes (fetched by
-`gpt.pretrained.load_pretrained`), and `local:<folder>` for any other checkpoint folder inside the
-model folder. Local names are confined to that folder, so a name typed into the app can never
-make the server read an arbitrary path. Loading a model takes seconds; switching back to one that
+Four kinds of names: the shipped models in `assets/models/<name>/`, OpenAI's GPT-2 sizes (fetched by
+`gpt.pretrained.load_pretrained`), `local:<folder>` for any other checkpoint folder inside the
+model folder, and `run:<name>` for a model trained in the app (the Train tab's runs folder). Local
+and run names are confined to their folders, so a name typed into the app can never make the
+server read an arbitrary path. Loading a model takes seconds; switching back to one that
 is cached takes microseconds.
 """
 
@@ -25,6 +26,8 @@ from gpt.tokenizer import Tokenizer, load_tokenizer
 MODELS_DIR = SHIPPED_MODELS  # what the app serves unless GPT_MODELS_DIR says otherwise
 SHIPPED_LANGUAGE_MODELS = ("base", "instruct")  # `spam` is a classifier, not a next-token model
 LOCAL_PREFIX = "local:"
+RUN_PREFIX = "run:"
+RUN_MODEL = "model"  # a run folder's checkpoint subfolder (what `gpt.pretrain.runs.train_run` writes)
 
 
 class UnknownModelError(ValueError):
@@ -38,17 +41,18 @@ class ModelUnavailableError(FileNotFoundError):
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    kind: str  # "shipped", "gpt2" or "local"
+    kind: str  # "shipped", "gpt2", "local" or "run"
     path: Path | None  # checkpoint folder; None for GPT-2 (the loader knows where its cache is)
 
 
 class ModelRegistry:
     """Resolve model names and keep the `capacity` most recently used loaded models in memory."""
 
-    def __init__(self, root: str | Path = MODELS_DIR, capacity: int = 3):
+    def __init__(self, root: str | Path = MODELS_DIR, capacity: int = 3, runs_root: str | Path | None = None):
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.root = Path(root).resolve()
+        self.runs_root = Path(runs_root).resolve() if runs_root is not None else None
         self.capacity = capacity
         self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -71,10 +75,17 @@ class ModelRegistry:
         return [LOCAL_PREFIX + d.name for d in sorted(self.root.iterdir())
                 if d.name not in shipped and (d / CONFIG_FILE).is_file()]
 
+    def run_names(self) -> list[str]:
+        """Runs trained in the app whose model was exported, newest first."""
+        if self.runs_root is None or not self.runs_root.is_dir():
+            return []
+        runs = [d for d in self.runs_root.iterdir() if (d / RUN_MODEL / CONFIG_FILE).is_file()]
+        return [RUN_PREFIX + d.name for d in sorted(runs, key=lambda d: d.stat().st_mtime, reverse=True)]
+
     def names(self) -> list[str]:
-        """Every name the picker offers: shipped models present, local checkpoints, GPT-2 sizes."""
+        """Every name the picker offers: shipped models present, runs, local checkpoints, GPT-2 sizes."""
         shipped = [n for n in SHIPPED_LANGUAGE_MODELS if self.has(n)]
-        return shipped + self.local_names() + list(GPT2_SIZES)
+        return shipped + self.run_names() + self.local_names() + list(GPT2_SIZES)
 
     def default(self) -> str:
         """The first shipped model present; `base` (with its 'not there yet' message) otherwise."""
@@ -92,6 +103,12 @@ class ModelRegistry:
             if not rel or not path.is_relative_to(self.root) or path == self.root:
                 raise UnknownModelError(f"{name!r}: a local model must be a folder inside {self.root}")
             return ModelEntry(name, "local", path)
+        if name.startswith(RUN_PREFIX) and self.runs_root is not None:
+            rel = name[len(RUN_PREFIX):].strip()
+            path = (self.runs_root / rel).resolve()
+            if not rel or path.parent != self.runs_root:
+                raise UnknownModelError(f"{name!r}: a run is named run:<name> after a folder of the Train tab")
+            return ModelEntry(name, "run", path / RUN_MODEL)
         choices = ", ".join(self.names())
         raise UnknownModelError(f"unknown model {name!r}; choose one of: {choices}, or local:<folder in {self.root}>")
 
@@ -127,6 +144,12 @@ class ModelRegistry:
             tokenizer = load_checkpoint_tokenizer(entry.path)
         with self._cache_lock:
             return self._tokenizers.setdefault(entry.name, tokenizer)
+
+    def forget(self, name: str) -> None:
+        """Drop a model and its tokenizer from the caches: a run that trained further has new weights."""
+        with self._cache_lock:
+            self._cache.pop(("lm", name), None)
+            self._tokenizers.pop(name, None)
 
     def cached(self, key: tuple[str, str], loader: Callable[[], Any]) -> Any:
         """`loader()` once per key; the least recently used value is dropped beyond `capacity`.

@@ -1,0 +1,244 @@
+"""The app's one job runner: trainings run in their own processes, queued, owned by the session that started them.
+
+A training never runs inside a browser request: `submit` starts a child process (spawned, so it
+shares no state with the server: not its threads, not its random generator) and a supervising
+thread that collects the child's `TrainEvent`s. Closing the page leaves the job running; the
+owner can come back, watch it, and stop it. Other sessions see that the machine is busy and their
+place in the queue, and nothing more. Limits come from environment variables (`TrainLimits`).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpt.data.download import cache_dir
+from gpt.training.events import TrainEvent, TrainingMonitor
+
+log = logging.getLogger("gpt.app")
+
+
+def _env_number(name: str, default: float, kind: type = int) -> Any:
+    raw = os.environ.get(name)
+    try:
+        return kind(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class TrainLimits:
+    """What one training may ask for; the defaults suit a 2-vCPU, 16 GB Hugging Face Space."""
+
+    max_running: int = 1  # GPT_TRAIN_MAX_RUNNING: trainings at once
+    max_queued: int = 4  # GPT_TRAIN_MAX_QUEUED: trainings waiting for a free slot
+    max_chars: int = 8_000_000  # GPT_TRAIN_MAX_CHARS: training text (all sources together)
+    max_upload_mb: int = 20  # GPT_TRAIN_MAX_UPLOAD_MB: one uploaded .txt file or run zip
+    max_params: int = 30_000_000  # GPT_TRAIN_MAX_PARAMS
+    max_steps: int = 20_000  # GPT_TRAIN_MAX_STEPS
+    max_minutes: float = 60.0  # GPT_TRAIN_MAX_MINUTES: a training is stopped (with a checkpoint) after this
+    keep_runs: int = 20  # GPT_TRAIN_KEEP_RUNS: finished runs kept on disk; the oldest are removed
+    threads: int = 2  # GPT_TRAIN_THREADS: torch threads of a training process
+    runs_dir: Path = field(default_factory=lambda: cache_dir() / "runs")  # GPT_RUNS_DIR
+
+    @classmethod
+    def from_env(cls) -> TrainLimits:
+        return cls(
+            max_running=_env_number("GPT_TRAIN_MAX_RUNNING", cls.max_running),
+            max_queued=_env_number("GPT_TRAIN_MAX_QUEUED", cls.max_queued),
+            max_chars=_env_number("GPT_TRAIN_MAX_CHARS", cls.max_chars),
+            max_upload_mb=_env_number("GPT_TRAIN_MAX_UPLOAD_MB", cls.max_upload_mb),
+            max_params=_env_number("GPT_TRAIN_MAX_PARAMS", cls.max_params),
+            max_steps=_env_number("GPT_TRAIN_MAX_STEPS", cls.max_steps),
+            max_minutes=_env_number("GPT_TRAIN_MAX_MINUTES", cls.max_minutes, float),
+            keep_runs=_env_number("GPT_TRAIN_KEEP_RUNS", cls.keep_runs),
+            threads=_env_number("GPT_TRAIN_THREADS", cls.threads),
+            runs_dir=Path(os.environ.get("GPT_RUNS_DIR") or cache_dir() / "runs"),
+        )
+
+
+class JobError(ValueError):
+    """A job request that cannot be honoured: the queue is full, the session has one already, not yours..."""
+
+
+@dataclass
+class Job:
+    id: str
+    owner: str  # the session that started it: only it may stop it
+    name: str  # the run's folder name under the runs directory
+    settings: dict[str, Any]  # what the user asked for, shown back with the job
+    state: str = "queued"  # queued, running, stopping, stopped, done, failed, cancelled
+    events: list[TrainEvent] = field(default_factory=list)
+    result: Any = None
+    error: str = ""
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    _stop: Any = None  # the child's stop flag (a multiprocessing Event)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running", "stopping")
+
+
+def _child(target: Callable[..., Any], kwargs: dict[str, Any], events: Any, stop: Any, threads: int) -> None:
+    """The training process: run `target(monitor=..., **kwargs)`, sending every event and the outcome back."""
+    import torch
+
+    torch.set_num_threads(threads)
+    monitor = TrainingMonitor(lambda e: events.put(("event", e)))
+
+    def check_stop(_: TrainEvent) -> None:
+        if stop.is_set():
+            monitor.request_stop()
+
+    monitor.listeners.insert(0, check_stop)
+    try:
+        events.put(("result", target(monitor=monitor, **kwargs)))
+    except (ValueError, FileNotFoundError) as err:  # bad input: its message is for the user
+        events.put(("error", str(err)))
+    except Exception as err:  # noqa: BLE001 - the server must learn of any failure, and stay up
+        traceback.print_exc()
+        events.put(("error", f"the training failed ({type(err).__name__}); details are in the server log"))
+
+
+class JobRunner:
+    """Queue and run jobs, at most `limits.max_running` at once; thread-safe."""
+
+    def __init__(self, limits: TrainLimits | None = None):
+        self.limits = limits or TrainLimits.from_env()
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._waiting: deque[tuple[Job, Callable[..., Any], dict[str, Any]]] = deque()
+        self._running = 0
+        self._context = mp.get_context("spawn")
+
+    # -- asking ----------------------------------------------------------------------------------
+    def job_of(self, owner: str) -> Job | None:
+        """The owner's most recent job."""
+        with self._lock:
+            mine = [j for j in self._jobs.values() if j.owner == owner]
+        return max(mine, key=lambda j: j.created) if mine else None
+
+    def place_in_queue(self, job: Job) -> int:
+        """1 for the next to start, 2 after it...; 0 when not waiting."""
+        with self._lock:
+            for place, (waiting, _, _) in enumerate(self._waiting, 1):
+                if waiting is job:
+                    return place
+        return 0
+
+    def busy(self) -> tuple[int, int]:
+        """(running, waiting) jobs: what another session is told about the machine."""
+        with self._lock:
+            return self._running, len(self._waiting)
+
+    # -- acting ----------------------------------------------------------------------------------
+    def submit(self, owner: str, name: str, settings: dict[str, Any], target: Callable[..., Any],
+               kwargs: dict[str, Any]) -> Job:
+        """Queue `target(monitor=..., **kwargs)` (a picklable, module-level function) for `owner`."""
+        with self._lock:
+            if any(j.owner == owner and j.active for j in self._jobs.values()):
+                raise JobError("You already have a training queued or running: stop it first.")
+            if len(self._waiting) >= self.limits.max_queued and self._running >= self.limits.max_running:
+                raise JobError(f"The queue is full ({self.limits.max_queued} trainings waiting): try again later.")
+            job = Job(uuid.uuid4().hex, owner, name, settings, _stop=self._context.Event())
+            self._jobs[job.id] = job
+            self._waiting.append((job, target, kwargs))
+        self._start_waiting()
+        return job
+
+    def stop(self, job: Job, owner: str) -> None:
+        """Ask the owner's job to stop: a waiting one is cancelled, a running one checkpoints and ends."""
+        if job.owner != owner:
+            raise JobError("Only the session that started this training can stop it.")
+        with self._lock:
+            for entry in list(self._waiting):
+                if entry[0] is job:
+                    self._waiting.remove(entry)
+                    job.state, job.finished = "cancelled", time.time()
+                    return
+            if job.state == "running":
+                job.state = "stopping"
+                job._stop.set()
+
+    def wait(self, job: Job, timeout: float) -> bool:
+        """Block until `job` has ended (for tests and scripts); True if it did."""
+        deadline = time.monotonic() + timeout
+        while job.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not job.active
+
+    # -- running ---------------------------------------------------------------------------------
+    def _start_waiting(self) -> None:
+        with self._lock:
+            starting = []
+            while self._waiting and self._running < self.limits.max_running:
+                starting.append(self._waiting.popleft())
+                self._running += 1
+        for job, target, kwargs in starting:
+            job.state, job.started = "running", time.time()
+            threading.Thread(target=self._supervise, args=(job, target, kwargs), daemon=True,
+                             name=f"job-{job.name}").start()
+
+    def _supervise(self, job: Job, target: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+        events = self._context.Queue()
+        process = self._context.Process(target=_child, args=(target, kwargs, events, job._stop, self.limits.threads),
+                                        daemon=True)
+        outcome: tuple[str, Any] | None = None
+        try:
+            process.start()
+            while outcome is None:
+                try:
+                    kind, value = events.get(timeout=0.5)
+                except queue.Empty:
+                    if not process.is_alive():
+                        break
+                    continue
+                if kind == "event":
+                    job.events.append(value)
+                else:
+                    outcome = (kind, value)
+            process.join(timeout=30)
+        except Exception:  # noqa: BLE001 - a supervisor that dies would leave the slot taken forever
+            log.exception("job %s: supervising failed", job.name)
+        if outcome is None:
+            job.state, job.error = "failed", "the training process ended without a result (out of memory?)"
+        elif outcome[0] == "error":
+            job.state, job.error = "failed", outcome[1]
+        else:
+            job.result = outcome[1]
+            job.state = "stopped" if job._stop.is_set() or self._stopped_early(job) else "done"
+        job.finished = time.time()
+        with self._lock:
+            self._running -= 1
+        self._prune_runs()
+        self._start_waiting()
+
+    @staticmethod
+    def _stopped_early(job: Job) -> bool:
+        return any(e.kind == "stopped" for e in job.events)
+
+    def _prune_runs(self) -> None:
+        """Keep the newest `keep_runs` run folders; never one that a queued or running job uses."""
+        root = self.limits.runs_dir
+        if not root.is_dir():
+            return
+        with self._lock:
+            in_use = {j.name for j in self._jobs.values() if j.active}
+        runs = sorted((d for d in root.iterdir() if d.is_dir() and d.name not in in_use),
+                      key=lambda d: d.stat().st_mtime, reverse=True)
+        for old in runs[self.limits.keep_runs:]:
+            shutil.rmtree(old, ignore_errors=True)

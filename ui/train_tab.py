@@ -1,0 +1,531 @@
+"""Tab: train a GPT from scratch in the browser (the book's chapters 2 and 5, live).
+
+Data (shipped corpora, pasted text, uploaded .txt files) -> what the model sees (tokens and the
+sliding window's input/target pairs) -> tokenizer -> model -> budget -> a live loss curve and
+samples -> a run in the model picker, its held-out bits per byte beside `xz -9` and an n-gram, and a
+zip to download (and upload again). The training itself runs in the job runner (`ui/jobs.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+from gpt.bpe import BytePairEncoder, pretokenize
+from gpt.config import GPTConfig
+from gpt.data.corpus import AUSTEN_NOVELS, HELD_OUT_NOVELS, hold_out_tails, join_documents, load_corpus
+from gpt.data.windows import SlidingWindowDataset
+from gpt.model import GPTModel
+from gpt.pretrain.archive import ArchiveError, read_run_archive, write_run_archive
+from gpt.pretrain.runs import train_run
+from gpt.pretrain.state import loss_figure
+from gpt.pretrain.trainer import PretrainConfig
+from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
+from gpt.training.loss import lm_loss
+from gpt.training.optim import param_groups
+from ui.common import check_number, user_errors
+from ui.jobs import Job, JobError, JobRunner
+from ui.registry import RUN_PREFIX, ModelRegistry
+from ui.tokenizer_tab import piece_label, tokens_html
+
+KJV = "King James Bible (61 books)"
+CORPORA = {f"Austen: {name}": name for name in AUSTEN_NOVELS if name not in HELD_OUT_NOVELS} | {KJV: "kjv"}
+DEFAULT_CORPORA = ["Austen: prideprejudice"]
+MODEL_PRESETS = ("classroom", "tiny", "shipped-small", "custom")
+MIN_VOCAB, MAX_VOCAB = 257, 8192
+MAX_WORD_CHARS = 200  # a longer run of letters makes BPE training slow (it counts every pair inside it)
+PASTED_HELD_OUT = 0.1  # the tail of pasted and uploaded text that is held out
+PREVIEW_TOKENS = 300
+PREVIEW_WINDOWS = 4
+PROBE_STEPS = 2
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """What a training reads: documents to train on, documents held out, and a name for the card."""
+
+    train: list[str]
+    held_out: list[str]
+    name: str
+
+    @property
+    def n_chars(self) -> int:
+        return sum(map(len, self.train)) + sum(map(len, self.held_out))
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+def read_upload(path: str, max_bytes: int) -> str:
+    """An uploaded .txt file as text: UTF-8, within the size limit."""
+    file = Path(path)
+    if file.stat().st_size > max_bytes:
+        raise ValueError(f"{file.name} is {file.stat().st_size / 2**20:.1f} MB: the limit is "
+                         f"{max_bytes / 2**20:.0f} MB per file.")
+    try:
+        return file.read_bytes().decode("utf-8").replace("\r\n", "\n")
+    except UnicodeDecodeError:
+        raise ValueError(f"{file.name} is not UTF-8 text: save it as UTF-8 .txt and upload it again.") from None
+
+
+def gather_data(corpora: list[str] | None, pasted: str | None, files: list[str] | None, max_chars: int,
+                max_upload_bytes: int) -> TrainData:
+    """The chosen corpora (with their fixed held-out documents) plus pasted and uploaded text (tails held out)."""
+    corpora = list(corpora or [])
+    unknown = [c for c in corpora if c not in CORPORA]
+    if unknown:
+        raise ValueError(f"Unknown corpus {unknown[0]!r}; choose from: {', '.join(CORPORA)}.")
+    kinds = {CORPORA[c] for c in corpora}
+
+    def chosen(doc_name: str, held_out: bool) -> bool:
+        """Austen novels ticked (and Persuasion, held out, with any of them); the Bible's books."""
+        source, _, book = doc_name.partition("-")
+        if source == "kjv":
+            return "kjv" in kinds
+        return bool(kinds - {"kjv"}) if held_out else book in kinds
+
+    split = load_corpus() if corpora else None
+    train = [d.text for d in split.train if chosen(d.name, False)] if split else []
+    held_out = [d.text for d in split.held_out if chosen(d.name, True)] if split else []
+    own = [t for t in [pasted or "", *(read_upload(f, max_upload_bytes) for f in files or [])] if t.strip()]
+    if own:
+        own_train, own_held = hold_out_tails(own, PASTED_HELD_OUT)
+        train += own_train
+        held_out += own_held
+    if not train:
+        raise ValueError("There is no training text: tick a corpus, paste some text, or upload a .txt file.")
+    names = corpora + (["your text"] if own else [])
+    data = TrainData(train, held_out, " + ".join(names))
+    if data.n_chars > max_chars:
+        raise ValueError(f"The data has {data.n_chars:,} characters; the limit here is {max_chars:,}. "
+                         "Pick fewer corpora or less text.")
+    if sum(map(len, held_out)) < 200:
+        raise ValueError("The held-out part is under 200 characters, too little to measure the model on: "
+                         "add text (a tenth of pasted text is held out).")
+    return data
+
+
+def check_bpe_input(texts: list[str]) -> None:
+    """Refuse text whose pre-tokenized 'words' would make BPE training blow up in time and memory."""
+    longest = max((len(w) for t in texts for w in pretokenize(t)), default=0)
+    if longest > MAX_WORD_CHARS:
+        raise ValueError(f"The text has a run of {longest:,} characters with no space or punctuation; training a "
+                         f"BPE on it would take very long. Break it up, or use GPT-2's tokenizer.")
+
+
+@functools.lru_cache(maxsize=4)
+def _trained_bpe(text: str, vocab_size: int) -> Tokenizer:
+    return BytePairEncoder.train(text, vocab_size).to_tokenizer("bpe")
+
+
+def build_tokenizer(data: TrainData, kind: str, vocab_size: int) -> Tokenizer:
+    """GPT-2's BPE, or ours trained on the training text to `vocab_size` (fewer if the text has no more pairs)."""
+    if kind == "gpt2":
+        return load_tokenizer("gpt2")
+    if kind != "bpe":
+        raise ValueError(f"Unknown tokenizer {kind!r}: choose bpe or gpt2.")
+    check_bpe_input(data.train)
+    return _trained_bpe("\n\n".join(data.train), vocab_size)
+
+
+def preview(runner: JobRunner, corpora: list[str], pasted: str, files: list[str] | None, tokenizer_kind: str,
+            vocab_size: float, context_length: float, stride: float) -> tuple[str, pd.DataFrame, str]:
+    """What the model will see: the first tokens, a few input/target windows, and how much data there is."""
+    limits = runner.limits
+    data = gather_data(corpora, pasted, files, limits.max_chars, limits.max_upload_mb * 2**20)
+    vocab_size = check_number(vocab_size, "Vocabulary size", MIN_VOCAB, MAX_VOCAB, integer=True)
+    context = check_number(context_length, "Context length", 8, 1024, integer=True)
+    stride = check_number(stride, "Stride", 1, 1024, integer=True)
+    tokenizer = build_tokenizer(data, tokenizer_kind, vocab_size)
+    first = data.train[0][:4000]
+    pieces = tokenizer.pieces(first)[:PREVIEW_TOKENS]
+    ids = tokenizer.encode(join_documents(data.train))
+    windows = SlidingWindowDataset(ids, context, stride)
+    rows = []
+    for i in range(min(PREVIEW_WINDOWS, len(windows))):
+        x, y = windows[i]
+        rows.append((i, i * stride, _shown(tokenizer, x.tolist()), _shown(tokenizer, y.tolist())))
+    table = pd.DataFrame(rows, columns=["window", "starts at token", "input", "target (input shifted by one)"])
+    n_chars = sum(map(len, data.train))
+    requested = "" if tokenizer.n_vocab >= vocab_size or tokenizer_kind == "gpt2" else (
+        f" (you asked for {vocab_size:,}: the text has no more pairs to merge)")
+    counts = (f"**{data.name}**: {n_chars:,} characters to train on, {sum(map(len, data.held_out)):,} held out. "
+              f"Tokenizer: {'GPT-2' if tokenizer_kind == 'gpt2' else 'our BPE'}, "
+              f"**{tokenizer.n_vocab:,}** tokens{requested}; {len(ids):,} training tokens, "
+              f"**{n_chars / max(len(ids), 1):.2f}** characters per token. "
+              f"Windows of {context} tokens every {stride}: **{len(windows):,}**.")
+    return tokens_html(pieces), table, counts
+
+
+def _shown(tokenizer: Tokenizer, ids: list[int]) -> str:
+    """A window's tokens separated by `|`, whitespace visible."""
+    return "|".join(piece_label(TokenPiece(i, tokenizer.decode_bytes([i]), 0, 0)) for i in ids)
+
+
+# -- the model ---------------------------------------------------------------------------------------
+
+def model_config(preset: str, n_layers: float, n_heads: float, emb_dim: float, context_length: float,
+                 positions: str, drop_rate: float, vocab_size: int) -> GPTConfig:
+    """The preset's shape, or the custom one; the vocabulary is the tokenizer's."""
+    if preset not in MODEL_PRESETS:
+        raise ValueError(f"Unknown model preset {preset!r}; choose one of {', '.join(MODEL_PRESETS)}.")
+    drop = check_number(drop_rate, "Dropout", 0, 0.5)
+    if preset == "custom":
+        cfg = GPTConfig(vocab_size=vocab_size,
+                        n_layers=check_number(n_layers, "Layers", 1, 24, integer=True),
+                        n_heads=check_number(n_heads, "Heads", 1, 32, integer=True),
+                        emb_dim=check_number(emb_dim, "Width", 8, 1024, integer=True),
+                        context_length=check_number(context_length, "Context length", 8, 1024, integer=True),
+                        drop_rate=drop, positions=positions)
+    else:
+        cfg = GPTConfig.preset(preset, vocab_size=vocab_size, drop_rate=drop, positions=positions)
+    return cfg
+
+
+def training_memory_bytes(cfg: GPTConfig, batch_size: int) -> int:
+    """Weights, gradients and AdamW's two moments (16 bytes a parameter) plus the activations backward keeps.
+
+    The activations are an estimate: per layer and token about 16 floats per width unit (attention
+    inputs, the 4x MLP, norms, residuals) and the attention weights, plus the logits.
+    """
+    tokens = batch_size * cfg.context_length
+    per_layer = tokens * (16 * cfg.emb_dim + 2 * cfg.n_heads * cfg.context_length)
+    return 16 * cfg.n_params() + 4 * (cfg.n_layers * per_layer + 2 * tokens * cfg.vocab_size)
+
+
+def probe_step_seconds(cfg: GPTConfig, batch_size: int, steps: int = PROBE_STEPS) -> float:
+    """Seconds per training step, measured: `steps` steps of random data after one warm-up step."""
+    torch.manual_seed(0)
+    model = GPTModel(cfg).train()
+    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=True)
+    batch = torch.randint(0, cfg.vocab_size, (batch_size, cfg.context_length + 1))
+
+    def step() -> None:
+        loss = lm_loss(model(batch[:, :-1]), batch[:, 1:])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def check_model(runner: JobRunner, preset: str, n_layers: float, n_heads: float, emb_dim: float,
+                context_length: float, positions: str, drop_rate: float, tokenizer_kind: str, vocab_size: float,
+                batch_size: float, max_steps: float, minutes: float) -> str:
+    """Parameters, memory and a measured time per step, before anything starts."""
+    vocab = 50257 if tokenizer_kind == "gpt2" else check_number(vocab_size, "Vocabulary size", MIN_VOCAB,
+                                                                  MAX_VOCAB, integer=True)
+    cfg = model_config(preset, n_layers, n_heads, emb_dim, context_length, positions, drop_rate, vocab)
+    batch = check_number(batch_size, "Batch size", 1, 128, integer=True)
+    steps = check_number(max_steps, "Steps", 1, runner.limits.max_steps, integer=True)
+    minutes = check_number(minutes, "Minutes", 0.1, runner.limits.max_minutes)
+    check_size(runner, cfg)
+    seconds = probe_step_seconds(cfg, batch)
+    tokens_per_step = batch * cfg.context_length
+    planned = min(steps * seconds, 60 * minutes)
+    return (f"**{cfg.n_params() / 1e6:.2f}M parameters** ({cfg.n_layers} layers, {cfg.n_heads} heads, "
+            f"{cfg.emb_dim} wide, context {cfg.context_length}, {cfg.positions} positions). Training needs about "
+            f"**{training_memory_bytes(cfg, batch) / 2**20:,.0f} MB** (weights, gradients, AdamW, activations). "
+            f"Measured here: **{seconds * 1000:.0f} ms per step** of {tokens_per_step:,} tokens "
+            f"({tokens_per_step / seconds:,.0f} tokens/s, on the app's threads; the training process has its own). "
+            f"{steps:,} steps would take about {steps * seconds / 60:.1f} min; the budget stops it after "
+            f"{planned / 60:.1f} min.")
+
+
+def check_size(runner: JobRunner, cfg: GPTConfig) -> None:
+    if cfg.n_params() > runner.limits.max_params:
+        raise ValueError(f"The model has {cfg.n_params() / 1e6:.1f}M parameters; the limit here is "
+                         f"{runner.limits.max_params / 1e6:.0f}M. Make it smaller (fewer layers, narrower, "
+                         f"or a smaller vocabulary).")
+
+
+# -- jobs --------------------------------------------------------------------------------------------
+
+def owner_of(token: str | None, request: gr.Request | None) -> str:
+    """Who is asking: the browser's stored token (survives a reload), else the connection's session."""
+    if isinstance(token, str) and re.fullmatch(r"[0-9a-f]{32}", token):
+        return token
+    session = getattr(request, "session_hash", None)
+    if not session:
+        raise ValueError("No session: reload the page.")
+    return str(session)
+
+
+def start_training(runner: JobRunner, token: str, corpora: list[str], pasted: str, files: list[str] | None,
+                   tokenizer_kind: str, vocab_size: float, preset: str, n_layers: float, n_heads: float,
+                   emb_dim: float, context_length: float, positions: str, drop_rate: float, max_steps: float,
+                   minutes: float, batch_size: float, lr: float, warmup_steps: float, weight_decay: float,
+                   seed: float, request: gr.Request = None) -> str:
+    """Check every setting, then queue the training; returns the first status line."""
+    owner = owner_of(token, request)
+    limits = runner.limits
+    data = gather_data(corpora, pasted, files, limits.max_chars, limits.max_upload_mb * 2**20)
+    vocab = check_number(vocab_size, "Vocabulary size", MIN_VOCAB, MAX_VOCAB, integer=True)
+    tokenizer = build_tokenizer(data, tokenizer_kind, vocab)
+    model = model_config(preset, n_layers, n_heads, emb_dim, context_length, positions, drop_rate, tokenizer.n_vocab)
+    check_size(runner, model)
+    steps = check_number(max_steps, "Steps", 1, limits.max_steps, integer=True)
+    cfg = PretrainConfig(
+        model=model, max_steps=steps, batch_size=check_number(batch_size, "Batch size", 1, 128, integer=True),
+        lr=check_number(lr, "Learning rate", 1e-5, 1e-1), min_lr=check_number(lr, "Learning rate", 1e-5, 1e-1) / 10,
+        warmup_steps=min(check_number(warmup_steps, "Warmup steps", 0, limits.max_steps, integer=True), steps),
+        weight_decay=check_number(weight_decay, "Weight decay", 0, 1),
+        eval_interval=max(1, steps // 20), checkpoint_interval=max(1, steps // 10), eval_windows=32,
+        seed=check_number(seed, "Seed", 0, 2**31 - 1, integer=True), sample_prompt=_sample_prompt(data),
+    )
+    minutes = check_number(minutes, "Minutes", 0.1, limits.max_minutes)
+    name = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    out_dir = limits.runs_dir / name
+    out_dir.mkdir(parents=True)
+    spec = "gpt2"
+    if tokenizer_kind == "bpe":
+        spec = str(out_dir / "tokenizer.tiktoken")
+        BytePairEncoder(tokenizer.ranks).save(spec)  # the one trained for the preview: the child loads it
+    kwargs = {"cfg": cfg, "train_texts": data.train, "val_texts": data.held_out, "tokenizer_spec": spec,
+              "out_dir": out_dir, "data_name": data.name, "time_limit_s": 60 * minutes,
+              "baseline_orders": (5,)}
+    try:
+        job = runner.submit(owner, name, kwargs, train_run, kwargs)
+    except JobError:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    place = runner.place_in_queue(job)
+    return f"Queued: **{name}**, place {place} in the queue." if place else f"Started **{name}**."
+
+
+def _sample_prompt(data: TrainData) -> str:
+    """The first few words of the training text: a prompt the model can make sense of."""
+    words = data.train[0].split()[:4]
+    return " ".join(words) if words else "The"
+
+
+def stop_training(runner: JobRunner, token: str, request: gr.Request = None) -> str:
+    owner = owner_of(token, request)
+    job = runner.job_of(owner)
+    if job is None or not job.active:
+        raise ValueError("You have no training running.")
+    runner.stop(job, owner)
+    return "Stopping: the run writes a checkpoint and its model at the current step."
+
+
+def resume_training(runner: JobRunner, token: str, request: gr.Request = None) -> str:
+    """Continue the owner's stopped run from its checkpoint, with the same settings and data."""
+    owner = owner_of(token, request)
+    job = runner.job_of(owner)
+    if job is None or job.state != "stopped" or job.result is None:
+        raise ValueError("There is no stopped run to resume: start a training, stop it, then resume it.")
+    kwargs = {**job.settings, "resume": True}
+    new = runner.submit(owner, job.name, kwargs, train_run, kwargs)
+    return f"Resuming **{new.name}** from step {job.result['steps']}."
+
+
+def event_rows(job: Job) -> list[dict[str, float]]:
+    """The job's events as the rows `loss_figure` draws: train loss per step, held-out loss per evaluation."""
+    rows = []
+    for e in job.events:
+        if e.kind == "step":
+            rows.append({"tokens_seen": e.tokens_seen, "train_loss": e.metrics["train_loss"]})
+        elif e.kind == "eval":
+            rows.append({"tokens_seen": e.tokens_seen, "val_loss": e.metrics["val_loss"]})
+    return rows
+
+
+def progress_line(job: Job) -> str:
+    """Step, tokens/s, elapsed and an estimate of the time left."""
+    steps = [e for e in job.events if e.kind == "step"]
+    if not steps:
+        return "Preparing the data and the model…"
+    last = steps[-1]
+    elapsed = last.metrics["elapsed_s"]
+    budget = job.settings.get("time_limit_s") or math.inf
+    first = steps[0]
+    done_here = last.step - first.step + 1
+    per_step = (elapsed - first.metrics["elapsed_s"]) / max(done_here - 1, 1) if done_here > 1 else elapsed
+    left = min((last.total_steps - last.step) * per_step, max(budget - (time.time() - (job.started or 0)), 0))
+    return (f"Step **{last.step:,} / {last.total_steps:,}**, {last.tokens_seen:,} tokens seen, "
+            f"train loss {last.metrics['train_loss']:.3f}, {last.metrics['tokens_per_s']:,.0f} tokens/s, "
+            f"{elapsed:.0f} s elapsed, about {left:.0f} s left.")
+
+
+def result_markdown(meta: dict[str, Any], name: str) -> str:
+    rows = [("this model", meta["held_out_bits_per_byte"])] + list(meta.get("baselines", {}).items())
+    table = "\n".join(f"| {n} | {b:.3f} |" for n, b in rows)
+    return (f"### {RUN_PREFIX}{name}\n\n{meta['steps']:,} steps, {meta['tokens_seen']:,} tokens seen, held-out loss "
+            f"{meta['held_out_loss']:.3f}. It is in the model picker above as `{RUN_PREFIX}{name}`: the Tokenizer, "
+            f"Attention and Generate tabs use it.\n\n| held out ({meta['held_out_bytes']:,} bytes) | bits per byte |"
+            f"\n|---|---|\n{table}\n\nLower is better; the baselines see the same held-out text.")
+
+
+def status(runner: JobRunner, registry: ModelRegistry, token: str, request: gr.Request = None
+           ) -> tuple[str, go.Figure | None, pd.DataFrame, str, Any, Any]:
+    """The owner's job as the page shows it; other sessions' jobs only as a busy machine."""
+    owner = owner_of(token, request)
+    job = runner.job_of(owner)
+    running, waiting = runner.busy()
+    keep_ticking = job is not None and job.active
+    if job is None:
+        busy = f" The machine is training for {running} other session(s), {waiting} waiting." if running else ""
+        return ("No training yet: set it up above and press Start." + busy, None, pd.DataFrame(), "",
+                gr.Timer(active=False), gr.skip())
+    samples = pd.DataFrame([(e.step, e.text) for e in job.events if e.kind == "sample"], columns=["step", "sample"])
+    figure = loss_figure(event_rows(job), title=f"Training {job.name}") if job.events else None
+    result, picker = "", gr.skip()
+    if job.state == "queued":
+        line = f"Waiting: place {runner.place_in_queue(job)} in the queue ({running} training running)."
+    elif job.active:
+        line = progress_line(job) + (" Stopping…" if job.state == "stopping" else "")
+    elif job.state == "failed":
+        line = f"⚠️ The training failed: {job.error}"
+    elif job.state == "cancelled":
+        line = "Cancelled before it started."
+    else:
+        line = f"{'Stopped' if job.state == 'stopped' else 'Finished'}: {job.name}."
+        registry.forget(RUN_PREFIX + job.name)
+        result = result_markdown(job.result, job.name)
+        picker = gr.Dropdown(choices=registry.names())
+    return line, figure, samples, result, gr.Timer(active=keep_ticking), picker
+
+
+def list_runs(registry: ModelRegistry) -> pd.DataFrame:
+    """Every run with an exported model: name, steps, held-out bits per byte."""
+    rows = []
+    for name in registry.run_names():
+        meta = registry.load(name).meta
+        rows.append((name, meta.get("steps"), meta.get("tokens_seen"), meta.get("held_out_bits_per_byte"),
+                     meta.get("corpus")))
+    return pd.DataFrame(rows, columns=["model", "steps", "tokens seen", "held-out bits per byte", "data"])
+
+
+def download_run(registry: ModelRegistry, name: str) -> str:
+    """The run as one zip (weights, config, tokenizer, log, card) for the user to keep or upload again."""
+    entry = registry.resolve(name)
+    if entry.kind != "run" or not entry.path.is_dir():
+        raise ValueError(f"{name!r} is not a run trained here; pick one from the list of runs.")
+    folder = Path(tempfile.mkdtemp(prefix="run-zip-"))
+    return str(write_run_archive(entry.path.parent, folder / f"{entry.path.parent.name}.zip"))
+
+
+def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
+    """Load a run zip (as `download_run` makes them) into the runs folder and the model picker."""
+    if not file:
+        raise ValueError("Choose a run .zip to upload.")
+    size = Path(file).stat().st_size
+    if size > runner.limits.max_upload_mb * 2**20:
+        raise ValueError(f"The file is {size / 2**20:.1f} MB: the limit is {runner.limits.max_upload_mb} MB.")
+    name = "upload-" + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    try:
+        read_run_archive(Path(file), runner.limits.runs_dir / name)
+    except ArchiveError as err:
+        raise ValueError(f"Not a run archive: {err}") from err
+    return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the model picker.", gr.Dropdown(choices=registry.names())
+
+
+def start_session(token: str | None) -> str:
+    """A browser token for this visitor (kept in local storage), so a reload finds its training again."""
+    return token if isinstance(token, str) and re.fullmatch(r"[0-9a-f]{32}", token) else uuid.uuid4().hex
+
+
+# -- the tab -----------------------------------------------------------------------------------------
+
+def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo: gr.Blocks) -> None:
+    gr.Markdown("Train a GPT from scratch here, on this machine's CPU: pick the text, see what the model will "
+                "read, choose its size and budget, and watch the loss fall and the samples turn from noise into "
+                "words. The defaults give word-like text in about two minutes.")
+    token = gr.BrowserState(None, storage_key="gpt-playground-owner")
+    limits = runner.limits
+    with gr.Accordion("1. Data", open=True):
+        with gr.Row():
+            corpora = gr.CheckboxGroup(list(CORPORA), value=DEFAULT_CORPORA, label="Shipped corpora",
+                                       info="Persuasion and five books of the Bible are always held out",
+                                       elem_id="train-corpora")
+            files = gr.File(file_count="multiple", file_types=[".txt"], type="filepath",
+                            label=f"Upload .txt files (up to {limits.max_upload_mb} MB each)")
+        pasted = gr.Textbox(lines=4, label="Or paste text (its last tenth is held out)", elem_id="train-text")
+        with gr.Row():
+            tokenizer_kind = gr.Radio([("our BPE, trained on this text", "bpe"), ("GPT-2's BPE", "gpt2")],
+                                      value="bpe", label="Tokenizer")
+            vocab = gr.Slider(MIN_VOCAB, MAX_VOCAB, value=1024, step=1, label="BPE vocabulary size")
+            stride = gr.Slider(1, 256, value=64, step=1, label="Stride of the windows shown")
+        look = gr.Button("Show what the model will see", elem_id="train-preview")
+        counts = gr.Markdown(elem_id="train-counts")
+        tokens = gr.HTML()
+        windows = gr.Dataframe(interactive=False, wrap=True, label="Input/target windows (the book's chapter 2)")
+    with gr.Accordion("2. Model and budget", open=True):
+        with gr.Row():
+            preset = gr.Dropdown(list(MODEL_PRESETS), value="classroom", label="Model",
+                                 info="classroom: 1.6M parameters, about two minutes; tiny: one minute; custom: "
+                                      "the sliders")
+            positions = gr.Radio(["learned", "sinusoidal"], value="learned", label="Positions")
+            drop = gr.Slider(0, 0.5, value=0.0, step=0.05, label="Dropout")
+        with gr.Row():
+            layers = gr.Slider(1, 12, value=4, step=1, label="Layers (custom)")
+            heads = gr.Slider(1, 16, value=4, step=1, label="Heads (custom)")
+            width = gr.Slider(16, 512, value=128, step=16, label="Width (custom)")
+            context = gr.Slider(16, 512, value=128, step=16, label="Context length")
+        with gr.Row():
+            steps = gr.Slider(10, limits.max_steps, value=1200, step=10, label="Steps")
+            minutes = gr.Number(2.0, minimum=0.1, maximum=limits.max_minutes, label="Minutes at most")
+            batch = gr.Slider(1, 64, value=16, step=1, label="Batch size")
+        with gr.Row():
+            lr = gr.Number(3e-3, label="Learning rate (peak; cosine to a tenth)")
+            warmup = gr.Number(50, precision=0, label="Warmup steps")
+            decay = gr.Number(0.1, label="Weight decay")
+            seed = gr.Number(123, precision=0, label="Seed")
+        check = gr.Button("Check the model (two-step probe)", elem_id="train-check")
+        model_info = gr.Markdown(elem_id="train-model-info")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="train-start")
+        stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+        resume = gr.Button("Resume", elem_id="train-resume")
+    line = gr.Markdown(elem_id="train-status")
+    curve = gr.Plot(label="Loss", elem_id="train-curve")
+    samples = gr.Dataframe(interactive=False, wrap=True, label="Samples at each evaluation", elem_id="train-samples")
+    result = gr.Markdown(elem_id="train-result")
+    with gr.Accordion("Runs: download, upload", open=False):
+        runs = gr.Dataframe(interactive=False, label="Runs trained here")
+        with gr.Row():
+            run_name = gr.Textbox(label="Run to download", placeholder="run:…", elem_id="train-run-name")
+            download = gr.Button("Download as .zip")
+        zipped = gr.File(label="Run archive")
+        upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a run .zip")
+        uploaded = gr.Markdown()
+    timer = gr.Timer(1.0, active=False)
+
+    data_inputs = [corpora, pasted, files, tokenizer_kind, vocab]
+    model_inputs = [preset, layers, heads, width, context, positions, drop]
+    look.click(user_errors(functools.partial(preview, runner)), [*data_inputs, context, stride],
+               [tokens, windows, counts], api_name="train_preview")
+    check.click(user_errors(functools.partial(check_model, runner)),
+                [*model_inputs, tokenizer_kind, vocab, batch, steps, minutes], model_info, api_name="train_check")
+    watch = user_errors(functools.partial(status, runner, registry))
+    watched = [line, curve, samples, result, timer, picker]
+    start.click(user_errors(functools.partial(start_training, runner)),
+                [token, *data_inputs, *model_inputs, steps, minutes, batch, lr, warmup, decay, seed], line,
+                api_name="train_start").success(watch, token, watched, api_visibility="private")
+    stop.click(user_errors(functools.partial(stop_training, runner)), token, line, api_name="train_stop")
+    resume.click(user_errors(functools.partial(resume_training, runner)), token, line,
+                 api_name="train_resume").success(watch, token, watched, api_visibility="private")
+    timer.tick(watch, token, watched, api_name="train_status", concurrency_id="train_status", concurrency_limit=8)
+    runs_fn = user_errors(functools.partial(list_runs, registry))
+    result.change(runs_fn, None, runs, api_name="train_runs")
+    download.click(user_errors(functools.partial(download_run, registry)), run_name, zipped, api_name="train_download")
+    upload.upload(user_errors(functools.partial(upload_run, runner, registry)), upload, [uploaded, picker],
+                  api_name="train_upload")
+    demo.load(start_session, token, token, api_visibility="private").then(
+        watch, token, watched, api_visibility="private")
