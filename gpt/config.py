@@ -107,6 +107,9 @@ PRESETS: dict[str, GPTConfig] = {
     "shipped-small": GPTConfig(
         vocab_size=4096, context_length=256, emb_dim=256, n_layers=5, n_heads=8, drop_rate=0.1
     ),
+    # 0.9M parameters on a 1,024-token BPE: word-like text after about two minutes on two CPU cores
+    # (the Train tab's default).
+    "classroom": GPTConfig(vocab_size=1024, context_length=128, emb_dim=128, n_layers=4, n_heads=4),
     # A few hundred thousand parameters: for tests and quick experiments.
     "tiny": GPTConfig(vocab_size=512, context_length=64, emb_dim=64, n_layers=2, n_heads=4),
 }

@@ -49,6 +49,10 @@ def read_ranks(path: str | Path) -> dict[bytes, int]:
             ranks[base64.b64decode(token)] = int(rank)
         except ValueError as err:
             raise ValueError(f"{path}: line {line_no} is not '<base64> <rank>'") from err
+    # tiktoken trusts its ranks (a gap or a missing byte crashes it): a byte-level BPE has ranks
+    # 0..n-1 and every single byte among its tokens.
+    if sorted(ranks.values()) != list(range(len(ranks))) or any(bytes([b]) not in ranks for b in range(256)):
+        raise ValueError(f"{path}: not a byte-level BPE (ranks must be 0..n-1 and include all 256 bytes)")
     return ranks
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -104,3 +106,19 @@ def test_trained_ranks_run_in_tiktoken_identically(trained: BytePairEncoder, nov
 def test_tiny_vocab_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 257"):
         BytePairEncoder.train("abc", vocab_size=100)
+
+
+@pytest.mark.parametrize("damage", ["gap", "duplicate", "missing byte"])
+def test_ranks_that_would_crash_tiktoken_are_refused(trained: BytePairEncoder, tmp_path, damage: str) -> None:
+    ranks = dict(trained.ranks)
+    if damage == "gap":
+        ranks[max(ranks, key=ranks.get)] += 1
+    elif damage == "duplicate":
+        ranks[max(ranks, key=ranks.get)] = 300
+    else:
+        del ranks[b"A"]
+        ranks = {tok: i for i, tok in enumerate(sorted(ranks, key=ranks.get))}
+    path = tmp_path / "bad.tiktoken"
+    path.write_text("".join(f"{base64.b64encode(t).decode()} {r}\n" for t, r in ranks.items()))
+    with pytest.raises(ValueError, match="not a byte-level BPE"):
+        read_ranks(path)

@@ -6,6 +6,7 @@ import functools
 import inspect
 import logging
 import math
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -72,8 +73,8 @@ def _as_user_error(err: Exception) -> gr.Error:
 def user_errors(fn: Callable) -> Callable:
     """Run an event function so that every failure reaches the page as a `gr.Error` message.
 
-    Generator functions stay generators (Gradio streams them), and the signature is kept so Gradio
-    still sees `gr.Progress` parameters.
+    Generator functions stay generators (Gradio streams them), and the signature and the resolved
+    annotations are kept so Gradio still sees `gr.Progress` and `gr.Request` parameters.
     """
     if inspect.isgeneratorfunction(fn):
 
@@ -84,6 +85,7 @@ def user_errors(fn: Callable) -> Callable:
             except Exception as err:  # noqa: BLE001 - the point is that nothing escapes as a traceback
                 raise _as_user_error(err) from err
 
+        stream_wrapper.__annotations__ = _type_hints(fn)
         return stream_wrapper
 
     @functools.wraps(fn)
@@ -93,4 +95,14 @@ def user_errors(fn: Callable) -> Callable:
         except Exception as err:  # noqa: BLE001
             raise _as_user_error(err) from err
 
+    wrapper.__annotations__ = _type_hints(fn)
     return wrapper
+
+
+def _type_hints(fn: Callable) -> dict[str, Any]:
+    """The annotations of `fn` (or of the function a partial wraps), resolved to types."""
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    try:
+        return typing.get_type_hints(target)
+    except (NameError, TypeError):
+        return {}

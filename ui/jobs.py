@@ -79,7 +79,7 @@ class Job:
     owner: str  # the session that started it: only it may stop it
     name: str  # the run's folder name under the runs directory
     settings: dict[str, Any]  # what the user asked for, shown back with the job
-    state: str = "queued"  # queued, running, stopping, stopped, done, failed, cancelled
+    state: str = "queued"  # queued, running, stopping, stopped (by its owner), done, failed, cancelled
     events: list[TrainEvent] = field(default_factory=list)
     result: Any = None
     error: str = ""
@@ -220,16 +220,12 @@ class JobRunner:
             job.state, job.error = "failed", outcome[1]
         else:
             job.result = outcome[1]
-            job.state = "stopped" if job._stop.is_set() or self._stopped_early(job) else "done"
+            job.state = "stopped" if job._stop.is_set() else "done"
         job.finished = time.time()
         with self._lock:
             self._running -= 1
         self._prune_runs()
         self._start_waiting()
-
-    @staticmethod
-    def _stopped_early(job: Job) -> bool:
-        return any(e.kind == "stopped" for e in job.events)
 
     def _prune_runs(self) -> None:
         """Keep the newest `keep_runs` run folders; never one that a queued or running job uses."""

@@ -48,7 +48,8 @@ MODEL_PRESETS = ("classroom", "tiny", "shipped-small", "custom")
 MIN_VOCAB, MAX_VOCAB = 257, 8192
 MAX_WORD_CHARS = 200  # a longer run of letters makes BPE training slow (it counts every pair inside it)
 PASTED_HELD_OUT = 0.1  # the tail of pasted and uploaded text that is held out
-PREVIEW_TOKENS = 300
+PREVIEW_TOKENS = 120
+WINDOW_TOKENS_SHOWN = 24  # of each window in the table: enough to see the shift by one
 PREVIEW_WINDOWS = 4
 PROBE_STEPS = 2
 
@@ -156,8 +157,9 @@ def preview(runner: JobRunner, corpora: list[str], pasted: str, files: list[str]
     rows = []
     for i in range(min(PREVIEW_WINDOWS, len(windows))):
         x, y = windows[i]
-        rows.append((i, i * stride, _shown(tokenizer, x.tolist()), _shown(tokenizer, y.tolist())))
-    table = pd.DataFrame(rows, columns=["window", "starts at token", "input", "target (input shifted by one)"])
+        rows.append((i, i * stride, _shown(tokenizer, x.tolist()[:WINDOW_TOKENS_SHOWN]),
+                     _shown(tokenizer, y.tolist()[:WINDOW_TOKENS_SHOWN])))
+    table = pd.DataFrame(rows, columns=["window", "start", "input (first tokens)", "target: the input shifted by one"])
     n_chars = sum(map(len, data.train))
     requested = "" if tokenizer.n_vocab >= vocab_size or tokenizer_kind == "gpt2" else (
         f" (you asked for {vocab_size:,}: the text has no more pairs to merge)")
@@ -171,7 +173,7 @@ def preview(runner: JobRunner, corpora: list[str], pasted: str, files: list[str]
 
 def _shown(tokenizer: Tokenizer, ids: list[int]) -> str:
     """A window's tokens separated by `|`, whitespace visible."""
-    return "|".join(piece_label(TokenPiece(i, tokenizer.decode_bytes([i]), 0, 0)) for i in ids)
+    return " | ".join(piece_label(TokenPiece(i, tokenizer.decode_bytes([i]), 0, 0)) for i in ids) + " …"
 
 
 # -- the model ---------------------------------------------------------------------------------------
@@ -244,8 +246,12 @@ def check_model(runner: JobRunner, preset: str, n_layers: float, n_heads: float,
             f"**{training_memory_bytes(cfg, batch) / 2**20:,.0f} MB** (weights, gradients, AdamW, activations). "
             f"Measured here: **{seconds * 1000:.0f} ms per step** of {tokens_per_step:,} tokens "
             f"({tokens_per_step / seconds:,.0f} tokens/s, on the app's threads; the training process has its own). "
-            f"{steps:,} steps would take about {steps * seconds / 60:.1f} min; the budget stops it after "
-            f"{planned / 60:.1f} min.")
+            f"{steps:,} steps would take about {duration(steps * seconds)}; the budget stops it after "
+            f"{duration(planned)}.")
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def check_size(runner: JobRunner, cfg: GPTConfig) -> None:
@@ -328,8 +334,9 @@ def resume_training(runner: JobRunner, token: str, request: gr.Request = None) -
     """Continue the owner's stopped run from its checkpoint, with the same settings and data."""
     owner = owner_of(token, request)
     job = runner.job_of(owner)
-    if job is None or job.state != "stopped" or job.result is None:
-        raise ValueError("There is no stopped run to resume: start a training, stop it, then resume it.")
+    if job is None or job.active or job.result is None or job.result["steps"] >= job.result["max_steps"]:
+        raise ValueError("There is no unfinished run to resume: start a training; once it is stopped (or its "
+                         "time budget ran out), Resume continues it.")
     kwargs = {**job.settings, "resume": True}
     new = runner.submit(owner, job.name, kwargs, train_run, kwargs)
     return f"Resuming **{new.name}** from step {job.result['steps']}."
@@ -351,6 +358,8 @@ def progress_line(job: Job) -> str:
     steps = [e for e in job.events if e.kind == "step"]
     if not steps:
         return "Preparing the data and the model…"
+    if job.events[-1].kind in ("stopped", "done"):
+        return f"Trained {steps[-1].step:,} steps; scoring the whole held-out text and the baselines…"
     last = steps[-1]
     elapsed = last.metrics["elapsed_s"]
     budget = job.settings.get("time_limit_s") or math.inf
@@ -394,8 +403,11 @@ def status(runner: JobRunner, registry: ModelRegistry, token: str, request: gr.R
         line = f"⚠️ The training failed: {job.error}"
     elif job.state == "cancelled":
         line = "Cancelled before it started."
+    elif job.result is None:
+        line = "Stopped before the first step: there is no model yet."
     else:
-        line = f"{'Stopped' if job.state == 'stopped' else 'Finished'}: {job.name}."
+        ended = next((e.text for e in reversed(job.events) if e.kind in ("stopped", "done")), "")
+        line = f"Finished: {job.name} ({ended})."
         registry.forget(RUN_PREFIX + job.name)
         result = result_markdown(job.result, job.name)
         picker = gr.Dropdown(choices=registry.names())
@@ -469,7 +481,7 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo:
     with gr.Accordion("2. Model and budget", open=True):
         with gr.Row():
             preset = gr.Dropdown(list(MODEL_PRESETS), value="classroom", label="Model",
-                                 info="classroom: 1.6M parameters, about two minutes; tiny: one minute; custom: "
+                                 info="classroom: about 1M parameters, two minutes; tiny: a minute; custom: "
                                       "the sliders")
             positions = gr.Radio(["learned", "sinusoidal"], value="learned", label="Positions")
             drop = gr.Slider(0, 0.5, value=0.0, step=0.05, label="Dropout")
@@ -479,12 +491,12 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo:
             width = gr.Slider(16, 512, value=128, step=16, label="Width (custom)")
             context = gr.Slider(16, 512, value=128, step=16, label="Context length")
         with gr.Row():
-            steps = gr.Slider(10, limits.max_steps, value=1200, step=10, label="Steps")
-            minutes = gr.Number(2.0, minimum=0.1, maximum=limits.max_minutes, label="Minutes at most")
+            steps = gr.Slider(10, limits.max_steps, value=600, step=10, label="Steps")
+            minutes = gr.Number(3.0, minimum=0.1, maximum=limits.max_minutes, label="Minutes at most")
             batch = gr.Slider(1, 64, value=16, step=1, label="Batch size")
         with gr.Row():
             lr = gr.Number(3e-3, label="Learning rate (peak; cosine to a tenth)")
-            warmup = gr.Number(50, precision=0, label="Warmup steps")
+            warmup = gr.Number(30, precision=0, label="Warmup steps")
             decay = gr.Number(0.1, label="Weight decay")
             seed = gr.Number(123, precision=0, label="Seed")
         check = gr.Button("Check the model (two-step probe)", elem_id="train-check")

@@ -24,20 +24,18 @@ def train_run(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str],
               out_dir: str | Path, data_name: str, ddp: Distributed | None = None, resume: bool = False,
               time_limit_s: float | None = None, monitor: TrainingMonitor | None = None,
               progress: bool = False, baseline_orders: tuple[int, ...] = (3, 5)) -> dict[str, Any] | None:
-    """Train (or resume), then export `OUT/model/` and `OUT/MODEL_CARD.md`; returns the figures (main process).
+    """Train (or resume), then export `OUT/model/` and `OUT/MODEL_CARD.md`; returns the figures.
 
-    A run stopped early is exported too (its card says how far it got); one stopped before its
-    first step has nothing to export and raises ValueError.
+    A run stopped early is exported too (its card says how far it got). Returns None on the other
+    processes of a data-parallel run, and when it was stopped before its first step (nothing to export).
     """
     out_dir = Path(out_dir)
     ddp = ddp or Distributed()
     tokenizer = prepare_tokenizer(tokenizer_spec, train_texts, cfg.model.vocab_size, out_dir, ddp, resume, progress)
     result = pretrain(cfg, train_texts, val_texts, tokenizer, out_dir, ddp, resume=resume, time_limit_s=time_limit_s,
                       monitor=monitor)
-    if not ddp.is_main:
+    if not ddp.is_main or result.step == 0:
         return None
-    if result.step == 0:
-        raise ValueError("stopped before the first step: there is no model to export yet")
     baselines = heldout_baselines(join_documents(train_texts), join_documents(val_texts), baseline_orders)
     meta = export_model(result, cfg, tokenizer, val_texts, out_dir, data_name, baselines)
     write_text_atomic(out_dir / CARD_FILE, run_card(meta))
@@ -58,7 +56,8 @@ def run_card(meta: dict[str, Any]) -> str:
     return f"""# A GPT pretrained from scratch
 
 {size}{m['n_layers']} layers, {m['n_heads']} heads, {m['emb_dim']} wide, context {m['context_length']} tokens,
-{m.get('positions', 'learned')} positions, vocabulary {m['vocab_size']:,} tokens ({meta.get('tokenizer', 'tokenizer')}).
+{m.get('positions', 'learned')} positions, vocabulary {m['vocab_size']:,} tokens
+({"GPT-2's BPE" if meta.get('tokenizer') == 'gpt2' else 'a BPE trained on the training text'}).
 
 ## Data
 

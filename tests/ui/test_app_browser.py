@@ -44,7 +44,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory):
     models = SHIPPED if shipped_complete() else make_model_folder(tmp_path_factory.mktemp("models"))
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GPT_MODELS_DIR": str(models), "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost",
+           "GPT_MODELS_DIR": str(models), "GPT_RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
+           "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost",
            "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"}
     log = tmp_path_factory.mktemp("app") / "app.log"
     with open(log, "w") as out:

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import time
 
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
-from gradio_client import Client  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from tests.helpers import free_port, make_model_folder  # noqa: E402
+from tests.helpers import STORY, free_port, make_model_folder  # noqa: E402
+from ui.jobs import JobRunner, TrainLimits  # noqa: E402
 from ui.registry import ModelRegistry  # noqa: E402
 
 ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token_probs", "/one_token",
-             "/beam_search", "/classify", "/spam_test_figures", "/chat"}
+             "/beam_search", "/classify", "/spam_test_figures", "/chat", "/train_preview", "/train_check",
+             "/train_start", "/train_stop", "/train_resume", "/train_status", "/train_runs", "/train_download",
+             "/train_upload"}
+# The Train tab's settings for a tiny model on pasted text: token (None: the client's session), corpora,
+# pasted text, files, tokenizer, vocabulary, preset, layers, heads, width, context, positions, dropout,
+# steps, minutes, batch, learning rate, warmup, weight decay, seed.
+TRAIN = [None, [], STORY, None, "bpe", 300, "custom", 2, 4, 32, 16, "learned", 0.0, 20_000, 5.0, 4, 3e-3, 5, 0.1, 1]
+POLL_S = 180  # a bound on a hung training, not a speed target
 GEN = (0.8, 40, 0.95)  # temperature, top-k, top-p
 
 
@@ -26,10 +37,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
 
 
 @pytest.fixture(scope="module")
-def client(registry: ModelRegistry):
+def client(registry: ModelRegistry, tmp_path_factory: pytest.TempPathFactory):
     from app import build_app
 
-    demo = build_app(registry)
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path_factory.mktemp("runs"), threads=1))
+    demo = build_app(registry, runner)
     demo.queue(default_concurrency_limit=2)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
@@ -136,3 +148,48 @@ def test_100k_characters_are_cut_with_a_notice(client):
     assert "only the last 512 are used" in notice
     _, _, notice = client.predict(text, api_name="/classify")
     assert "reads the first 512" in notice
+
+
+def poll_status(client, until) -> tuple:
+    """/train_status until `until(outputs)` holds (the page's timer does the same every second)."""
+    deadline = time.monotonic() + POLL_S
+    while True:
+        outputs = client.predict(None, api_name="/train_status")
+        if until(outputs) or time.monotonic() > deadline:
+            return outputs
+        time.sleep(0.5)
+
+
+def test_train_a_tiny_model_watch_it_stop_it_and_generate_with_it(client):
+    counts = client.predict(*TRAIN[1:6], 16, 8, api_name="/train_preview")[2]
+    assert "characters per token" in counts
+    assert "ms per step" in client.predict(*TRAIN[6:13], "bpe", 300, 4, 100, 1, api_name="/train_check")
+    assert "Started" in client.predict(*TRAIN, api_name="/train_start")
+    with pytest.raises(AppError, match="already have a training"):
+        client.predict(*TRAIN, api_name="/train_start")
+    line, curve, samples, *_ = poll_status(client, lambda out: len(out[2]["data"]) >= 3)
+    assert len(samples["data"]) >= 3 and "tokens/s" in line
+    train_loss = json.loads(curve["plot"])["data"][0]["y"]
+    assert train_loss[-1] < train_loss[0] - 1.0
+    assert "Stopping" in client.predict(None, api_name="/train_stop")
+    line, _, _, result, *_ = poll_status(client, lambda out: out[0].startswith("Finished"))
+    name = re.search(r"`(run:[\w-]+)`", result).group(1)
+    assert line.startswith("Finished") and "bits per byte" in result
+    text, _ = client.predict(name, "It is a truth", 0.0, 0, 1.0, 8, 0, api_name="/generate")
+    assert isinstance(text, str) and text
+    assert name in str(client.predict(api_name="/train_runs"))
+    archive = client.predict(name, api_name="/train_download")
+    message, _ = client.predict(handle_file(archive), api_name="/train_upload")
+    assert "Loaded as `run:upload-" in message
+
+
+def test_train_refuses_bad_settings(client):
+    bad = {2: "", 13: 0, 7: 100, 5: 10**6}  # no text, no steps, 100 layers, a huge vocabulary
+    for index, value in bad.items():
+        settings = list(TRAIN)
+        settings[index] = value
+        settings[6] = "custom"
+        with pytest.raises(AppError):
+            client.predict(*settings, api_name="/train_start")
+    with pytest.raises(AppError, match="not a run trained here"):
+        client.predict("base", api_name="/train_download")

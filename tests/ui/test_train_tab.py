@@ -1,0 +1,261 @@
+"""The Train tab's event functions and the job runner: real trainings of tiny models, in child processes."""
+
+from __future__ import annotations
+
+import types
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gpt.data.windows import SlidingWindowDataset
+from tests.helpers import STORY
+from ui import generate_tab, train_tab
+from ui.jobs import JobError, JobRunner, TrainLimits
+from ui.registry import RUN_PREFIX, ModelRegistry
+
+# A tiny model on the pasted story: a training takes seconds.
+TINY_RUN = dict(corpora=[], files=None, tokenizer_kind="bpe", vocab_size=300, preset="custom", n_layers=2,
+                n_heads=4, emb_dim=32, context_length=16, positions="learned", drop_rate=0.0, minutes=2.0,
+                batch_size=4, lr=3e-3, warmup_steps=5, weight_decay=0.1, seed=1)
+WAIT_S = 180  # a bound on a hung child process, not a speed target: a training here takes seconds
+
+
+def session(name: str) -> types.SimpleNamespace:
+    return types.SimpleNamespace(session_hash=name)
+
+
+@pytest.fixture
+def runner(tmp_path) -> JobRunner:
+    return JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1))
+
+
+@pytest.fixture
+def registry(runner, tmp_path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "models", runs_root=runner.limits.runs_dir)
+
+
+def start(runner: JobRunner, who: str, steps: int = 60, **changes) -> str:
+    settings = {**TINY_RUN, "pasted": STORY, "max_steps": steps, **changes}
+    return train_tab.start_training(runner, None, **settings, request=session(who))
+
+
+def choices(dropdown) -> list[str]:
+    return [value for value, _ in dropdown.choices]
+
+
+def finished(runner: JobRunner, who: str):
+    job = runner.job_of(who)
+    assert runner.wait(job, WAIT_S), "the training did not end"
+    return job
+
+
+# -- data --------------------------------------------------------------------------------------------
+
+def test_corpora_bring_their_fixed_held_out_documents_and_pasted_text_its_tail():
+    data = train_tab.gather_data(["Austen: emma"], "x" * 1000, None, 10**8, 10**6)
+    assert len(data.train) == 2 and data.train[1] == "x" * 900
+    assert data.held_out[-1] == "x" * 100 and data.held_out[0].startswith("Persuasion")
+    assert data.name == "Austen: emma + your text"
+    bible = train_tab.gather_data([train_tab.KJV], "", None, 10**8, 10**6)
+    assert len(bible.train) == 61 and len(bible.held_out) == 5
+
+
+@pytest.mark.parametrize("corpora, pasted, message", [
+    ([], "", "There is no training text"),
+    ([], "   \n", "There is no training text"),
+    (["Austen: persuasion"], "", "Unknown corpus"),  # held out: never trained on
+    ([], "short text", "held-out part is under 200 characters"),
+    (["Austen: emma"], "", "the limit here is 1,000"),
+])
+def test_bad_data_is_refused_clearly(corpora, pasted, message):
+    with pytest.raises(ValueError, match=message):
+        train_tab.gather_data(corpora, pasted, None, 1000 if corpora == ["Austen: emma"] else 10**8, 10**6)
+
+
+def test_uploads_must_be_utf8_and_small(tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 200)
+    with pytest.raises(ValueError, match="not UTF-8"):
+        train_tab.gather_data([], "", [str(tmp_path / "latin1.txt")], 10**8, 10**6)
+    (tmp_path / "big.txt").write_text("word " * 1000)
+    with pytest.raises(ValueError, match="the limit is"):
+        train_tab.gather_data([], "", [str(tmp_path / "big.txt")], 10**8, 1000)
+    (tmp_path / "ok.txt").write_text(STORY)
+    assert train_tab.gather_data([], "", [str(tmp_path / "ok.txt")], 10**8, 10**6).name == "your text"
+
+
+def test_a_long_run_of_letters_is_refused_before_bpe_training():
+    with pytest.raises(ValueError, match="no space or punctuation"):
+        train_tab.check_bpe_input(["a" * 5000])
+    train_tab.check_bpe_input([STORY])
+
+
+def test_preview_shows_tokens_windows_and_counts(runner):
+    html, windows, counts = train_tab.preview(runner, [], STORY, None, "bpe", 300, 16, 8)
+    tokenizer = train_tab.build_tokenizer(train_tab.gather_data([], STORY, None, 10**8, 10**6), "bpe", 300)
+    data = train_tab.gather_data([], STORY, None, 10**8, 10**6)
+    n_windows = len(SlidingWindowDataset(tokenizer.encode(data.train[0] + "<|endoftext|>"), 16, 8))
+    assert f"Windows of 16 tokens every 8: **{n_windows:,}**" in counts and "**300** tokens" in counts
+    assert html.count('class="tok c') == train_tab.PREVIEW_TOKENS
+    first, second = windows.iloc[0], windows.iloc[1]
+    assert first["start"] == 0 and second["start"] == 8
+    inputs = first["input (first tokens)"].removesuffix(" …").split(" | ")
+    targets = first["target: the input shifted by one"].removesuffix(" …").split(" | ")
+    assert len(inputs) == len(targets) == 16 and targets[:-1] == inputs[1:]
+    _, _, gpt2_counts = train_tab.preview(runner, [], STORY, None, "gpt2", 300, 16, 8)
+    assert "**50,257** tokens" in gpt2_counts
+
+
+def test_a_vocabulary_larger_than_the_text_allows_is_said(runner):
+    _, _, counts = train_tab.preview(runner, [], "abab cdcd " * 300, None, "bpe", 2000, 16, 8)
+    assert "you asked for 2,000: the text has no more pairs to merge" in counts
+
+
+def test_model_check_measures_a_step_and_refuses_too_large_models(runner):
+    info = train_tab.check_model(runner, "custom", 2, 4, 32, 16, "sinusoidal", 0.0, "bpe", 300, 4, 60, 1)
+    cfg = train_tab.model_config("custom", 2, 4, 32, 16, "sinusoidal", 0.0, 300)
+    assert f"**{cfg.n_params() / 1e6:.2f}M parameters**" in info and "sinusoidal positions" in info
+    assert "ms per step" in info and "the budget stops it after" in info
+    with pytest.raises(ValueError, match="the limit here is 30M"):
+        train_tab.check_model(runner, "custom", 24, 16, 1024, 512, "learned", 0.0, "gpt2", 300, 4, 60, 1)
+    with pytest.raises(ValueError, match="Steps must be between"):
+        train_tab.check_model(runner, "tiny", 2, 4, 32, 16, "learned", 0.0, "bpe", 300, 4, 10**9, 1)
+
+
+# -- jobs --------------------------------------------------------------------------------------------
+
+def test_a_training_runs_in_the_background_and_its_run_joins_the_picker(runner, registry):
+    assert "Started" in start(runner, "alice", steps=80)
+    job = finished(runner, "alice")
+    assert job.state == "done", job.error
+    line, figure, samples, result, _, picker = train_tab.status(runner, registry, None, session("alice"))
+    steps = [e for e in job.events if e.kind == "step"]
+    assert steps[-1].metrics["train_loss"] < steps[0].metrics["train_loss"] - 1.0
+    assert [t.name for t in figure.data] == ["train", "validation (held out)"]
+    assert len(samples) >= 4 and samples["sample"].str.startswith("It is a truth").all()
+    name = RUN_PREFIX + job.name
+    assert "Finished" in line and name in result and "xz -9" in result and name in choices(picker)
+    text, _ = list(generate_tab.generate(registry, name, "It is a truth", 0.0, 0, 1.0, 8, 0))[-1]
+    assert text  # the run generates in the Generate tab
+    runs = train_tab.list_runs(registry)
+    assert runs["model"].tolist() == [name] and runs["steps"].tolist() == [80]
+
+
+def test_one_training_per_session_and_only_the_owner_stops_it(runner, registry):
+    start(runner, "alice", steps=20_000)
+    with pytest.raises(JobError, match="already have a training"):
+        start(runner, "alice")
+    job = runner.job_of("alice")
+    with pytest.raises(JobError, match="Only the session that started"):
+        runner.stop(job, "mallory")
+    with pytest.raises(ValueError, match="no training running"):
+        train_tab.stop_training(runner, None, session("mallory"))
+    line = train_tab.status(runner, registry, None, session("mallory"))[0]
+    assert "training for 1 other session" in line and job.name not in line
+    assert "Stopping" in train_tab.stop_training(runner, None, session("alice"))
+    assert finished(runner, "alice").state == "stopped"
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
+    start(runner, "alice", steps=20_000)
+    job = runner.job_of("alice")
+    while sum(e.kind == "step" for e in job.events) < 20:
+        assert job.active, job.error
+        runner.wait(job, 0.2)
+    train_tab.stop_training(runner, None, session("alice"))
+    job = finished(runner, "alice")
+    stopped_at = job.result["steps"]
+    assert job.state == "stopped" and stopped_at >= 20
+    assert (runner.limits.runs_dir / job.name / "model" / "config.json").is_file()
+    assert "Resuming" in train_tab.resume_training(runner, None, session("alice"))
+    resumed = runner.job_of("alice")
+    while not any(e.kind == "step" for e in resumed.events):
+        assert resumed.active, resumed.error
+        runner.wait(resumed, 0.2)
+    assert resumed.name == job.name and resumed.events[0].step == stopped_at  # "start" at the checkpoint
+    train_tab.stop_training(runner, None, session("alice"))
+    finished(runner, "alice")
+
+
+def test_jobs_wait_in_a_queue_and_are_told_their_place(tmp_path):
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1, max_running=1, max_queued=1))
+    start(runner, "alice", steps=20_000)
+    assert "place 1 in the queue" in start(runner, "bob")
+    assert runner.busy() == (1, 1)
+    with pytest.raises(JobError, match="queue is full"):
+        start(runner, "carol")
+    bob = runner.job_of("bob")
+    runner.stop(bob, "bob")
+    assert bob.state == "cancelled"
+    train_tab.stop_training(runner, None, session("alice"))
+    finished(runner, "alice")
+
+
+def test_a_failed_training_is_a_message_and_frees_the_slot(runner, registry):
+    start(runner, "alice", steps=20, batch_size=64, context_length=512, preset="custom")  # text too short
+    job = finished(runner, "alice")
+    assert job.state == "failed" and "training text too short" in job.error
+    assert "failed" in train_tab.status(runner, registry, None, session("alice"))[0]
+    assert runner.busy() == (0, 0)
+
+
+def test_limits_come_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("GPT_TRAIN_MAX_PARAMS", "1000")
+    monkeypatch.setenv("GPT_RUNS_DIR", str(tmp_path))
+    limits = TrainLimits.from_env()
+    assert limits.max_params == 1000 and limits.runs_dir == tmp_path and limits.max_running == 1
+    monkeypatch.setenv("GPT_TRAIN_MAX_STEPS", "lots")
+    with pytest.raises(ValueError, match="GPT_TRAIN_MAX_STEPS must be a number"):
+        TrainLimits.from_env()
+
+
+def test_old_runs_beyond_the_limit_are_removed(tmp_path):
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1, keep_runs=1))
+    for who in ("alice", "bob"):
+        start(runner, who, steps=10)
+        finished(runner, who)
+    assert [d.name for d in (tmp_path / "runs").iterdir()] == [runner.job_of("bob").name]
+
+
+# -- runs as zips ------------------------------------------------------------------------------------
+
+def test_a_downloaded_run_uploads_again_as_a_new_run(runner, registry):
+    start(runner, "alice", steps=10)
+    job = finished(runner, "alice")
+    archive = train_tab.download_run(registry, RUN_PREFIX + job.name)
+    message, picker = train_tab.upload_run(runner, registry, archive)
+    uploaded = message.split("`")[1]
+    assert uploaded in choices(picker)
+    original, again = registry.load(RUN_PREFIX + job.name), registry.load(uploaded)
+    assert again.model.cfg == original.model.cfg and again.meta["steps"] == 10
+
+
+@pytest.mark.parametrize("member", ["../evil.txt", "/abs.txt", "model/../../x"])
+def test_an_upload_that_is_not_a_run_is_refused_and_writes_nothing(runner, registry, tmp_path, member):
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr(member, "x")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match="Not a run archive"):
+        train_tab.upload_run(runner, registry, str(bad))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    (tmp_path / "text.zip").write_text("not a zip")
+    with pytest.raises(ValueError, match="Not a run archive"):
+        train_tab.upload_run(runner, registry, str(tmp_path / "text.zip"))
+    with pytest.raises(ValueError, match="is not a run trained here"):
+        train_tab.download_run(registry, "base")
+
+
+def test_run_names_cannot_leave_the_runs_folder(registry):
+    for name in ("run:../models", "run:", "run:a/../../b"):
+        with pytest.raises(ValueError):
+            registry.resolve(name)
+
+
+def test_event_rows_feed_the_loss_figure(runner):
+    start(runner, "alice", steps=20)
+    job = finished(runner, "alice")
+    rows = pd.DataFrame(train_tab.event_rows(job))
+    assert rows["train_loss"].notna().sum() == 20 and rows["val_loss"].notna().sum() == 20
+    assert Path(runner.limits.runs_dir / job.name / "MODEL_CARD.md").is_file()
