@@ -38,6 +38,7 @@ def build(registry: ModelRegistry, demo: gr.Blocks) -> gr.Dropdown:
     with gr.Row(equal_height=True):
         picker = gr.Dropdown(
             choices=registry.names(), value=registry.default(), allow_custom_value=True, scale=1,
+            elem_id="model-picker",
             label="Model (Tokenizer, Attention and Generate tabs; runs trained in the Train tab appear here)",
             info="shipped models, OpenAI GPT-2 (downloaded when picked: needs internet once), "
                  "or local:<folder> for a checkpoint inside the app's model folder",

@@ -142,12 +142,18 @@ def build_tokenizer(data: TrainData, kind: str, vocab_size: int) -> Tokenizer:
 
 
 def preview(runner: JobRunner, corpora: list[str], pasted: str, files: list[str] | None, tokenizer_kind: str,
-            vocab_size: float, context_length: float, stride: float) -> tuple[str, pd.DataFrame, str]:
-    """What the model will see: the first tokens, a few input/target windows, and how much data there is."""
+            vocab_size: float, preset: str, context_length: float, stride: float) -> tuple[str, pd.DataFrame, str]:
+    """What the model will see: the first tokens, a few input/target windows, and how much data there is.
+
+    The windows are as long as the model's context: the preset's, or the custom slider's.
+    """
     limits = runner.limits
     data = gather_data(corpora, pasted, files, limits.max_chars, limits.max_upload_mb * 2**20)
     vocab_size = check_number(vocab_size, "Vocabulary size", MIN_VOCAB, MAX_VOCAB, integer=True)
-    context = check_number(context_length, "Context length", 8, 1024, integer=True)
+    if preset in PRESETS:
+        context = PRESETS[preset].context_length
+    else:
+        context = check_number(context_length, "Context length", 8, 1024, integer=True)
     stride = check_number(stride, "Stride", 1, 1024, integer=True)
     tokenizer = build_tokenizer(data, tokenizer_kind, vocab_size)
     first = data.train[0][:4000]
@@ -296,6 +302,12 @@ def start_training(runner: JobRunner, token: str, corpora: list[str], pasted: st
         seed=check_number(seed, "Seed", 0, 2**31 - 1, integer=True), sample_prompt=_sample_prompt(data),
     )
     minutes = check_number(minutes, "Minutes", 0.1, limits.max_minutes)
+    n_tokens = len(tokenizer.encode(join_documents(data.train)))
+    windows = (n_tokens - 1) // model.context_length
+    if windows < cfg.batch_size:
+        raise ValueError(f"The training text is {n_tokens:,} tokens: {windows} windows of {model.context_length} "
+                         f"tokens, fewer than a batch of {cfg.batch_size}. Add text, or lower the context length "
+                         f"or the batch size.")
     name = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     out_dir = limits.runs_dir / name
     out_dir.mkdir(parents=True)
@@ -480,7 +492,7 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo:
         windows = gr.Dataframe(interactive=False, wrap=True, label="Input/target windows (the book's chapter 2)")
     with gr.Accordion("2. Model and budget", open=True):
         with gr.Row():
-            preset = gr.Dropdown(list(MODEL_PRESETS), value="classroom", label="Model",
+            preset = gr.Dropdown(list(MODEL_PRESETS), value="classroom", label="Model", elem_id="train-preset",
                                  info="classroom: about 1M parameters, two minutes; tiny: a minute; custom: "
                                       "the sliders")
             positions = gr.Radio(["learned", "sinusoidal"], value="learned", label="Positions")
@@ -489,9 +501,9 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo:
             layers = gr.Slider(1, 12, value=4, step=1, label="Layers (custom)")
             heads = gr.Slider(1, 16, value=4, step=1, label="Heads (custom)")
             width = gr.Slider(16, 512, value=128, step=16, label="Width (custom)")
-            context = gr.Slider(16, 512, value=128, step=16, label="Context length")
+            context = gr.Slider(16, 512, value=128, step=16, label="Context length (custom)")
         with gr.Row():
-            steps = gr.Slider(10, limits.max_steps, value=600, step=10, label="Steps")
+            steps = gr.Slider(10, limits.max_steps, value=600, step=10, label="Steps", elem_id="train-steps")
             minutes = gr.Number(3.0, minimum=0.1, maximum=limits.max_minutes, label="Minutes at most")
             batch = gr.Slider(1, 64, value=16, step=1, label="Batch size")
         with gr.Row():
@@ -521,7 +533,7 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo:
 
     data_inputs = [corpora, pasted, files, tokenizer_kind, vocab]
     model_inputs = [preset, layers, heads, width, context, positions, drop]
-    look.click(user_errors(functools.partial(preview, runner)), [*data_inputs, context, stride],
+    look.click(user_errors(functools.partial(preview, runner)), [*data_inputs, preset, context, stride],
                [tokens, windows, counts], api_name="train_preview")
     check.click(user_errors(functools.partial(check_model, runner)),
                 [*model_inputs, tokenizer_kind, vocab, batch, steps, minutes], model_info, api_name="train_check")

@@ -8,6 +8,7 @@ shipped models when all three are there, otherwise on a tiny random model folder
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gpt.tokenizer import load_tokenizer
-from tests.helpers import REPO, free_port, make_model_folder
+from tests.helpers import REPO, STORY, free_port, make_model_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,6 +29,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 SHIPPED = REPO / "assets" / "models"
 START_TIMEOUT_S = 120  # the machine may be busy; a quiet one starts in a few seconds
 WAIT_MS = 60_000
+TRAIN_WAIT_MS = 300_000  # a bound on a hung training, not a speed target
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium: bash tests/run.sh does)", allow_module_level=True)
@@ -136,6 +138,35 @@ def test_generate_tab(page):
     shot(page, "3-generate")
 
 
+def test_train_tab_trains_a_model_that_the_generate_tab_then_uses(page):
+    open_tab(page, "Train")
+    page.get_by_label("Austen: prideprejudice").uncheck()
+    page.locator("#train-text textarea").fill(STORY * 3)
+    page.locator("#train-preview").click()
+    page.locator("#train-counts").filter(has_text="characters per token").wait_for()
+    page.locator("#train-preset input").click()
+    page.get_by_role("option", name="tiny", exact=True).click()
+    steps = page.locator("#train-steps input[type=number]")
+    steps.fill("400")
+    steps.press("Enter")
+    page.locator("#train-start").click()
+    page.locator("#train-curve .js-plotly-plot").wait_for()
+    page.locator("#train-samples").filter(has_text="It is a truth").wait_for()
+    shot(page, "4-train-curve")
+    page.locator("#train-status").filter(has_text="Finished").wait_for(timeout=TRAIN_WAIT_MS)
+    result = page.locator("#train-result").inner_text()
+    assert "bits per byte" in result and "xz -9" in result
+    shot(page, "4-train-result")
+    run = re.search(r"run:[\w-]+", result).group(0)
+    page.locator("#model-picker input").click()
+    page.get_by_role("option", name=run, exact=True).click()
+    page.locator("#model-summary").filter(has_text=run).wait_for()
+    open_tab(page, "Generate")
+    page.locator("#gen-prompt textarea").fill("It is a truth")
+    page.locator("#gen-run").click()
+    page.wait_for_function("el => el.value.length > 0", arg=page.locator("#gen-output textarea").element_handle())
+
+
 def test_spam_tab(page):
     open_tab(page, "Spam")
     page.locator("#spam-text textarea").fill("WINNER! Claim your free prize now, call 09061701461")
@@ -145,7 +176,7 @@ def test_spam_tab(page):
     assert "spam" in verdict and "ham" in verdict
     page.locator("#spam-confusion .js-plotly-plot").wait_for()
     assert "Test accuracy" in page.locator("#spam-summary").inner_text()
-    shot(page, "4-spam")
+    shot(page, "5-spam")
 
 
 def test_chat_tab(page):
@@ -165,7 +196,7 @@ def test_chat_tab(page):
     page.wait_for_function("el => el.innerText.includes('User: What is the plural of mouse?')",
                            arg=prompt.element_handle())
     assert "### Instruction:\nAnd of goose?" in prompt.inner_text()
-    shot(page, "5-chat")
+    shot(page, "6-chat")
 
 
 def test_page_asks_only_its_own_server(page, app_url):

@@ -161,7 +161,7 @@ def poll_status(client, until) -> tuple:
 
 
 def test_train_a_tiny_model_watch_it_stop_it_and_generate_with_it(client):
-    counts = client.predict(*TRAIN[1:6], 16, 8, api_name="/train_preview")[2]
+    counts = client.predict(*TRAIN[1:6], "custom", 16, 8, api_name="/train_preview")[2]
     assert "characters per token" in counts
     assert "ms per step" in client.predict(*TRAIN[6:13], "bpe", 300, 4, 100, 1, api_name="/train_check")
     assert "Started" in client.predict(*TRAIN, api_name="/train_start")

@@ -92,7 +92,7 @@ def test_a_long_run_of_letters_is_refused_before_bpe_training():
 
 
 def test_preview_shows_tokens_windows_and_counts(runner):
-    html, windows, counts = train_tab.preview(runner, [], STORY, None, "bpe", 300, 16, 8)
+    html, windows, counts = train_tab.preview(runner, [], STORY, None, "bpe", 300, "custom", 16, 8)
     tokenizer = train_tab.build_tokenizer(train_tab.gather_data([], STORY, None, 10**8, 10**6), "bpe", 300)
     data = train_tab.gather_data([], STORY, None, 10**8, 10**6)
     n_windows = len(SlidingWindowDataset(tokenizer.encode(data.train[0] + "<|endoftext|>"), 16, 8))
@@ -103,12 +103,12 @@ def test_preview_shows_tokens_windows_and_counts(runner):
     inputs = first["input (first tokens)"].removesuffix(" …").split(" | ")
     targets = first["target: the input shifted by one"].removesuffix(" …").split(" | ")
     assert len(inputs) == len(targets) == 16 and targets[:-1] == inputs[1:]
-    _, _, gpt2_counts = train_tab.preview(runner, [], STORY, None, "gpt2", 300, 16, 8)
+    _, _, gpt2_counts = train_tab.preview(runner, [], STORY, None, "gpt2", 300, "custom", 16, 8)
     assert "**50,257** tokens" in gpt2_counts
 
 
 def test_a_vocabulary_larger_than_the_text_allows_is_said(runner):
-    _, _, counts = train_tab.preview(runner, [], "abab cdcd " * 300, None, "bpe", 2000, 16, 8)
+    _, _, counts = train_tab.preview(runner, [], "abab cdcd " * 300, None, "bpe", 2000, "tiny", 16, 8)
     assert "you asked for 2,000: the text has no more pairs to merge" in counts
 
 
@@ -192,11 +192,22 @@ def test_jobs_wait_in_a_queue_and_are_told_their_place(tmp_path):
     finished(runner, "alice")
 
 
+def failing_training(monitor, **kwargs) -> None:
+    """A training that fails in its process (module level: the child process imports it)."""
+    raise ValueError("the data ran out")
+
+
+def test_a_text_too_short_for_one_batch_is_refused_before_anything_starts(runner):
+    with pytest.raises(ValueError, match="fewer than a batch of 64"):
+        start(runner, "alice", batch_size=64, context_length=512)
+    assert runner.job_of("alice") is None and not runner.limits.runs_dir.exists()
+
+
 def test_a_failed_training_is_a_message_and_frees_the_slot(runner, registry):
-    start(runner, "alice", steps=20, batch_size=64, context_length=512, preset="custom")  # text too short
+    runner.submit("alice", "doomed", {}, failing_training, {})
     job = finished(runner, "alice")
-    assert job.state == "failed" and "training text too short" in job.error
-    assert "failed" in train_tab.status(runner, registry, None, session("alice"))[0]
+    assert job.state == "failed" and job.error == "the data ran out"
+    assert "failed: the data ran out" in train_tab.status(runner, registry, None, session("alice"))[0]
     assert runner.busy() == (0, 0)
 
 
