@@ -55,7 +55,7 @@ def app_run(cfg: PretrainConfig, train: list[str], val: list[str], out: Path, se
     runner = JobRunner(TrainLimits(runs_dir=out.parent, threads=THREADS))
     kwargs = {"cfg": cfg, "train_texts": train, "val_texts": val, "tokenizer_spec": "bpe", "out_dir": out,
               "data_name": "benchmark", "time_limit_s": seconds, "baseline_orders": (5,)}
-    job = runner.submit("benchmark", out.name, kwargs, train_run, kwargs)
+    job = runner.submit("benchmark", out.name, train_run, kwargs)
     runner.wait(job, seconds + 3600)
     if job.state != "done":
         raise SystemExit(f"the app's training ended {job.state}: {job.error}")

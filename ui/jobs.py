@@ -78,7 +78,8 @@ class Job:
     id: str
     owner: str  # the session that started it: only it may stop it
     name: str  # the run's folder name under the runs directory
-    settings: dict[str, Any]  # what the user asked for, shown back with the job
+    target: Callable[..., Any]  # what runs: target(monitor=..., **kwargs), in the child process
+    kwargs: dict[str, Any]  # its arguments: a resumed job reuses them
     state: str = "queued"  # queued, running, stopping, stopped (by its owner), done, failed, cancelled
     events: list[TrainEvent] = field(default_factory=list)
     result: Any = None
@@ -121,7 +122,7 @@ class JobRunner:
         self.limits = limits or TrainLimits.from_env()
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
-        self._waiting: deque[tuple[Job, Callable[..., Any], dict[str, Any]]] = deque()
+        self._waiting: deque[Job] = deque()
         self._running = 0
         self._context = mp.get_context("spawn")
 
@@ -135,7 +136,7 @@ class JobRunner:
     def place_in_queue(self, job: Job) -> int:
         """1 for the next to start, 2 after it...; 0 when not waiting."""
         with self._lock:
-            for place, (waiting, _, _) in enumerate(self._waiting, 1):
+            for place, waiting in enumerate(self._waiting, 1):
                 if waiting is job:
                     return place
         return 0
@@ -146,17 +147,16 @@ class JobRunner:
             return self._running, len(self._waiting)
 
     # -- acting ----------------------------------------------------------------------------------
-    def submit(self, owner: str, name: str, settings: dict[str, Any], target: Callable[..., Any],
-               kwargs: dict[str, Any]) -> Job:
+    def submit(self, owner: str, name: str, target: Callable[..., Any], kwargs: dict[str, Any]) -> Job:
         """Queue `target(monitor=..., **kwargs)` (a picklable, module-level function) for `owner`."""
         with self._lock:
             if any(j.owner == owner and j.active for j in self._jobs.values()):
                 raise JobError("You already have a training queued or running: stop it first.")
             if len(self._waiting) >= self.limits.max_queued and self._running >= self.limits.max_running:
                 raise JobError(f"The queue is full ({self.limits.max_queued} trainings waiting): try again later.")
-            job = Job(uuid.uuid4().hex, owner, name, settings, _stop=self._context.Event())
+            job = Job(uuid.uuid4().hex, owner, name, target, kwargs, _stop=self._context.Event())
             self._jobs[job.id] = job
-            self._waiting.append((job, target, kwargs))
+            self._waiting.append(job)
         self._start_waiting()
         return job
 
@@ -165,11 +165,10 @@ class JobRunner:
         if job.owner != owner:
             raise JobError("Only the session that started this training can stop it.")
         with self._lock:
-            for entry in list(self._waiting):
-                if entry[0] is job:
-                    self._waiting.remove(entry)
-                    job.state, job.finished = "cancelled", time.time()
-                    return
+            if job in self._waiting:
+                self._waiting.remove(job)
+                job.state, job.finished = "cancelled", time.time()
+                return
             if job.state == "running":
                 job.state = "stopping"
                 job._stop.set()
@@ -188,15 +187,14 @@ class JobRunner:
             while self._waiting and self._running < self.limits.max_running:
                 starting.append(self._waiting.popleft())
                 self._running += 1
-        for job, target, kwargs in starting:
+        for job in starting:
             job.state, job.started = "running", time.time()
-            threading.Thread(target=self._supervise, args=(job, target, kwargs), daemon=True,
-                             name=f"job-{job.name}").start()
+            threading.Thread(target=self._supervise, args=(job,), daemon=True, name=f"job-{job.name}").start()
 
-    def _supervise(self, job: Job, target: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    def _supervise(self, job: Job) -> None:
         events = self._context.Queue()
-        process = self._context.Process(target=_child, args=(target, kwargs, events, job._stop, self.limits.threads),
-                                        daemon=True)
+        process = self._context.Process(target=_child, daemon=True,
+                                        args=(job.target, job.kwargs, events, job._stop, self.limits.threads))
         outcome: tuple[str, Any] | None = None
         try:
             process.start()

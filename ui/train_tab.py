@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 import torch
 
 from gpt.bpe import BytePairEncoder, pretokenize
-from gpt.config import GPTConfig
+from gpt.config import PRESETS, GPTConfig
 from gpt.data.corpus import AUSTEN_NOVELS, HELD_OUT_NOVELS, hold_out_tails, join_documents, load_corpus
 from gpt.data.windows import SlidingWindowDataset
 from gpt.model import GPTModel
@@ -319,7 +319,7 @@ def start_training(runner: JobRunner, token: str, corpora: list[str], pasted: st
               "out_dir": out_dir, "data_name": data.name, "time_limit_s": 60 * minutes,
               "baseline_orders": (5,)}
     try:
-        job = runner.submit(owner, name, kwargs, train_run, kwargs)
+        job = runner.submit(owner, name, train_run, kwargs)
     except JobError:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise
@@ -349,8 +349,7 @@ def resume_training(runner: JobRunner, token: str, request: gr.Request = None) -
     if job is None or job.active or job.result is None or job.result["steps"] >= job.result["max_steps"]:
         raise ValueError("There is no unfinished run to resume: start a training; once it is stopped (or its "
                          "time budget ran out), Resume continues it.")
-    kwargs = {**job.settings, "resume": True}
-    new = runner.submit(owner, job.name, kwargs, train_run, kwargs)
+    new = runner.submit(owner, job.name, job.target, {**job.kwargs, "resume": True})
     return f"Resuming **{new.name}** from step {job.result['steps']}."
 
 
@@ -374,7 +373,7 @@ def progress_line(job: Job) -> str:
         return f"Trained {steps[-1].step:,} steps; scoring the whole held-out text and the baselines…"
     last = steps[-1]
     elapsed = last.metrics["elapsed_s"]
-    budget = job.settings.get("time_limit_s") or math.inf
+    budget = job.kwargs.get("time_limit_s") or math.inf
     first = steps[0]
     done_here = last.step - first.step + 1
     per_step = (elapsed - first.metrics["elapsed_s"]) / max(done_here - 1, 1) if done_here > 1 else elapsed

@@ -157,6 +157,9 @@ def test_train_tab_trains_a_model_that_the_generate_tab_then_uses(page):
     result = page.locator("#train-result").inner_text()
     assert "bits per byte" in result and "xz -9" in result
     shot(page, "4-train-result")
+    page.reload()  # coming back: the browser's token finds the training again
+    open_tab(page, "Train")
+    page.locator("#train-status").filter(has_text="Finished").wait_for()
     run = re.search(r"run:[\w-]+", result).group(0)
     page.locator("#model-picker input").click()
     page.get_by_role("option", name=run, exact=True).click()

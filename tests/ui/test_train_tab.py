@@ -204,7 +204,7 @@ def test_a_text_too_short_for_one_batch_is_refused_before_anything_starts(runner
 
 
 def test_a_failed_training_is_a_message_and_frees_the_slot(runner, registry):
-    runner.submit("alice", "doomed", {}, failing_training, {})
+    runner.submit("alice", "doomed", failing_training, {})
     job = finished(runner, "alice")
     assert job.state == "failed" and job.error == "the data ran out"
     assert "failed: the data ran out" in train_tab.status(runner, registry, None, session("alice"))[0]
