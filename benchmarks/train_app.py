@@ -84,13 +84,18 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60, help="training time of each app/CLI comparison")
     parser.add_argument("--budgets", type=float, nargs="*", default=[1, 3, 10], help="minutes, for part 2")
+    parser.add_argument("--settings", type=int, nargs="*", default=list(range(len(SETTINGS))),
+                        help="which of part 1's settings to run (0: the Train tab's default, 1: shipped-small)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-train"))
     args = parser.parse_args(argv)
+    if args.budgets and 0 not in args.settings:
+        parser.error("part 2 fits its steps to setting 0's speed: include 0 in --settings, or pass --budgets alone")
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     print("| setting | app (tokens/s) | `python -m gpt pretrain` (tokens/s) | app / CLI |\n|---|---|---|---|")
     speed = {}
-    for i, (name, preset, books) in enumerate(SETTINGS):
+    for i in args.settings:
+        name, preset, books = SETTINGS[i]
         train, val = corpus(books)
         cfg = config(preset, 100_000)  # the time limit ends it
         app = app_run(cfg, train, val, args.out / f"app-{i}", args.seconds)
@@ -101,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         cli_speed = cli["tokens_seen"] / cli["train_time_s"]
         speed[preset] = app_speed
         print(f"| {name} | {app_speed:,.0f} | {cli_speed:,.0f} | {app_speed / cli_speed:.2f} |", flush=True)
+    if not args.budgets:
+        return 0
     train, val = corpus(SETTINGS[0][2])
     tokens_per_step = BATCH * GPTConfig.preset("classroom").context_length
     print("\n| budget | steps | tokens seen | held-out bits per byte | xz -9 after training text | 5-gram |")

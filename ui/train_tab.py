@@ -293,9 +293,10 @@ def start_training(runner: JobRunner, token: str, corpora: list[str], pasted: st
     model = model_config(preset, n_layers, n_heads, emb_dim, context_length, positions, drop_rate, tokenizer.n_vocab)
     check_size(runner, model)
     steps = check_number(max_steps, "Steps", 1, limits.max_steps, integer=True)
+    peak_lr = check_number(lr, "Learning rate", 1e-5, 1e-1)
     cfg = PretrainConfig(
         model=model, max_steps=steps, batch_size=check_number(batch_size, "Batch size", 1, 128, integer=True),
-        lr=check_number(lr, "Learning rate", 1e-5, 1e-1), min_lr=check_number(lr, "Learning rate", 1e-5, 1e-1) / 10,
+        lr=peak_lr, min_lr=peak_lr / 10,
         warmup_steps=min(check_number(warmup_steps, "Warmup steps", 0, limits.max_steps, integer=True), steps),
         weight_decay=check_number(weight_decay, "Weight decay", 0, 1),
         eval_interval=max(1, steps // 20), checkpoint_interval=max(1, steps // 10), eval_windows=32,
