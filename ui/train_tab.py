@@ -467,7 +467,7 @@ def start_session(token: str | None) -> str:
 
 # -- the tab -----------------------------------------------------------------------------------------
 
-def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo: gr.Blocks) -> None:
+def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo: gr.Blocks, tab: gr.Tab) -> None:
     gr.Markdown("Train a GPT from scratch here, on this machine's CPU: pick the text, see what the model will "
                 "read, choose its size and budget, and watch the loss fall and the samples turn from noise into "
                 "words. The defaults give word-like text in about two minutes.")
@@ -551,5 +551,6 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo:
     download.click(user_errors(functools.partial(download_run, registry)), run_name, zipped, api_name="train_download")
     upload.upload(user_errors(functools.partial(upload_run, runner, registry)), upload, [uploaded, picker],
                   api_name="train_upload")
-    demo.load(start_session, token, token, api_visibility="private").then(
-        watch, token, watched, api_visibility="private")
+    # A tab's components exist only once it is opened: opening it shows the visitor's training again.
+    demo.load(start_session, token, token, api_visibility="private")
+    tab.select(watch, token, watched, api_visibility="private")
