@@ -43,7 +43,7 @@ def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = 
             with gr.Tab("Generate", id="generate"):
                 generate_tab.build(registry, model)
             with gr.Tab("Train", id="train") as train:
-                train_tab.build(runner, registry, model, demo, train)
+                train_tab.build(runner, registry, model, train)
             with gr.Tab("Spam", id="spam") as spam:
                 spam_tab.build(registry, spam)
             with gr.Tab("Chat", id="chat"):

@@ -269,9 +269,12 @@ def check_size(runner: JobRunner, cfg: GPTConfig) -> None:
 
 # -- jobs --------------------------------------------------------------------------------------------
 
+TOKEN = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
 def owner_of(token: str | None, request: gr.Request | None) -> str:
     """Who is asking: the browser's stored token (survives a reload), else the connection's session."""
-    if isinstance(token, str) and re.fullmatch(r"[0-9a-f]{32}", token):
+    if isinstance(token, str) and TOKEN.fullmatch(token):
         return token
     session = getattr(request, "session_hash", None)
     if not session:
@@ -283,8 +286,12 @@ def start_training(runner: JobRunner, token: str, corpora: list[str], pasted: st
                    tokenizer_kind: str, vocab_size: float, preset: str, n_layers: float, n_heads: float,
                    emb_dim: float, context_length: float, positions: str, drop_rate: float, max_steps: float,
                    minutes: float, batch_size: float, lr: float, warmup_steps: float, weight_decay: float,
-                   seed: float, request: gr.Request = None) -> str:
-    """Check every setting, then queue the training; returns the first status line."""
+                   seed: float, request: gr.Request = None) -> tuple[str, str]:
+    """Check every setting, then queue the training; returns the first status line and the owner.
+
+    The owner goes back into the browser's stored token: a page that started before its token was
+    set still finds its training after a reload.
+    """
     owner = owner_of(token, request)
     limits = runner.limits
     data = gather_data(corpora, pasted, files, limits.max_chars, limits.max_upload_mb * 2**20)
@@ -325,7 +332,7 @@ def start_training(runner: JobRunner, token: str, corpora: list[str], pasted: st
         shutil.rmtree(out_dir, ignore_errors=True)
         raise
     place = runner.place_in_queue(job)
-    return f"Queued: **{name}**, place {place} in the queue." if place else f"Started **{name}**."
+    return (f"Queued: **{name}**, place {place} in the queue." if place else f"Started **{name}**."), owner
 
 
 def _sample_prompt(data: TrainData) -> str:
@@ -460,14 +467,9 @@ def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None) -> 
     return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the model picker.", gr.Dropdown(choices=registry.names())
 
 
-def start_session(token: str | None) -> str:
-    """A browser token for this visitor (kept in local storage), so a reload finds its training again."""
-    return token if isinstance(token, str) and re.fullmatch(r"[0-9a-f]{32}", token) else uuid.uuid4().hex
-
-
 # -- the tab -----------------------------------------------------------------------------------------
 
-def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo: gr.Blocks, tab: gr.Tab) -> None:
+def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: gr.Tab) -> None:
     gr.Markdown("Train a GPT from scratch here, on this machine's CPU: pick the text, see what the model will "
                 "read, choose its size and budget, and watch the loss fall and the samples turn from noise into "
                 "words. The defaults give word-like text in about two minutes.")
@@ -540,7 +542,7 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo:
     watch = user_errors(functools.partial(status, runner, registry))
     watched = [line, curve, samples, result, timer, picker]
     start.click(user_errors(functools.partial(start_training, runner)),
-                [token, *data_inputs, *model_inputs, steps, minutes, batch, lr, warmup, decay, seed], line,
+                [token, *data_inputs, *model_inputs, steps, minutes, batch, lr, warmup, decay, seed], [line, token],
                 api_name="train_start").success(watch, token, watched, api_visibility="private")
     stop.click(user_errors(functools.partial(stop_training, runner)), token, line, api_name="train_stop")
     resume.click(user_errors(functools.partial(resume_training, runner)), token, line,
@@ -551,6 +553,7 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, demo:
     download.click(user_errors(functools.partial(download_run, registry)), run_name, zipped, api_name="train_download")
     upload.upload(user_errors(functools.partial(upload_run, runner, registry)), upload, [uploaded, picker],
                   api_name="train_upload")
-    # A tab's components exist only once it is opened: opening it shows the visitor's training again.
-    demo.load(start_session, token, token, api_visibility="private")
+    # The token is written by the first start (it is that page's session) and read back from the
+    # browser's storage after a reload. A tab's components exist only once it is opened: opening it
+    # shows the visitor's training again.
     tab.select(watch, token, watched, api_visibility="private")

@@ -164,7 +164,8 @@ def test_train_a_tiny_model_watch_it_stop_it_and_generate_with_it(client):
     counts = client.predict(*TRAIN[1:6], "custom", 16, 8, api_name="/train_preview")[2]
     assert "characters per token" in counts
     assert "ms per step" in client.predict(*TRAIN[6:13], "bpe", 300, 4, 100, 1, api_name="/train_check")
-    assert "Started" in client.predict(*TRAIN, api_name="/train_start")
+    line, owner = client.predict(*TRAIN, api_name="/train_start")
+    assert "Started" in line and owner  # the client's session owns it
     with pytest.raises(AppError, match="already have a training"):
         client.predict(*TRAIN, api_name="/train_start")
     line, curve, samples, *_ = poll_status(client, lambda out: len(out[2]["data"]) >= 3)

@@ -23,6 +23,7 @@ WAIT_S = 180  # a bound on a hung child process, not a speed target: a training 
 
 
 def session(name: str) -> types.SimpleNamespace:
+    """A request from session `name` (session names are at least 8 characters, like Gradio's)."""
     return types.SimpleNamespace(session_hash=name)
 
 
@@ -38,7 +39,9 @@ def registry(runner, tmp_path) -> ModelRegistry:
 
 def start(runner: JobRunner, who: str, steps: int = 60, **changes) -> str:
     settings = {**TINY_RUN, "pasted": STORY, "max_steps": steps, **changes}
-    return train_tab.start_training(runner, None, **settings, request=session(who))
+    line, owner = train_tab.start_training(runner, None, **settings, request=session(who))
+    assert owner == who  # no browser token yet: the session owns it, and becomes the token
+    return line
 
 
 def choices(dropdown) -> list[str]:
