@@ -13,34 +13,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
 import torch
 
 from benchmarks.common import format_table, hf_model, interleaved_median_seconds, throughput_row
 from gpt.config import GPTConfig
 from gpt.model import GPTModel
-from gpt.precision import AUTOCAST_CHOICES, autocast
-from gpt.training.loss import lm_loss
-from gpt.training.optim import param_groups
+from gpt.precision import AUTOCAST_CHOICES
+from gpt.training.optim import training_step
 
 WORKLOADS = (("shipped-small", 16, 256), ("gpt2-small", 4, 256))  # (preset, batch, sequence length)
-
-
-def training_step(model: torch.nn.Module, logits_of: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor,
-                  precision: str) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=True)
-    inputs, targets = batch[:, :-1], batch[:, 1:]
-
-    def step() -> None:
-        with autocast(precision, "cpu"):
-            loss = lm_loss(logits_of(inputs), targets)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
 
 
 def run_benchmarks(workloads=WORKLOADS, precision: str = "float32", repeats: int = 3,

@@ -76,6 +76,17 @@ class GPTConfig:
         kv_cache = 2 * self.n_layers * batch_size * self.context_length * self.emb_dim * width
         return self.n_elements() * width + kv_cache
 
+    def training_memory_bytes(self, batch_size: int) -> int:
+        """An estimate of what training takes: 16 bytes a parameter plus the activations backward keeps.
+
+        Weights, gradients and AdamW's two moments are four float32 copies of the parameters. The
+        activations: per layer and token about 16 floats per width unit (attention inputs, the 4x
+        MLP, norms, residuals) and the attention weights, plus the logits and their gradient.
+        """
+        tokens = batch_size * self.context_length
+        per_layer = tokens * (16 * self.emb_dim + 2 * self.n_heads * self.context_length)
+        return 16 * self.n_params() + 4 * (self.n_layers * per_layer + 2 * tokens * self.vocab_size)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

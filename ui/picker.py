@@ -47,4 +47,6 @@ def build(registry: ModelRegistry, demo: gr.Blocks) -> gr.Dropdown:
     load = user_errors(functools.partial(show_model, registry))
     picker.change(load, picker, summary, api_name="load_model")
     demo.load(load, picker, summary, api_visibility="private")
+    # The choices are read anew for each page: runs trained since the server started are among them.
+    demo.load(lambda: gr.Dropdown(choices=registry.names()), None, picker, api_visibility="private")
     return picker

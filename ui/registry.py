@@ -54,10 +54,10 @@ class ModelRegistry:
         self.root = Path(root).resolve()
         self.runs_root = Path(runs_root).resolve() if runs_root is not None else None
         self.capacity = capacity
-        self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._load_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._tokenizers: dict[str, Tokenizer] = {}
+        self._load_locks: dict[tuple, threading.Lock] = {}
+        self._tokenizers: dict[str, tuple[int | None, Tokenizer]] = {}  # name -> (version, tokenizer)
 
     # -- names -------------------------------------------------------------------------------
     def shipped_path(self, name: str) -> Path:
@@ -124,7 +124,13 @@ class ModelRegistry:
                 raise ModelUnavailableError(f"model {entry.name!r} is not available: no checkpoint in {entry.path}")
             return load_checkpoint(entry.path)
 
-        return self.cached(("lm", entry.name), load_entry)
+        return self.cached(("lm", entry.name, self._version(entry)), load_entry)
+
+    @staticmethod
+    def _version(entry: ModelEntry) -> int | None:
+        """When the entry's files last changed: a run that trained further is a new version, loaded anew."""
+        config = entry.path / CONFIG_FILE if entry.path is not None else None
+        return config.stat().st_mtime_ns if config is not None and config.is_file() else None
 
     def tokenizer(self, name: str) -> Tokenizer:
         """A model's tokenizer without loading its weights (GPT-2's sizes all share GPT-2's BPE).
@@ -133,9 +139,10 @@ class ModelRegistry:
         on every keystroke.
         """
         entry = self.resolve(name)
+        version = self._version(entry)
         with self._cache_lock:
-            if entry.name in self._tokenizers:
-                return self._tokenizers[entry.name]
+            if entry.name in self._tokenizers and self._tokenizers[entry.name][0] == version:
+                return self._tokenizers[entry.name][1]
         if entry.kind == "gpt2":
             tokenizer = load_tokenizer("gpt2")
         elif not (entry.path / CONFIG_FILE).is_file():
@@ -143,15 +150,10 @@ class ModelRegistry:
         else:
             tokenizer = load_checkpoint_tokenizer(entry.path)
         with self._cache_lock:
-            return self._tokenizers.setdefault(entry.name, tokenizer)
+            self._tokenizers[entry.name] = (version, tokenizer)
+        return tokenizer
 
-    def forget(self, name: str) -> None:
-        """Drop a model and its tokenizer from the caches: a run that trained further has new weights."""
-        with self._cache_lock:
-            self._cache.pop(("lm", name), None)
-            self._tokenizers.pop(name, None)
-
-    def cached(self, key: tuple[str, str], loader: Callable[[], Any]) -> Any:
+    def cached(self, key: tuple, loader: Callable[[], Any]) -> Any:
         """`loader()` once per key; the least recently used value is dropped beyond `capacity`.
 
         Two requests for the same model wait for one load; different models load in parallel.

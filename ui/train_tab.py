@@ -34,8 +34,7 @@ from gpt.pretrain.runs import train_run
 from gpt.pretrain.state import loss_figure
 from gpt.pretrain.trainer import PretrainConfig
 from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
-from gpt.training.loss import lm_loss
-from gpt.training.optim import param_groups
+from gpt.training.optim import seconds_per_step
 from ui.common import check_number, user_errors
 from ui.jobs import Job, JobError, JobRunner
 from ui.registry import RUN_PREFIX, ModelRegistry
@@ -202,37 +201,6 @@ def model_config(preset: str, n_layers: float, n_heads: float, emb_dim: float, c
     return cfg
 
 
-def training_memory_bytes(cfg: GPTConfig, batch_size: int) -> int:
-    """Weights, gradients and AdamW's two moments (16 bytes a parameter) plus the activations backward keeps.
-
-    The activations are an estimate: per layer and token about 16 floats per width unit (attention
-    inputs, the 4x MLP, norms, residuals) and the attention weights, plus the logits.
-    """
-    tokens = batch_size * cfg.context_length
-    per_layer = tokens * (16 * cfg.emb_dim + 2 * cfg.n_heads * cfg.context_length)
-    return 16 * cfg.n_params() + 4 * (cfg.n_layers * per_layer + 2 * tokens * cfg.vocab_size)
-
-
-def probe_step_seconds(cfg: GPTConfig, batch_size: int, steps: int = PROBE_STEPS) -> float:
-    """Seconds per training step, measured: `steps` steps of random data after one warm-up step."""
-    torch.manual_seed(0)
-    model = GPTModel(cfg).train()
-    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=True)
-    batch = torch.randint(0, cfg.vocab_size, (batch_size, cfg.context_length + 1))
-
-    def step() -> None:
-        loss = lm_loss(model(batch[:, :-1]), batch[:, 1:])
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
-
-
 def check_model(runner: JobRunner, preset: str, n_layers: float, n_heads: float, emb_dim: float,
                 context_length: float, positions: str, drop_rate: float, tokenizer_kind: str, vocab_size: float,
                 batch_size: float, max_steps: float, minutes: float) -> str:
@@ -244,12 +212,14 @@ def check_model(runner: JobRunner, preset: str, n_layers: float, n_heads: float,
     steps = check_number(max_steps, "Steps", 1, runner.limits.max_steps, integer=True)
     minutes = check_number(minutes, "Minutes", 0.1, runner.limits.max_minutes)
     check_size(runner, cfg)
-    seconds = probe_step_seconds(cfg, batch)
+    torch.manual_seed(0)
+    seconds = seconds_per_step(GPTModel(cfg), torch.randint(0, cfg.vocab_size, (batch, cfg.context_length + 1)),
+                               PROBE_STEPS)
     tokens_per_step = batch * cfg.context_length
     planned = min(steps * seconds, 60 * minutes)
     return (f"**{cfg.n_params() / 1e6:.2f}M parameters** ({cfg.n_layers} layers, {cfg.n_heads} heads, "
             f"{cfg.emb_dim} wide, context {cfg.context_length}, {cfg.positions} positions). Training needs about "
-            f"**{training_memory_bytes(cfg, batch) / 2**20:,.0f} MB** (weights, gradients, AdamW, activations). "
+            f"**{cfg.training_memory_bytes(batch) / 2**20:,.0f} MB** (weights, gradients, AdamW, activations). "
             f"Measured here: **{seconds * 1000:.0f} ms per step** of {tokens_per_step:,} tokens "
             f"({tokens_per_step / seconds:,.0f} tokens/s, on the app's threads; the training process has its own). "
             f"{steps:,} steps would take about {duration(steps * seconds)}; the budget stops it after "
@@ -427,7 +397,6 @@ def status(runner: JobRunner, registry: ModelRegistry, token: str, request: gr.R
     else:
         ended = next((e.text for e in reversed(job.events) if e.kind in ("stopped", "done")), "")
         line = f"Finished: {job.name} ({ended})."
-        registry.forget(RUN_PREFIX + job.name)
         result = result_markdown(job.result, job.name)
         picker = gr.Dropdown(choices=registry.names())
     return line, figure, samples, result, gr.Timer(active=keep_ticking), picker

@@ -10,6 +10,7 @@ from benchmarks.common import format_table, hf_model
 from gpt.config import GPTConfig
 from gpt.model import GPTModel
 from gpt.training.loss import lm_loss
+from gpt.training.optim import training_step
 
 
 @pytest.mark.parametrize("preset", ["tiny", "shipped-small"])
@@ -37,7 +38,7 @@ def test_a_few_training_steps_of_each_lower_its_loss():
             return lm_loss(logits_of(batch[:, :-1]), batch[:, 1:]).item()
 
         before = loss()
-        step = training.training_step(model, logits_of, batch, "float32")
+        step = training_step(model, logits_of, batch, "float32")
         for _ in range(3):
             step()
         assert loss() < before

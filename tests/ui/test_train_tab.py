@@ -273,3 +273,19 @@ def test_event_rows_feed_the_loss_figure(runner):
     rows = pd.DataFrame(train_tab.event_rows(job))
     assert rows["train_loss"].notna().sum() == 20 and rows["val_loss"].notna().sum() == 20
     assert Path(runner.limits.runs_dir / job.name / "MODEL_CARD.md").is_file()
+
+
+def test_a_run_that_trained_further_is_loaded_anew(registry, tmp_path):
+    from gpt.checkpoint import save_checkpoint
+    from gpt.config import GPTConfig
+    from gpt.model import GPTModel
+    from gpt.tokenizer import load_tokenizer
+
+    folder = registry.runs_root / "grown" / "model"
+    save_checkpoint(GPTModel(GPTConfig.preset("tiny", vocab_size=50257)), folder, load_tokenizer("gpt2"),
+                    meta={"steps": 1})
+    first = registry.load("run:grown")
+    assert registry.load("run:grown") is first  # cached while its files stay the same
+    save_checkpoint(GPTModel(GPTConfig.preset("tiny", vocab_size=50257)), folder, load_tokenizer("gpt2"),
+                    meta={"steps": 2})
+    assert registry.load("run:grown").meta["steps"] == 2
