@@ -26,7 +26,7 @@ import torch
 
 from gpt.bpe import BytePairEncoder, pretokenize
 from gpt.config import PRESETS, GPTConfig
-from gpt.data.corpus import AUSTEN_NOVELS, HELD_OUT_NOVELS, hold_out_tails, join_documents, load_corpus
+from gpt.data.corpus import AUSTEN_NOVELS, HELD_OUT_NOVELS, MODERN_TITLES, hold_out_tails, join_documents, load_corpus
 from gpt.data.windows import SlidingWindowDataset
 from gpt.model import GPTModel
 from gpt.pretrain.archive import ArchiveError, read_run_archive, write_run_archive
@@ -41,7 +41,8 @@ from ui.registry import RUN_PREFIX, ModelRegistry
 from ui.tokenizer_tab import piece_label, tokens_html
 
 KJV = "King James Bible (61 books)"
-CORPORA = {f"Austen: {name}": name for name in AUSTEN_NOVELS if name not in HELD_OUT_NOVELS} | {KJV: "kjv"}
+CORPORA = ({f"Austen: {name}": name for name in AUSTEN_NOVELS if name not in HELD_OUT_NOVELS} | {KJV: "kjv"}
+           | {title: source for source, title in MODERN_TITLES.items()})
 DEFAULT_CORPORA = ["Austen: prideprejudice"]
 MODEL_PRESETS = ("classroom", "tiny", "shipped-small", "custom")
 MIN_VOCAB, MAX_VOCAB = 257, 8192
@@ -89,14 +90,17 @@ def gather_data(corpora: list[str] | None, pasted: str | None, files: list[str] 
         raise ValueError(f"Unknown corpus {unknown[0]!r}; choose from: {', '.join(CORPORA)}.")
     kinds = {CORPORA[c] for c in corpora}
 
-    def chosen(doc_name: str, held_out: bool) -> bool:
-        """Austen novels ticked (and Persuasion, held out, with any of them); the Bible's books."""
-        source, _, book = doc_name.partition("-")
-        if source == "kjv":
-            return "kjv" in kinds
-        return bool(kinds - {"kjv"}) if held_out else book in kinds
+    novels = kinds & set(AUSTEN_NOVELS)
 
-    split = load_corpus() if corpora else None
+    def chosen(doc_name: str, held_out: bool) -> bool:
+        """Austen novels ticked (and Persuasion, held out, with any of them); the other sources whole."""
+        source, _, book = doc_name.partition("-")
+        if source != "austen":
+            return source in kinds
+        return bool(novels) if held_out else book in kinds
+
+    sources = sorted((kinds - novels) | ({"austen"} if novels else set()))
+    split = load_corpus(sources=sources) if corpora else None
     train = [d.text for d in split.train if chosen(d.name, False)] if split else []
     held_out = [d.text for d in split.held_out if chosen(d.name, True)] if split else []
     own = [t for t in [pasted or "", *(read_upload(f, max_upload_bytes) for f in files or [])] if t.strip()]

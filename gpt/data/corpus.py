@@ -1,15 +1,20 @@
-"""The shipped pretraining corpora (Jane Austen's six novels, the King James Bible) as documents.
+"""The shipped pretraining corpora as documents: Austen, the King James Bible and modern English.
 
-Each novel and each book of the Bible is one document; a model sees them separated by
-`<|endoftext|>`. A fixed part is held out for evaluation and never trained on: one whole novel
-(*Persuasion*) and five whole books of the Bible, so the held-out loss measures text the model has
-never seen rather than neighbouring lines of a passage it has.
+Each novel, each book of the Bible, each Wikipedia article, recipe or address is one document (the
+short entries of glosses, fortunes and dialogues are grouped); a model sees them separated by
+`<|endoftext|>`. A fixed part of every source is held out and never trained on: one whole novel
+(*Persuasion*), five whole books of the Bible, and one document in twenty of each modern source,
+chosen by a hash of its name, so the held-out loss measures documents the model has never seen
+rather than neighbouring lines of a passage it has.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
+import lzma
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +27,14 @@ AUSTEN_NOVELS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", 
 HELD_OUT_NOVELS = frozenset({"persuasion"})
 # KJV book abbreviations as the file spells them: Ruth, Ecclesiastes, Jonah, Philippians, James.
 HELD_OUT_BOOKS = frozenset({"Ruth", "Eccl", "Jonah", "Phi", "Jas"})
+# The modern sources, `<name>.jsonl.xz` each (built by `tools/build_corpora.py`); README: assets/corpora/.
+MODERN_SOURCES = ("wiki", "recipes", "sotu", "brown", "glosses", "fortunes", "chatterbot")
+MODERN_TITLES = {"wiki": "Wikipedia: leads of 10,033 vital articles", "recipes": "Wikibooks: 3,129 recipes",
+                 "sotu": "State of the Union addresses, 1946-2021", "brown": "the Brown Corpus (1961 American English)",
+                 "glosses": "WordNet: a gloss for each of 44,556 words", "fortunes": "fortunes (quips and quotations)",
+                 "chatterbot": "chatterbot's small-talk dialogues"}
+SOURCES = ("austen", "kjv", *MODERN_SOURCES)
+HELD_OUT_ONE_IN = 20
 VERSE_REF = re.compile(r"^(?P<book>[0-9]?[A-Za-z]+)(?P<chapter>[0-9]+):(?P<verse>[0-9]+) ")
 
 
@@ -38,12 +51,14 @@ class CorpusSplit:
 
 
 def read_text(path: Path) -> str:
-    """A UTF-8 text file, gzip-compressed or not (the corpora ship as .txt.gz to stay small)."""
+    """A UTF-8 text file, plain or compressed with gzip or xz (the corpora ship compressed to stay small)."""
     if not path.is_file():
         raise FileNotFoundError(f"corpus file not found: {path}")
     data = path.read_bytes()
     if path.suffix == ".gz":
         data = gzip.decompress(data)
+    elif path.suffix == ".xz":
+        data = lzma.decompress(data)
     return data.decode("utf-8").replace("\r\n", "\n")
 
 
@@ -81,14 +96,39 @@ def kjv_documents(directory: Path = CORPORA) -> list[Document]:
     return [Document(f"kjv-{book}", "\n".join(verses)) for book, verses in books.items()]
 
 
+def modern_documents(source: str, directory: Path = CORPORA) -> list[Document]:
+    """One modern source's documents, in the file's order (one JSON object per line)."""
+    lines = read_text(directory / f"{source}.jsonl.xz").splitlines()
+    return [Document(d["name"], d["text"]) for d in map(json.loads, lines)]
+
+
+def source_of(doc: Document) -> str:
+    return doc.name.partition("-")[0]
+
+
 def is_held_out(doc: Document) -> bool:
+    """Whole works for Austen and the Bible; for the modern sources, the documents whose name hashes to 0 mod 20."""
     kind, _, name = doc.name.partition("-")
-    return (kind == "austen" and name in HELD_OUT_NOVELS) or (kind == "kjv" and name in HELD_OUT_BOOKS)
+    if kind == "austen":
+        return name in HELD_OUT_NOVELS
+    if kind == "kjv":
+        return name in HELD_OUT_BOOKS
+    return zlib.crc32(doc.name.encode("utf-8")) % HELD_OUT_ONE_IN == 0
 
 
-def load_corpus(directory: Path = CORPORA) -> CorpusSplit:
-    """All shipped documents, split into training and held-out ones (the split is fixed, not random)."""
-    docs = austen_documents(directory) + kjv_documents(directory)
+def source_documents(source: str, directory: Path = CORPORA) -> list[Document]:
+    if source == "austen":
+        return austen_documents(directory)
+    if source == "kjv":
+        return kjv_documents(directory)
+    if source in MODERN_SOURCES:
+        return modern_documents(source, directory)
+    raise ValueError(f"unknown corpus {source!r}; the shipped ones are {', '.join(SOURCES)}")
+
+
+def load_corpus(directory: Path = CORPORA, sources: Iterable[str] = SOURCES) -> CorpusSplit:
+    """The shipped documents of `sources`, split into training and held-out ones (fixed, not random)."""
+    docs = [doc for source in sources for doc in source_documents(source, directory)]
     return CorpusSplit(train=[d for d in docs if not is_held_out(d)], held_out=[d for d in docs if is_held_out(d)])
 
 
@@ -112,6 +152,7 @@ def read_training_text(text_files: list[str], val_fraction: float) -> tuple[list
     """
     if not text_files:
         split = load_corpus()
-        return [d.text for d in split.train], [d.text for d in split.held_out], "austen+kjv (gpt/data/corpus.py split)"
+        return ([d.text for d in split.train], [d.text for d in split.held_out],
+                f"{'+'.join(SOURCES)} (gpt/data/corpus.py split)")
     train_texts, val_texts = hold_out_tails([read_text(Path(name)) for name in text_files], val_fraction)
     return train_texts, val_texts, ", ".join(Path(n).name for n in text_files)

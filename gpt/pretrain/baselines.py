@@ -8,10 +8,15 @@ flatter or punish it for that alone.
 from __future__ import annotations
 
 import lzma
+from collections import defaultdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from gpt.data.corpus import join_documents, load_corpus
+from gpt.data.corpus import CorpusSplit, join_documents, load_corpus, source_of
+from gpt.model import GPTModel
+from gpt.tokenizer import Tokenizer
+from gpt.training.loss import bits_per_byte, heldout_loss
 
 
 def xz_bits_per_byte(text: str, context: str = "") -> float:
@@ -120,3 +125,50 @@ def shipped_corpus_baselines(orders: tuple[int, ...] = (3, 5)) -> dict[str, floa
     split = load_corpus()
     train_text, held_out = join_documents(d.text for d in split.train), join_documents(d.text for d in split.held_out)
     return heldout_baselines(train_text, held_out, orders)
+
+
+@dataclass(frozen=True)
+class SourceFigures:
+    """One source's held-out bits per byte: the model (if any) beside xz and a byte n-gram."""
+
+    source: str
+    held_out_bytes: int
+    xz: float  # xz -9 after this source's training text
+    ngram: float  # Kneser-Ney byte n-gram fit on this source's training text
+    model: float | None = None
+
+    @property
+    def model_over_xz(self) -> float | None:
+        return None if self.model is None else self.model / self.xz
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self) | {"model_over_xz": self.model_over_xz}
+
+
+def model_bits_per_byte(model: GPTModel, tokenizer: Tokenizer, texts: list[str]) -> float:
+    """Bits per byte of documents scored as one stream, each followed by `<|endoftext|>` (as training sees them)."""
+    ids = [i for text in texts for i in [*tokenizer.encode(text), tokenizer.eot_id]]
+    loss, count = heldout_loss(model, np.asarray(ids, dtype=np.int64), batch_size=32)
+    return bits_per_byte(loss * count, len(join_documents(texts).encode("utf-8")))
+
+
+def per_source_figures(split: CorpusSplit, model: GPTModel | None = None, tokenizer: Tokenizer | None = None,
+                       order: int = 5) -> list[SourceFigures]:
+    """Every source's held-out documents, scored apart, so that a mix cannot hide a source the model fails on.
+
+    xz and the n-gram see only the source's own training text: the strongest prior each can have
+    for that source (xz -9's 64 MiB window would hold the whole mix, but other sources only dilute it).
+    """
+    train, held = defaultdict(list), defaultdict(list)
+    for doc in split.train:
+        train[source_of(doc)].append(doc.text)
+    for doc in split.held_out:
+        held[source_of(doc)].append(doc.text)
+    figures = []
+    for source, texts in held.items():
+        train_text, held_text = join_documents(train[source]), join_documents(texts)
+        score = None if model is None or tokenizer is None else model_bits_per_byte(model, tokenizer, texts)
+        figures.append(SourceFigures(source, len(held_text.encode("utf-8")),
+                                     xz=xz_bits_per_byte(held_text, context=train_text),
+                                     ngram=ByteNGram(order).fit(train_text).bits_per_byte(held_text), model=score))
+    return figures

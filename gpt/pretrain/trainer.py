@@ -16,7 +16,7 @@ import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -214,9 +214,14 @@ def pretrain(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], 
     state_path = out_dir / STATE_FILE
     if resume:
         meta, rng = load_train_state(state_path, model, optimizer)
-        if PretrainConfig.from_dict(meta["config"]) != cfg:
-            raise ValueError(f"{state_path} was written by a run with other settings; resume with the same flags")
+        saved = PretrainConfig.from_dict(meta["config"])
+        if replace(saved, max_steps=cfg.max_steps) != cfg:
+            raise ValueError(f"{state_path} was written by a run with other settings; resume with the same flags "
+                             "(only --max-steps may change)")
         step, tokens_seen, elapsed_before = meta["step"], meta["tokens_seen"], meta["elapsed_s"]
+        if cfg.max_steps < step:
+            raise ValueError(f"{state_path} is at step {step}, past --max-steps {cfg.max_steps}")
+        # A changed max_steps lengthens or shortens the run: the cosine from here on ends at the new step.
         # Resuming on more processes than saved the run: the new ones start from rank 0's state.
         torch.set_rng_state(rng.get(f"rng.cpu.{ddp.rank}", rng["rng.cpu.0"]))
         if "rng.cuda" in rng and torch.cuda.is_available():

@@ -95,6 +95,16 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path, tokenizer):
         pretrain(tiny_cfg(max_steps=4, lr=1e-2), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         pretrain(tiny_cfg(), [TEXT], [TEXT[:400]], tokenizer, tmp_path / "empty", resume=True)
+    with pytest.raises(ValueError, match="past --max-steps 3"):
+        pretrain(tiny_cfg(max_steps=3), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True)
+
+
+def test_resume_may_lengthen_or_shorten_a_run(tmp_path, tokenizer):
+    """Only max_steps may change: the run goes on to the new end, its learning rate on the new cosine."""
+    pretrain(tiny_cfg(max_steps=8), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=2)
+    result = pretrain(tiny_cfg(max_steps=5), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True)
+    assert result.step == 5 and [row["step"] for row in result.log][-1] == 5
+    assert result.log[-1]["lr"] == pytest.approx(tiny_cfg(max_steps=5).learning_rate(4))  # the lr of the 5th step
 
 
 def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_intact(tmp_path, tokenizer, monkeypatch):

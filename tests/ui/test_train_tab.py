@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from gpt.data.corpus import MODERN_TITLES
 from gpt.data.windows import SlidingWindowDataset
 from tests.helpers import STORY
 from ui import generate_tab, train_tab
@@ -63,6 +64,9 @@ def test_corpora_bring_their_fixed_held_out_documents_and_pasted_text_its_tail()
     assert data.name == "Austen: emma + your text"
     bible = train_tab.gather_data([train_tab.KJV], "", None, 10**8, 10**6)
     assert len(bible.train) == 61 and len(bible.held_out) == 5
+    recipes = train_tab.gather_data([MODERN_TITLES["recipes"]], "", None, 10**8, 10**6)
+    assert recipes.train[0].split("\n")[0] == "'Out of Salad Dressing' Salad Dressing"
+    assert 3_000 < len(recipes.train) + len(recipes.held_out) == 3_129 and len(recipes.held_out) > 100
 
 
 @pytest.mark.parametrize("corpora, pasted, message", [
