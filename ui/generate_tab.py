@@ -26,6 +26,9 @@ MAX_BEAM_TOKENS = 128  # each step runs every beam: bounded so one request stays
 TOP_CANDIDATES = 15  # bars per chart
 BOOK_TEMPERATURES = (0.1, 1.0, 5.0)  # the book's figure: sharper, as trained, flatter
 EXAMPLE_PROMPT = "It is a truth universally acknowledged, that"
+# One opening in the style of each kind of text the shipped base model read.
+EXAMPLE_PROMPTS = [EXAMPLE_PROMPT, "And God said unto Noah,", "The Roman Empire was", "Preheat the oven to",
+                   "Mr. Speaker, Mr. Vice President, members of the Congress,", "A friend is someone who"]
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     gr.Markdown("The model gives a probability to every token in its vocabulary; the settings reshape that "
                 "distribution before a token is drawn. Temperature 0 always takes the most likely token.")
     prompt = gr.Textbox(EXAMPLE_PROMPT, lines=3, label="Prompt", elem_id="gen-prompt")
+    gr.Examples([[p] for p in EXAMPLE_PROMPTS], prompt, label="Openings in the style of the base model's sources")
     with gr.Row():
         temperature = gr.Slider(0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature")
         top_k = gr.Slider(0, 200, value=40, step=1, label="Top-k", info="0 = off")

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from gpt.data.corpus import join_documents, load_corpus
+from gpt.data.corpus import join_documents, load_corpus, source_of
 from gpt.generate import SamplingConfig, generate
+from gpt.pretrain.baselines import model_bits_per_byte
 from gpt.training.loss import bits_per_byte, heldout_loss
 from ui.registry import MODELS_DIR, ModelRegistry
 
@@ -53,12 +54,26 @@ def test_base_scores_held_out_text_as_its_card_says(base, corpus):
     assert loss == pytest.approx(meta["held_out_loss"], abs=0.01)
     measured = bits_per_byte(loss * count, meta["held_out_bytes"])
     assert measured == pytest.approx(meta["held_out_bits_per_byte"], abs=0.005)
-    assert measured < 2.0  # below the `xz -9` and byte 5-gram baselines (2.04 and 2.01, see the card)
+    assert measured < min(meta["baselines"].values())  # below xz -9 and the byte n-grams on the same text
+
+
+def test_base_scores_every_source_as_its_card_says(base, corpus):
+    """Each source's held-out documents re-scored apart: the card's per-source table, and below its baselines."""
+    table = json.loads((BASE / "sources.json").read_text())
+    card = (BASE / "MODEL_CARD.md").read_text()
+    assert {row["source"] for row in table} == {source_of(d) for d in corpus.held_out}
+    for row in table:
+        texts = [d.text for d in corpus.held_out if source_of(d) == row["source"]]
+        assert row["held_out_bytes"] == len(join_documents(texts).encode("utf-8"))
+        assert model_bits_per_byte(base.model, base.tokenizer, texts) == pytest.approx(row["model"], abs=0.005)
+        assert row["model"] < min(row["xz"], row["ngram"]), row
+        assert f"| {row['source']} | {row['held_out_bytes']:,} | {row['model']:.3f} | {row['xz']:.3f} |" in card
 
 
 def test_base_writes_words_of_its_corpus(base, corpus):
     vocabulary = {w.lower() for doc in corpus.train for w in WORD.findall(doc.text)}
-    prompts = ["It is a truth universally acknowledged", "Elizabeth was", "And the LORD said unto Moses"]
+    prompts = ["It is a truth universally acknowledged", "And the LORD said unto Moses", "The city of",
+               "Preheat the oven", "My fellow Americans"]
     words: list[str] = []
     for seed, prompt in enumerate(prompts):
         with torch.no_grad():
@@ -66,6 +81,6 @@ def test_base_writes_words_of_its_corpus(base, corpus):
                            SamplingConfig(max_new_tokens=60, temperature=0.7, top_k=40, seed=seed),
                            eot_id=base.tokenizer.eot_id)
         words += WORD.findall(base.tokenizer.decode(ids))
-    assert len(words) >= 60
+    assert len(words) >= 100
     unknown = [w for w in words if w.lower() not in vocabulary]
     assert len(unknown) <= 0.05 * len(words), unknown
