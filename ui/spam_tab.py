@@ -1,4 +1,4 @@
-"""Tab 4, Spam: the finetuned classifier's verdict, the tokens it looked at, and its test-set figures."""
+"""Tab 4, Spam: the finetuned classifier's verdict, the tokens it looked at, and its figures on each test set."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import html
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-from gpt.classify.classifier import TextClassifier, load_classifier
+from gpt.classify.classifier import ClassifierMetrics, TextClassifier, load_classifier
+from gpt.classify.data import MODERN_TEST, SET_TITLES, SMS_TEST
 from ui.common import clip_chars, join_notices, require_text, user_errors
 from ui.registry import ModelRegistry
 
@@ -20,6 +22,9 @@ FALLBACK_EXAMPLES = {  # used only when the classifier ships without test exampl
     "ham": ["Are we still on for dinner tonight? I'll be there at 7."],
     "spam": ["WINNER!! You have been selected for a £1000 prize. Call 09061701461 now to claim."],
 }
+# The examples come from these test sets, today's messages first; SpamAssassin's mails are too long to show.
+EXAMPLE_SETS = (MODERN_TEST, SMS_TEST)
+EXAMPLES_PER_CLASS = 3
 
 
 def classifier(registry: ModelRegistry) -> TextClassifier:
@@ -49,42 +54,54 @@ def classify(registry: ModelRegistry, message: str) -> tuple[dict[str, float], s
     return prediction.probs, attention_html(model.token_attention(message)), join_notices(cut, too_long)
 
 
-def confusion_figure(confusion: list[list[int]], labels: list[str]) -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=confusion, x=list(range(len(labels))), y=list(range(len(labels))),
-                               colorscale="Blues", text=confusion, texttemplate="%{text}", showscale=False))
-    ticks = {"tickmode": "array", "tickvals": list(range(len(labels))), "ticktext": labels}
-    fig.update_xaxes(title="predicted", **ticks)
-    fig.update_yaxes(title="true", autorange="reversed", **ticks)
-    fig.update_layout(title="Confusion matrix (test split)", height=320, width=380,
-                      margin={"l": 60, "r": 10, "t": 50, "b": 50})
+def confusion_figure(evaluations: dict[str, ClassifierMetrics]) -> go.Figure:
+    """One confusion matrix per test set, side by side."""
+    titles = [SET_TITLES.get(name, name) for name in evaluations]
+    fig = make_subplots(rows=1, cols=len(evaluations), subplot_titles=titles, horizontal_spacing=0.12)
+    for col, metrics in enumerate(evaluations.values(), 1):
+        ticks = {"tickmode": "array", "tickvals": list(range(len(metrics.labels))), "ticktext": metrics.labels}
+        fig.add_trace(go.Heatmap(z=metrics.confusion, x=list(range(len(metrics.labels))),
+                                 y=list(range(len(metrics.labels))), colorscale="Blues", text=metrics.confusion,
+                                 texttemplate="%{text}", showscale=False), row=1, col=col)
+        fig.update_xaxes(title="predicted", row=1, col=col, **ticks)
+        fig.update_yaxes(title="true" if col == 1 else None, autorange="reversed", row=1, col=col, **ticks)
+    fig.update_layout(title="Confusion matrices (test sets)", height=340, width=60 + 320 * len(evaluations),
+                      margin={"l": 60, "r": 10, "t": 80, "b": 50})
     return fig
 
 
 def test_figures(registry: ModelRegistry) -> tuple[str, pd.DataFrame, go.Figure | None]:
-    """Accuracy line, per-class table and confusion matrix of the classifier's held-out test split.
+    """Accuracy per test set, the per-class table and the confusion matrices, on messages never trained on.
 
     Runs when the tab opens, so a missing classifier is reported in the tab, not as an error pop-up.
     """
     try:
-        metrics = classifier(registry).test_metrics
+        evaluations = classifier(registry).test_metrics
     except (ValueError, FileNotFoundError) as err:  # not shipped yet, or made for another base model
         return f"⚠️ The spam classifier is not available: {err}", pd.DataFrame(), None
-    if metrics is None:
+    if not evaluations:
         return "This classifier was saved without test figures.", pd.DataFrame(), None
-    summary = (f"**Test accuracy {metrics.accuracy:.1%}** on {metrics.n_test} held-out messages "
-               f"({metrics.data_source}).")
-    table = metrics.per_class_frame().round(3).reset_index(names="class")
-    return summary, table, confusion_figure(metrics.confusion, metrics.labels)
+    lines = [f"- {SET_TITLES.get(name, name)}: **{m.accuracy:.1%}** on {m.n_test} held-out messages ({m.data_source})"
+             for name, m in evaluations.items()]
+    summary = "**Test accuracy**, on messages it never trained on:\n\n" + "\n".join(lines)
+    table = pd.concat([m.per_class_frame().round(3).reset_index(names="class")
+                       .assign(set=SET_TITLES.get(name, name)) for name, m in evaluations.items()], ignore_index=True)
+    return summary, table[["set", "class", "precision", "recall", "f1", "support"]], confusion_figure(evaluations)
+
+
+def labelled_examples(registry: ModelRegistry) -> list[tuple[str, str]]:
+    """(message, its true label): a few of each class from the classifier's own test sets when it has them."""
+    try:
+        evaluations = classifier(registry).test_metrics
+    except (ValueError, FileNotFoundError):
+        evaluations = {}
+    sets = [evaluations[name].examples for name in EXAMPLE_SETS if name in evaluations and evaluations[name].examples]
+    return [(text, label) for by_label in sets or [FALLBACK_EXAMPLES] for label, texts in by_label.items()
+            for text in texts[:EXAMPLES_PER_CLASS]]
 
 
 def examples(registry: ModelRegistry) -> list[str]:
-    """A few messages of each class: the classifier's own test examples when it has them."""
-    try:
-        metrics = classifier(registry).test_metrics
-    except (ValueError, FileNotFoundError):
-        metrics = None
-    by_label = metrics.examples if metrics is not None and metrics.examples else FALLBACK_EXAMPLES
-    return [text for texts in by_label.values() for text in texts[:3]]
+    return [text for text, _ in labelled_examples(registry)]
 
 
 def build(registry: ModelRegistry, tab: gr.Tab) -> None:
@@ -99,9 +116,9 @@ def build(registry: ModelRegistry, tab: gr.Tab) -> None:
     with gr.Row():
         with gr.Column(scale=3):
             message = gr.Textbox(lines=3, label="Message", elem_id="spam-text",
-                                 placeholder="Type an SMS, or pick an example below")
+                                 placeholder="Type a message, or pick an example below")
             button = gr.Button("Classify", variant="primary", elem_id="spam-run")
-            gr.Examples(examples(registry), message, label="Examples: ham and spam from the test split")
+            gr.Examples(examples(registry), message, label="Examples: ham and spam it never trained on")
         with gr.Column(scale=2):
             label = gr.Label(label="Verdict", elem_id="spam-label")
     notice = gr.Markdown()
@@ -109,11 +126,9 @@ def build(registry: ModelRegistry, tab: gr.Tab) -> None:
                 "(darker = more)")
     attended = gr.HTML(elem_id="spam-attn")
     gr.Markdown("### How good is it?")
-    with gr.Row():
-        with gr.Column():
-            summary = gr.Markdown(elem_id="spam-summary")
-            table = gr.Dataframe(interactive=False, label="Per class")
-        confusion = gr.Plot(label="Confusion matrix", elem_id="spam-confusion")
+    summary = gr.Markdown(elem_id="spam-summary")
+    table = gr.Dataframe(interactive=False, label="Per test set and class")
+    confusion = gr.Plot(label="Confusion matrices", elem_id="spam-confusion")
 
     fn = user_errors(functools.partial(classify, registry))
     button.click(fn, message, [label, attended, notice], api_name="classify")

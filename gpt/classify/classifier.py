@@ -3,7 +3,7 @@
 The language-model head is replaced by a `num_classes` head read at the last token of the message
 (the only position that has seen the whole message, since attention is causal). Everything is frozen
 but the last N blocks, the final norm and the head, so a classifier on disk is just those tensors plus
-the sha256 of the base model they were trained on top of, and its held-out test figures.
+the sha256 of the base model they were trained on top of, and its figures on each held-out test set.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gpt.checkpoint import WEIGHTS_FILE, Checkpoint
+from gpt.classify.data import SMS_TEST
 from gpt.files import SHIPPED_MODELS, atomic_path, sha256_of, write_text_atomic
 from gpt.model import GPTModel
 from gpt.precision import dtype_of
@@ -94,7 +95,7 @@ def class_logits(model: GPTModel, idx: torch.Tensor, pad_id: int) -> torch.Tenso
 
 @dataclass(frozen=True)
 class ClassifierMetrics:
-    """Held-out figures of a classifier, as stored next to it (`test_metrics.json`)."""
+    """Held-out figures of a classifier on one evaluation set (`test_metrics.json` holds one per set)."""
 
     labels: list[str]
     accuracy: float
@@ -102,7 +103,7 @@ class ClassifierMetrics:
     confusion: list[list[int]]  # rows: true label, columns: predicted label
     n_test: int
     data_source: str
-    examples: dict[str, list[str]] = field(default_factory=dict)  # a few TEST messages of each class
+    examples: dict[str, list[str]] = field(default_factory=dict)  # a few TEST messages of each class, labelled right
 
     @classmethod
     def from_predictions(cls, true: list[int], predicted: list[int], labels: list[str], data_source: str,
@@ -138,6 +139,20 @@ class ClassifierMetrics:
         return cls(**json.loads(text))
 
 
+def dump_test_metrics(evaluations: dict[str, ClassifierMetrics]) -> str:
+    """`test_metrics.json`: each evaluation set's figures under its name, in the order they were measured."""
+    return json.dumps({name: asdict(m) for name, m in evaluations.items()}, indent=2, ensure_ascii=False) + "\n"
+
+
+def parse_test_metrics(text: str) -> dict[str, ClassifierMetrics]:
+    """`test_metrics.json` by evaluation set. A file from before there were several sets holds one set's
+    figures, and that set is the SMS test split: it was the only one."""
+    raw = json.loads(text)
+    if "accuracy" in raw:
+        return {SMS_TEST: ClassifierMetrics(**raw)}
+    return {name: ClassifierMetrics(**figures) for name, figures in raw.items()}
+
+
 # --- a classifier ready to use ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -147,14 +162,14 @@ class Prediction:
 
 
 class TextClassifier:
-    """A finetuned classifier ready for the app: predict, attention of the last token, test figures."""
+    """A finetuned classifier ready for the app: predict, attention of the last token, figures per test set."""
 
     def __init__(self, model: GPTModel, tokenizer: Tokenizer, labels: list[str],
-                 test_metrics: ClassifierMetrics | None = None, config: dict[str, Any] | None = None):
+                 test_metrics: dict[str, ClassifierMetrics] | None = None, config: dict[str, Any] | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.labels = list(labels)
-        self.test_metrics = test_metrics
+        self.test_metrics = dict(test_metrics or {})  # evaluation set name -> figures, the SMS test split first
         self.config = config or {}
 
     def _ids(self, text: str) -> torch.Tensor:
@@ -254,5 +269,8 @@ def load_classifier(directory: str | Path = SHIPPED_DIR, base: str | Path | None
                                   f"{tuple(tensor.shape)}, expected {tuple(expected_state[name].shape)}")
     model.load_state_dict(state, strict=False)
     metrics_path = directory / METRICS_FILE
-    metrics = ClassifierMetrics.from_json(metrics_path.read_text()) if metrics_path.is_file() else None
+    try:
+        metrics = parse_test_metrics(metrics_path.read_text()) if metrics_path.is_file() else {}
+    except (json.JSONDecodeError, TypeError, AttributeError) as err:
+        raise ClassifierError(f"{metrics_path}: not valid test figures ({err})") from err
     return TextClassifier(model.float().eval(), checkpoint.tokenizer, labels, metrics, config)

@@ -1,11 +1,11 @@
-"""`python -m gpt finetune-classifier`: finetune a base model into the SMS spam classifier, or re-measure one."""
+"""`python -m gpt finetune-classifier`: finetune a base model into the spam classifier, or re-measure one."""
 
 from __future__ import annotations
 
 import argparse
 
 from gpt.classify.classifier import ClassifierMetrics
-from gpt.classify.data import SOURCES
+from gpt.classify.data import MIXES, SET_TITLES, SOURCES
 from gpt.classify.finetune import CLASSIFIER_PRESETS, ClassifierConfig, finetune_classifier, measure_classifier
 from gpt.cli.options import add_config_arguments, add_device_argument, check_device, config_overrides
 from gpt.cli.progress import TqdmListener
@@ -14,7 +14,7 @@ from gpt.precision import DTYPES
 from gpt.pretrained import PRETRAINED
 from gpt.training.events import TrainingMonitor
 
-HELP = "finetune a GPT into the SMS spam classifier (the book's chapter 6), or re-measure a saved one"
+HELP = "finetune a GPT into the spam classifier (the book's chapter 6), or re-measure a saved one"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="book", choices=sorted(CLASSIFIER_PRESETS),
                         help="finetuning settings; the ClassifierConfig options override them (default: %(default)s)")
     parser.add_argument("--data", default="auto", choices=SOURCES,
-                        help="auto: download the full collection (cached), else the part shipped in assets/")
+                        help="the SMS collection: auto downloads the full one (cached), else uses the part in assets/")
+    parser.add_argument("--mix", default="sms", choices=MIXES,
+                        help="what to train on: sms, the book's SMS data alone; mixed, SMS plus SpamAssassin mail "
+                             "plus modern messages from assets/spam/, tested on each (default: %(default)s)")
     parser.add_argument("--dtype", default="bfloat16", choices=list(DTYPES),
                         help="storage dtype of the classifier (default: %(default)s)")
     parser.add_argument("--evaluate", metavar="DIR", help="only re-measure the test figures of a saved classifier")
@@ -34,11 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, ClassifierConfig, default_note="the preset's")
 
 
-def _print_metrics(metrics: ClassifierMetrics) -> None:
-    print(f"data: {metrics.data_source}")
-    print(f"test accuracy: {metrics.accuracy:.2%} on {metrics.n_test} messages")
-    print(metrics.per_class_frame().to_string(float_format="{:.3f}".format))
-    print(metrics.confusion_frame().to_string())
+def _print_metrics(evaluations: dict[str, ClassifierMetrics]) -> None:
+    for name, metrics in evaluations.items():
+        print(f"\n{SET_TITLES.get(name, name)} ({metrics.data_source})")
+        print(f"test accuracy: {metrics.accuracy:.2%} on {metrics.n_test} messages")
+        print(metrics.per_class_frame().to_string(float_format="{:.3f}".format))
+        print(metrics.confusion_frame().to_string())
 
 
 def run(args: argparse.Namespace) -> None:
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> None:
     bar = TqdmListener("finetune-classifier", enabled=not args.quiet)
     try:
         classifier = finetune_classifier(args.model, cfg, args.out, args.data, args.dtype, device,
-                                         TrainingMonitor(bar))
+                                         TrainingMonitor(bar), args.mix)
     finally:
         bar.close()
     print(f"saved {args.out}")

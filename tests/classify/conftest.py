@@ -62,3 +62,14 @@ def trained_dir(tmp_path_factory, base_dir, one_thread) -> Path:
                  "--trainable-blocks", "2", "--epochs", "2", "--lr", "2e-3", "--batch-size", "32", "--device", "cpu"])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="package")
+def mixed_dir(tmp_path_factory, base_dir, one_thread) -> Path:
+    """One short finetuning run on the mixed data (SMS, SpamAssassin, modern), through the command line."""
+    out = tmp_path_factory.mktemp("spam-mixed")
+    code = main(["finetune-classifier", "--model", str(base_dir), "--out", str(out), "--data", "offline",
+                 "--mix", "mixed", "--trainable-blocks", "1", "--epochs", "1", "--lr", "2e-3", "--batch-size", "32",
+                 "--device", "cpu", "--quiet"])
+    assert code == 0
+    return out

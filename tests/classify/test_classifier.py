@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ from safetensors.torch import load_file
 
 from gpt.checkpoint import WEIGHTS_FILE, save_checkpoint
 from gpt.classify import classifier
-from gpt.classify.classifier import ClassifierMetrics
+from gpt.classify.classifier import ClassifierMetrics, dump_test_metrics, parse_test_metrics
+from gpt.classify.data import SMS_TEST
 from gpt.classify.finetune import CARD_FILE, ClassifierConfig
 from gpt.files import sha256_of
 
@@ -66,6 +68,25 @@ def test_metrics_from_predictions():
         ClassifierMetrics.from_predictions([0, 1], [0], ["ham", "spam"], "fixture")
 
 
+def test_test_metrics_file_holds_each_set_and_reads_the_one_set_files_of_before():
+    sms = ClassifierMetrics.from_predictions([0, 1], [0, 1], ["ham", "spam"], "sms", {"ham": ["hi"], "spam": ["WIN"]})
+    modern = ClassifierMetrics.from_predictions([0, 1, 1], [1, 1, 1], ["ham", "spam"], "modern")
+    both = {SMS_TEST: sms, "modern-heldout": modern}
+    assert parse_test_metrics(dump_test_metrics(both)) == both
+    assert list(parse_test_metrics(dump_test_metrics({"modern-heldout": modern, SMS_TEST: sms}))) == [
+        "modern-heldout", SMS_TEST]  # the order they were measured in
+    assert parse_test_metrics(sms.to_json()) == {SMS_TEST: sms}  # every classifier before the mix: SMS only
+
+
+def test_broken_test_figures_are_a_clear_error(trained_dir, base_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_dir, broken)
+    for text in ("{not json", '{"sms-test": {"accuracy": 1}}'):
+        (broken / classifier.METRICS_FILE).write_text(text)
+        with pytest.raises(classifier.ClassifierError, match="not valid test figures"):
+            classifier.load_classifier(broken, base=base_dir)
+
+
 def test_saved_classifier_holds_only_the_trained_tensors(trained_dir, base_dir):
     names = set(load_file(str(trained_dir / classifier.CLASSIFIER_WEIGHTS)))
     assert names and all(n.startswith(("trf_blocks.", "final_norm.", "out_head.")) for n in names)
@@ -73,9 +94,12 @@ def test_saved_classifier_holds_only_the_trained_tensors(trained_dir, base_dir):
     config = json.loads((trained_dir / classifier.CLASSIFIER_CONFIG).read_text())
     assert config["base"]["sha256"] == sha256_of(base_dir / WEIGHTS_FILE)
     assert config["meta"]["data"]["sizes"] == {"train": 898, "val": 128, "test": 258}
+    assert config["meta"]["data"]["mix"] == "sms" and set(config["meta"]["data"]["parts"]) == {"sms"}
     assert config["meta"]["device"] == "cpu" and "stopped" not in config["meta"]
     card = (trained_dir / CARD_FILE).read_text()
-    metrics = ClassifierMetrics.from_json((trained_dir / classifier.METRICS_FILE).read_text())
+    evaluations = parse_test_metrics((trained_dir / classifier.METRICS_FILE).read_text())
+    assert list(evaluations) == [SMS_TEST]
+    metrics = evaluations[SMS_TEST]
     assert f"{metrics.accuracy:.1%}" in card and metrics.n_test == 258
     assert set(metrics.examples) == {"ham", "spam"} and all(metrics.examples.values())
     assert not list(trained_dir.glob(".*.tmp"))  # every file was moved into place
@@ -90,7 +114,7 @@ def test_storage_dtype_is_checked_and_applied(make_base, base_dir, tmp_path):
     assert {t.dtype for t in load_file(str(tmp_path / "half" / classifier.CLASSIFIER_WEIGHTS)).values()} == {
         torch.float16}
     loaded = classifier.load_classifier(tmp_path / "half")
-    assert loaded.model.out_head.weight.dtype == torch.float32 and loaded.test_metrics is None
+    assert loaded.model.out_head.weight.dtype == torch.float32 and loaded.test_metrics == {}
     torch.testing.assert_close(loaded.model.out_head.weight, model.out_head.weight.half().float())
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt.classify.classifier import CLASSIFIER_CONFIG, METRICS_FILE, ClassifierMetrics
+from gpt.classify.classifier import CLASSIFIER_CONFIG, METRICS_FILE, parse_test_metrics
+from gpt.classify.data import SMS_TEST
 from gpt.classify.finetune import CARD_FILE, ClassifierConfig, measure_classifier
 from gpt.cli import classify as command
 from gpt.cli import main
@@ -31,14 +32,20 @@ def test_flags_come_from_the_config_over_a_preset():
     assert config_overrides(parser().parse_args([]), ClassifierConfig) == {}
     with pytest.raises(SystemExit):
         parser().parse_args(["--trainable-blocks", "last"])
+    assert parser().parse_args([]).mix == "sms"  # what every classifier before the mix was trained on
+    assert parser().parse_args(["--mix", "mixed"]).mix == "mixed"
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--mix", "everything"])
 
 
 def test_reload_measures_the_stored_figures(trained_dir, capsys):
-    stored = ClassifierMetrics.from_json((trained_dir / METRICS_FILE).read_text())
+    stored = parse_test_metrics((trained_dir / METRICS_FILE).read_text())
     assert measure_classifier(trained_dir) == stored
     assert main(["finetune-classifier", "--evaluate", str(trained_dir), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert f"test accuracy: {stored.accuracy:.2%} on 258 messages" in out and stored.data_source in out
+    sms = stored[SMS_TEST]
+    assert f"test accuracy: {sms.accuracy:.2%} on 258 messages" in out and sms.data_source in out
+    assert "SMS test split" in out
 
 
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
@@ -49,7 +56,9 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     assert len(errors) == 3 and "--out is required" in errors[1] and "no classifier" in errors[2]
 
 
-def test_the_cards_reproduce_command_parses_back_to_the_same_run(trained_dir, base_dir):
+@pytest.mark.parametrize("run, mix", [("trained_dir", "sms"), ("mixed_dir", "mixed")])
+def test_the_cards_reproduce_command_parses_back_to_the_same_run(request, base_dir, run, mix):
+    trained_dir = request.getfixturevalue(run)
     card = (trained_dir / CARD_FILE).read_text()
     argv = shlex.split(re.search(r"Reproduce the classifier: `(.+)`", card)[1])
     assert argv[:4] == ["python", "-m", "gpt", "finetune-classifier"]
@@ -58,5 +67,5 @@ def test_the_cards_reproduce_command_parses_back_to_the_same_run(trained_dir, ba
     assert asdict(ClassifierConfig.preset(args.preset, **config_overrides(args, ClassifierConfig))) == \
         config["meta"]["finetune"]
     assert Path(args.model).resolve() == base_dir.resolve() and Path(args.out) == trained_dir
-    assert (args.data, args.dtype, args.device) == ("offline", "bfloat16", "cpu")
+    assert (args.data, args.mix, args.dtype, args.device) == ("offline", mix, "bfloat16", "cpu")
     assert f"--evaluate {trained_dir}`" in card

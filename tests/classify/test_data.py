@@ -11,7 +11,7 @@ import pytest
 from torch.utils.data import DataLoader
 
 from gpt.classify import data
-from gpt.classify.classifier import METRICS_FILE, SHIPPED_DIR, ClassifierMetrics
+from gpt.classify.classifier import METRICS_FILE, SHIPPED_DIR, parse_test_metrics
 from gpt.classify.data import Message
 from tests.helpers import LocalServer
 
@@ -64,7 +64,7 @@ def test_balanced_split_is_the_books_seeded_70_10_20_and_disjoint(corpus):
 
 def test_the_shipped_classifier_is_measured_on_these_test_messages(corpus):
     """Its stored examples are the first test messages of each class, and the supports match."""
-    stored = ClassifierMetrics.from_json((SHIPPED_DIR / METRICS_FILE).read_text())
+    stored = parse_test_metrics((SHIPPED_DIR / METRICS_FILE).read_text())[data.SMS_TEST]
     test = data.balanced_split(corpus).test
     assert stored.n_test == len(test)
     for c, label in enumerate(data.LABELS):
@@ -115,3 +115,67 @@ def test_a_download_that_is_not_the_collection_is_refused_and_not_kept(tmp_path,
         fixed = data.load_corpus("download", url=f"{server.url}/sms.zip", cache_dir=tmp_path)
         assert server.requests == 1  # downloaded again: the broken file was not cached
     assert fixed.messages == (Message("WIN now", 1),)
+
+
+# -- the data mixes ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mixed() -> data.DataMix:
+    return data.load_mix("mixed", "offline")
+
+
+def test_the_sms_mix_is_the_books_split(corpus):
+    sms, parts = data.load_mix("sms", "offline"), data.balanced_split(corpus)
+    assert (sms.train, sms.val) == (parts.train, parts.val)
+    assert [(s.name, s.messages, s.source) for s in sms.tests] == [(data.SMS_TEST, parts.test, corpus.source)]
+    assert sms.sizes() == {"train": 898, "val": 128, "test": 258}
+    with pytest.raises(ValueError, match="unknown data mix"):
+        data.load_mix("everything")
+
+
+def test_the_mixed_data_keeps_the_sms_split_and_adds_each_part_apart(corpus, mixed):
+    sms = data.balanced_split(corpus)
+    tests = {s.name: s.messages for s in mixed.tests}
+    assert list(tests) == [data.SMS_TEST, data.SPAMASSASSIN_TEST, data.MODERN_TEST]
+    assert tests[data.SMS_TEST] == sms.test  # the SMS test messages of every classifier before the mix
+    assert mixed.train[:898] == sms.train and mixed.val[:128] == sms.val
+    counts = {name: {k: v for k, v in part.items() if k != "source"} for name, part in mixed.parts.items()}
+    assert counts == {"sms": {"train": 898, "val": 128, "test": 258},
+                      "spamassassin": {"train": data.SPAMASSASSIN_TRAIN, "val": data.SPAMASSASSIN_VAL, "test": 634},
+                      "modern": {"train": 450, "val": 50, "test": 140}}
+    assert mixed.sizes() == {"train": 898 + 600 + 450, "val": 128 + 100 + 50, "test": 258 + 634 + 140}
+    sa = data.balanced_split(data.load_spamassassin())
+    assert tests[data.SPAMASSASSIN_TEST] == sa.test
+    assert mixed.train[898:1498] == sa.train[:600] and mixed.val[128:228] == sa.val[:100]
+    modern = {m.text for m in data.load_modern(data.MODERN_TRAIN).messages}
+    assert {m.text for m in mixed.train[1498:] + mixed.val[228:]} == modern
+    assert tests[data.MODERN_TEST] == data.load_modern(data.MODERN_HELDOUT).messages
+    for part in ("train", "val"):  # about as much ham as spam
+        spam = sum(m.label for m in getattr(mixed, part)) / len(getattr(mixed, part))
+        assert 0.45 < spam < 0.55, part
+
+
+def test_no_test_message_is_trained_or_validated_on(corpus, mixed):
+    """Nothing the mix adds is in a test set. The SMS collection repeats some messages, and the book's split
+    keeps the repeats: 28 SMS test messages are also in its train or validation split, as they always were."""
+    seen = {m.text for m in mixed.train + mixed.val}
+    sms = data.balanced_split(corpus)
+    sms_seen = {m.text for m in sms.train + sms.val}
+    tests = {s.name: {m.text for m in s.messages} for s in mixed.tests}
+    assert len(seen & tests[data.SMS_TEST]) == len(sms_seen & tests[data.SMS_TEST]) == 28
+    assert not seen & tests[data.SPAMASSASSIN_TEST] and not seen & tests[data.MODERN_TEST]
+    assert data.load_mix("mixed", "offline") == mixed  # seeded: the same every time
+
+
+def test_spamassassin_cells_and_lines(tmp_path):
+    text = "Subject: a \\ b\nline two"
+    assert data.escape_cell(text) == "Subject: a \\\\ b\\nline two"
+    assert data.unescape_cell(data.escape_cell(text)) == text
+    good = tmp_path / "sa.tsv"
+    good.write_text(f"ham\teasy-ham-1\t{data.escape_cell(text)}\nspam\tspam-2\tSubject: WIN\n")
+    corpus = data.load_spamassassin(good)
+    assert corpus.messages == (Message(text, 0), Message("Subject: WIN", 1)) and "2 mails" in corpus.source
+    for broken in ("ham\tSubject: no group\n", "junk\tg\ttext\n", "ham\tg\ta\tb\n"):
+        good.write_text(broken)
+        with pytest.raises(ValueError, match="line 1"):
+            data.load_spamassassin(good)

@@ -143,7 +143,7 @@ def test_a_stopped_finetuning_still_writes_a_classifier_that_says_so(base_dir, t
     assert "stopped at step 2" in config["meta"]["stopped"] and len(config["meta"]["history"]) == 1
     card = (out / CARD_FILE).read_text()
     assert "Training was stopped early: stopped at step 2" in card
-    assert classifier.test_metrics.n_test == 258 and classifier.predict("hello").label in ("ham", "spam")
+    assert classifier.test_metrics[data.SMS_TEST].n_test == 258 and classifier.predict("hello").label in ("ham", "spam")
     assert load_classifier(out).test_metrics == classifier.test_metrics
 
 
@@ -158,10 +158,52 @@ def test_openai_weights_are_fetched_by_name(tiny_cached, tmp_path):
     assert f"OpenAI's {TINY_NAME}" in card and f"--model {TINY_NAME} " in card
 
 
+def test_finetuning_on_the_mix_records_it_and_measures_every_test_set(mixed_dir):
+    config = json.loads((mixed_dir / CLASSIFIER_CONFIG).read_text())
+    recorded = config["meta"]["data"]
+    assert (recorded["mix"], recorded["kind"]) == ("mixed", "offline")
+    assert recorded["sizes"] == {"train": 1948, "val": 278, "test": 1032}
+    assert set(recorded["parts"]) == {"sms", "spamassassin", "modern"}
+    classifier = load_classifier(mixed_dir)
+    sets = {data.SMS_TEST: 258, data.SPAMASSASSIN_TEST: 634, data.MODERN_TEST: 140}
+    assert {name: m.n_test for name, m in classifier.test_metrics.items()} == sets
+    assert list(classifier.test_metrics) == list(sets)  # the SMS test split first
+    assert measure_classifier(mixed_dir) == classifier.test_metrics  # the same sets come back from the config
+    card = (mixed_dir / CARD_FILE).read_text()
+    assert card.startswith("# Spam classifier") and "--mix mixed" in card
+    for name, metrics in classifier.test_metrics.items():
+        assert f"### {data.SET_TITLES[name]} ({metrics.n_test} messages)" in card
+        assert metrics.data_source in card
+    assert f"| spamassassin | {recorded['parts']['spamassassin']['source']} | 600 | 100 | 634 |" in card
+
+
+def card_sections(card: str, evaluations: dict) -> dict[str, str]:
+    """Each test set's part of a model card; a card from before the mix has one set and no such headings."""
+    if len(evaluations) == 1:
+        return {name: card for name in evaluations}
+    return {name: card.split(f"### {data.SET_TITLES[name]} ")[1].split("###")[0].split("Re-measure")[0]
+            for name in evaluations}
+
+
 @pytest.mark.slow
-def test_the_shipped_classifier_measures_its_stored_figures():
-    """Same split, same test messages, same weights: re-measuring gives exactly what was stored."""
-    assert measure_classifier(SHIPPED_DIR) == load_classifier(SHIPPED_DIR).test_metrics
+def test_the_shipped_classifier_measures_the_figures_its_card_states():
+    """Same splits, same test messages, same weights: re-measuring gives exactly what was stored, and the
+    card states exactly those figures, for every test set."""
+    shipped = load_classifier(SHIPPED_DIR)
+    assert measure_classifier(SHIPPED_DIR) == shipped.test_metrics
+    recorded = shipped.config["meta"]["data"]
+    expected_sets = [data.SMS_TEST, data.SPAMASSASSIN_TEST, data.MODERN_TEST] if recorded.get("mix") == "mixed" \
+        else [data.SMS_TEST]
+    assert list(shipped.test_metrics) == expected_sets
+    card = (SHIPPED_DIR / CARD_FILE).read_text()
+    for name, section in card_sections(card, shipped.test_metrics).items():
+        m = shipped.test_metrics[name]
+        assert f"({m.n_test} messages" in section and f"Accuracy: **{m.accuracy:.1%}**" in section, name
+        for label, row in m.per_class.items():
+            figures = " | ".join(f"{row[k]:.3f}" for k in ("precision", "recall", "f1"))
+            assert f"| {label} | {figures} | {row['support']} |" in section, (name, label)
+        for label, counts in zip(m.labels, m.confusion, strict=True):
+            assert f"| true {label} | {' | '.join(map(str, counts))} |" in section, (name, label)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
