@@ -118,7 +118,8 @@ def build(registry: ModelRegistry, tab: gr.Tab) -> None:
             message = gr.Textbox(lines=3, label="Message", elem_id="spam-text",
                                  placeholder="Type a message, or pick an example below")
             button = gr.Button("Classify", variant="primary", elem_id="spam-run")
-            gr.Examples(examples(registry), message, label="Examples: ham and spam it never trained on")
+            gr.Examples(examples(registry), message,
+                        label="Examples: held-out ham and spam it labels right (its mistakes count in the figures)")
         with gr.Column(scale=2):
             label = gr.Label(label="Verdict", elem_id="spam-label")
     notice = gr.Markdown()

@@ -2,7 +2,9 @@
 
 Finetunes a checkpoint (the shipped base model by default, or `--model gpt2-small`) on the shipped
 instruction dataset or the book's, then scores the untuned and the tuned model on the same
-held-out split. `--evaluate A B ...` only scores.
+held-out split. `--evaluate A B ...` only scores. The scores of every model go to
+`OUT/instruct_eval.json`; the model saved in OUT (the finetuned one, or one evaluated in its own
+folder) also gets its own report there as `eval.json`, which the Chat tab shows.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from gpt.cli.progress import TqdmListener
 from gpt.config import GPT2_SIZES
 from gpt.files import SHIPPED_BASE, write_text_atomic
 from gpt.instruct.data import resolve_data, split_entries
-from gpt.instruct.evaluate import evaluate_instructions, format_report
+from gpt.instruct.evaluate import (
+    MODEL_EVAL_FILE,
+    evaluate_instructions,
+    format_report,
+    format_task_report,
+    save_model_eval,
+)
 from gpt.instruct.finetune import INSTRUCT_PRESETS, InstructConfig, finetune_instruct
 from gpt.pretrained import PRETRAINED, load_model
 from gpt.training.events import TrainingMonitor
@@ -39,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: gpt2 for GPT-2 models, else shipped")
     parser.add_argument("--max-train", type=int, help="use only the first N training entries")
     parser.add_argument("--out", type=Path, default=Path("runs/instruct"),
-                        help=f"the finetuned checkpoint and {EVAL_FILE} (default: %(default)s)")
+                        help=f"the finetuned checkpoint, {EVAL_FILE} (every model's scores) and {MODEL_EVAL_FILE} "
+                             "(the scores of the model in this folder) (default: %(default)s)")
     parser.add_argument("--evaluate", nargs="+", metavar="MODEL", help="only score these models on the test split")
     parser.add_argument("--eval-limit", type=int, help="score only the first N test entries")
     parser.add_argument("--max-new-tokens", type=int, default=64,
@@ -66,15 +75,20 @@ def run(args: argparse.Namespace) -> None:
     test = split.test[: args.eval_limit] if args.eval_limit else split.test
     print(f"data {args.data}: {len(train)} train / {len(test)} test / {len(split.val)} validation")
 
+    seen_facts = {e["fact"] for e in train if "fact" in e}  # what training asked, in any phrasing
+
     def evaluate(checkpoint: Checkpoint, desc: str) -> dict[str, Any]:
         with tqdm(total=len(test), desc=desc, unit="entry", disable=args.quiet) as bar:
             return evaluate_instructions(checkpoint, test, args.max_new_tokens, args.judge,
-                                         on_response=lambda _: bar.update())
+                                         on_response=lambda _: bar.update(), seen_facts=seen_facts)
 
     reports: dict[str, dict[str, Any]] = {}
+    own: dict[str, Any] | None = None  # the report of the model saved in --out
     if args.evaluate:
         for name in args.evaluate:
             reports[name] = evaluate(load_model(name, device=str(device)), name)
+            if Path(name).resolve() == Path(args.out).resolve():
+                own = reports[name]
     else:
         checkpoint = load_model(args.model, device=str(device))
         if not args.no_eval:  # evaluation only reads the weights: the same model is then finetuned
@@ -89,8 +103,13 @@ def run(args: argparse.Namespace) -> None:
             bar.close()
         print(f"finetuned in {result.seconds:.0f} s, {result.tokens_seen:,} tokens; checkpoint: {args.out}")
         if not args.no_eval:
-            reports[f"{args.out} (finetuned)"] = evaluate(checkpoint, "finetuned")
+            own = reports[f"{args.out} (finetuned)"] = evaluate(checkpoint, "finetuned")
     if reports:
         print(format_report(reports))
         path = write_text_atomic(Path(args.out) / EVAL_FILE, json.dumps(reports, indent=1) + "\n")
         print(f"scores and example responses: {path}")
+    if own is not None:
+        print(format_task_report(own))
+        path = save_model_eval(args.out, own, data=args.data, split_seed=cfg.seed, n_train=len(train),
+                               max_new_tokens=args.max_new_tokens)
+        print(f"the model's own held-out report (the Chat tab shows it): {path}")

@@ -1,10 +1,11 @@
 """Instruction data: entries in the book's shape, read, checked, saved, deduplicated and split.
 
 Every entry is `{"instruction", "input", "output"}`, optionally with a `task` tag so that the
-evaluation can report scores per kind of question. Two datasets are known by name: `shipped`, the
-project's offline dataset in `assets/instruct/` (built by `python -m tools.build_instruct_data`),
-and `book`, the book's 1,100-entry instruction-data.json, downloaded once (pinned to a commit and
-its sha256) and then read from the cache.
+evaluation can report scores per kind of question, and a `fact` naming what the answer states (e.g.
+"plural:mouse"), so that it can tell held-out questions whose fact training asked in other words.
+Two datasets are known by name: `shipped`, the project's offline dataset in `assets/instruct/`
+(built by `python -m tools.build_instruct_data`), and `book`, the book's 1,100-entry
+instruction-data.json, downloaded once (pinned to a commit and its sha256) and then read from the cache.
 """
 
 from __future__ import annotations

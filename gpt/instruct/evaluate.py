@@ -2,25 +2,34 @@
 ROUGE-L for long ones, token F1 for all; optionally an LLM judge on a local Ollama server.
 
 Most answers in the shipped data are a word or a number, where exact match is the honest measure;
-definitions and quotes are sentences, where word overlap in order (ROUGE-L) is.
+definitions and facts are sentences, where word overlap in order (ROUGE-L) is. The split is per
+entry, so a held-out question can ask a fact that training asked in other words (12 x 7 and "What
+is 12 times 7?"); entries that carry a `fact` are therefore also scored apart by whether training
+saw their fact, which tells recall from generalisation. A model's own report is kept beside it as
+`eval.json`, which the app's Chat tab shows.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
+from pathlib import Path
 from typing import Any
 
 import requests
 
-from gpt.checkpoint import Checkpoint
+from gpt.checkpoint import WEIGHTS_FILE, Checkpoint
+from gpt.files import sha256_of, write_text_atomic
 from gpt.generate import SamplingConfig
 from gpt.instruct.data import Entry
 from gpt.instruct.prompt import format_input, format_prompt, respond
 
 SHORT_ANSWER_WORDS = 3  # references this short are scored by exact match; longer ones by ROUGE-L
+EXAMPLES_PER_TASK = 3  # right and wrong responses kept per task, to show what the model does
+MODEL_EVAL_FILE = "eval.json"  # a model folder's own held-out report
 OLLAMA_URL = "http://localhost:11434/api/chat"
 JUDGE_PROMPT = ("Given the input `{prompt}` and correct output `{reference}`, score the model response "
                 "`{response}` on a scale from 0 to 100, where 100 is the best score. Respond with the integer only.")
@@ -77,13 +86,29 @@ def score(prediction: str, reference: str) -> dict[str, float]:
     return {"exact_match": em, "token_f1": f1, "rouge_l": rl, "score": em if is_short(reference) else rl}
 
 
-def summarize(entries: Sequence[Entry], predictions: Sequence[str]) -> dict[str, Any]:
-    """Mean metrics overall, on short and long references, and per task (percentages)."""
-    rows = [score(p, e["output"]) | {"task": e.get("task", "all"), "short": is_short(e["output"])}
+def summarize(entries: Sequence[Entry], predictions: Sequence[str], seen_facts: Set[str] = frozenset()
+              ) -> dict[str, Any]:
+    """Mean metrics overall, on short and long references, and per task (percentages).
+
+    Per task also: its exact match on every entry, the share of entries whose `fact` is in
+    `seen_facts` (the facts of the training entries), the score on the others (`unseen_score`, NaN
+    when there are none), and a few right and wrong responses.
+    """
+    rows = [score(p, e["output"]) | {"task": e.get("task", "all"), "short": is_short(e["output"]),
+                                     "seen": e.get("fact") in seen_facts, "entry": e, "response": p}
             for e, p in zip(entries, predictions, strict=True)]
 
     def mean(selected: list[dict], key: str) -> float:
         return round(100 * sum(r[key] for r in selected) / len(selected), 1) if selected else math.nan
+
+    def examples(selected: list[dict]) -> list[dict[str, str]]:
+        return [{"instruction": r["entry"]["instruction"], "input": r["entry"]["input"],
+                 "reference": r["entry"]["output"], "response": r["response"]} for r in selected[:EXAMPLES_PER_TASK]]
+
+    def stats(selected: list[dict]) -> dict[str, Any]:
+        unseen = [r for r in selected if not r["seen"]]
+        return {"n": len(selected), "score": mean(selected, "score"), "exact_match": mean(selected, "exact_match"),
+                "seen": mean(selected, "seen"), "n_unseen": len(unseen), "unseen_score": mean(unseen, "score")}
 
     short = [r for r in rows if r["short"]]
     long = [r for r in rows if not r["short"]]
@@ -91,10 +116,11 @@ def summarize(entries: Sequence[Entry], predictions: Sequence[str]) -> dict[str,
     for r in rows:
         by_task[r["task"]].append(r)
     return {
-        "n": len(rows), "score": mean(rows, "score"), "exact_match_short": mean(short, "exact_match"),
-        "rouge_l_long": mean(long, "rouge_l"), "token_f1": mean(rows, "token_f1"),
-        "n_short": len(short), "n_long": len(long),
-        "tasks": {task: {"n": len(rs), "score": mean(rs, "score")} for task, rs in sorted(by_task.items())},
+        **stats(rows), "exact_match_short": mean(short, "exact_match"), "rouge_l_long": mean(long, "rouge_l"),
+        "token_f1": mean(rows, "token_f1"), "n_short": len(short), "n_long": len(long),
+        "tasks": {task: stats(rs) | {"right": examples([r for r in rs if r["score"] == 1]),
+                                     "wrong": examples([r for r in rs if r["score"] < 1])}
+                  for task, rs in sorted(by_task.items())},
     }
 
 
@@ -140,17 +166,35 @@ def ollama_scores(entries: Sequence[Entry], responses: Sequence[str], model: str
 
 
 def evaluate_instructions(checkpoint: Checkpoint, entries: Sequence[Entry], max_new_tokens: int = 64,
-                          judge: str | None = None, on_response: Callable[[str], None] | None = None
-                          ) -> dict[str, Any]:
+                          judge: str | None = None, on_response: Callable[[str], None] | None = None,
+                          seen_facts: Set[str] = frozenset()) -> dict[str, Any]:
     """The `summarize` report of the model's greedy responses, the judge's mean if asked, and 5 examples."""
     responses = generate_responses(checkpoint, entries, max_new_tokens, on_response)
-    report = summarize(entries, responses)
+    report = summarize(entries, responses, seen_facts)
     if judge:
         judged = [s for s in ollama_scores(entries, responses, judge) if s is not None]
         report["judge"] = {"model": judge, "mean": round(sum(judged) / len(judged), 1) if judged else math.nan}
     report["examples"] = [{"instruction": e["instruction"], "input": e["input"], "reference": e["output"],
                            "response": r} for e, r in list(zip(entries, responses, strict=True))[:5]]
     return report
+
+
+def save_model_eval(folder: str | Path, report: dict[str, Any], **about: Any) -> Path:
+    """Write a model's report beside its weights as `eval.json`, with the weights' sha256 (so that a
+    reader can tell whether the scores are still those of the weights there) and `about` (data, split)."""
+    folder = Path(folder)
+    record = {"weights_sha256": sha256_of(folder / WEIGHTS_FILE), **about, **report}
+    return write_text_atomic(folder / MODEL_EVAL_FILE, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+
+
+def load_model_eval(folder: str | Path) -> dict[str, Any] | None:
+    """The model folder's `eval.json`, or None if it has none or it was measured on other weights."""
+    folder = Path(folder)
+    path = folder / MODEL_EVAL_FILE
+    if not path.is_file() or not (folder / WEIGHTS_FILE).is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return record if record.get("weights_sha256") == sha256_of(folder / WEIGHTS_FILE) else None
 
 
 def format_report(reports: dict[str, dict[str, Any]]) -> str:
@@ -170,3 +214,14 @@ def format_report(reports: dict[str, dict[str, Any]]) -> str:
         lines.append(f"| {task} ({info['n']}) | " + " | ".join(f"{reports[n]['tasks'][task]['score']:.1f}"
                                                               for n in names) + " |")
     return "\n".join(lines)
+
+
+def format_task_report(report: dict[str, Any]) -> str:
+    """A markdown table of one model's held-out scores per task, with how many of the entries ask a
+    fact that training asked in other words and the score on the others."""
+    lines = ["| task | held-out entries | score | exact match | fact seen in training | unseen: entries | "
+             "unseen: score |", "|---|---|---|---|---|---|---|"]
+    for task, t in [*report["tasks"].items(), ("all", report)]:
+        lines.append(f"| {task} | {t['n']} | {t['score']:.1f} | {t['exact_match']:.1f} | {t['seen']:.0f}% | "
+                     f"{t['n_unseen']} | {t['unseen_score']:.1f} |")
+    return "\n".join(lines).replace("| nan |", "| – |")  # no unseen entries: no score

@@ -75,6 +75,12 @@ def message_text(message: dict) -> str:
     return ""
 
 
+def chat_line(role: str, text: str) -> str:
+    """One earlier turn as the prompt's input shows it ("User: ..." or "Assistant: ..."); the instruction
+    data writes its chat histories with this too, so the model is trained on the format it is sent."""
+    return f"{'User' if role == 'user' else 'Assistant'}: {text}"
+
+
 def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenizer, context_length: int,
                       max_new_tokens: int) -> str:
     """One Alpaca prompt for a conversation: the new message is the instruction, earlier turns the input.
@@ -89,7 +95,7 @@ def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenize
         raise ValueError(f"max_new_tokens ({max_new_tokens}) must be below the context length ({context_length})")
     turns = [(m["role"], message_text(m).strip()) for m in history or []
              if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
-    lines = [f"{'User' if role == 'user' else 'Assistant'}: {text}" for role, text in turns if text]
+    lines = [chat_line(role, text) for role, text in turns if text]
     for start in range(len(lines) + 1):
         prompt = format_prompt({"instruction": message, "input": "\n".join(lines[start:])})
         n_tokens = len(tokenizer.encode(prompt))

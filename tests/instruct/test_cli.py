@@ -9,13 +9,14 @@ import pytest
 import gpt.pretrained
 from gpt.checkpoint import load_checkpoint, save_checkpoint
 from gpt.cli import main
-from gpt.instruct.data import save_entries
+from gpt.instruct.data import load_entries, save_entries, split_entries
+from gpt.instruct.evaluate import load_model_eval
 
 
 @pytest.fixture
 def data(entries, tmp_path):
-    """60 entries: 51 train / 6 test / 3 validation."""
-    return str(save_entries(entries * 2, tmp_path / "data.json.gz"))
+    """60 entries: 51 train / 6 test / 3 validation, each with the fact it asks."""
+    return str(save_entries([{**e, "fact": e["instruction"]} for e in entries * 2], tmp_path / "data.json.gz"))
 
 
 def test_cli_finetunes_and_evaluates(make_checkpoint, data, tmp_path, capsys):
@@ -27,6 +28,11 @@ def test_cli_finetunes_and_evaluates(make_checkpoint, data, tmp_path, capsys):
     report = json.loads((out / "instruct_eval.json").read_text())
     assert list(report) == [f"{tmp_path / 'base'} (untuned)", f"{out} (finetuned)"]
     assert all(r["n"] == 6 for r in report.values())
+    own = load_model_eval(out)  # the finetuned model's own report, beside its weights, for the Chat tab
+    assert own["tasks"] == report[f"{out} (finetuned)"]["tasks"] and own["n_train"] == 51
+    split = split_entries(load_entries(data))
+    trained = {e["fact"] for e in split.train}
+    assert own["seen"] == round(100 * sum(e["fact"] in trained for e in split.test) / len(split.test), 1)
     meta = load_checkpoint(out).meta
     assert meta["n_train"] == 51 and meta["split_seed"] == 123 and meta["finetune"]["lr"] == 1e-3  # shipped preset
     printed = capsys.readouterr().out
@@ -35,6 +41,11 @@ def test_cli_finetunes_and_evaluates(make_checkpoint, data, tmp_path, capsys):
     assert main(["finetune-instruct", "--evaluate", str(out), "--eval-limit", "2", "--data", data,
                  "--out", str(tmp_path / "scores"), "--quiet"]) == 0
     assert json.loads((tmp_path / "scores" / "instruct_eval.json").read_text())[str(out)]["n"] == 2
+    assert not (tmp_path / "scores" / "eval.json").exists()  # no model in that folder
+    (out / "eval.json").unlink()
+    assert main(["finetune-instruct", "--evaluate", str(out), "--eval-limit", "3", "--data", data,
+                 "--out", str(out), "--quiet"]) == 0
+    assert load_model_eval(out)["n"] == 3 and "| task | held-out entries |" in capsys.readouterr().out
     assert main(["finetune-instruct", "--evaluate", str(out), "--data", str(tmp_path / "missing.json"),
                  "--out", str(out)]) == 2
 
@@ -48,7 +59,7 @@ def test_config_flags_and_the_seed_reach_the_run(make_checkpoint, data, tmp_path
                  "--weight-decay", "0", "--seed", "7", "--max-train", "8", "--device", "cpu", "--out", str(out)]) == 0
     meta = load_checkpoint(out).meta
     assert meta["finetune"] == {"epochs": 1, "batch_size": 4, "lr": 1e-4, "weight_decay": 0.0, "mask_prompt": False,
-                                "seed": 7, "autocast": "float32"}
+                                "group_by_length": True, "seed": 7, "autocast": "float32"}
     assert meta["split_seed"] == 7 and meta["n_train"] == 8 and meta["steps"] == 2
     assert not (out / "instruct_eval.json").exists()
     assert main(["finetune-instruct", "--model", str(tmp_path / "base"), "--data", data, "--epochs", "0"]) == 2

@@ -32,7 +32,7 @@ def old_split(items: list, seed: int) -> tuple[list, list, list]:
     return shuffled[:n_train], shuffled[n_train:n_train + n_test], shuffled[n_train + n_test:]
 
 
-@pytest.mark.parametrize("n", [200, 1100, 7849])
+@pytest.mark.parametrize("n", [200, 1100, 27251])
 def test_split_is_the_old_85_10_5_cut_and_disjoint(n):
     entries = [{"instruction": f"q{i}", "input": "", "output": str(i)} for i in range(n)]
     split = split_entries(entries, seed=1)
@@ -47,7 +47,7 @@ def test_split_is_the_old_85_10_5_cut_and_disjoint(n):
 
 def test_the_shipped_split_is_the_one_the_shipped_model_was_measured_on():
     split = split_entries(load_entries(SHIPPED_DATA))
-    assert (len(split.train), len(split.test), len(split.val)) == (6671, 784, 394)  # assets/instruct/README.md
+    assert (len(split.train), len(split.test), len(split.val)) == (23163, 2725, 1363)  # assets/instruct/README.md
     assert list(split.test) == old_split(load_entries(SHIPPED_DATA), 123)[1]
 
 
@@ -62,7 +62,7 @@ def test_shipped_dataset_is_valid_and_small():
     entries = resolve_data("shipped")
     assert len(entries) >= 3000
     assert len({(e["instruction"].lower(), e["input"].lower()) for e in entries}) == len(entries)
-    assert all(e["output"].strip() and e["task"] for e in entries)
+    assert all(e["output"].strip() and e["task"] and e["fact"] for e in entries)  # extra keys are kept
 
 
 def test_save_and_load_entries_round_trip(entries, tmp_path):

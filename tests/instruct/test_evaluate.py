@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpt.checkpoint import load_checkpoint
+from gpt.checkpoint import WEIGHTS_FILE, load_checkpoint
 from gpt.files import SHIPPED_MODELS
 from gpt.generate import SamplingConfig, generate
 from gpt.instruct.data import SHIPPED_DATA, load_entries, split_entries
@@ -13,9 +13,12 @@ from gpt.instruct.evaluate import (
     evaluate_instructions,
     exact_match,
     format_report,
+    format_task_report,
     generate_responses,
+    load_model_eval,
     ollama_scores,
     rouge_l,
+    save_model_eval,
     summarize,
     token_f1,
 )
@@ -45,9 +48,46 @@ def test_summary_scores_short_answers_by_exact_match_and_long_by_rouge():
     assert report["exact_match_short"] == 100.0
     assert report["rouge_l_long"] == pytest.approx(60.0)
     assert report["score"] == pytest.approx(80.0)
-    assert report["tasks"]["definition"] == {"n": 1, "score": pytest.approx(60.0)}
+    assert report["tasks"]["definition"]["n"] == 1 and report["tasks"]["definition"]["score"] == pytest.approx(60.0)
+    assert report["tasks"]["arithmetic"]["right"] == [{"instruction": "q", "input": "", "reference": "42",
+                                                       "response": "42."}]
     with pytest.raises(ValueError):
         summarize(entries, ["42."])  # a missing response is an error, not a shorter report
+
+
+def test_held_out_entries_whose_fact_training_saw_are_scored_apart():
+    entries = [{"instruction": "7 x 12 =", "input": "", "output": "84", "task": "multiplication", "fact": "mul:7x12"},
+               {"instruction": "What is 3 times 4?", "input": "", "output": "12", "task": "multiplication",
+                "fact": "mul:3x4"},
+               {"instruction": "Plural of mouse?", "input": "", "output": "mice", "task": "plural",
+                "fact": "plural:mouse"},
+               {"instruction": "Plural of goose?", "input": "", "output": "geese", "task": "plural",
+                "fact": "plural:goose"}]
+    report = summarize(entries, ["84", "7", "mice", "geese"], seen_facts={"mul:7x12", "mul:3x4", "plural:mouse"})
+    mul, plural = report["tasks"]["multiplication"], report["tasks"]["plural"]
+    assert (mul["seen"], mul["n_unseen"], mul["score"]) == (100.0, 0, 50.0) and mul["unseen_score"] != \
+        mul["unseen_score"]  # NaN: no unseen entries
+    assert (plural["seen"], plural["n_unseen"], plural["unseen_score"]) == (50.0, 1, 100.0)
+    assert (report["seen"], report["n_unseen"], report["unseen_score"], report["exact_match"]) == (75.0, 1, 100.0, 75.0)
+    assert mul["wrong"][0]["response"] == "7"
+    table = format_task_report(report)
+    assert "| multiplication | 2 | 50.0 | 50.0 | 100% | 0 | – |" in table
+    assert "| plural | 2 | 100.0 | 100.0 | 50% | 1 | 100.0 |" in table
+    assert table.splitlines()[-1].startswith("| all | 4 | 75.0 | 75.0 | 75% | 1 | 100.0 |")
+    assert summarize(entries[:1], ["84"])["seen"] == 0.0  # no training facts given: nothing counts as seen
+
+
+def test_a_model_eval_is_only_read_back_for_the_weights_it_measured(tmp_path):
+    (tmp_path / WEIGHTS_FILE).write_bytes(b"weights")
+    assert load_model_eval(tmp_path) is None
+    report = summarize([{"instruction": "q", "input": "", "output": "42", "task": "addition"}], ["42"])
+    path = save_model_eval(tmp_path, report, data="shipped", split_seed=123)
+    assert path == tmp_path / "eval.json"
+    record = load_model_eval(tmp_path)
+    assert record["tasks"]["addition"]["score"] == 100.0 and record["data"] == "shipped" and len(
+        record["weights_sha256"]) == 64
+    (tmp_path / WEIGHTS_FILE).write_bytes(b"other weights")
+    assert load_model_eval(tmp_path) is None
 
 
 def test_evaluation_reports_every_entry_and_calls_back(entries, make_checkpoint):

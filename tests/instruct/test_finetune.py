@@ -10,6 +10,7 @@ from gpt.instruct.finetune import (
     INSTRUCT_PRESETS,
     InstructConfig,
     InstructionDataset,
+    LengthGroupedBatches,
     batch_loss,
     collate,
     finetune_instruct,
@@ -45,6 +46,26 @@ def test_collate_masks_the_prompt_and_crops():
     inputs, targets = collate([([1, 2, 3, 4, 5], 3), ([6, 7], 1)], pad_token_id=pad, allowed_max_length=3)
     assert inputs.shape == targets.shape == (2, 3)
     assert targets[0].tolist() == [2, 3, 4]
+
+
+def test_length_grouped_batches_cover_the_epoch_with_less_padding():
+    lengths = [5 if i % 3 else 40 for i in range(100)]  # one long entry in three, as facts among words
+    batches = LengthGroupedBatches(lengths, 8, torch.Generator().manual_seed(0), group=4)
+    epoch = list(batches)
+    assert len(epoch) == len(batches) == 12 and all(len(b) == 8 for b in epoch)
+    assert len({i for b in epoch for i in b}) == 96  # each entry at most once; the last partial batch is dropped
+    padded = sum(8 * max(lengths[i] for i in b) for b in epoch)
+    shuffled = torch.randperm(100, generator=torch.Generator().manual_seed(0)).tolist()
+    assert padded < 0.7 * sum(8 * max(lengths[i] for i in shuffled[k:k + 8]) for k in range(0, 96, 8))
+    assert list(batches) != epoch  # a new order every epoch ...
+    again = LengthGroupedBatches(lengths, 8, torch.Generator().manual_seed(0), group=4)
+    assert list(again) == epoch  # ... the same for the same seed
+
+
+def test_the_shipped_preset_groups_by_length(entries, tokenizer):
+    assert INSTRUCT_PRESETS["shipped"].group_by_length and not InstructConfig().group_by_length
+    loader = make_loader(entries * 2, tokenizer, 96, 4, True, shuffle=True, group_by_length=True)
+    assert len(loader) == 15 and sum(len(x) for x, _ in loader) == 60
 
 
 def test_batch_loss_skips_the_masked_targets(entries, tokenizer, make_checkpoint):
