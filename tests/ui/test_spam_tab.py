@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gpt.classify import data
 from gpt.classify.classifier import METRICS_FILE, ClassifierMetrics, dump_test_metrics
 from gpt.classify.data import MODERN_TEST, SET_TITLES, SMS_TEST, SPAMASSASSIN_TEST
 from gpt.files import SHIPPED_MODELS, write_text_atomic
@@ -52,3 +53,9 @@ def test_the_shipped_classifier_calls_every_example_of_the_tab_by_its_label():
     examples = spam_tab.labelled_examples(registry)
     wrong = [(text, label) for text, label in examples if model.predict(text).label != label]
     assert wrong == []
+    # The stored examples are the test messages it labelled right: the tab must still offer enough of
+    # each class from the modern held-out set, and they must be held-out messages, not made up.
+    heldout = {m.text for m in data.load_modern(data.MODERN_HELDOUT).messages}
+    modern = [(text, label) for text, label in examples if text in heldout]
+    assert sorted(label for _, label in modern) == ["ham"] * spam_tab.EXAMPLES_PER_CLASS + [
+        "spam"] * spam_tab.EXAMPLES_PER_CLASS
