@@ -45,9 +45,9 @@ def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = 
             with gr.Tab("Train", id="train") as train:
                 train_tab.build(runner, registry, model, train)
             with gr.Tab("Spam", id="spam") as spam:
-                spam_tab.build(registry, spam)
-            with gr.Tab("Chat", id="chat"):
-                chat_tab.build(registry)
+                spam_tab.build(registry, runner, spam)
+            with gr.Tab("Chat", id="chat") as chat:
+                chat_tab.build(registry, runner, chat)
     return demo
 
 

@@ -13,6 +13,7 @@ from gpt.generate import SamplingConfig
 from gpt.instruct.evaluate import format_task_report, load_model_eval
 from gpt.instruct.prompt import chat_prompt, chat_stream
 from ui.common import check_number, clip_chars, user_errors
+from ui.jobs import JobRunner
 from ui.registry import ModelRegistry
 
 CHAT_MODEL = "instruct"
@@ -58,7 +59,7 @@ def held_out_scores(folder: Path) -> str:
             + format_task_report(report))
 
 
-def build(registry: ModelRegistry) -> None:
+def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     try:
         ckpt = registry.load(CHAT_MODEL)
         intro = (f"The base model finetuned on instructions (the book's chapter 7): each message becomes an "

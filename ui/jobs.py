@@ -80,6 +80,7 @@ class Job:
     name: str  # the run's folder name under the runs directory
     target: Callable[..., Any]  # what runs: target(monitor=..., **kwargs), in the child process
     kwargs: dict[str, Any]  # its arguments: a resumed job reuses them
+    kind: str = "train"  # which tab's job: "train", "classifier" or "instruct"; each tab shows only its own
     state: str = "queued"  # queued, running, stopping, stopped (by its owner), done, failed, cancelled
     events: list[TrainEvent] = field(default_factory=list)
     result: Any = None
@@ -127,10 +128,10 @@ class JobRunner:
         self._context = mp.get_context("spawn")
 
     # -- asking ----------------------------------------------------------------------------------
-    def job_of(self, owner: str) -> Job | None:
-        """The owner's most recent job."""
+    def job_of(self, owner: str, kind: str | None = None) -> Job | None:
+        """The owner's most recent job (of `kind`, when given)."""
         with self._lock:
-            mine = [j for j in self._jobs.values() if j.owner == owner]
+            mine = [j for j in self._jobs.values() if j.owner == owner and kind in (None, j.kind)]
         return max(mine, key=lambda j: j.created) if mine else None
 
     def place_in_queue(self, job: Job) -> int:
@@ -147,14 +148,20 @@ class JobRunner:
             return self._running, len(self._waiting)
 
     # -- acting ----------------------------------------------------------------------------------
-    def submit(self, owner: str, name: str, target: Callable[..., Any], kwargs: dict[str, Any]) -> Job:
-        """Queue `target(monitor=..., **kwargs)` (a picklable, module-level function) for `owner`."""
+    def submit(self, owner: str, name: str, target: Callable[..., Any], kwargs: dict[str, Any],
+               kind: str = "train") -> Job:
+        """Queue `target(monitor=..., **kwargs)` (a picklable, module-level function) for `owner`.
+
+        One job per owner at a time, whatever its kind: the machine is shared.
+        """
         with self._lock:
-            if any(j.owner == owner and j.active for j in self._jobs.values()):
-                raise JobError("You already have a training queued or running: stop it first.")
+            busy = next((j for j in self._jobs.values() if j.owner == owner and j.active), None)
+            if busy is not None:
+                where = {"train": "Train", "classifier": "Spam", "instruct": "Chat"}.get(busy.kind, busy.kind)
+                raise JobError(f"You already have a training queued or running (in the {where} tab): stop it first.")
             if len(self._waiting) >= self.limits.max_queued and self._running >= self.limits.max_running:
                 raise JobError(f"The queue is full ({self.limits.max_queued} trainings waiting): try again later.")
-            job = Job(uuid.uuid4().hex, owner, name, target, kwargs, _stop=self._context.Event())
+            job = Job(uuid.uuid4().hex, owner, name, target, kwargs, kind, _stop=self._context.Event())
             self._jobs[job.id] = job
             self._waiting.append(job)
         self._start_waiting()

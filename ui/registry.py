@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, load_checkpoint_tokenizer
+from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, load_checkpoint_tokenizer, read_config
+from gpt.classify.classifier import CLASSIFIER_CONFIG, TextClassifier, load_classifier
 from gpt.config import GPT2_SIZES
 from gpt.files import SHIPPED_MODELS
 from gpt.pretrained import load_model
@@ -28,6 +29,9 @@ SHIPPED_LANGUAGE_MODELS = ("base", "instruct")  # `spam` is a classifier, not a 
 LOCAL_PREFIX = "local:"
 RUN_PREFIX = "run:"
 RUN_MODEL = "model"  # a run folder's checkpoint subfolder (what `gpt.pretrain.runs.train_run` writes)
+RUN_CLASSIFIER = "classifier"  # a run folder's classifier subfolder (a classifier finetuned in the Spam tab)
+SHIPPED_CLASSIFIER = "spam"
+SHIPPED_CHAT = "instruct"
 
 
 class UnknownModelError(ValueError):
@@ -81,6 +85,51 @@ class ModelRegistry:
             return []
         runs = [d for d in self.runs_root.iterdir() if (d / RUN_MODEL / CONFIG_FILE).is_file()]
         return [RUN_PREFIX + d.name for d in sorted(runs, key=lambda d: d.stat().st_mtime, reverse=True)]
+
+    def _runs_with(self, member: str) -> list[Path]:
+        """Run folders holding `member` (a file path inside the run), newest first."""
+        if self.runs_root is None or not self.runs_root.is_dir():
+            return []
+        runs = [d for d in self.runs_root.iterdir() if (d / member).is_file()]
+        return sorted(runs, key=lambda d: d.stat().st_mtime, reverse=True)
+
+    def classifier_names(self) -> list[str]:
+        """The shipped classifier (when present) and every classifier finetuned in the app, newest first."""
+        shipped = [SHIPPED_CLASSIFIER] if (self.shipped_path(SHIPPED_CLASSIFIER) / CLASSIFIER_CONFIG).is_file() else []
+        return shipped + [RUN_PREFIX + d.name for d in self._runs_with(f"{RUN_CLASSIFIER}/{CLASSIFIER_CONFIG}")]
+
+    def classifier_path(self, name: str) -> Path:
+        """The folder of a classifier by picker name: `spam`, or `run:<name>` of a Spam-tab finetune."""
+        name = name.strip() if isinstance(name, str) else ""
+        if name == SHIPPED_CLASSIFIER:
+            return self.shipped_path(SHIPPED_CLASSIFIER)
+        if name.startswith(RUN_PREFIX) and self.runs_root is not None:
+            path = (self.runs_root / name[len(RUN_PREFIX):].strip()).resolve()
+            if path.parent == self.runs_root and (path / RUN_CLASSIFIER / CLASSIFIER_CONFIG).is_file():
+                return path / RUN_CLASSIFIER
+        raise UnknownModelError(f"unknown classifier {name!r}; choose one of: {', '.join(self.classifier_names())}")
+
+    def classifier(self, name: str = SHIPPED_CLASSIFIER) -> TextClassifier:
+        """A classifier by picker name, loaded once (anew when its files change)."""
+        path = self.classifier_path(name)
+        version = (path / CLASSIFIER_CONFIG).stat().st_mtime_ns
+        return self.cached(("classifier", str(path), version), lambda: load_classifier(path))
+
+    def chat_names(self) -> list[str]:
+        """The shipped chat model (when present) and every instruction finetune made in the app, newest first.
+
+        A checkpoint is a chat model when its metadata records an instruction finetuning (`finetune`).
+        """
+        shipped = [SHIPPED_CHAT] if self.has(SHIPPED_CHAT) else []
+        runs = []
+        for d in self._runs_with(f"{RUN_MODEL}/{CONFIG_FILE}"):
+            try:
+                meta = read_config(d / RUN_MODEL).get("meta", {})
+            except (ValueError, OSError):
+                continue
+            if isinstance(meta, dict) and "finetune" in meta:
+                runs.append(RUN_PREFIX + d.name)
+        return shipped + runs
 
     def names(self) -> list[str]:
         """Every name the picker offers: shipped models present, runs, local checkpoints, GPT-2 sizes."""

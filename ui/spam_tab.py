@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 from gpt.classify.classifier import ClassifierMetrics, TextClassifier, load_classifier
 from gpt.classify.data import MODERN_TEST, SET_TITLES, SMS_TEST
 from ui.common import clip_chars, join_notices, require_text, user_errors
+from ui.jobs import JobRunner
 from ui.registry import ModelRegistry
 
 CSS = (".attended {line-height: 2}\n"
@@ -104,7 +105,7 @@ def examples(registry: ModelRegistry) -> list[str]:
     return [text for text, _ in labelled_examples(registry)]
 
 
-def build(registry: ModelRegistry, tab: gr.Tab) -> None:
+def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     gr.Markdown("The base model with its output head swapped for a two-class head (the book's chapter 6). "
                 "The verdict is read at the last token, the only one that has seen the whole message.")
     try:

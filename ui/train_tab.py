@@ -317,7 +317,7 @@ def _sample_prompt(data: TrainData) -> str:
 
 def stop_training(runner: JobRunner, token: str, request: gr.Request = None) -> str:
     owner = owner_of(token, request)
-    job = runner.job_of(owner)
+    job = runner.job_of(owner, "train")
     if job is None or not job.active:
         raise ValueError("You have no training running.")
     runner.stop(job, owner)
@@ -327,7 +327,7 @@ def stop_training(runner: JobRunner, token: str, request: gr.Request = None) -> 
 def resume_training(runner: JobRunner, token: str, request: gr.Request = None) -> str:
     """Continue the owner's stopped run from its checkpoint, with the same settings and data."""
     owner = owner_of(token, request)
-    job = runner.job_of(owner)
+    job = runner.job_of(owner, "train")
     if job is None or job.active or job.result is None or job.result["steps"] >= job.result["max_steps"]:
         raise ValueError("There is no unfinished run to resume: start a training; once it is stopped (or its "
                          "time budget ran out), Resume continues it.")
@@ -378,7 +378,7 @@ def status(runner: JobRunner, registry: ModelRegistry, token: str, request: gr.R
            ) -> tuple[str, go.Figure | None, pd.DataFrame, str, Any, Any]:
     """The owner's job as the page shows it; other sessions' jobs only as a busy machine."""
     owner = owner_of(token, request)
-    job = runner.job_of(owner)
+    job = runner.job_of(owner, "train")
     running, waiting = runner.busy()
     keep_ticking = job is not None and job.active
     if job is None:
