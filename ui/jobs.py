@@ -95,15 +95,21 @@ class Job:
         return self.state in ("queued", "running", "stopping")
 
 
-def _child(target: Callable[..., Any], kwargs: dict[str, Any], events: Any, stop: Any, threads: int) -> None:
-    """The training process: run `target(monitor=..., **kwargs)`, sending every event and the outcome back."""
+def _child(target: Callable[..., Any], kwargs: dict[str, Any], events: Any, stop: Any, threads: int,
+           max_seconds: float) -> None:
+    """The training process: run `target(monitor=..., **kwargs)`, sending every event and the outcome back.
+
+    Past `max_seconds` the job is asked to stop, as if its owner had pressed Stop: whatever the job,
+    it keeps what it has and ends.
+    """
     import torch
 
     torch.set_num_threads(threads)
     monitor = TrainingMonitor(lambda e: events.put(("event", e)))
+    deadline = time.monotonic() + max_seconds
 
     def check_stop(_: TrainEvent) -> None:
-        if stop.is_set():
+        if stop.is_set() or time.monotonic() > deadline:
             monitor.request_stop()
 
     monitor.listeners.insert(0, check_stop)
@@ -201,7 +207,8 @@ class JobRunner:
     def _supervise(self, job: Job) -> None:
         events = self._context.Queue()
         process = self._context.Process(target=_child, daemon=True,
-                                        args=(job.target, job.kwargs, events, job._stop, self.limits.threads))
+                                        args=(job.target, job.kwargs, events, job._stop, self.limits.threads,
+                                              60 * self.limits.max_minutes))
         outcome: tuple[str, Any] | None = None
         try:
             process.start()
