@@ -20,6 +20,10 @@ from tqdm.auto import tqdm
 from gpt.tokenizer import GPT2_PATTERN, Tokenizer, read_ranks, write_ranks
 
 PRETOKENIZER = regex.compile(GPT2_PATTERN)
+# Training reads longer pre-tokenized words in pieces of this many bytes. No word of a real text is
+# that long, and each merge revisits every word holding the pair, so a single run of 50,000 letters
+# would otherwise cost minutes and gigabytes.
+MAX_WORD_BYTES = 100
 
 
 def pretokenize(text: str) -> list[bytes]:
@@ -43,7 +47,8 @@ class BytePairEncoder:
         """
         if vocab_size < 257:
             raise ValueError(f"vocab_size must be at least 257 (256 bytes + <|endoftext|>), got {vocab_size}")
-        word_counts = Counter(pretokenize(text))
+        word_counts = Counter(word[i:i + MAX_WORD_BYTES] for word in pretokenize(text)
+                              for i in range(0, len(word), MAX_WORD_BYTES))
         words = [list(w) for w in word_counts]  # each word as a list of token ids (bytes first)
         freqs = list(word_counts.values())
         vocab = [bytes([b]) for b in range(256)]

@@ -1,6 +1,9 @@
 """Model files: `model.safetensors` (weights) + `config.json` (architecture, tokenizer, metadata).
 
-No pickle anywhere: a checkpoint someone hands us can only ever be data.
+No pickle anywhere: a checkpoint someone hands us can only ever be data. The config records the
+sha256 of the weights and tokenizer files, and loading checks them: a flipped byte in the weights
+or a tokenizer cut short is named, not loaded silently. Before the model is built, its size is
+checked against the free memory, so an absurd config is refused instead of allocated.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gpt.config import GPTConfig
-from gpt.files import atomic_path, write_text_atomic
+from gpt.files import atomic_path, sha256_of, write_text_atomic
+from gpt.memory import require_memory
 from gpt.model import GPTModel
 from gpt.tokenizer import Tokenizer, load_tokenizer, write_ranks
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.tiktoken"
+CHECKSUMS = "sha256"  # config key: file name -> sha256 of the files saved beside the config
 
 
 class CheckpointError(ValueError):
@@ -47,7 +52,9 @@ def save_checkpoint(model: GPTModel, directory: str | Path, tokenizer: Tokenizer
         write_ranks(tokenizer.ranks, directory / TOKENIZER_FILE)
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(state_for_saving(model, dtype), str(tmp))
-    config = {"model": model.cfg.to_dict(), "tokenizer": tokenizer_ref, "meta": meta or {}}
+    files = [WEIGHTS_FILE] + ([TOKENIZER_FILE] if tokenizer_ref == TOKENIZER_FILE else [])
+    config = {"model": model.cfg.to_dict(), "tokenizer": tokenizer_ref, "meta": meta or {},
+              CHECKSUMS: {name: sha256_of(directory / name) for name in files}}
     write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return directory
 
@@ -70,6 +77,16 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: not a valid model config ({err})") from err
     return config
+
+
+def verify_checksum(directory: Path, config: dict[str, Any], name: str) -> None:
+    """Compare a file with the sha256 its config recorded (configs from before checksums have none)."""
+    expected = config.get(CHECKSUMS, {}).get(name) if isinstance(config.get(CHECKSUMS), dict) else None
+    if expected is None or not (directory / name).is_file():
+        return  # a missing file gets its own message from the loader
+    if sha256_of(directory / name) != expected:
+        raise CheckpointError(f"{directory.name}/{name}: the file is damaged or was changed after saving "
+                              f"(its sha256 is not the one {CONFIG_FILE} records); save or download the model again")
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -111,6 +128,7 @@ def _tokenizer_of(directory: Path, config: dict[str, Any]) -> Tokenizer:
                               f"got {ref!r}")
     if ref == "gpt2":
         return load_tokenizer("gpt2")
+    verify_checksum(directory, config, TOKENIZER_FILE)
     try:
         return load_tokenizer(str(directory / TOKENIZER_FILE))
     except (OSError, ValueError) as err:
@@ -131,6 +149,8 @@ def load_checkpoint(directory: str | Path, dtype: torch.dtype = torch.float32, d
     cfg: GPTConfig = config["model"]
     if tokenizer.n_vocab > cfg.vocab_size:
         raise CheckpointError(f"{directory}: tokenizer has {tokenizer.n_vocab} tokens, model only {cfg.vocab_size}")
+    require_memory(cfg.n_elements() * 4, f"the model in {directory.name} ({cfg.n_params() / 1e6:,.0f}M parameters)")
+    verify_checksum(directory, config, WEIGHTS_FILE)
     model = GPTModel(cfg)
     load_weights_into(model, load_state_dict(directory / WEIGHTS_FILE), directory / WEIGHTS_FILE)
     model.to(device=device, dtype=dtype).eval()

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants, hf_hub_download
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import httpx, silent_tqdm  # httpx: the HTTP client the hub uses (httpx2)
 
 from gpt.checkpoint import WEIGHTS_FILE, Checkpoint, load_checkpoint, load_state_dict, load_weights_into
 from gpt.config import PRESETS, GPTConfig
+from gpt.memory import require_disk, require_memory
 from gpt.model import GPTModel
 from gpt.precision import name_of
 from gpt.tokenizer import load_tokenizer
@@ -92,8 +93,14 @@ def cache_folder(name: str, cache_dir: str | Path | None = None) -> Path:
 
 
 def fetch(name: str, progress: bool = True, cache_dir: str | Path | None = None) -> Path:
-    """The local path of the model's Hub file: from the cache, or downloaded into it (resumable)."""
+    """The local path of the model's Hub file: from the cache, or downloaded into it (resumable).
+
+    A download first checks the disk: the file is float32, four bytes a parameter.
+    """
     spec = pretrained(name)
+    cached = try_to_load_from_cache(spec.repo_id, WEIGHTS_FILE, cache_dir=cache_dir)
+    if not isinstance(cached, str):
+        require_disk(4 * spec.config.n_params(), cache_folder(name, cache_dir), f"downloading {name}")
     try:
         return Path(hf_hub_download(spec.repo_id, WEIGHTS_FILE, cache_dir=cache_dir,
                                     tqdm_class=None if progress else silent_tqdm))
@@ -172,6 +179,7 @@ def load_pretrained(name: str, dtype: torch.dtype = torch.float32, progress: boo
     """
     spec = pretrained(name)
     name_of(dtype)  # before a download, not after
+    require_memory(memory_needed(name, dtype), f"{name} in {name_of(dtype)}")
     if weights is None:
         path = fetch(name, progress, cache_dir)
     else:

@@ -12,10 +12,12 @@ from gpt.checkpoint import (
     WEIGHTS_FILE,
     CheckpointError,
     load_checkpoint,
+    load_checkpoint_tokenizer,
     load_state_dict,
     save_checkpoint,
 )
 from gpt.config import GPTConfig
+from gpt.memory import InsufficientResourcesError
 from gpt.model import GPTModel
 from gpt.tokenizer import load_tokenizer
 
@@ -139,8 +141,43 @@ def test_a_config_cannot_point_the_tokenizer_outside_the_folder(saved, ref: str)
 def test_a_missing_or_corrupt_tokenizer_is_a_checkpoint_error(saved) -> None:
     folder, _ = saved
     (folder / TOKENIZER_FILE).write_text("not base64 and a rank\n")
-    with pytest.raises(CheckpointError, match="not a readable tokenizer"):
+    with pytest.raises(CheckpointError, match="tokenizer.tiktoken: the file is damaged"):
         load_checkpoint(folder)
     (folder / TOKENIZER_FILE).unlink()
     with pytest.raises(CheckpointError, match="not a readable tokenizer"):
+        load_checkpoint(folder)
+
+
+def test_flipped_bytes_in_the_weights_are_named_not_loaded(saved) -> None:
+    folder, _ = saved
+    weights = bytearray((folder / WEIGHTS_FILE).read_bytes())
+    weights[-100] ^= 0xFF  # inside a tensor: the file still parses, the numbers are wrong
+    (folder / WEIGHTS_FILE).write_bytes(bytes(weights))
+    with pytest.raises(CheckpointError, match=f"{folder.name}/{WEIGHTS_FILE}: the file is damaged"):
+        load_checkpoint(folder)
+
+
+def test_a_tokenizer_cut_short_is_named_not_loaded(saved) -> None:
+    folder, _ = saved
+    lines = (folder / TOKENIZER_FILE).read_text().splitlines(keepends=True)
+    (folder / TOKENIZER_FILE).write_text("".join(lines[: len(lines) // 2]))  # still a valid ranks file
+    with pytest.raises(CheckpointError, match=f"{TOKENIZER_FILE}: the file is damaged"):
+        load_checkpoint_tokenizer(folder)
+
+
+def test_a_config_from_before_checksums_still_loads(saved, tiny_model) -> None:
+    folder, _ = saved
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    del config["sha256"]
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    load_checkpoint(folder)
+
+
+@pytest.mark.parametrize("change", [{"vocab_size": 1_000_000_000}, {"n_layers": 1_000_000}])
+def test_an_absurd_config_is_refused_before_allocating(saved, change) -> None:
+    folder, _ = saved
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config["model"].update(change)
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(InsufficientResourcesError, match="needs about .* GB of memory; this machine has"):
         load_checkpoint(folder)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import base64
+import random
+import string
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt.bpe import BytePairEncoder
+from gpt.bpe import MAX_WORD_BYTES, BytePairEncoder
 from gpt.tokenizer import GPT2_RANKS, Tokenizer, gpt2_tokenizer, load_tokenizer, read_ranks
 
 BOOK_SENTENCE = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
@@ -122,3 +125,16 @@ def test_ranks_that_would_crash_tiktoken_are_refused(trained: BytePairEncoder, t
     path.write_text("".join(f"{base64.b64encode(t).decode()} {r}\n" for t, r in ranks.items()))
     with pytest.raises(ValueError, match="not a byte-level BPE"):
         read_ranks(path)
+
+
+def test_bpe_training_on_one_endless_word_stays_small():
+    """50,000 random letters are one pre-tokenized 'word': training reads it in bounded pieces, so its
+    memory stays small (unbounded, this took minutes and 5 GB) and no token is longer than a piece."""
+    letters = "".join(random.Random(0).choice(string.ascii_lowercase) for _ in range(50_000))
+    tracemalloc.start()
+    bpe = BytePairEncoder.train(letters, 600)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 100 * 2**20
+    assert max(map(len, bpe.ranks)) <= MAX_WORD_BYTES
+    assert bpe.to_tokenizer("t").decode(bpe.to_tokenizer("t").encode(letters)) == letters

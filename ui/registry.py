@@ -10,6 +10,7 @@ is cached takes microseconds.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -61,6 +62,7 @@ class ModelRegistry:
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._load_locks: dict[tuple, threading.Lock] = {}
+        self._gpt2_lock = threading.Lock()
         self._tokenizers: dict[str, tuple[int | None, Tokenizer]] = {}  # name -> (version, tokenizer)
 
     # -- names -------------------------------------------------------------------------------
@@ -168,7 +170,9 @@ class ModelRegistry:
 
         def load_entry() -> Checkpoint:
             if entry.kind == "gpt2":
-                return load_model(entry.name, progress=progress)
+                with self._gpt2_lock:  # one GPT-2 load at a time, and only one GPT-2 held
+                    self._evict(lambda key: key[0] == "lm" and key[1] in GPT2_SIZES)
+                    return load_model(entry.name, progress=progress)
             if not (entry.path / CONFIG_FILE).is_file():
                 raise ModelUnavailableError(f"model {entry.name!r} is not available: no checkpoint in {entry.path}")
             return load_checkpoint(entry.path)
@@ -201,6 +205,13 @@ class ModelRegistry:
         with self._cache_lock:
             self._tokenizers[entry.name] = (version, tokenizer)
         return tokenizer
+
+    def _evict(self, which: Callable[[tuple], bool]) -> None:
+        """Drop the cached values whose key `which` picks, so that their memory is free for the next load."""
+        with self._cache_lock:
+            for key in [k for k in self._cache if which(k)]:
+                del self._cache[key]
+        gc.collect()
 
     def cached(self, key: tuple, loader: Callable[[], Any]) -> Any:
         """`loader()` once per key; the least recently used value is dropped beyond `capacity`.

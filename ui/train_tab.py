@@ -24,7 +24,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from gpt.bpe import BytePairEncoder, pretokenize
+from gpt.bpe import BytePairEncoder
 from gpt.config import PRESETS, GPTConfig
 from gpt.data.corpus import AUSTEN_NOVELS, HELD_OUT_NOVELS, MODERN_TITLES, hold_out_tails, join_documents, load_corpus
 from gpt.data.windows import SlidingWindowDataset
@@ -46,7 +46,6 @@ CORPORA = ({f"Austen: {name}": name for name in AUSTEN_NOVELS if name not in HEL
 DEFAULT_CORPORA = ["Austen: prideprejudice"]
 MODEL_PRESETS = ("classroom", "tiny", "shipped-small", "custom")
 MIN_VOCAB, MAX_VOCAB = 257, 8192
-MAX_WORD_CHARS = 200  # a longer run of letters makes BPE training slow (it counts every pair inside it)
 PASTED_HELD_OUT = 0.1  # the tail of pasted and uploaded text that is held out
 PREVIEW_TOKENS = 120
 WINDOW_TOKENS_SHOWN = 24  # of each window in the table: enough to see the shift by one
@@ -121,14 +120,6 @@ def gather_data(corpora: list[str] | None, pasted: str | None, files: list[str] 
     return data
 
 
-def check_bpe_input(texts: list[str]) -> None:
-    """Refuse text whose pre-tokenized 'words' would make BPE training blow up in time and memory."""
-    longest = max((len(w) for t in texts for w in pretokenize(t)), default=0)
-    if longest > MAX_WORD_CHARS:
-        raise ValueError(f"The text has a run of {longest:,} characters with no space or punctuation; training a "
-                         f"BPE on it would take very long. Break it up, or use GPT-2's tokenizer.")
-
-
 @functools.lru_cache(maxsize=4)
 def _trained_bpe(text: str, vocab_size: int) -> Tokenizer:
     return BytePairEncoder.train(text, vocab_size).to_tokenizer("bpe")
@@ -140,7 +131,6 @@ def build_tokenizer(data: TrainData, kind: str, vocab_size: int) -> Tokenizer:
         return load_tokenizer("gpt2")
     if kind != "bpe":
         raise ValueError(f"Unknown tokenizer {kind!r}: choose bpe or gpt2.")
-    check_bpe_input(data.train)
     return _trained_bpe("\n\n".join(data.train), vocab_size)
 
 

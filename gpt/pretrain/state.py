@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from gpt.files import atomic_path, write_text_atomic
@@ -21,12 +21,17 @@ from gpt.model import GPTModel
 
 STATE_FILE = "train_state.safetensors"
 LOG_FILE = "log.csv"
+INTEGER_FIELDS = ("step", "tokens_seen")  # counts: a resumed log writes them back as counts, not as 100.0
 LOG_FIELDS = ("step", "tokens_seen", "train_loss", "val_loss", "val_perplexity", "lr", "tokens_per_s", "elapsed_s")
 
 
 def save_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimizer, config: dict[str, Any],
-                     step: int, tokens_seen: int, elapsed_s: float, rng_states: list[torch.Tensor]) -> None:
-    """One safetensors file with weights, AdamW moments and RNG states; JSON metadata for the rest."""
+                     step: int, tokens_seen: int, elapsed_s: float, rng_states: list[torch.Tensor],
+                     data_sha256: str = "") -> None:
+    """One safetensors file with weights, AdamW moments and RNG states; JSON metadata for the rest.
+
+    `data_sha256` identifies the text trained on: a resume on other text would mix two runs.
+    """
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()
                if not (model.cfg.tie_weights and k == "out_head.weight")}
     opt_state = optimizer.state_dict()
@@ -37,7 +42,7 @@ def save_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimiz
         tensors[f"rng.cpu.{rank}"] = rng
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    meta = {"config": config, "step": step, "tokens_seen": tokens_seen, "elapsed_s": elapsed_s,
+    meta = {"config": config, "step": step, "tokens_seen": tokens_seen, "elapsed_s": elapsed_s, "data_sha256": data_sha256,
             "param_groups": opt_state["param_groups"], "scheduler": {"kind": "warmup+cosine", "step": step}}
     tensors = {k: v.cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
@@ -46,22 +51,30 @@ def save_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimiz
 
 def load_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimizer
                      ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Restore weights and optimizer in place; return the metadata and the RNG tensors."""
+    """Restore weights and optimizer in place; return the metadata and the RNG tensors.
+
+    A damaged file (cut short, overwritten, from another model) is one clear `ValueError`.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume: {path} not found")
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["train_state"])
-    tensors = load_file(str(path))
-    model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    if model.cfg.tie_weights:
-        model_state["out_head.weight"] = model_state["tok_emb.weight"]
-    model.load_state_dict(model_state)
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, idx, key = k.split(".", 2)
-            opt_state.setdefault(int(idx), {})[key] = v  # load_state_dict moves it to its parameter's device
-    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["train_state"])
+        tensors = load_file(str(path))
+        model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        if model.cfg.tie_weights:
+            model_state["out_head.weight"] = model_state["tok_emb.weight"]
+        model.load_state_dict(model_state)
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, idx, key = k.split(".", 2)
+                opt_state.setdefault(int(idx), {})[key] = v  # load_state_dict moves it to its parameter's device
+        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise ValueError(f"{path.name} in {path.parent.name} is damaged and cannot be resumed ({reason}); "
+                         "start the run again, or resume from a copy of the folder") from None
     rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
     return meta, rng
 
@@ -70,7 +83,8 @@ def read_log(path: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     with path.open(newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+        return [{k: int(float(v)) if k in INTEGER_FIELDS else float(v) for k, v in row.items() if v != ""}
+                for row in csv.DictReader(f)]
 
 
 def write_log(path: Path, rows: list[dict[str, float]]) -> None:

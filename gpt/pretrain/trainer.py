@@ -12,6 +12,7 @@ resuming needs only the step counter, and N processes split each global batch in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -167,6 +168,17 @@ def prepare_tokenizer(spec: str, train_texts: list[str], vocab_size: int, out_di
     return Tokenizer("bpe", read_ranks(path))
 
 
+def texts_sha256(train_texts: list[str], val_texts: list[str]) -> str:
+    """A digest of what a run reads, training and held-out documents apart, so a resume can check it."""
+    digest = hashlib.sha256()
+    for part in (train_texts, val_texts):
+        for text in part:
+            digest.update(text.encode("utf-8", "surrogatepass"))
+            digest.update(b"\x00")
+        digest.update(b"\x01")
+    return digest.hexdigest()
+
+
 # -- the loop ------------------------------------------------------------------------------------
 @dataclass
 class PretrainResult:
@@ -210,6 +222,7 @@ def pretrain(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], 
         val_tokens = np.asarray(open_token_file(out_dir / "val.bin"))
 
     step, tokens_seen, elapsed_before = 0, 0, 0.0
+    data_sha256 = texts_sha256(train_texts, val_texts)
     log: list[dict[str, float]] = []
     state_path = out_dir / STATE_FILE
     if resume:
@@ -221,6 +234,9 @@ def pretrain(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], 
         step, tokens_seen, elapsed_before = meta["step"], meta["tokens_seen"], meta["elapsed_s"]
         if cfg.max_steps < step:
             raise ValueError(f"{state_path} is at step {step}, past --max-steps {cfg.max_steps}")
+        if meta.get("data_sha256") and meta["data_sha256"] != data_sha256:
+            raise ValueError(f"{state_path} was trained on other text; resume with the same --text (and held-out "
+                             "text) as the run began with, or start a new run in another folder")
         # A changed max_steps lengthens or shortens the run: the cosine from here on ends at the new step.
         # Resuming on more processes than saved the run: the new ones start from rank 0's state.
         torch.set_rng_state(rng.get(f"rng.cpu.{ddp.rank}", rng["rng.cpu.0"]))
@@ -248,7 +264,7 @@ def pretrain(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], 
         if ddp.is_main:
             write_log(out_dir / LOG_FILE, log)  # the log first: a kill in between leaves rows that resume drops
             save_train_state(state_path, model, optimizer, cfg.to_dict(), step, tokens_seen,
-                             elapsed_before + time.perf_counter() - start, rng_states)
+                             elapsed_before + time.perf_counter() - start, rng_states, data_sha256)
             write_figure(out_dir, log)
         event("checkpoint", path=str(state_path))
 

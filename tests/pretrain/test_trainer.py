@@ -99,6 +99,33 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path, tokenizer):
         pretrain(tiny_cfg(max_steps=3), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True)
 
 
+def test_resume_refuses_other_text(tmp_path, tokenizer):
+    """Resuming on other text would train one model on two corpora and score it on the wrong held-out text."""
+    pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=2)
+    with pytest.raises(ValueError, match="trained on other text"):
+        pretrain(tiny_cfg(max_steps=4), [TEXT[::-1]], [TEXT[:400]], tokenizer, tmp_path, resume=True)
+    with pytest.raises(ValueError, match="trained on other text"):
+        pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:300]], tokenizer, tmp_path, resume=True)
+    assert pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True).step == 4
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_a_damaged_training_state_is_a_clear_message(tmp_path, tokenizer, damage):
+    pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=2)
+    state = tmp_path / "train_state.safetensors"
+    data = state.read_bytes()
+    state.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x08" + bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match="train_state.safetensors in .* is damaged and cannot be resumed"):
+        pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True)
+
+
+def test_a_resumed_log_keeps_its_counts_whole(tmp_path, tokenizer):
+    pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=2)
+    pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True)
+    rows = (tmp_path / "log.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[:2] for row in rows] == [[str(s), str(s * 4 * TINY.context_length)] for s in range(1, 5)]
+
+
 def test_resume_may_lengthen_or_shorten_a_run(tmp_path, tokenizer):
     """Only max_steps may change: the run goes on to the new end, its learning rate on the new cosine."""
     pretrain(tiny_cfg(max_steps=8), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=2)

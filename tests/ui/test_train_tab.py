@@ -92,12 +92,6 @@ def test_uploads_must_be_utf8_and_small(tmp_path):
     assert train_tab.gather_data([], "", [str(tmp_path / "ok.txt")], 10**8, 10**6).name == "your text"
 
 
-def test_a_long_run_of_letters_is_refused_before_bpe_training():
-    with pytest.raises(ValueError, match="no space or punctuation"):
-        train_tab.check_bpe_input(["a" * 5000])
-    train_tab.check_bpe_input([STORY])
-
-
 def test_preview_shows_tokens_windows_and_counts(runner):
     html, windows, counts = train_tab.preview(runner, [], STORY, None, "bpe", 300, "custom", 16, 8)
     tokenizer = train_tab.build_tokenizer(train_tab.gather_data([], STORY, None, 10**8, 10**6), "bpe", 300)
