@@ -33,6 +33,7 @@ RUN_MODEL = "model"  # a run folder's checkpoint subfolder (what `gpt.pretrain.r
 RUN_CLASSIFIER = "classifier"  # a run folder's classifier subfolder (a classifier finetuned in the Spam tab)
 SHIPPED_CLASSIFIER = "spam"
 SHIPPED_CHAT = "instruct"
+MAX_NAME_CHARS = 200  # longer than any folder name the picker offers; the OS refuses paths that long anyway
 
 
 class UnknownModelError(ValueError):
@@ -102,7 +103,7 @@ class ModelRegistry:
 
     def classifier_path(self, name: str) -> Path:
         """The folder of a classifier by picker name: `spam`, or `run:<name>` of a Spam-tab finetune."""
-        name = name.strip() if isinstance(name, str) else ""
+        name = name.strip() if isinstance(name, str) and len(name) <= MAX_NAME_CHARS else ""
         if name == SHIPPED_CLASSIFIER:
             return self.shipped_path(SHIPPED_CLASSIFIER)
         if name.startswith(RUN_PREFIX) and self.runs_root is not None:
@@ -143,7 +144,11 @@ class ModelRegistry:
         return next((n for n in SHIPPED_LANGUAGE_MODELS if self.has(n)), SHIPPED_LANGUAGE_MODELS[0])
 
     def resolve(self, name: str) -> ModelEntry:
+        if name is not None and not isinstance(name, str):
+            raise UnknownModelError(f"a model name is text, got {type(name).__name__}")
         name = (name or "").strip()
+        if len(name) > MAX_NAME_CHARS:
+            raise UnknownModelError(f"no model has a name of {len(name):,} characters")
         if name in SHIPPED_LANGUAGE_MODELS:
             return ModelEntry(name, "shipped", self.shipped_path(name))
         if name in GPT2_SIZES:
@@ -152,7 +157,7 @@ class ModelRegistry:
             rel = name[len(LOCAL_PREFIX):].strip()
             path = (self.root / rel).resolve()
             if not rel or not path.is_relative_to(self.root) or path == self.root:
-                raise UnknownModelError(f"{name!r}: a local model must be a folder inside {self.root}")
+                raise UnknownModelError(f"{name!r}: a local model must be a folder inside the app's model folder")
             return ModelEntry(name, "local", path)
         if name.startswith(RUN_PREFIX) and self.runs_root is not None:
             rel = name[len(RUN_PREFIX):].strip()
@@ -161,7 +166,8 @@ class ModelRegistry:
                 raise UnknownModelError(f"{name!r}: a run is named run:<name> after a folder of the Train tab")
             return ModelEntry(name, "run", path / RUN_MODEL)
         choices = ", ".join(self.names())
-        raise UnknownModelError(f"unknown model {name!r}; choose one of: {choices}, or local:<folder in {self.root}>")
+        raise UnknownModelError(f"unknown model {name!r}; choose one of: {choices}, "
+                                f"or local:<a folder in the app's model folder>")
 
     # -- loading -----------------------------------------------------------------------------
     def load(self, name: str, progress: bool = True) -> Checkpoint:
@@ -174,7 +180,7 @@ class ModelRegistry:
                     self._evict(lambda key: key[0] == "lm" and key[1] in GPT2_SIZES)
                     return load_model(entry.name, progress=progress)
             if not (entry.path / CONFIG_FILE).is_file():
-                raise ModelUnavailableError(f"model {entry.name!r} is not available: no checkpoint in {entry.path}")
+                raise ModelUnavailableError(f"model {entry.name!r} is not available: its folder has no checkpoint")
             return load_checkpoint(entry.path)
 
         return self.cached(("lm", entry.name, self._version(entry)), load_entry)
@@ -199,7 +205,7 @@ class ModelRegistry:
         if entry.kind == "gpt2":
             tokenizer = load_tokenizer("gpt2")
         elif not (entry.path / CONFIG_FILE).is_file():
-            raise ModelUnavailableError(f"model {entry.name!r} is not available: no checkpoint in {entry.path}")
+            raise ModelUnavailableError(f"model {entry.name!r} is not available: its folder has no checkpoint")
         else:
             tokenizer = load_checkpoint_tokenizer(entry.path)
         with self._cache_lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import types
 from itertools import pairwise
 
 import gradio as gr
@@ -56,6 +57,41 @@ def test_registry_lists_shipped_local_and_gpt2(models, tmp_path):
 def test_registry_rejects_unknown_names_and_paths_outside_its_folder(registry, name):
     with pytest.raises(UnknownModelError):
         registry.resolve(name)
+
+
+@pytest.mark.parametrize("name", [12, ["base"], {"a": 1}, 1.5, "local:" + "x" * 300, "run:" + "y" * 300])
+def test_registry_names_that_are_not_short_text_are_refused_clearly(registry, name):
+    with pytest.raises(UnknownModelError, match="a model name is text|no model has a name of"):
+        registry.resolve(name)
+
+
+def test_registry_messages_name_no_server_path(registry):
+    for name in ("nope", "local:../..", "local:nothing-here"):
+        try:
+            registry.load(name)
+        except (UnknownModelError, ModelUnavailableError) as err:
+            assert str(registry.root) not in str(err) and "/" not in str(err).replace("local:../..", "")
+        else:
+            raise AssertionError(f"{name} loaded")
+
+
+def test_registry_holds_one_gpt2_at_a_time(registry, monkeypatch):
+    """GPT-2 sizes take gigabytes: the one loaded before is dropped before the next one loads."""
+    import gpt.pretrained
+
+    held = []
+
+    def fake(name, **kwargs):
+        cached = [k[1] for k in registry._cache if k[1] in GPT2_SIZES]
+        held.append((name, cached))
+        return types.SimpleNamespace(model=torch.nn.Linear(1, 1))
+
+    monkeypatch.setattr(gpt.pretrained, "load_pretrained", fake)
+    registry.load("base")
+    registry.load("gpt2-small")
+    registry.load("gpt2-medium")
+    assert held == [("gpt2-small", []), ("gpt2-medium", [])]
+    assert [k[1] for k in registry._cache] == ["base", "gpt2-medium"]
 
 
 def test_registry_caches_and_evicts_least_recently_used(models):
