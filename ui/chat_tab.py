@@ -1,20 +1,36 @@
-"""Tab 5, Chat: the instruction-finetuned model behind `gr.ChatInterface`, the exact prompt it was
-sent, and its held-out scores per kind of question, so that a user knows what to ask it."""
+"""Tab 5, Chat: talk to an instruction-finetuned model, see the exact prompt it was sent and its held-out
+scores per kind of question, put two models side by side, and finetune a chat model of your own
+(every weight, or LoRA adapters) in the app's job runner (`ui/jobs.py`, `gpt.instruct.runs.finetune_run`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import shutil
+import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
+from gpt.checkpoint import CONFIG_FILE, Checkpoint, read_config
+from gpt.config import PRESETS
 from gpt.generate import SamplingConfig
-from gpt.instruct.evaluate import format_task_report, load_model_eval
+from gpt.instruct.data import Entry, read_uploaded_entries, resolve_data, save_entries, split_entries
+from gpt.instruct.evaluate import format_base_comparison, format_task_report, load_model_eval
+from gpt.instruct.finetune import InstructConfig
 from gpt.instruct.prompt import chat_prompt, chat_stream
+from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, finetune_run
+from gpt.pretrain.archive import ArchiveError, read_run_archive, write_run_archive
+from gpt.pretrain.state import loss_figure
 from ui.common import check_number, clip_chars, user_errors
-from ui.jobs import JobRunner
-from ui.registry import ModelRegistry
+from ui.jobs import Job, JobRunner
+from ui.picker import describe
+from ui.registry import RUN_MODEL, RUN_PREFIX, ModelRegistry
+from ui.train_tab import duration, owner_of
 
 CHAT_MODEL = "instruct"
 MAX_NEW_TOKENS = 256
@@ -27,10 +43,28 @@ EXAMPLES = ["What's the plural of rebel?", "What is take in the past tense?", "W
             "How many times does 91 go into 9075?"]
 NO_SCORES = ("No held-out scores for these weights: `python -m gpt finetune-instruct --evaluate FOLDER --out FOLDER` "
              "measures them.")
+DATA_CHOICES = [("the shipped instruction set (27,251 entries, 16 kinds of question)", "shipped"),
+                ("the book's instruction-data.json (1,100 entries; downloaded once)", "book"),
+                ("your own Alpaca JSON file (upload it below)", "upload")]
+MAX_ENTRIES = 23_163  # the shipped training split: a cap, not a target
+DEFAULT_ENTRIES = 1_600  # 100 steps of 16: a few minutes on two CPU cores, scoring included
+MAX_EPOCHS = 5
+MAX_RANK = 64
+
+
+# -- chat ----------------------------------------------------------------------------------------------
+
+def chat_model(registry: ModelRegistry, name: str | None) -> Checkpoint:
+    """A language model to chat with; its prompt format (in its metadata) must be one this app writes."""
+    ckpt = registry.load(name or CHAT_MODEL)
+    fmt = ckpt.meta.get("prompt_format", PROMPT_FORMAT)
+    if fmt != PROMPT_FORMAT:
+        raise ValueError(f"{name} was trained on {fmt!r} prompts; this app writes {PROMPT_FORMAT!r} prompts only.")
+    return ckpt
 
 
 def chat(registry: ModelRegistry, message: str, history: list[dict], temperature: float, max_new_tokens: float,
-         seed: float) -> Iterator[tuple[str, str]]:
+         seed: float, model: str = CHAT_MODEL) -> Iterator[tuple[str, str]]:
     """Stream the reply; alongside it, the Alpaca prompt built from the conversation (what the model reads)."""
     message, _ = clip_chars(message or "")
     sampling = SamplingConfig(
@@ -38,7 +72,7 @@ def chat(registry: ModelRegistry, message: str, history: list[dict], temperature
         temperature=check_number(temperature, "Temperature", 0, 2),
         seed=check_number(seed, "Seed", 0, 2**31 - 1, integer=True),
     )
-    ckpt = registry.load(CHAT_MODEL)
+    ckpt = chat_model(registry, model)
     prompt = chat_prompt(ckpt, history, message, sampling)  # raises a clear ValueError for an empty message
     reply = ""
     for reply in chat_stream(ckpt, history, message, sampling):
@@ -47,28 +81,272 @@ def chat(registry: ModelRegistry, message: str, history: list[dict], temperature
         yield EMPTY_REPLY, prompt
 
 
-def held_out_scores(folder: Path) -> str:
-    """The model's scores per kind of question on held-out questions (its `eval.json`), as markdown."""
-    report = load_model_eval(folder)
+def held_out_scores(folder: Path | None) -> str:
+    """The model's scores per kind of question on held-out questions (its `eval.json`), as markdown; beside
+    its base model's when the finetune measured both."""
+    report = load_model_eval(folder) if folder is not None else None
     if report is None:
         return NO_SCORES
-    return (f"Scores on {report['n']:,} held-out questions the model was not trained on, greedy answers: exact "
-            "match (case and punctuation ignored) for answers of up to three words, word overlap in order "
-            "(ROUGE-L) for longer ones. A held-out question may ask a fact that training asked in other "
-            "words (\"12 x 7 =\" and \"What is 12 times 7?\"); the last columns score the others alone.\n\n"
-            + format_task_report(report))
+    intro = (f"Scores on {report['n']:,} held-out questions the model was not trained on, greedy answers: exact "
+             "match (case and punctuation ignored) for answers of up to three words, word overlap in order "
+             "(ROUGE-L) for longer ones.")
+    if "base" in report:
+        return f"{intro} Its base model answered the same questions.\n\n{format_base_comparison(report)}"
+    return (f"{intro} A held-out question may ask a fact that training asked in other words (\"12 x 7 =\" and "
+            "\"What is 12 times 7?\"); the last columns score the others alone.\n\n" + format_task_report(report))
 
 
-def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
+def model_info(registry: ModelRegistry, name: str) -> tuple[str, str]:
+    """The picked chat model in a line (size, base, how it was finetuned) and its held-out scores."""
     try:
-        ckpt = registry.load(CHAT_MODEL)
-        intro = (f"The base model finetuned on instructions (the book's chapter 7): each message becomes an "
-                 f"Alpaca prompt, earlier turns go into its input. Context: {ckpt.model.cfg.context_length} tokens.")
-    except (ValueError, FileNotFoundError) as err:
-        intro = f"⚠️ The chat model is not available: {err}"
-    gr.Markdown(intro, elem_id="chat-intro")
+        ckpt = chat_model(registry, name)
+    except FileNotFoundError as err:  # not shipped yet: said in the summary, not as an error
+        return f"⚠️ The chat model is not available: {err}", NO_SCORES
+    meta = ckpt.meta
+    line = describe(ckpt, name)
+    if "finetune" in meta:
+        how = finetune_method(meta["finetune"])
+        line += (f"<br>Finetuned from **{meta.get('base_model', '?')}** on {meta.get('data', '?')} "
+                 f"({meta.get('n_train', 0):,} entries, {meta.get('epochs_done', '?')} epochs, {how}); "
+                 f"prompt format: {meta.get('prompt_format', PROMPT_FORMAT)}.")
+    return line, held_out_scores(registry.resolve(name).path)
+
+
+def finetune_method(recorded: Any) -> str:
+    """What a finetune recorded in a model's metadata trained, in words ('all layers', 'LoRA rank 8 on ...')."""
+    known = {f.name for f in dataclasses.fields(InstructConfig)}
+    try:
+        return InstructConfig(**{k: v for k, v in recorded.items() if k in known}).method
+    except (AttributeError, TypeError, ValueError):
+        return "settings not recorded"
+
+
+def compare(registry: ModelRegistry, left: str, right: str, message: str, max_new_tokens: float
+            ) -> Iterator[tuple[str, str]]:
+    """One message, two models, greedy: each model's reply to the same single-turn Alpaca prompt."""
+    message, _ = clip_chars(message or "")
+    sampling = SamplingConfig(max_new_tokens=check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS,
+                                                          integer=True), temperature=0.0)
+    models = [chat_model(registry, left), chat_model(registry, right)]
+    chat_prompt(models[0], [], message, sampling)  # an empty or too long message is refused before any reply
+    replies = ["", ""]
+    for i, ckpt in enumerate(models):
+        for reply in chat_stream(ckpt, [], message, sampling):
+            replies[i] = reply
+            yield tuple(replies)
+        replies[i] = replies[i] or EMPTY_REPLY
+        yield tuple(replies)
+
+
+# -- finetuning ----------------------------------------------------------------------------------------
+
+def check_base(runner: JobRunner, registry: ModelRegistry, name: str) -> str:
+    """The base as the training process loads it (a folder, or a GPT-2 size), within the size limit."""
+    entry = registry.resolve(name)  # an unknown name (or a classifier, like "spam") is refused here
+    if entry.kind == "gpt2":
+        n_params = PRESETS[entry.name].n_params()
+        where = entry.name
+    else:
+        if not (entry.path / CONFIG_FILE).is_file():
+            raise ValueError(f"The model {name!r} is not available: it has no checkpoint (yet).")
+        n_params = read_config(entry.path)["model"].n_params()
+        where = str(entry.path)
+    if n_params > runner.limits.max_params:
+        raise ValueError(f"{name} has {n_params / 1e6:.0f}M parameters; the limit here is "
+                         f"{runner.limits.max_params / 1e6:.0f}M. Pick a smaller base model.")
+    return where
+
+
+def gather_instructions(runner: JobRunner, kind: str, file: str | None) -> tuple[list[Entry], str]:
+    """The instruction entries (checked) and the data's name, for the tab's three kinds of data."""
+    if kind == "shipped":
+        return resolve_data("shipped"), "shipped"
+    if kind == "book":
+        try:
+            return resolve_data("book"), "book"  # downloaded now if need be: being offline is said before a start
+        except FileNotFoundError:  # offline, or the file changed: said without the server's cache path
+            raise ValueError("The book's data is not cached and cannot be downloaded here (offline?). "
+                             "Pick the shipped instruction set, or upload the file.") from None
+    if kind == "upload":
+        if not file:
+            raise ValueError("Choose an Alpaca-format .json file to upload (a list of instruction, input, output).")
+        return read_uploaded_entries(file, runner.limits.max_upload_mb * 2**20), f"your file {Path(file).name}"
+    raise ValueError(f"Unknown data {kind!r}: choose shipped, book or upload.")
+
+
+def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str, base: str, data: str, max_entries: float,
+                   file: str | None, epochs: float, lr: float, batch_size: float, lora_rank: float,
+                   lora_alpha: float, mask_prompt: bool, request: gr.Request = None) -> tuple[str, str]:
+    """Check every setting, then queue the finetune; returns the first status line and the owner."""
+    owner = owner_of(token, request)
+    rank = check_number(lora_rank, "LoRA rank", 0, MAX_RANK, integer=True)
+    settings = {"epochs": check_number(epochs, "Epochs", 1, MAX_EPOCHS, integer=True),
+                "batch_size": check_number(batch_size, "Batch size", 1, 64, integer=True),
+                "lr": check_number(lr, "Learning rate", 1e-6, 1e-1), "mask_prompt": bool(mask_prompt),
+                "group_by_length": True, "lora_rank": rank,
+                "lora_alpha": check_number(lora_alpha, "LoRA alpha", 0.1, 1024) if rank else 16.0}
+    n_entries = check_number(max_entries, "Training entries", 1, MAX_ENTRIES, integer=True)
+    base_path = check_base(runner, registry, base)
+    entries, data_name = gather_instructions(runner, data, file)
+    n_train = min(n_entries, len(split_entries(entries).train))
+    steps = settings["epochs"] * (n_train // settings["batch_size"])
+    if steps == 0:
+        raise ValueError(f"{n_train} training entries make no batch of {settings['batch_size']}: use more data or "
+                         "a smaller batch.")
+    cfg = InstructConfig(**settings, eval_every=max(1, steps // 10))  # ten validation points on the curve
+    name = time.strftime("chat-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    out_dir = runner.limits.runs_dir / name / RUN_MODEL
+    source = data  # the training process reads the datasets by name, and keeps a copy of an uploaded file
+    if data == "upload":
+        source = str(save_entries(entries, runner.limits.runs_dir / name / "instruction-data.json.gz"))
+    kwargs = {"base": base_path, "data": source, "cfg": cfg, "out_dir": out_dir, "data_name": data_name,
+              "max_train": n_train, "base_name": base}
+    try:
+        job = runner.submit(owner, name, finetune_run, kwargs, kind="instruct")
+    except ValueError:
+        _remove_run(runner, name)
+        raise
+    place = runner.place_in_queue(job)
+    what = f"**{RUN_PREFIX}{name}**: {cfg.method}, {n_train:,} entries, {cfg.epochs} epoch(s), {steps:,} steps"
+    return (f"Queued {what}, place {place} in the queue." if place else f"Started {what}."), owner
+
+
+def _remove_run(runner: JobRunner, name: str) -> None:
+    shutil.rmtree(runner.limits.runs_dir / name, ignore_errors=True)
+
+
+def stop_finetune(runner: JobRunner, token: str, request: gr.Request = None) -> str:
+    owner = owner_of(token, request)
+    job = runner.job_of(owner, "instruct")
+    if job is None or not job.active:
+        raise ValueError("You have no chat finetune running.")
+    runner.stop(job, owner)
+    return ("Stopping: the run keeps the weights so far (a checkpoint), then scores them on "
+            f"{EVAL_QUESTIONS} held-out questions beside its base model.")
+
+
+def curve_rows(job: Job) -> list[dict[str, float]]:
+    """Training loss per step, validation loss within and at the end of each epoch, against tokens seen."""
+    rows = []
+    for e in job.events:
+        if e.kind == "step":
+            rows.append({"tokens_seen": e.tokens_seen, "train_loss": e.metrics["train_loss"]})
+        elif e.kind in ("eval", "epoch") and "val_loss" in e.metrics:
+            rows.append({"tokens_seen": e.tokens_seen, "val_loss": e.metrics["val_loss"]})
+    return rows
+
+
+def progress_line(job: Job) -> str:
+    steps = [e for e in job.events if e.kind == "step"]
+    answered = [e for e in job.events if e.kind == "sample"]
+    if answered:
+        last = answered[-1]
+        who = "its base model" if last.metrics["base"] else "the finetuned model"
+        return (f"Trained {last.step:,} steps. Scoring {who} on held-out questions: "
+                f"{last.metrics['scored']:.0f} / {last.metrics['to_score']:.0f}…")
+    if not steps:
+        return "Loading the base model and the data…"
+    last = steps[-1]
+    elapsed = time.time() - (job.started or time.time())
+    left = elapsed / last.step * (last.total_steps - last.step)
+    return (f"Epoch {last.epoch}, step **{last.step:,} / {last.total_steps:,}**, train loss "
+            f"{last.metrics['train_loss']:.3f}, {duration(elapsed)} elapsed, about {duration(left)} of training left.")
+
+
+def result_markdown(result: dict[str, Any], name: str) -> str:
+    """What the run trained, what it cost, and its held-out scores per kind of question beside its base's."""
+    rows = "\n".join(f"| {task} | {result['base_scores'].get(task, float('nan')):.1f} | **{score:.1f}** |"
+                     for task, score in result["scores"].items())
+    epochs = ", ".join(f"{s:.0f} s" for s in result["epoch_seconds"]) or "no full epoch"
+    stopped = " (stopped early: these are the weights it had)" if result["stopped"] else ""
+    share = 100 * result["trainable_params"] / result["total_params"]
+    return (f"### {RUN_PREFIX}{name}{stopped}\n\n{result['method']}: {result['trainable_params']:,} of "
+            f"{result['total_params']:,} parameters trained ({share:.1f}%), {result['steps']:,} steps on "
+            f"{result['n_train']:,} entries; per epoch: {epochs}; peak memory {result['peak_memory_mb']:,.0f} MB "
+            f"({result['memory_measure']}). It is in the chat model picker above.\n\n"
+            f"Held-out score (%) on {result['n_scored']} questions the model never saw, spread over the kinds of "
+            f"question; the same evaluation as `python -m gpt finetune-instruct`, on a sample:\n\n"
+            f"| kind of question | base: {result['base_model']} | this model |\n|---|---|---|\n{rows}")
+
+
+def model_choices(registry: ModelRegistry) -> tuple[Any, Any, Any, Any]:
+    """New choices for the chat model picker, the two side-by-side pickers and the base model picker."""
+    names = registry.names()
+    return (gr.Dropdown(choices=registry.chat_names()), gr.Dropdown(choices=names), gr.Dropdown(choices=names),
+            gr.Dropdown(choices=names))
+
+
+def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str, request: gr.Request = None
+                    ) -> tuple[Any, ...]:
+    """The owner's finetune as the page shows it: status line, loss curve, result; other sessions' only as a
+    busy machine. When it has finished, the pickers get the new model."""
+    owner = owner_of(token, request)
+    job = runner.job_of(owner, "instruct")
+    running, waiting = runner.busy()
+    unchanged = (gr.skip(),) * 4
+    if job is None:
+        busy = f" The machine is training for {running} other session(s), {waiting} waiting." if running else ""
+        return ("No finetune yet: set it up above and press Start." + busy, None, "", gr.Timer(active=False),
+                *unchanged)
+    figure = loss_figure(curve_rows(job), title=f"Finetuning {job.name}") if job.events else None
+    result, pickers = "", unchanged
+    if job.state == "queued":
+        line = f"Waiting: place {runner.place_in_queue(job)} in the queue ({running} training running)."
+    elif job.active:
+        line = progress_line(job) + (" Stopping…" if job.state == "stopping" else "")
+    elif job.state == "failed":
+        line = f"⚠️ The finetune failed: {job.error}"
+    elif job.state == "cancelled":
+        line = "Cancelled before it started."
+    elif job.result is None:
+        line = "Stopped before the first step: there is no model yet."
+    else:
+        line = f"Finished: {RUN_PREFIX}{job.name}."
+        result = result_markdown(job.result, job.name)
+        pickers = model_choices(registry)
+    return (line, figure, result, gr.Timer(active=job.active), *pickers)
+
+
+def download_chat(registry: ModelRegistry, name: str) -> str:
+    """A chat model finetuned here as one zip (weights, config, tokenizer, held-out scores)."""
+    entry = registry.resolve(name)
+    if entry.kind != "run" or name not in registry.chat_names():
+        raise ValueError(f"{name!r} is not a chat model finetuned here: pick one of yours (run:…) in the chat "
+                         "model picker.")
+    folder = Path(tempfile.mkdtemp(prefix="chat-zip-"))
+    return str(write_run_archive(entry.path.parent, folder / f"{entry.path.parent.name}.zip"))
+
+
+def upload_chat(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
+    """Load a chat model zip (as `download_chat` makes them) into the runs folder and the chat model picker."""
+    if not file:
+        raise ValueError("Choose a chat model .zip to upload.")
+    size = Path(file).stat().st_size
+    if size > runner.limits.max_upload_mb * 2**20:
+        raise ValueError(f"The file is {size / 2**20:.1f} MB: the limit is {runner.limits.max_upload_mb} MB.")
+    name = "chat-upload-" + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    try:
+        folder = read_run_archive(Path(file), runner.limits.runs_dir / name)
+    except ArchiveError as err:
+        raise ValueError(f"Not a model archive: {err}") from err
+    if "finetune" not in read_config(folder).get("meta", {}):
+        _remove_run(runner, name)
+        raise ValueError("Not a chat model: its metadata records no instruction finetuning. A pretrained model "
+                         "goes in the Train tab's upload.")
+    return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the chat model picker.", gr.Dropdown(
+        choices=registry.chat_names())
+
+
+# -- the tab -------------------------------------------------------------------------------------------
+
+def _chat_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Markdown, gr.Markdown]:
+    with gr.Row(equal_height=True):
+        picker = gr.Dropdown(registry.chat_names(), value=CHAT_MODEL, allow_custom_value=True, scale=1,
+                             label="Chat model", info="the shipped one, and those finetuned here (run:…)",
+                             elem_id="chat-model")
+        info = gr.Markdown(elem_id="chat-model-info")
     with gr.Accordion("What it can answer: held-out scores per kind of question", open=False):
-        gr.Markdown(held_out_scores(registry.shipped_path(CHAT_MODEL)), elem_id="chat-scores")
+        scores = gr.Markdown(elem_id="chat-scores")
     prompt = gr.Code(language=None, label="Alpaca prompt", elem_id="chat-prompt", wrap_lines=True, render=False)
     settings = [  # rendered by the ChatInterface, inside its "Sampling settings" accordion
         gr.Slider(0, 2, value=0.0, step=0.05, label="Temperature", info="0 = always the most likely token",
@@ -80,13 +358,109 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
         user_errors(functools.partial(chat, registry)),
         textbox=gr.Textbox(placeholder="Type an instruction…", scale=7, submit_btn=True, stop_btn=True,
                            elem_id="chat-input", render=False),
-        additional_inputs=settings,
+        additional_inputs=[*settings, picker],  # the picker is rendered above: it stays there
         additional_inputs_accordion="Sampling settings",
         additional_outputs=[prompt],
-        examples=[[e, 0.0, 96, 123] for e in EXAMPLES],  # message, then the settings above
+        examples=[[e] for e in EXAMPLES],  # sent with the settings as they are (temperature 0 by default)
         cache_examples=False,
         api_name="chat",
         fill_height=False,
     )
     with gr.Accordion("The exact prompt sent to the model", open=False):
         prompt.render()
+    return picker, info, scores
+
+
+def _compare_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Dropdown]:
+    with gr.Accordion("Side by side: one message, two models", open=False):
+        gr.Markdown("The same message as the same Alpaca prompt to two models, greedy: a base model next to a "
+                    "finetuned one shows what instruction finetuning changed.")
+        names = registry.names()
+        with gr.Row():
+            left = gr.Dropdown(names, value="base" if "base" in names else None, allow_custom_value=True,
+                               label="Left model", elem_id="chat-left-model")
+            right = gr.Dropdown(names, value=CHAT_MODEL if CHAT_MODEL in names else None, allow_custom_value=True,
+                                label="Right model", elem_id="chat-right-model")
+        with gr.Row():
+            message = gr.Textbox(EXAMPLES[0], label="Message", scale=4, elem_id="chat-compare-message")
+            max_new = gr.Slider(1, MAX_NEW_TOKENS, value=48, step=1, label="Max new tokens")
+        run = gr.Button("Answer with both", elem_id="chat-compare")
+        with gr.Row():
+            left_reply = gr.Textbox(label="Left reply", lines=4, interactive=False, elem_id="chat-left-reply")
+            right_reply = gr.Textbox(label="Right reply", lines=4, interactive=False, elem_id="chat-right-reply")
+    run.click(user_errors(functools.partial(compare, registry)), [left, right, message, max_new],
+              [left_reply, right_reply], api_name="chat_compare")
+    return left, right
+
+
+def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, left: gr.Dropdown,
+                    right: gr.Dropdown, tab: gr.Tab) -> gr.Dropdown:
+    limits = runner.limits
+    token = gr.BrowserState(None, storage_key="gpt-playground-owner")  # the Train tab's: one owner per browser
+    with gr.Accordion("Finetune your own chat model", open=False):
+        gr.Markdown(f"Teach a language model to follow instructions (the book's chapter 7): every weight learns, "
+                    f"or only small LoRA adapters (appendix E; rank 0 = every weight). The defaults take a few "
+                    f"minutes; at the end the model answers {EVAL_QUESTIONS} held-out questions beside its base.")
+        with gr.Row():
+            base = gr.Dropdown(registry.names(), value=registry.default(), allow_custom_value=True,
+                               label="Base model", elem_id="chat-ft-base")
+            data = gr.Radio(DATA_CHOICES, value="shipped", label="Instruction data", elem_id="chat-ft-data")
+        with gr.Row():
+            entries = gr.Slider(16, MAX_ENTRIES, value=DEFAULT_ENTRIES, step=1, label="Training entries (at most)",
+                                elem_id="chat-ft-entries")
+            file = gr.File(file_types=[".json"], type="filepath", elem_id="chat-ft-file", height=120,
+                           label=f"Alpaca JSON: a list of instruction, input (optional), output "
+                                 f"(up to {limits.max_upload_mb} MB)")
+        with gr.Row():
+            epochs = gr.Slider(1, MAX_EPOCHS, value=1, step=1, label="Epochs")
+            lr = gr.Number(1e-3, label="Learning rate")
+            batch = gr.Slider(1, 64, value=16, step=1, label="Batch size")
+        with gr.Row():
+            rank = gr.Slider(0, MAX_RANK, value=0, step=1, label="LoRA rank (0 = every weight trains)",
+                             elem_id="chat-ft-rank")
+            alpha = gr.Number(16.0, label="LoRA alpha (the update is scaled by alpha / rank)")
+            mask = gr.Checkbox(True, label="Mask the prompt from the loss (learn the answers only)")
+        with gr.Row():
+            start = gr.Button("Start finetuning", variant="primary", elem_id="chat-ft-start")
+            stop = gr.Button("Stop", variant="stop", elem_id="chat-ft-stop")
+        line = gr.Markdown(elem_id="chat-ft-status")
+        curve = gr.Plot(label="Loss", elem_id="chat-ft-curve")
+        result = gr.Markdown(elem_id="chat-ft-result")
+        with gr.Accordion("Download or upload a chat model (.zip)", open=False):
+            with gr.Row():
+                download = gr.Button("Download the picked chat model", elem_id="chat-download")
+                zipped = gr.File(label="Chat model archive")
+            upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a chat model .zip")
+            uploaded = gr.Markdown()
+    timer = gr.Timer(1.0, active=False)
+
+    watch = user_errors(functools.partial(finetune_status, runner, registry))
+    watched = [line, curve, result, timer, picker, left, right, base]
+    start.click(user_errors(functools.partial(start_finetune, runner, registry)),
+                [token, base, data, entries, file, epochs, lr, batch, rank, alpha, mask], [line, token],
+                api_name="chat_finetune_start").success(watch, token, watched, api_visibility="private")
+    stop.click(user_errors(functools.partial(stop_finetune, runner)), token, line, api_name="chat_finetune_stop")
+    timer.tick(watch, token, watched, api_name="chat_finetune_status", concurrency_id="chat_finetune_status",
+               concurrency_limit=8)
+    download.click(user_errors(functools.partial(download_chat, registry)), picker, zipped, api_name="chat_download")
+    upload.upload(user_errors(functools.partial(upload_chat, runner, registry)), upload, [uploaded, picker],
+                  api_name="chat_upload")
+    tab.select(watch, token, watched, api_visibility="private")  # coming back shows the visitor's finetune
+    return base
+
+
+def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
+    gr.Markdown("A base model finetuned on instructions (the book's chapter 7): each message becomes an Alpaca "
+                "prompt, earlier turns go into its input. Pick a chat model, compare two side by side, or "
+                "finetune your own below.", elem_id="chat-intro")
+    picker, info, scores = _chat_panel(registry)
+    left, right = _compare_panel(registry)
+    base = _finetune_panel(runner, registry, picker, left, right, tab)
+    show = user_errors(functools.partial(model_info, registry))
+    picker.change(show, picker, [info, scores], api_name="chat_model")
+    refresh = functools.partial(model_choices, registry)
+    tab.select(refresh, None, [picker, left, right, base], api_visibility="private")
+    demo = gr.context.Context.root_block
+    if demo is not None:  # each page reads the choices anew: models finetuned since the server started
+        demo.load(refresh, None, [picker, left, right, base], api_visibility="private")
+        demo.load(show, picker, [info, scores], api_visibility="private")

@@ -2,7 +2,9 @@
 
 Finetunes a checkpoint (the shipped base model by default, or `--model gpt2-small`) on the shipped
 instruction dataset or the book's, then scores the untuned and the tuned model on the same
-held-out split. `--evaluate A B ...` only scores. The scores of every model go to
+held-out split. `--lora-rank N` trains LoRA adapters instead of the weights, `--trainable-blocks N`
+only the last N blocks; the trainable parameters, the peak memory and the seconds per epoch are
+printed and kept in the checkpoint's metadata. `--evaluate A B ...` only scores. The scores of every model go to
 `OUT/instruct_eval.json`; the model saved in OUT (the finetuned one, or one evaluated in its own
 folder) also gets its own report there as `eval.json`, which the Chat tab shows.
 """
@@ -31,7 +33,8 @@ from gpt.instruct.evaluate import (
     format_task_report,
     save_model_eval,
 )
-from gpt.instruct.finetune import INSTRUCT_PRESETS, InstructConfig, finetune_instruct
+from gpt.instruct.finetune import INSTRUCT_PRESETS, InstructConfig, InstructResult, finetune_instruct
+from gpt.instruct.runs import PROMPT_FORMAT, base_sha256
 from gpt.pretrained import PRETRAINED, load_model
 from gpt.training.events import TrainingMonitor
 
@@ -94,14 +97,16 @@ def run(args: argparse.Namespace) -> None:
         if not args.no_eval:  # evaluation only reads the weights: the same model is then finetuned
             reports[f"{args.model} (untuned)"] = evaluate(checkpoint, "untuned")
         meta = {"base_model": str(args.model), "data": args.data, "split_seed": cfg.seed,
-                "n_train": len(train), "n_test": len(test), "n_val": len(split.val)}
+                "n_train": len(train), "n_test": len(test), "n_val": len(split.val), "prompt_format": PROMPT_FORMAT}
+        digest = base_sha256(args.model, checkpoint) if cfg.lora_rank else None
         bar = TqdmListener("finetune", enabled=not args.quiet)
         try:
             result = finetune_instruct(checkpoint, train, split.val, cfg, args.out, meta, device=device,
-                                       monitor=TrainingMonitor(bar))
+                                       monitor=TrainingMonitor(bar), base_sha256=digest)
         finally:
             bar.close()
         print(f"finetuned in {result.seconds:.0f} s, {result.tokens_seen:,} tokens; checkpoint: {args.out}")
+        print(describe_cost(result, cfg))
         if not args.no_eval:
             own = reports[f"{args.out} (finetuned)"] = evaluate(checkpoint, "finetuned")
     if reports:
@@ -113,3 +118,11 @@ def run(args: argparse.Namespace) -> None:
         path = save_model_eval(args.out, own, data=args.data, split_seed=cfg.seed, n_train=len(train),
                                max_new_tokens=args.max_new_tokens)
         print(f"the model's own held-out report (the Chat tab shows it): {path}")
+
+
+def describe_cost(result: InstructResult, cfg: InstructConfig) -> str:
+    """What the run trained and what it cost: trainable parameters, seconds per epoch, peak memory."""
+    per_epoch = ", ".join(f"{s:.1f}" for s in result.epoch_seconds) or "no epoch finished"
+    return (f"trained {cfg.method}: {result.trainable_params:,} of {result.total_params:,} parameters "
+            f"({100 * result.trainable_params / max(result.total_params, 1):.2f}%); seconds per epoch: {per_epoch}; "
+            f"peak memory {result.peak_memory_mb:,.0f} MB ({result.memory_measure})")

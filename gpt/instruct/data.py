@@ -43,15 +43,39 @@ class InstructDataUnavailableError(DownloadError):
     """The book's dataset is neither cached nor downloadable (offline, or the file changed)."""
 
 
+OPTIONAL_TEXT = ("input", "task", "fact")  # strings when present; a missing input is an empty one
+JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
+              bool: "true or false", type(None): "null"}
+EXAMPLE_ENTRY = '{"instruction": "...", "input": "... (optional)", "output": "..."}'
+
+
+def _json_type(value: object) -> str:
+    return JSON_TYPES.get(type(value), type(value).__name__)
+
+
 def validate_entries(entries: object, source: str | Path) -> list[Entry]:
-    """Check the book's shape: a non-empty list of objects with string instruction, input and output."""
+    """Check the book's shape: a non-empty list of objects with string instruction and output, and an
+    optional string input (missing: empty). Returns the entries with `input` filled in; the given
+    objects are not changed. Each message names the entry and the field that is wrong."""
     if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{source}: expected a non-empty JSON list of instruction entries")
+        got = "an empty list" if isinstance(entries, list) else _json_type(entries)
+        raise ValueError(f"{source}: expected a non-empty JSON list of instruction entries like {EXAMPLE_ENTRY}, "
+                         f"got {got}")
+    checked = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(k, ""), str) for k in FIELDS) \
-                or not entry.get("instruction") or "output" not in entry:
-            raise ValueError(f"{source}: entry {i} needs string 'instruction', 'input' and 'output' fields")
-    return entries
+        if not isinstance(entry, dict):
+            raise ValueError(f"{source}: entry {i} is {_json_type(entry)}, not an object like {EXAMPLE_ENTRY}")
+        for key in ("instruction", "output"):
+            if key not in entry:
+                raise ValueError(f"{source}: entry {i} has no {key!r} field (each entry needs 'instruction' and "
+                                 f"'output'; 'input' is optional)")
+        for key in ("instruction", "output", *OPTIONAL_TEXT):
+            if key in entry and not isinstance(entry[key], str):
+                raise ValueError(f"{source}: entry {i}: {key!r} must be a string, got {_json_type(entry[key])}")
+        if not entry["instruction"].strip():
+            raise ValueError(f"{source}: entry {i}: 'instruction' is empty")
+        checked.append(entry if "input" in entry else {**entry, "input": ""})
+    return checked
 
 
 def load_entries(path: str | Path) -> list[Entry]:
@@ -64,6 +88,27 @@ def load_entries(path: str | Path) -> list[Entry]:
     except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not readable as JSON ({err})") from err
     return validate_entries(entries, path)
+
+
+def read_uploaded_entries(path: str | Path, max_bytes: int) -> list[Entry]:
+    """Entries from a file someone uploaded: at most `max_bytes`, UTF-8 JSON in the Alpaca shape.
+
+    Every refusal is a one-line ValueError that says what to fix; nothing is written.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path.name} is {size / 2**20:.1f} MB: the limit is {max_bytes / 2**20:.0f} MB.")
+    try:
+        entries = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} is not UTF-8 text: save it as UTF-8 JSON.") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path.name} is not JSON: {err.msg} at line {err.lineno}, column {err.colno}. "
+                         f"Expected a list of entries like {EXAMPLE_ENTRY}.") from None
+    except RecursionError:
+        raise ValueError(f"{path.name}: the JSON is nested too deeply to be a list of entries.") from None
+    return validate_entries(entries, path.name)
 
 
 def save_entries(entries: Sequence[Entry], path: str | Path) -> Path:

@@ -225,3 +225,14 @@ def format_task_report(report: dict[str, Any]) -> str:
         lines.append(f"| {task} | {t['n']} | {t['score']:.1f} | {t['exact_match']:.1f} | {t['seen']:.0f}% | "
                      f"{t['n_unseen']} | {t['unseen_score']:.1f} |")
     return "\n".join(lines).replace("| nan |", "| – |")  # no unseen entries: no score
+
+
+def format_base_comparison(report: dict[str, Any], name: str = "this model") -> str:
+    """A markdown table of a model's held-out score per task beside its base model's, measured on the same
+    questions (the `base` report that `gpt.instruct.runs.finetune_run` saves in eval.json)."""
+    base = report["base"]
+    lines = [f"| task | held-out questions | base: {base['model']} | {name} |", "|---|---|---|---|"]
+    for task, t in [*report["tasks"].items(), ("all", report)]:
+        base_score = (base if task == "all" else base["tasks"].get(task, {})).get("score", math.nan)
+        lines.append(f"| {task} | {t['n']} | {base_score:.1f} | **{t['score']:.1f}** |")
+    return "\n".join(lines)

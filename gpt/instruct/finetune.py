@@ -1,14 +1,20 @@
 """Instruction finetuning (the book's chapter 7): Alpaca prompts tokenized, padded and masked, and
 the training loop.
 
-`finetune_instruct` trains every weight with AdamW and writes a checkpoint after each epoch. It
-reports through a `TrainingMonitor` (the command line draws a progress bar, the app streams the
-events) and, asked to stop, saves what it has and returns normally.
+`finetune_instruct` trains with AdamW and writes a checkpoint after each epoch: every weight, only
+the last N blocks, or LoRA adapters (the book's appendix E) with the rest frozen; a LoRA run saves
+the merged model (a plain checkpoint) and, beside it, the adapters alone. It reports through a
+`TrainingMonitor` (the command line draws a progress bar, the app streams the events), with the
+trainable parameters, the seconds per epoch and the peak memory, and, asked to stop, saves what it
+has and returns normally.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import resource
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,9 +25,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gpt.checkpoint import Checkpoint, save_checkpoint
+from gpt.classify.classifier import freeze_for_finetuning
 from gpt.config import option
 from gpt.instruct.data import Entry
 from gpt.instruct.prompt import format_prompt
+from gpt.lora import LoRAConfig, apply_lora, merge_lora, save_adapters, trainable_parameters
 from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.tokenizer import Tokenizer
@@ -115,6 +123,14 @@ def make_loader(entries: Sequence[Entry], tokenizer: Tokenizer, context_length: 
 
 # -- training ------------------------------------------------------------------------------------
 
+def _blocks(value: str) -> int | None:
+    """`--trainable-blocks`: a number of blocks, or 'all' (None: every layer)."""
+    return None if value.lower() in ("all", "none") else int(value)
+
+
+_blocks.__name__ = "int"  # argparse names the type in its error message
+
+
 @dataclass(frozen=True)
 class InstructConfig:
     """Hyperparameters of an instruction finetuning run."""
@@ -128,6 +144,13 @@ class InstructConfig:
     seed: int = option(123, "seeds the training (batch order, dropout) and, on the command line, the split")
     autocast: str = option("bfloat16", "bfloat16: matmuls in bf16 over fp32 master weights; float32: exact",
                            choices=AUTOCAST_CHOICES)
+    lora_rank: int = option(0, "0: the weights themselves train; N > 0: LoRA adapters of rank N on the attention "
+                               "and MLP linears train, every weight frozen (the saved model is the merged one)")
+    lora_alpha: float = option(16.0, "LoRA's scale: the adapters' update is multiplied by alpha / rank")
+    trainable_blocks: int | None = option(
+        None, "train only the last N transformer blocks (with the final norm, and the head when it is not tied to "
+              "the embedding); with LoRA, adapt only those blocks; 'all' (None): every layer", parse=_blocks)
+    eval_every: int = option(0, "steps between validation losses within an epoch (0: only at the end of each)")
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -136,6 +159,23 @@ class InstructConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.autocast not in AUTOCAST_CHOICES:
             raise ValueError(f"autocast must be one of {', '.join(AUTOCAST_CHOICES)}, got {self.autocast!r}")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0 (0: no LoRA), got {self.lora_rank}")
+        if self.lora_rank:
+            LoRAConfig(self.lora_rank, self.lora_alpha)  # checks alpha
+        least = 1 if self.lora_rank else 0  # LoRA on no block would train nothing
+        if self.trainable_blocks is not None and self.trainable_blocks < least:
+            raise ValueError(f"trainable_blocks must be >= {least} (or None for all layers), "
+                             f"got {self.trainable_blocks}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
+
+    @property
+    def method(self) -> str:
+        """What trains, in words: 'all layers', 'the last 2 blocks', 'LoRA rank 8 on all layers'..."""
+        where = "all layers" if self.trainable_blocks is None else (
+            f"the last {self.trainable_blocks} block{'s' if self.trainable_blocks != 1 else ''}")
+        return f"LoRA rank {self.lora_rank} on {where}" if self.lora_rank else where
 
 
 INSTRUCT_PRESETS: dict[str, InstructConfig] = {
@@ -157,6 +197,43 @@ class InstructResult:
     tokens_seen: int = 0
     seconds: float = 0.0
     stopped: bool = False  # a stop request ended the run early
+    trainable_params: int = 0
+    total_params: int = 0
+    epoch_seconds: list[float] = field(default_factory=list)  # wall time of each finished epoch
+    peak_memory_mb: float = 0.0  # see `peak_memory_mb`
+    memory_measure: str = ""  # what peak_memory_mb measured
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    """The peak memory so far and what it measures: on CUDA the tensors PyTorch allocated on the device,
+    elsewhere the process's peak resident set (everything it ever held: Python, data, model)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "torch.cuda.max_memory_allocated"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return peak / (2**20 if sys.platform == "darwin" else 2**10), "process peak RSS"
+
+
+def select_trainable(model: GPTModel, cfg: InstructConfig) -> list[torch.nn.Parameter]:
+    """Freeze what `cfg` does not train (LoRA adapters are added first); returns the parameters that train."""
+    if cfg.lora_rank:
+        n_layers = model.cfg.n_layers
+        if cfg.trainable_blocks is not None and cfg.trainable_blocks > n_layers:
+            raise ValueError(f"cannot adapt {cfg.trainable_blocks} blocks: the model has {n_layers}")
+        model.requires_grad_(False)
+        for block in model.trf_blocks[n_layers - (cfg.trainable_blocks or n_layers):]:
+            apply_lora(block, LoRAConfig(cfg.lora_rank, cfg.lora_alpha))
+    elif cfg.trainable_blocks is not None:
+        freeze_for_finetuning(model, cfg.trainable_blocks)
+    else:
+        model.requires_grad_(True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: every parameter is frozen")
+    return params
+
+
+def is_adapted(model: GPTModel) -> bool:
+    return any(name.endswith(".lora_a") for name, _ in model.named_parameters())
 
 
 def batch_loss(model: GPTModel, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -182,13 +259,17 @@ def loader_loss(model: GPTModel, loader: DataLoader, precision: str = "float32")
 def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Sequence[Entry], cfg: InstructConfig,
                       out_dir: str | Path | None = None, meta: dict[str, Any] | None = None,
                       save_dtype: torch.dtype | None = torch.bfloat16, device: torch.device | str = "cpu",
-                      monitor: TrainingMonitor | None = None) -> InstructResult:
+                      monitor: TrainingMonitor | None = None, base_sha256: str | None = None) -> InstructResult:
     """AdamW over the entries for `cfg.epochs` epochs on `device`; a checkpoint after every epoch.
 
+    With `cfg.lora_rank` the checkpoint is the merged model, and the adapters alone are saved beside
+    it (`gpt.lora.save_adapters`) when the base's digest `base_sha256` is given; at the end the
+    adapters are merged into `checkpoint.model` too, so it is the model that was saved.
     A stop request is honoured between batches: the weights so far are saved (unless nothing was
     trained since the last checkpoint) and the result comes back with `stopped` set.
     """
     monitor = monitor or TrainingMonitor()
+    device = torch.device(device)
     torch.manual_seed(cfg.seed)
     model, tokenizer = checkpoint.model, checkpoint.tokenizer
     ctx = model.cfg.context_length
@@ -198,26 +279,40 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
     if len(train_loader) == 0:
         raise ValueError(f"{len(train)} training entries make no full batch of {cfg.batch_size}")
     model.to(device=device, dtype=torch.float32)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    result = InstructResult(total_params=model.n_params())
+    params = select_trainable(model, cfg)
+    result.trainable_params = trainable_parameters(model)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(train_loader)
-    result, start = InstructResult(), time.perf_counter()
+    start = time.perf_counter()
     saved_at_step = 0  # the base weights are no finetuned checkpoint
 
     def event(kind: str, epoch: int | None = None, **kwargs: Any) -> None:
         monitor.emit(TrainEvent(kind, result.steps, total_steps, result.tokens_seen, epoch, **kwargs))
 
+    def measure() -> None:
+        result.seconds = time.perf_counter() - start
+        result.peak_memory_mb, result.memory_measure = peak_memory_mb(device)
+
     def save(epochs_done: int) -> None:
         nonlocal saved_at_step
-        result.seconds = time.perf_counter() - start
-        save_checkpoint(model, out_dir, tokenizer, {**(meta or {}), "finetune": asdict(cfg),
-                                                    "epochs_done": epochs_done, **asdict(result)}, dtype=save_dtype)
+        measure()
+        adapted = is_adapted(model)
+        merged = merge_lora(copy.deepcopy(model)) if adapted else model  # training goes on with the adapters
+        save_checkpoint(merged, out_dir, tokenizer, {**(meta or {}), "finetune": asdict(cfg),
+                                                     "epochs_done": epochs_done, **asdict(result)}, dtype=save_dtype)
+        if adapted and base_sha256:
+            save_adapters(model, out_dir, LoRAConfig(cfg.lora_rank, cfg.lora_alpha), base_sha256)
         saved_at_step = result.steps
         event("checkpoint", epochs_done, path=str(out_dir))
 
-    event("start", metrics={"train_entries": len(train), "val_entries": len(val)})
+    event("start", metrics={"train_entries": len(train), "val_entries": len(val),
+                            "trainable_params": result.trainable_params, "total_params": result.total_params})
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        total = 0.0
+        total, epoch_start = 0.0, time.perf_counter()
         for inputs, targets in train_loader:
             if monitor.stop_requested:
                 result.stopped = True
@@ -232,18 +327,25 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
             result.tokens_seen += inputs.numel()
             total += loss.item()
             event("step", epoch, metrics={"train_loss": loss.item()})
+            if cfg.eval_every and result.steps % cfg.eval_every == 0 and len(val_loader) \
+                    and result.steps % len(train_loader):  # an epoch's end measures it anyway
+                event("eval", epoch, metrics={"val_loss": loader_loss(model, val_loader, cfg.autocast)})
         if result.stopped:
             break
         result.train_losses.append(total / len(train_loader))
         result.val_losses.append(loader_loss(model, val_loader, cfg.autocast) if len(val_loader) else math.nan)
-        result.seconds = time.perf_counter() - start
-        event("epoch", epoch, metrics={"train_loss": result.train_losses[-1], "val_loss": result.val_losses[-1]})
+        result.epoch_seconds.append(time.perf_counter() - epoch_start)
+        measure()
+        event("epoch", epoch, metrics={"train_loss": result.train_losses[-1], "val_loss": result.val_losses[-1],
+                                       "epoch_s": result.epoch_seconds[-1], "peak_memory_mb": result.peak_memory_mb})
         if out_dir is not None:
             save(epoch)
     if result.stopped and out_dir is not None and saved_at_step != result.steps:
         save(len(result.train_losses))
+    if is_adapted(model):
+        merge_lora(model)
     model.eval()
-    result.seconds = time.perf_counter() - start
+    measure()
     if result.stopped:
         event("stopped", text=f"stopped at step {result.steps} of {total_steps}: stop requested",
               metrics={"elapsed_s": result.seconds})

@@ -6,6 +6,7 @@ input. The instruct model was only ever trained on single prompts, and this keep
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -81,11 +82,17 @@ def chat_line(role: str, text: str) -> str:
     return f"{'User' if role == 'user' else 'Assistant'}: {text}"
 
 
+MAX_TURNS = 50  # the most recent messages a chat prompt reads; older ones never fit a small model's context
+
+
 def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenizer, context_length: int,
                       max_new_tokens: int) -> str:
     """One Alpaca prompt for a conversation: the new message is the instruction, earlier turns the input.
 
-    The oldest turns are dropped until prompt + `max_new_tokens` fit the context window.
+    Only the last `MAX_TURNS` messages are read, and the oldest of those are dropped until prompt +
+    `max_new_tokens` fit the context window. The whole prompt is encoded once: each turn starts a
+    line, and GPT-2's pre-tokenizer splits at a newline before a letter, so the tokens from a turn
+    on are those the prompt keeps when the turns before it are dropped.
     """
     message = (message or "").strip()
     if not message:
@@ -93,14 +100,26 @@ def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenize
     budget = context_length - max_new_tokens
     if budget <= 0:
         raise ValueError(f"max_new_tokens ({max_new_tokens}) must be below the context length ({context_length})")
-    turns = [(m["role"], message_text(m).strip()) for m in history or []
+    turns = [(m["role"], message_text(m).strip()) for m in (history or [])[-MAX_TURNS:]
              if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
     lines = [chat_line(role, text) for role, text in turns if text]
-    for start in range(len(lines) + 1):
-        prompt = format_prompt({"instruction": message, "input": "\n".join(lines[start:])})
-        n_tokens = len(tokenizer.encode(prompt))
-        if n_tokens <= budget:
-            return prompt
+    bare = format_prompt({"instruction": message, "input": ""})
+    if lines:
+        full = format_prompt({"instruction": message, "input": "\n".join(lines)})
+        head = len(format_input({"instruction": message, "input": "x"})) - 1  # where the first turn starts
+        starts = [head]
+        for line in lines[:-1]:
+            starts.append(starts[-1] + len(line) + 1)
+        token_starts = [piece.start for piece in tokenizer.pieces(full)]
+        n_head = bisect.bisect_left(token_starts, head)
+        for start in starts:  # the tokens kept when the turns before `start` are dropped
+            if n_head + len(token_starts) - bisect.bisect_left(token_starts, start) <= budget:
+                prompt = full[:head] + full[start:]
+                if len(tokenizer.encode(prompt)) <= budget:  # a check: the count above is exact for BPE
+                    return prompt
+    n_tokens = len(tokenizer.encode(bare))
+    if n_tokens <= budget:
+        return bare
     raise ValueError(f"the message is too long: its prompt takes {n_tokens} tokens, and {budget} fit "
                      f"(context {context_length} minus {max_new_tokens} new tokens)")
 

@@ -1,6 +1,7 @@
 """A pretraining run as one zip: what a user downloads from the app and uploads again later.
 
-The zip holds the exported model folder, the log and the loss figure's data, under fixed names;
+The zip holds the exported model folder (with a chat model's held-out scores, `eval.json`), the log
+and the loss figure's data, under fixed names;
 never the training state or the token files (large, and only a resume needs them). Reading one is
 reading a file from a stranger, so `read_run_archive` accepts exactly those names, counts every
 byte it inflates, unpacks into a temporary sibling folder and moves it into place only once the
@@ -25,8 +26,9 @@ from gpt.pretrain.state import LOG_FILE
 
 MODEL_DIR = "model"
 REQUIRED = (f"{MODEL_DIR}/{CONFIG_FILE}", f"{MODEL_DIR}/{WEIGHTS_FILE}")
-MEMBERS = (*REQUIRED, f"{MODEL_DIR}/{TOKENIZER_FILE}", f"{MODEL_DIR}/metrics.json", LOG_FILE, "loss.json",
-           CARD_FILE)
+MODEL_EVAL = f"{MODEL_DIR}/eval.json"  # a chat model's held-out scores (gpt.instruct.evaluate.MODEL_EVAL_FILE)
+MEMBERS = (*REQUIRED, f"{MODEL_DIR}/{TOKENIZER_FILE}", f"{MODEL_DIR}/metrics.json", MODEL_EVAL, LOG_FILE,
+           "loss.json", CARD_FILE)
 MAX_MEMBERS = 16  # a longer listing is refused before its names are looked at
 MAX_RATIO = 200  # weights deflate about 1.3x and text about 2-3x; a zip bomb inflates thousands of times
 CHUNK = 1 << 20
@@ -37,7 +39,7 @@ class ArchiveError(ValueError):
 
 
 def write_run_archive(run_dir: str | Path, dest: str | Path) -> Path:
-    """Zip the run's model folder, log, loss figure data and model card (when present) into `dest`."""
+    """Zip the run's model folder, log, loss figure data, model card and scores (when present) into `dest`."""
     run_dir, dest = Path(run_dir), Path(dest)
     for name in REQUIRED:
         if not (run_dir / name).is_file():

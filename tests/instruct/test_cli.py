@@ -59,7 +59,8 @@ def test_config_flags_and_the_seed_reach_the_run(make_checkpoint, data, tmp_path
                  "--weight-decay", "0", "--seed", "7", "--max-train", "8", "--device", "cpu", "--out", str(out)]) == 0
     meta = load_checkpoint(out).meta
     assert meta["finetune"] == {"epochs": 1, "batch_size": 4, "lr": 1e-4, "weight_decay": 0.0, "mask_prompt": False,
-                                "group_by_length": True, "seed": 7, "autocast": "float32"}
+                                "group_by_length": True, "seed": 7, "autocast": "float32", "lora_rank": 0,
+                                "lora_alpha": 16.0, "trainable_blocks": None, "eval_every": 0}
     assert meta["split_seed"] == 7 and meta["n_train"] == 8 and meta["steps"] == 2
     assert not (out / "instruct_eval.json").exists()
     assert main(["finetune-instruct", "--model", str(tmp_path / "base"), "--data", data, "--epochs", "0"]) == 2
@@ -76,3 +77,31 @@ def test_gpt2_models_come_from_the_weight_loader_with_the_books_preset(make_chec
     assert loaded == ["gpt2-small"]
     meta = load_checkpoint(out).meta
     assert meta["base_model"] == "gpt2-small" and meta["finetune"]["lr"] == 5e-5 and not meta["finetune"]["mask_prompt"]
+
+
+@pytest.mark.parametrize(("flags", "method", "trainable"), [
+    ([], "all layers", None),
+    (["--trainable-blocks", "1"], "the last 1 block", None),
+    # rank 4 on both blocks of the tiny model (64 wide): A (4 x in) and B (out x 4) on qkv, out_proj, fc, proj
+    (["--lora-rank", "4", "--lora-alpha", "8"], "LoRA rank 4 on all layers",
+     2 * 4 * ((64 + 192) + (64 + 64) + (64 + 256) + (256 + 64))),
+])
+def test_the_cli_reports_what_trains_and_what_it_cost(make_checkpoint, data, tmp_path, capsys, flags, method,
+                                                      trainable):
+    base = make_checkpoint(context_length=128)
+    save_checkpoint(base.model, tmp_path / "base", base.tokenizer)
+    out = tmp_path / "out"
+    assert main(["finetune-instruct", "--model", str(tmp_path / "base"), "--data", data, "--no-eval", "--quiet",
+                 "--epochs", "2", "--batch-size", "8", "--max-train", "16", "--autocast", "float32", *flags,
+                 "--device", "cpu", "--out", str(out)]) == 0
+    meta = load_checkpoint(out).meta
+    printed = capsys.readouterr().out
+    assert f"trained {method}: {meta['trainable_params']:,} of {meta['total_params']:,} parameters" in printed
+    assert "seconds per epoch: " in printed and "peak memory" in printed and "(process peak RSS)" in printed
+    assert len(meta["epoch_seconds"]) == 2 and meta["peak_memory_mb"] > 10 and meta["prompt_format"] == "alpaca"
+    assert meta["total_params"] == base.model.n_params()
+    if trainable is not None:
+        assert meta["trainable_params"] == trainable
+    assert (out / "adapters.safetensors").is_file() == bool(trainable)
+    if "--trainable-blocks" in flags:
+        assert meta["trainable_params"] < meta["total_params"] / 2

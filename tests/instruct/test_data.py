@@ -17,6 +17,7 @@ from gpt.instruct.data import (
     deduplicate,
     download_instruction_data,
     load_entries,
+    read_uploaded_entries,
     resolve_data,
     save_entries,
     split_entries,
@@ -108,3 +109,44 @@ def test_an_unpinned_download_that_is_not_instruction_data_is_not_kept(tmp_path)
     with LocalServer(b'{"not": "a list"}') as server, pytest.raises(DownloadError, match="non-empty JSON list"):
         download_instruction_data(RemoteFile(server.url + "/x.json", "x.json"), tmp_path)
     assert not (tmp_path / "x.json").exists()
+
+
+UPLOADS = [
+    ('[{"input": "no instruction", "output": "x"}]', "entry 0 has no 'instruction' field"),
+    ('[{"instruction": "Hi", "output": "Hello"}, {"instruction": "No answer"}]', "entry 1 has no 'output' field"),
+    ('[{"instruction": "Add.", "input": 3, "output": "4"}]', "entry 0: 'input' must be a string, got a number"),
+    ('[{"instruction": ["a"], "output": "b"}]', "entry 0: 'instruction' must be a string, got a list"),
+    ('[{"instruction": "Hi", "output": null}]', "'output' must be a string, got null"),
+    ('[{"instruction": "Hi", "output": "x", "task": 5}]', "'task' must be a string"),
+    ('[{"instruction": "  ", "output": "x"}]', "entry 0: 'instruction' is empty"),
+    ('["just text"]', "entry 0 is a string, not an object"),
+    ("[]", "got an empty list"),
+    ('{"instruction": "Hi", "output": "x"}', "expected a non-empty JSON list .* got an object"),
+    ('[{"instruction": "Hi", "output": "x"},]', "is not JSON: .* line 1, column"),
+    ("instruction,output\nHi,Hello\n", "is not JSON"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply|is not JSON"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), UPLOADS, ids=[m[:30] for _, m in UPLOADS])
+def test_an_uploaded_file_that_is_not_alpaca_json_is_refused_clearly(tmp_path, text, message):
+    (tmp_path / "data.json").write_text(text)
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(ValueError, match=message) as info:
+        read_uploaded_entries(tmp_path / "data.json", max_bytes=2**20)
+    assert "\n" not in str(info.value) and str(info.value).startswith("data.json")
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_an_upload_must_be_small_and_utf8_and_its_input_is_optional(tmp_path):
+    entries = [{"instruction": "Hi", "output": "Hello"}, {"instruction": "Sort.", "input": "b, a", "output": "a, b"}]
+    (tmp_path / "ok.json").write_text(json.dumps(entries))
+    assert read_uploaded_entries(tmp_path / "ok.json", 2**20) == [{**entries[0], "input": ""}, entries[1]]
+    assert "input" not in entries[0]  # the caller's objects are not changed
+    with pytest.raises(ValueError, match=r"ok.json is 0.0 MB: the limit is 0 MB"):
+        read_uploaded_entries(tmp_path / "ok.json", 10)
+    (tmp_path / "latin1.json").write_bytes('[{"instruction": "caf\xe9", "output": "x"}]'.encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8"):
+        read_uploaded_entries(tmp_path / "latin1.json", 2**20)
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(entries).encode())
+    assert len(read_uploaded_entries(tmp_path / "bom.json", 2**20)) == 2  # a byte-order mark is fine

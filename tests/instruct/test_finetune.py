@@ -18,6 +18,7 @@ from gpt.instruct.finetune import (
     make_loader,
 )
 from gpt.instruct.prompt import format_prompt
+from gpt.lora import LoRALinear, load_adapters
 from gpt.training.events import TrainingMonitor
 from gpt.training.loss import IGNORE_INDEX
 
@@ -80,9 +81,13 @@ def test_batch_loss_skips_the_masked_targets(entries, tokenizer, make_checkpoint
 def test_config_checks_its_values():
     assert InstructConfig().autocast == "bfloat16"
     assert INSTRUCT_PRESETS["shipped"].mask_prompt and not INSTRUCT_PRESETS["gpt2"].mask_prompt
-    for bad in ({"epochs": 0}, {"lr": 0.0}, {"autocast": "float16"}):
+    for bad in ({"epochs": 0}, {"lr": 0.0}, {"autocast": "float16"}, {"lora_rank": -1},
+                {"lora_rank": 4, "lora_alpha": 0.0}, {"lora_rank": 4, "trainable_blocks": 0},
+                {"trainable_blocks": -1}, {"eval_every": -1}):
         with pytest.raises(ValueError):
             InstructConfig(**bad)
+    assert InstructConfig(trainable_blocks=0).method == "the last 0 blocks"
+    assert InstructConfig(lora_rank=8, trainable_blocks=1).method == "LoRA rank 8 on the last 1 block"
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -145,3 +150,88 @@ def test_a_stop_before_any_step_writes_nothing(entries, make_checkpoint, tmp_pat
 def test_too_few_entries_for_one_batch(entries, make_checkpoint):
     with pytest.raises(ValueError, match="no full batch"):
         finetune_instruct(make_checkpoint(), entries[:3], entries[:3], InstructConfig(batch_size=4))
+
+
+FAST = dict(epochs=2, batch_size=4, lr=3e-3, autocast="float32")
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_lora_trains_only_the_adapters_and_saves_the_merged_model_and_the_adapters(entries, tokenizer,
+                                                                                  make_checkpoint, tmp_path, device):
+    checkpoint = make_checkpoint()
+    before = snapshot(checkpoint.model)
+    ids = torch.tensor([tokenizer.encode(format_prompt(entries[-1]))], device=device)
+    seen = {}
+
+    def at_the_last_checkpoint(event):  # the model as it trains: adapters around frozen layers
+        if event.kind == "checkpoint" and event.epoch == 2:
+            model = checkpoint.model
+            seen["adapters"] = sum(isinstance(m, LoRALinear) for m in model.modules())
+            seen["frozen"] = {k.replace(".base.", "."): v.to("cpu", copy=True) for k, v in model.state_dict().items()
+                              if "lora_" not in k}
+            adapters = [m for m in model.modules() if isinstance(m, LoRALinear)]
+            seen["lora_b"] = [m.lora_b.detach().abs().sum().item() for m in adapters]
+            with torch.no_grad():
+                seen["logits"] = model.eval()(ids).cpu()
+            model.train()
+
+    cfg = InstructConfig(**FAST, lora_rank=4, lora_alpha=8)
+    result = finetune_instruct(checkpoint, entries, entries[:8], cfg, tmp_path / "ft", save_dtype=None, device=device,
+                               monitor=TrainingMonitor(at_the_last_checkpoint), base_sha256="b" * 64)
+    assert seen["adapters"] == 4 * 2  # qkv, out_proj, fc, proj in both blocks
+    assert seen["frozen"].keys() == before.keys()
+    assert all(torch.equal(seen["frozen"][k], before[k]) for k in before)  # no weight of the base moved
+    assert all(b > 0 for b in seen["lora_b"])  # every adapter learned (B starts at zero)
+    assert result.trainable_params == 2 * 4 * ((64 + 192) + (64 + 64) + (64 + 256) + (256 + 64))
+    assert result.train_losses[-1] < result.train_losses[0]
+    saved = load_checkpoint(tmp_path / "ft")  # a plain checkpoint: loads anywhere
+    assert not any(isinstance(m, LoRALinear) for m in saved.model.modules())
+    torch.testing.assert_close(saved.model(ids.cpu()), seen["logits"], rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # merged in place too
+        torch.testing.assert_close(checkpoint.model(ids).cpu(), seen["logits"], rtol=1e-4, atol=1e-4)
+    assert saved.meta["finetune"]["lora_rank"] == 4 and saved.meta["trainable_params"] == result.trainable_params
+    fresh = make_checkpoint().model  # the same base weights
+    load_adapters(fresh, tmp_path / "ft", "b" * 64)
+    torch.testing.assert_close(fresh.eval()(ids.cpu()), seen["logits"], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="another base model"):
+        load_adapters(make_checkpoint().model, tmp_path / "ft", "c" * 64)
+
+
+def test_trainable_blocks_trains_only_the_last_blocks(entries, make_checkpoint, tmp_path):
+    checkpoint = make_checkpoint(tie_weights=False)
+    before = snapshot(checkpoint.model)
+    result = finetune_instruct(checkpoint, entries, entries[:8], InstructConfig(**FAST, trainable_blocks=1))
+    after = checkpoint.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("trf_blocks.1.", "final_norm.", "out_head.")) for k in changed)
+    assert any(k.startswith("trf_blocks.1.") for k in changed) and "out_head.weight" in changed
+    assert result.trainable_params == sum(v.numel() for k, v in before.items()
+                                          if k.startswith(("trf_blocks.1.", "final_norm.", "out_head.")))
+    with pytest.raises(ValueError, match="cannot unfreeze 3 blocks"):
+        finetune_instruct(make_checkpoint(), entries, entries[:8], InstructConfig(**FAST, trainable_blocks=3))
+
+
+def test_lora_on_the_last_block_leaves_the_first_untouched(entries, make_checkpoint):
+    checkpoint = make_checkpoint()
+    before = snapshot(checkpoint.model)
+    finetune_instruct(checkpoint, entries, entries[:8], InstructConfig(**FAST, lora_rank=2, trainable_blocks=1))
+    after = checkpoint.model.state_dict()
+    assert after.keys() == before.keys()  # merged back into plain layers
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {f"trf_blocks.1.{name}.weight" for name in ("att.qkv", "att.out_proj", "ff.fc", "ff.proj")}
+    with pytest.raises(ValueError, match="cannot adapt 3 blocks"):
+        finetune_instruct(make_checkpoint(), entries, entries[:8], InstructConfig(**FAST, lora_rank=2,
+                                                                                  trainable_blocks=3))
+
+
+def test_eval_every_reports_validation_losses_within_an_epoch(entries, make_checkpoint):
+    events = []
+    finetune_instruct(make_checkpoint(), entries, entries[:8], InstructConfig(**FAST, eval_every=3),
+                      monitor=TrainingMonitor(events.append))
+    evals = [e for e in events if e.kind == "eval"]
+    assert [e.step for e in evals] == [3, 6, 9, 12]  # not at 7 and 14, the epochs' ends, which report their own
+    assert all(e.metrics["val_loss"] > 0 for e in evals)

@@ -106,3 +106,33 @@ def test_generation_stops_when_the_model_starts_a_new_section(tokenizer, monkeyp
     texts = list(respond(None, tokenizer, "prompt", SamplingConfig(max_new_tokens=50)))
     assert texts[-1] == "cats"
     assert tokenizer.decode(drawn).endswith("###") and len(drawn) < len(script)
+
+
+
+def dropping_one_turn_at_a_time(history, message, tokenizer, budget):
+    """The old way, the reference: re-encode the whole prompt after each dropped turn."""
+    lines = [f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in history]
+    for start in range(len(lines) + 1):
+        prompt = format_prompt({"instruction": message, "input": "\n".join(lines[start:])})
+        if len(tokenizer.encode(prompt)) <= budget:
+            return prompt
+    return None
+
+
+def test_a_long_chat_reads_only_its_last_turns_with_a_bounded_number_of_encodes(tokenizer, monkeypatch):
+    """2,000 turns took 27.6 s when each dropped turn re-encoded the whole history; now a few encodes do."""
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"What is {i} + 3? turn {i}"}
+               for i in range(2000)]
+    last = history[-prompt_module.MAX_TURNS:]
+    encode = tokenizer.encode
+    calls = []
+    monkeypatch.setattr(tokenizer, "encode", lambda text, *a, **kw: calls.append(len(text)) or encode(text, *a, **kw))
+    prompt = build_chat_prompt(history, "And 4 + 4?", tokenizer, context_length=10_000, max_new_tokens=20)
+    assert len(calls) <= 3
+    assert prompt == dropping_one_turn_at_a_time(last, "And 4 + 4?", tokenizer, 10_000)  # the last 50 turns, all
+    for context in (300, 200, 120):
+        calls.clear()
+        prompt = build_chat_prompt(history, "And 4 + 4?", tokenizer, context_length=context, max_new_tokens=20)
+        assert len(calls) <= 3
+        assert prompt == dropping_one_turn_at_a_time(last, "And 4 + 4?", tokenizer, context - 20)
+        assert "turn 1999" in prompt or "### Input:" not in prompt

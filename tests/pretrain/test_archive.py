@@ -219,7 +219,7 @@ def test_a_listing_that_understates_a_size(tmp_path, checkpoint_files) -> None:
 def test_random_bytes_named_model_safetensors(tmp_path, checkpoint_files) -> None:
     members = {**checkpoint_files, "model/model.safetensors": os.urandom(5000)}
     assert_refused(make_zip(tmp_path / "run.zip", members), tmp_path,
-                   "model does not load: model/model.safetensors: not a readable safetensors file")
+                   "model does not load: model/model.safetensors: the file is damaged")
 
 
 def test_a_config_that_points_the_tokenizer_elsewhere(tmp_path, checkpoint_files) -> None:
