@@ -63,3 +63,8 @@ def peak_memory(device: torch.device | str = "cpu") -> int:
         return torch.cuda.max_memory_allocated(device)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux kilobytes
+
+
+def peak_memory_source(device: torch.device | str = "cpu") -> str:
+    """What `peak_memory` measures on `device`, for the reports that quote it."""
+    return "torch.cuda.max_memory_allocated" if torch.device(device).type == "cuda" else "process peak RSS"

@@ -24,13 +24,13 @@ from gpt.instruct.evaluate import format_base_comparison, format_task_report, lo
 from gpt.instruct.finetune import InstructConfig
 from gpt.instruct.prompt import chat_prompt, chat_stream
 from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, finetune_run
-from gpt.pretrain.archive import ArchiveError, read_run_archive, write_run_archive
+from gpt.pretrain.archive import write_run_archive
 from gpt.pretrain.state import loss_figure
 from ui.common import check_number, clip_chars, user_errors
-from ui.jobs import Job, JobRunner
+from ui.jobs import Job, JobRunner, state_line
 from ui.picker import describe
 from ui.registry import RUN_MODEL, RUN_PREFIX, ModelRegistry
-from ui.train_tab import duration, owner_of
+from ui.train_tab import duration, owner_of, receive_run_zip
 
 CHAT_MODEL = "instruct"
 MAX_NEW_TOKENS = 256
@@ -290,17 +290,8 @@ def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str, requ
                 *unchanged)
     figure = loss_figure(curve_rows(job), title=f"Finetuning {job.name}") if job.events else None
     result, pickers = "", unchanged
-    if job.state == "queued":
-        line = f"Waiting: place {runner.place_in_queue(job)} in the queue ({running} training running)."
-    elif job.active:
-        line = progress_line(job) + (" Stopping…" if job.state == "stopping" else "")
-    elif job.state == "failed":
-        line = f"⚠️ The finetune failed: {job.error}"
-    elif job.state == "cancelled":
-        line = "Cancelled before it started."
-    elif job.result is None:
-        line = "Stopped before the first step: there is no model yet."
-    else:
+    line = state_line(runner, job, progress_line, "finetune")
+    if line is None:
         line = f"Finished: {RUN_PREFIX}{job.name}."
         result = result_markdown(job.result, job.name)
         pickers = model_choices(registry)
@@ -319,16 +310,7 @@ def download_chat(registry: ModelRegistry, name: str) -> str:
 
 def upload_chat(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
     """Load a chat model zip (as `download_chat` makes them) into the runs folder and the chat model picker."""
-    if not file:
-        raise ValueError("Choose a chat model .zip to upload.")
-    size = Path(file).stat().st_size
-    if size > runner.limits.max_upload_mb * 2**20:
-        raise ValueError(f"The file is {size / 2**20:.1f} MB: the limit is {runner.limits.max_upload_mb} MB.")
-    name = "chat-upload-" + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    try:
-        folder = read_run_archive(Path(file), runner.limits.runs_dir / name)
-    except ArchiveError as err:
-        raise ValueError(f"Not a model archive: {err}") from err
+    name, folder = receive_run_zip(runner, file, prefix="chat-upload-")
     if "finetune" not in read_config(folder).get("meta", {}):
         _remove_run(runner, name)
         raise ValueError("Not a chat model: its metadata records no instruction finetuning. A pretrained model "

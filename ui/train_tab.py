@@ -36,7 +36,7 @@ from gpt.pretrain.trainer import PretrainConfig
 from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
 from gpt.training.optim import seconds_per_step
 from ui.common import check_number, user_errors
-from ui.jobs import Job, JobError, JobRunner
+from ui.jobs import Job, JobError, JobRunner, state_line
 from ui.registry import RUN_PREFIX, ModelRegistry
 from ui.tokenizer_tab import piece_label, tokens_html
 
@@ -378,17 +378,8 @@ def status(runner: JobRunner, registry: ModelRegistry, token: str, request: gr.R
     samples = pd.DataFrame([(e.step, e.text) for e in job.events if e.kind == "sample"], columns=["step", "sample"])
     figure = loss_figure(event_rows(job), title=f"Training {job.name}") if job.events else None
     result, picker = "", gr.skip()
-    if job.state == "queued":
-        line = f"Waiting: place {runner.place_in_queue(job)} in the queue ({running} training running)."
-    elif job.active:
-        line = progress_line(job) + (" Stopping…" if job.state == "stopping" else "")
-    elif job.state == "failed":
-        line = f"⚠️ The training failed: {job.error}"
-    elif job.state == "cancelled":
-        line = "Cancelled before it started."
-    elif job.result is None:
-        line = "Stopped before the first step: there is no model yet."
-    else:
+    line = state_line(runner, job, progress_line)
+    if line is None:
         ended = next((e.text for e in reversed(job.events) if e.kind in ("stopped", "done")), "")
         line = f"Finished: {job.name} ({ended})."
         result = result_markdown(job.result, job.name)
@@ -415,18 +406,29 @@ def download_run(registry: ModelRegistry, name: str) -> str:
     return str(write_run_archive(entry.path.parent, folder / f"{entry.path.parent.name}.zip"))
 
 
-def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
-    """Load a run zip (as `download_run` makes them) into the runs folder and the model picker."""
+def check_upload_size(runner: JobRunner, file: str | None, what: str) -> Path:
+    """An uploaded file's path, once it is there and within the upload limit."""
     if not file:
-        raise ValueError("Choose a run .zip to upload.")
+        raise ValueError(f"Choose a {what} to upload.")
     size = Path(file).stat().st_size
     if size > runner.limits.max_upload_mb * 2**20:
         raise ValueError(f"The file is {size / 2**20:.1f} MB: the limit is {runner.limits.max_upload_mb} MB.")
-    name = "upload-" + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    return Path(file)
+
+
+def receive_run_zip(runner: JobRunner, file: str | None, prefix: str = "upload-") -> tuple[str, Path]:
+    """Unpack a run zip (as `download_run` makes them) into a new run folder: its name and its model folder."""
+    path = check_upload_size(runner, file, "run .zip")
+    name = prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     try:
-        read_run_archive(Path(file), runner.limits.runs_dir / name)
+        return name, read_run_archive(path, runner.limits.runs_dir / name)
     except ArchiveError as err:
         raise ValueError(f"Not a run archive: {err}") from err
+
+
+def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
+    """Load a run zip (as `download_run` makes them) into the runs folder and the model picker."""
+    name, _ = receive_run_zip(runner, file)
     return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the model picker.", gr.Dropdown(choices=registry.names())
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-import resource
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +28,7 @@ from gpt.config import option
 from gpt.instruct.data import Entry
 from gpt.instruct.prompt import format_prompt
 from gpt.lora import LoRAConfig, apply_lora, merge_lora, save_adapters, trainable_parameters
+from gpt.memory import peak_memory, peak_memory_source
 from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.tokenizer import Tokenizer
@@ -205,12 +204,9 @@ class InstructResult:
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    """The peak memory so far and what it measures: on CUDA the tensors PyTorch allocated on the device,
-    elsewhere the process's peak resident set (everything it ever held: Python, data, model)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "torch.cuda.max_memory_allocated"
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
-    return peak / (2**20 if sys.platform == "darwin" else 2**10), "process peak RSS"
+    """The peak memory so far, in MiB, and what it measures: on CUDA the tensors PyTorch allocated on the
+    device, elsewhere the process's peak resident set (everything it ever held: Python, data, model)."""
+    return peak_memory(device) / 2**20, peak_memory_source(device)
 
 
 def select_trainable(model: GPTModel, cfg: InstructConfig) -> list[torch.nn.Parameter]:

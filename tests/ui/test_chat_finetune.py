@@ -209,7 +209,7 @@ def test_only_chat_models_go_in_and_out_as_chat_zips(runner, registry, tmp_path)
     with pytest.raises(ValueError, match="Not a chat model"):
         chat_tab.upload_chat(runner, registry, str(archive))
     (tmp_path / "junk.zip").write_text("not a zip")
-    with pytest.raises(ValueError, match="Not a model archive"):
+    with pytest.raises(ValueError, match="Not a run archive"):
         chat_tab.upload_chat(runner, registry, str(tmp_path / "junk.zip"))
     assert sorted(runner.limits.runs_dir.iterdir()) == before
 
