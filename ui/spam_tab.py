@@ -1,20 +1,60 @@
-"""Tab 4, Spam: the finetuned classifier's verdict, the tokens it looked at, and its figures on each test set."""
+"""Tab 4, Spam: a classifier's verdict, the tokens it looked at, its figures on each test set; and finetuning
+one's own (the book's chapter 6, with LoRA from appendix E) in the background, with live curves, a table
+of every experiment, and a zip to download and upload again.
+
+The finetuning runs in the job runner (`ui/jobs.py`, kind "classifier") into `<runs_dir>/<name>/classifier/`,
+where the registry finds it: the picker offers it as `run:<name>`.
+"""
 
 from __future__ import annotations
 
 import functools
 import html
+import math
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from safetensors import safe_open
 
-from gpt.classify.classifier import ClassifierMetrics, TextClassifier, load_classifier
-from gpt.classify.data import MODERN_TEST, SET_TITLES, SMS_TEST
-from ui.common import clip_chars, join_notices, require_text, user_errors
-from ui.jobs import JobRunner
-from ui.registry import ModelRegistry
+from gpt.checkpoint import read_config
+from gpt.classify import data
+from gpt.classify.archive import read_classifier_archive, write_classifier_archive
+from gpt.classify.classifier import (
+    CLASSIFIER_CONFIG,
+    CLASSIFIER_WEIGHTS,
+    HEAD_TOKENS,
+    METRICS_FILE,
+    ClassifierMetrics,
+    TextClassifier,
+    parse_test_metrics,
+    read_classifier_config,
+)
+from gpt.classify.data import FILE_TEST, MODERN_TEST, SET_TITLES, SMS_TEST
+from gpt.classify.finetune import (
+    HEAD_READS,
+    ClassifierConfig,
+    EpochStats,
+    describe_training,
+    finetune_job,
+    resources_line,
+)
+from gpt.config import GPTConfig
+from gpt.pretrain.archive import ArchiveError
+from gpt.training.events import TrainEvent
+from ui.common import check_number, clip_chars, join_notices, require_text, user_errors
+from ui.jobs import Job, JobError, JobRunner
+from ui.registry import RUN_CLASSIFIER, RUN_PREFIX, SHIPPED_CLASSIFIER, SHIPPED_LANGUAGE_MODELS, ModelRegistry
+from ui.train_tab import duration, owner_of
 
 CSS = (".attended {line-height: 2}\n"
        ".attended span {padding: 1px 2px; margin: 1px; border-radius: 3px; font-family: monospace; "
@@ -24,17 +64,25 @@ FALLBACK_EXAMPLES = {  # used only when the classifier ships without test exampl
     "spam": ["WINNER!! You have been selected for a £1000 prize. Call 09061701461 now to claim."],
 }
 # The examples come from these test sets, today's messages first; SpamAssassin's mails are too long to show.
-EXAMPLE_SETS = (MODERN_TEST, SMS_TEST)
+EXAMPLE_SETS = (MODERN_TEST, SMS_TEST, FILE_TEST)
 EXAMPLES_PER_CLASS = 3
+KIND = "classifier"  # the runner's job kind of this tab
+TRAINS = ("last blocks", "all layers", "LoRA")
+SMS_DATA, FILE_DATA = "SMS Spam Collection (the shipped copy)", "my CSV/TSV file"
+MAX_EPOCHS = 20
+DATA_COPY = "data"  # the run folder's copy of an uploaded table
 
 
-def classifier(registry: ModelRegistry) -> TextClassifier:
-    """The shipped classifier, loaded once; a clear message if it is not there."""
-    return registry.cached(("classifier", "spam"), lambda: load_classifier(registry.shipped_path("spam")))
+def classifier(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER) -> TextClassifier:
+    """A classifier by picker name, loaded once; a clear message if the shipped one is not there."""
+    if name == SHIPPED_CLASSIFIER and not (registry.shipped_path(name) / CLASSIFIER_CONFIG).is_file():
+        raise FileNotFoundError(f"the spam classifier is not available: no {CLASSIFIER_CONFIG} in "
+                                f"{registry.shipped_path(name)}")
+    return registry.classifier(name)
 
 
 def attention_html(pairs: list[tuple[str, float]]) -> str:
-    """Tokens shaded by how much the last token (where the verdict is read) attends to them."""
+    """Tokens shaded by how much the position the verdict is read at attends to them."""
     top = max((w for _, w in pairs), default=1.0) or 1.0
     spans = []
     for piece, weight in pairs:
@@ -44,10 +92,11 @@ def attention_html(pairs: list[tuple[str, float]]) -> str:
     return f'<div class="attended">{"".join(spans)}</div>'
 
 
-def classify(registry: ModelRegistry, message: str) -> tuple[dict[str, float], str, str]:
+def classify(registry: ModelRegistry, message: str, name: str = SHIPPED_CLASSIFIER
+             ) -> tuple[dict[str, float], str, str]:
     """Label probabilities, the attention shading, and any notice (a long message keeps its start)."""
     message, cut = clip_chars(require_text(message, "message"))
-    model = classifier(registry)
+    model = classifier(registry, name)
     n_tokens, context = len(model.tokenizer.encode(message)), model.model.cfg.context_length
     too_long = (f"The message has {n_tokens:,} tokens; the classifier reads the first {context:,}."
                 if n_tokens > context else "")
@@ -71,69 +120,472 @@ def confusion_figure(evaluations: dict[str, ClassifierMetrics]) -> go.Figure:
     return fig
 
 
-def test_figures(registry: ModelRegistry) -> tuple[str, pd.DataFrame, go.Figure | None]:
-    """Accuracy per test set, the per-class table and the confusion matrices, on messages never trained on.
+def per_class_table(evaluations: dict[str, ClassifierMetrics]) -> pd.DataFrame:
+    table = pd.concat([m.per_class_frame().round(3).reset_index(names="class")
+                       .assign(set=SET_TITLES.get(name, name)) for name, m in evaluations.items()], ignore_index=True)
+    return table[["set", "class", "precision", "recall", "f1", "support"]]
+
+
+def base_name_of(config: dict[str, Any]) -> str:
+    """The app's name of a classifier's base: recorded, a GPT-2 size, or a shipped model's folder."""
+    base = config.get("base", {})
+    if base.get("name") or base.get("pretrained"):
+        return base.get("name") or base["pretrained"]
+    folder = Path(base.get("checkpoint", "")).name
+    return folder if folder in SHIPPED_LANGUAGE_MODELS else base.get("checkpoint", "?")
+
+
+def describe(config: dict[str, Any], name: str) -> str:
+    """One line: the classes, the base, where the head reads, what trained."""
+    ft = config.get("meta", {}).get("finetune", {})
+    labels = config.get("labels", [])
+    epochs = f"{ft.get('epochs')} epoch{'s' if ft.get('epochs') != 1 else ''}"
+    trained = f"; trained: {describe_training(ft)}, {epochs} at lr {ft.get('lr'):g}" if ft else ""
+    return (f"**{name}**: {len(labels)} classes ({', '.join(labels)}), finetuned from `{base_name_of(config)}`; "
+            f"the head reads {HEAD_READS[config.get('head_token', 'last')]}{trained}.")
+
+
+def test_figures(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER
+                 ) -> tuple[str, pd.DataFrame, go.Figure | None]:
+    """What the classifier is, its accuracy per test set, the per-class table and the confusion matrices.
 
     Runs when the tab opens, so a missing classifier is reported in the tab, not as an error pop-up.
     """
     try:
-        evaluations = classifier(registry).test_metrics
+        model = classifier(registry, name)
     except (ValueError, FileNotFoundError) as err:  # not shipped yet, or made for another base model
-        return f"⚠️ The spam classifier is not available: {err}", pd.DataFrame(), None
+        return f"⚠️ The classifier is not available: {err}", pd.DataFrame(), None
+    evaluations = model.test_metrics
+    about = describe(model.config, name)
     if not evaluations:
-        return "This classifier was saved without test figures.", pd.DataFrame(), None
-    lines = [f"- {SET_TITLES.get(name, name)}: **{m.accuracy:.1%}** on {m.n_test} held-out messages ({m.data_source})"
-             for name, m in evaluations.items()]
-    summary = "**Test accuracy**, on messages it never trained on:\n\n" + "\n".join(lines)
-    table = pd.concat([m.per_class_frame().round(3).reset_index(names="class")
-                       .assign(set=SET_TITLES.get(name, name)) for name, m in evaluations.items()], ignore_index=True)
-    return summary, table[["set", "class", "precision", "recall", "f1", "support"]], confusion_figure(evaluations)
+        return f"{about}\n\nThis classifier was saved without test figures.", pd.DataFrame(), None
+    lines = [f"- {SET_TITLES.get(s, s)}: **{m.accuracy:.1%}** on {m.n_test} held-out messages ({m.data_source})"
+             for s, m in evaluations.items()]
+    summary = f"{about}\n\n**Test accuracy**, on messages it never trained on:\n\n" + "\n".join(lines)
+    return summary, per_class_table(evaluations), confusion_figure(evaluations)
 
 
-def labelled_examples(registry: ModelRegistry) -> list[tuple[str, str]]:
+def labelled_examples(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER) -> list[tuple[str, str]]:
     """(message, its true label): a few of each class from the classifier's own test sets when it has them."""
     try:
-        evaluations = classifier(registry).test_metrics
+        evaluations = classifier(registry, name).test_metrics
     except (ValueError, FileNotFoundError):
         evaluations = {}
-    sets = [evaluations[name].examples for name in EXAMPLE_SETS if name in evaluations and evaluations[name].examples]
+    sets = [evaluations[s].examples for s in EXAMPLE_SETS if s in evaluations and evaluations[s].examples]
     return [(text, label) for by_label in sets or [FALLBACK_EXAMPLES] for label, texts in by_label.items()
             for text in texts[:EXAMPLES_PER_CLASS]]
 
 
-def examples(registry: ModelRegistry) -> list[str]:
-    return [text for text, _ in labelled_examples(registry)]
+def examples(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER) -> list[str]:
+    return [text for text, _ in labelled_examples(registry, name)]
 
 
-def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
-    gr.Markdown("The base model with its output head swapped for a two-class head (the book's chapter 6). "
-                "The verdict is read at the last token, the only one that has seen the whole message.")
+def example_samples(registry: ModelRegistry, name: str) -> gr.Dataset:
+    return gr.Dataset(samples=[[text] for text in examples(registry, name)])
+
+
+def classifier_choices(registry: ModelRegistry) -> gr.Dropdown:
+    return gr.Dropdown(choices=registry.classifier_names())
+
+
+# -- finetuning: settings --------------------------------------------------------------------------
+
+def resolve_base(registry: ModelRegistry, name: str) -> tuple[str, GPTConfig]:
+    """A language model of the app by name -> what `finetune_classifier` loads (folder or GPT-2 name), its shape."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("Pick a base model to finetune.")
+    entry = registry.resolve(name)  # a classifier name such as "spam", or garbage, is refused here
+    if entry.kind == "gpt2":
+        return entry.name, GPTConfig.preset(entry.name)
     try:
-        classifier(registry)
-        missing = ""
-    except (ValueError, FileNotFoundError) as err:
-        missing = f"⚠️ The spam classifier is not available: {err}"
-    gr.Markdown(missing, visible=bool(missing), elem_id="spam-missing")
+        return str(entry.path), read_config(entry.path)["model"]
+    except ValueError as err:  # no checkpoint there (yet), or a broken one
+        raise ValueError(f"The base model {name!r} is not available: {err}") from err
+
+
+def finetune_config(trains: str, blocks: float, lora_rank: float, lora_alpha: float, epochs: float, lr: float,
+                    seed: float, head_token: str, n_layers: int) -> ClassifierConfig:
+    """The panel's settings as a ClassifierConfig, every number checked (API callers can send anything)."""
+    if trains not in TRAINS:
+        raise ValueError(f"What trains must be one of: {', '.join(TRAINS)}; got {trains!r}.")
+    if head_token not in HEAD_TOKENS:
+        raise ValueError(f"The head reads one of: {', '.join(HEAD_TOKENS)}; got {head_token!r}.")
+    settings: dict[str, Any] = {
+        "epochs": check_number(epochs, "Epochs", 1, MAX_EPOCHS, integer=True),
+        "lr": check_number(lr, "Learning rate", 1e-6, 1e-1),
+        "seed": check_number(seed, "Seed", 0, 2**31 - 1, integer=True),
+        "head_token": head_token,
+    }
+    if trains == "last blocks":
+        settings["trainable_blocks"] = check_number(blocks, f"Blocks (the base has {n_layers})", 0, n_layers,
+                                                    integer=True)
+    elif trains == "all layers":
+        settings["trainable_blocks"] = None
+    else:
+        settings |= {"trainable_blocks": 0, "lora_rank": check_number(lora_rank, "LoRA rank", 1, 256, integer=True),
+                     "lora_alpha": check_number(lora_alpha, "LoRA alpha", 0.01, 1024)}
+    return ClassifierConfig(**settings)
+
+
+def check_upload(path: str | None, max_mb: int) -> Path:
+    if not path:
+        raise ValueError("Choose a file to upload first.")
+    size = Path(path).stat().st_size
+    if size > max_mb * 2**20:
+        raise ValueError(f"The file is {size / 2**20:.1f} MB: the limit is {max_mb} MB.")
+    return Path(path)
+
+
+def check_data(runner: JobRunner, choice: str, file: str | None) -> tuple[Path | None, str]:
+    """The uploaded table (checked whole now, so a bad file changes nothing), or None for the SMS data."""
+    if choice == SMS_DATA:
+        return None, "the SMS Spam Collection"
+    if choice != FILE_DATA:
+        raise ValueError(f"The data must be one of: {SMS_DATA}; {FILE_DATA}. Got {choice!r}.")
+    path = check_upload(file, runner.limits.max_upload_mb)
+    mix = data.file_mix(path, max_bytes=runner.limits.max_upload_mb * 2**20)
+    return path, f"{path.name}: {len(mix.labels)} classes ({', '.join(mix.labels)}), {mix.sizes()['train']} to train on"
+
+
+def _safe_file_name(path: Path) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem)[:60] or "data"
+    return stem + (path.suffix.lower() if path.suffix.lower() in (".csv", ".tsv") else ".txt")
+
+
+def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str, base: str, head_token: str, trains: str,
+                   blocks: float, lora_rank: float, lora_alpha: float, epochs: float, lr: float, seed: float,
+                   data_choice: str, file: str | None, request: gr.Request = None) -> tuple[str, str]:
+    """Check every setting and the data, then queue the finetuning; returns the first status line and the owner."""
+    owner = owner_of(token, request)
+    base_path, shape = resolve_base(registry, base)
+    cfg = finetune_config(trains, blocks, lora_rank, lora_alpha, epochs, lr, seed, head_token, shape.n_layers)
+    table, about_data = check_data(runner, data_choice, file)
+    name = time.strftime("spam-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    run_dir = runner.limits.runs_dir / name
+    run_dir.mkdir(parents=True)
+    kwargs: dict[str, Any] = {"base": base_path, "cfg": cfg, "out": run_dir / RUN_CLASSIFIER, "data_source": "offline",
+                              "mix": "sms", "base_name": base.strip(), "data_file": None}
+    if table is not None:  # the run keeps its data: the classifier can be measured again later
+        kwargs["data_file"] = run_dir / DATA_COPY / _safe_file_name(table)
+        kwargs["data_file"].parent.mkdir()
+        shutil.copyfile(table, kwargs["data_file"])
+    try:
+        job = runner.submit(owner, name, finetune_job, kwargs, kind=KIND)
+    except JobError:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    place = runner.place_in_queue(job)
+    what = f"{base.strip()}, {describe_training(asdict(cfg))}, on {about_data}"
+    return (f"Queued **{name}** ({what}): place {place} in the queue." if place else
+            f"Started **{name}** ({what})."), owner
+
+
+def stop_finetune(runner: JobRunner, token: str, request: gr.Request = None) -> str:
+    owner = owner_of(token, request)
+    job = runner.job_of(owner, KIND)
+    if job is None or not job.active:
+        raise ValueError("You have no finetuning running.")
+    runner.stop(job, owner)
+    return "Stopping: the classifier keeps the best epoch so far (or the weights so far, before the first ends)."
+
+
+# -- finetuning: watching ----------------------------------------------------------------------------
+
+def curves_figure(events: list[TrainEvent], title: str) -> go.Figure:
+    """Loss (each step, quick checks, each epoch) and accuracy (each epoch) against the step."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.1)
+    steps = [e for e in events if e.kind == "step"]
+    checks = [e for e in events if e.kind == "eval"]
+    epochs = [e for e in events if e.kind == "epoch"]
+    fig.add_trace(go.Scatter(x=[e.step for e in steps], y=[e.metrics["train_loss"] for e in steps], name="train loss",
+                             mode="lines", line={"width": 1, "color": "#94a3b8"}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[e.step for e in checks], y=[e.metrics["val_loss"] for e in checks],
+                             name="validation loss (quick check)", mode="markers", marker={"color": "#f59e0b"}),
+                  row=1, col=1)
+    for key, name, color, col in [("train_loss", "train loss (epoch)", "#2563eb", 1),
+                                  ("val_loss", "validation loss (epoch)", "#dc2626", 1),
+                                  ("train_accuracy", "train accuracy", "#2563eb", 2),
+                                  ("val_accuracy", "validation accuracy", "#dc2626", 2)]:
+        line = {"color": color, "dash": "dot" if "train" in key else None}
+        fig.add_trace(go.Scatter(x=[e.step for e in epochs], y=[e.metrics[key] for e in epochs], name=name,
+                                 mode="lines+markers", line=line), row=1, col=col)
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_layout(title=title, height=340, margin={"l": 50, "r": 10, "t": 70, "b": 40})
+    return fig
+
+
+def progress_line(job: Job) -> str:
+    steps = [e for e in job.events if e.kind == "step"]
+    if not steps:
+        return "Loading the base model and the data…"
+    last, elapsed = steps[-1], time.time() - (job.started or time.time())
+    epoch = next((e for e in reversed(job.events) if e.kind == "epoch"), None)
+    val = f", validation accuracy {epoch.metrics['val_accuracy']:.1%} after epoch {epoch.epoch}" if epoch else ""
+    left = elapsed / last.step * (last.total_steps - last.step)
+    return (f"Epoch **{last.epoch}**, step **{last.step:,} / {last.total_steps:,}**, train loss "
+            f"{last.metrics['train_loss']:.3f}{val}; {duration(elapsed)} elapsed, about {duration(left)} left.")
+
+
+def finished_result(job: Job) -> tuple[str, pd.DataFrame, go.Figure | None]:
+    """A finished job's classifier: test accuracy, resources, the per-class table and the confusion matrices."""
+    out = Path(job.result["out"])
+    config = read_classifier_config(out)
+    evaluations = parse_test_metrics((out / METRICS_FILE).read_text(encoding="utf-8"))
+    lines = [f"- {SET_TITLES.get(s, s)}: **{m.accuracy:.1%}** on {m.n_test} messages" for s, m in evaluations.items()]
+    stopped = f"\n\n⚠️ {job.result['stopped']}." if job.result.get("stopped") else ""
+    text = (f"### {RUN_PREFIX}{job.name}\n\n{describe(config, RUN_PREFIX + job.name)}\n\n"
+            f"{resources_line(config['meta'])}.{stopped}\n\n**Test accuracy** (never trained on):\n\n"
+            + "\n".join(lines) + f"\n\nIt is in the classifier picker above as `{RUN_PREFIX}{job.name}`.")
+    return text, per_class_table(evaluations), confusion_figure(evaluations)
+
+
+def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str, announced: str | None,
+                    request: gr.Request = None) -> tuple[Any, ...]:
+    """The owner's finetuning as the page shows it; other sessions' jobs only as a busy machine.
+
+    Outputs: status line, curves, result, per-class table, confusion matrices, the timer, the classifier
+    picker (a finished classifier is picked, once: `announced` holds the job it was done for).
+    """
+    owner = owner_of(token, request)
+    job = runner.job_of(owner, KIND)
+    running, waiting = runner.busy()
+    if job is None:
+        busy = f" The machine is training for {running} other session(s), {waiting} waiting." if running else ""
+        return ("No finetuning yet: set it up above and press Start." + busy, None, "", pd.DataFrame(), None,
+                gr.Timer(active=False), gr.skip(), announced)
+    curves = curves_figure(job.events, f"Finetuning {job.name}") if job.events else None
+    result, table, confusion, picker = "", pd.DataFrame(), None, gr.skip()
+    if job.state == "queued":
+        line = f"Waiting: place {runner.place_in_queue(job)} in the queue ({running} training running)."
+    elif job.active:
+        line = progress_line(job) + (" Stopping…" if job.state == "stopping" else "")
+    elif job.state == "failed":
+        line = f"⚠️ The finetuning failed: {job.error}"
+    elif job.state == "cancelled":
+        line = "Cancelled before it started."
+    else:
+        ended = next((e.text for e in reversed(job.events) if e.kind in ("stopped", "done")), "")
+        line = f"Finished: {job.name} ({ended})."
+        result, table, confusion = finished_result(job)
+        new = RUN_PREFIX + job.name
+        picker = (gr.Dropdown(choices=registry.classifier_names(), value=new) if announced != job.id
+                  else gr.Dropdown(choices=registry.classifier_names()))
+        announced = job.id
+    return line, curves, result, table, confusion, gr.Timer(active=job.active), picker, announced
+
+
+# -- experiments, download, upload -------------------------------------------------------------------
+
+def _stored_parameters(path: Path) -> int:
+    """How many numbers a classifier stores: exactly the ones finetuning trained."""
+    with safe_open(str(path), framework="pt") as f:
+        return sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())  # noqa: SIM118 - not iterable
+
+
+def experiment_row(registry: ModelRegistry, name: str) -> dict[str, Any]:
+    """One classifier's settings, cost and figures, as its folder records them."""
+    folder = registry.classifier_path(name)
+    config = read_classifier_config(folder)
+    meta = config["meta"]
+    ft, history = meta.get("finetune", {}), [EpochStats(**h) for h in meta.get("history", [])]
+    kept = max(history, key=lambda h: h.rank_key) if history else None
+    metrics = folder / METRICS_FILE
+    tests = list(parse_test_metrics(metrics.read_text(encoding="utf-8")).items()) if metrics.is_file() else []
+    test_set, test = tests[0] if tests else (None, None)  # the SMS test split for every spam classifier
+    return {
+        "classifier": name, "base": base_name_of(config), "classes": len(config["labels"]),
+        "head reads": config["head_token"], "trained": describe_training(ft) if ft else "?",
+        "epochs": ft.get("epochs"), "lr": ft.get("lr"),
+        "trainable params": meta.get("trainable_params") or _stored_parameters(folder / CLASSIFIER_WEIGHTS),
+        "time (s)": round(sum(h.seconds for h in history)) if history else None,
+        "peak memory (MB)": round(meta["peak_memory_mb"]) if "peak_memory_mb" in meta else None,
+        "val accuracy": round(kept.val_accuracy, 4) if kept else None,
+        "test accuracy": round(test.accuracy, 4) if test else None,
+        "test set": SET_TITLES.get(test_set, test_set),
+    }
+
+
+def experiments(registry: ModelRegistry) -> pd.DataFrame:
+    """Every classifier here (the shipped one and every finetune), read from its folder: the book's chapter-6
+    table of experiments. A folder that does not read is listed with its error."""
+    rows = []
+    for name in registry.classifier_names():
+        try:
+            rows.append(experiment_row(registry, name))
+        except (ValueError, OSError) as err:
+            rows.append({"classifier": name, "trained": f"⚠️ {err}"})
+    return pd.DataFrame(rows)
+
+
+def download_classifier(registry: ModelRegistry, name: str) -> str:
+    """The classifier's folder as one zip: config, the trained tensors, test figures, model card."""
+    folder = registry.classifier_path(name)
+    zip_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name) + "-classifier.zip"
+    return str(write_classifier_archive(folder, Path(tempfile.mkdtemp(prefix="classifier-zip-")) / zip_name))
+
+
+def find_base(registry: ModelRegistry, base_ref: dict) -> str:
+    """Where a classifier's recorded base is on this server; ValueError saying which base is missing."""
+    name = base_name_of({"base": base_ref})
+    try:
+        entry = registry.resolve(name)
+    except ValueError:
+        raise ValueError(f"its base model {name!r} is not on this server: upload or train it first (Train tab), "
+                         "or finetune a classifier here") from None
+    if entry.kind == "gpt2":
+        return entry.name
+    if not (entry.path / "config.json").is_file():
+        raise ValueError(f"its base model {name!r} is not on this server (no checkpoint in {entry.name})")
+    return str(entry.path)
+
+
+def upload_classifier(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
+    """Load a classifier zip (as `download_classifier` makes them) into the runs folder and the picker."""
+    path = check_upload(file, runner.limits.max_upload_mb)
+    name = time.strftime("upload-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    run_dir = runner.limits.runs_dir / name
+    try:
+        read_classifier_archive(path, run_dir / RUN_CLASSIFIER, functools.partial(find_base, registry),
+                                runner.limits.max_upload_mb * 2**20)
+    except ArchiveError as err:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise ValueError(f"Not loaded: {err}") from err
+    new = RUN_PREFIX + name
+    return (f"Loaded as `{new}`: it is picked above.",
+            gr.Dropdown(choices=registry.classifier_names(), value=new))
+
+
+# -- the tab -------------------------------------------------------------------------------------------
+
+def _classify_panel(registry: ModelRegistry) -> tuple[Any, ...]:
     with gr.Row():
         with gr.Column(scale=3):
             message = gr.Textbox(lines=3, label="Message", elem_id="spam-text",
                                  placeholder="Type a message, or pick an example below")
             button = gr.Button("Classify", variant="primary", elem_id="spam-run")
-            gr.Examples(examples(registry), message,
-                        label="Examples: held-out ham and spam it labels right (its mistakes count in the figures)")
+            samples = gr.Dataset(components=[message], samples=[[t] for t in examples(registry)],
+                                 label="Examples: held-out messages it labels right (its mistakes count in the "
+                                       "figures)",
+                                 elem_id="spam-examples")
         with gr.Column(scale=2):
             label = gr.Label(label="Verdict", elem_id="spam-label")
     notice = gr.Markdown()
-    gr.Markdown("**What the verdict looked at**: the last token's attention in the last layer, mean over heads "
-                "(darker = more)")
+    gr.Markdown("**What the verdict looked at**: the attention, in the last layer and mean over heads, of the "
+                "position the head reads (the last token; for a head that reads the mean, every token's). "
+                "Darker = more.")
     attended = gr.HTML(elem_id="spam-attn")
+    return message, button, samples, label, notice, attended
+
+
+def show_trains(trains: str) -> tuple[Any, Any, Any]:
+    """The block slider for 'last blocks', rank and alpha for LoRA; nothing to set for all layers."""
+    return (gr.Slider(visible=trains == "last blocks"), gr.Slider(visible=trains == "LoRA"),
+            gr.Number(visible=trains == "LoRA"))
+
+
+def _finetune_panel(registry: ModelRegistry, runner: JobRunner) -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    gr.Markdown("Finetune a language model of this app into a classifier, in the background on this machine: "
+                "the book's chapter 6, with LoRA (appendix E) as a third way to choose what learns. The figures "
+                "come from a test split it never trains on.")
+    with gr.Row():
+        c["base"] = gr.Dropdown(registry.names(), value=registry.default(), label="Base model",
+                                allow_custom_value=True,  # runs trained since the page loaded; resolve_base checks
+                                info="shipped, trained in the Train tab, local, or GPT-2", elem_id="spam-ft-base")
+        c["head"] = gr.Radio(list(HEAD_TOKENS), value="last", label="The head reads",
+                             info="the last token has seen the whole message; the book also tries the first")
+    with gr.Row():
+        c["trains"] = gr.Radio(list(TRAINS), value="last blocks", label="What trains", elem_id="spam-ft-trains",
+                               info="last blocks: they, the final norm and the head; LoRA: adapters and the head")
+        c["blocks"] = gr.Slider(0, 48, value=2, step=1, label="Last blocks to train")
+        c["rank"] = gr.Slider(1, 64, value=8, step=1, label="LoRA rank", visible=False)
+        c["alpha"] = gr.Number(16, label="LoRA alpha (update scaled by alpha / rank)", visible=False)
+    with gr.Row():
+        c["epochs"] = gr.Slider(1, MAX_EPOCHS, value=3, step=1, label="Epochs (the best is kept)",
+                                elem_id="spam-ft-epochs")
+        c["lr"] = gr.Number(1e-4, label="Learning rate", elem_id="spam-ft-lr")
+        c["seed"] = gr.Number(123, precision=0, label="Seed")
+    with gr.Row():
+        c["data"] = gr.Radio([SMS_DATA, FILE_DATA], value=SMS_DATA, label="Data", elem_id="spam-ft-data",
+                             info=f"a file: a header 'text,label' (or two columns), at least {data.MIN_PER_CLASS} "
+                                  "messages per class, labels that are names")
+        c["file"] = gr.File(file_types=[".csv", ".tsv", ".txt"], type="filepath", elem_id="spam-ft-file",
+                            label=f"CSV or TSV file (up to {runner.limits.max_upload_mb} MB)")
+    with gr.Row():
+        c["start"] = gr.Button("Start finetuning", variant="primary", elem_id="spam-ft-start")
+        c["stop"] = gr.Button("Stop (keeps the best epoch)", variant="stop", elem_id="spam-ft-stop")
+    c["line"] = gr.Markdown(elem_id="spam-ft-status")
+    c["curves"] = gr.Plot(label="Loss and accuracy", elem_id="spam-ft-curves")
+    c["result"] = gr.Markdown(elem_id="spam-ft-result")
+    c["table"] = gr.Dataframe(interactive=False, label="Per class (test split)")
+    c["confusion"] = gr.Plot(label="Confusion matrix", elem_id="spam-ft-confusion")
+    return c
+
+
+def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
+    gr.Markdown("A base model with its output head swapped for a classification head (the book's chapter 6). "
+                "The verdict is read at the last token, the only one that has seen the whole message.")
+    names = registry.classifier_names()
+    with gr.Row(equal_height=True):
+        picker = gr.Dropdown(names, value=names[0] if names else None, label="Classifier", scale=1,
+                             allow_custom_value=True,  # made since the page loaded: the registry checks the name
+                             info="the shipped spam classifier, and every one finetuned or uploaded here",
+                             elem_id="spam-classifier")
+    token = gr.BrowserState(None, storage_key="gpt-playground-owner")
+    announced = gr.State(None)
+    message, button, samples, label, notice, attended = _classify_panel(registry)
     gr.Markdown("### How good is it?")
     summary = gr.Markdown(elem_id="spam-summary")
     table = gr.Dataframe(interactive=False, label="Per test set and class")
     confusion = gr.Plot(label="Confusion matrices", elem_id="spam-confusion")
+    with gr.Accordion("Finetune your own classifier", open=False, elem_id="spam-finetune"):
+        ft = _finetune_panel(registry, runner)
+    with gr.Accordion("Experiments: every classifier here", open=False):
+        gr.Markdown("Read from each classifier's folder: finetune with other settings to fill in the book's "
+                    "table of experiments (chapter 6).")
+        table_of_runs = gr.Dataframe(interactive=False, elem_id="spam-experiments")
+        refresh = gr.Button("Refresh")
+    with gr.Accordion("Download, upload", open=False):
+        gr.Markdown("The picked classifier as a zip (its settings, the trained tensors, test figures, model card). "
+                    "Uploaded here again, it needs its base model on this server.")
+        download = gr.Button("Download the picked classifier")
+        zipped = gr.File(label="Classifier archive")
+        upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a classifier .zip")
+        uploaded = gr.Markdown(elem_id="spam-uploaded")
+    timer = gr.Timer(1.0, active=False)
 
-    fn = user_errors(functools.partial(classify, registry))
-    button.click(fn, message, [label, attended, notice], api_name="classify")
-    message.submit(fn, message, [label, attended, notice], api_visibility="private")
+    classify_fn = user_errors(functools.partial(classify, registry))
+    button.click(classify_fn, [message, picker], [label, attended, notice], api_name="classify")
+    message.submit(classify_fn, [message, picker], [label, attended, notice], api_visibility="private")
+    samples.click(lambda sample: sample[0], samples, message, api_visibility="private")
     figures = user_errors(functools.partial(test_figures, registry))
-    tab.select(figures, None, [summary, table, confusion], api_name="spam_test_figures")
+    picker.change(figures, picker, [summary, table, confusion], api_name="spam_test_figures")
+    picker.change(user_errors(functools.partial(example_samples, registry)), picker, samples,
+                  api_visibility="private")
+    tab.select(figures, picker, [summary, table, confusion], api_visibility="private")
+    choices = user_errors(functools.partial(classifier_choices, registry))
+    gr.on(None, choices, None, picker, api_visibility="private")  # on page load: classifiers made since
+    tab.select(lambda: gr.Dropdown(choices=registry.names()), None, ft["base"], api_visibility="private")
+    ft["trains"].change(show_trains, ft["trains"], [ft["blocks"], ft["rank"], ft["alpha"]], api_visibility="private")
+
+    watch = user_errors(functools.partial(finetune_status, runner, registry))
+    watched = [ft["line"], ft["curves"], ft["result"], ft["table"], ft["confusion"], timer, picker, announced]
+    settings = [ft[k] for k in ("base", "head", "trains", "blocks", "rank", "alpha", "epochs", "lr", "seed", "data",
+                                "file")]
+    ft["start"].click(user_errors(functools.partial(start_finetune, runner, registry)), [token, *settings],
+                      [ft["line"], token], api_name="spam_finetune_start").success(
+        watch, [token, announced], watched, api_visibility="private")
+    ft["stop"].click(user_errors(functools.partial(stop_finetune, runner)), token, ft["line"],
+                     api_name="spam_finetune_stop")
+    timer.tick(watch, [token, announced], watched, api_name="spam_finetune_status", concurrency_id="spam_status",
+               concurrency_limit=8)
+    tab.select(watch, [token, announced], watched, api_visibility="private")
+
+    runs_fn = user_errors(functools.partial(experiments, registry))
+    refresh.click(runs_fn, None, table_of_runs, api_name="spam_experiments")
+    ft["result"].change(runs_fn, None, table_of_runs, api_visibility="private")
+    download.click(user_errors(functools.partial(download_classifier, registry)), picker, zipped,
+                   api_name="spam_download")
+    upload.upload(user_errors(functools.partial(upload_classifier, runner, registry)), upload, [uploaded, picker],
+                  api_name="spam_upload")

@@ -1,9 +1,12 @@
 """A GPT turned text classifier (the book's chapter 6): the head, what is frozen, the logits, the files.
 
 The language-model head is replaced by a `num_classes` head read at the last token of the message
-(the only position that has seen the whole message, since attention is causal). Everything is frozen
-but the last N blocks, the final norm and the head, so a classifier on disk is just those tensors plus
-the sha256 of the base model they were trained on top of, and its figures on each held-out test set.
+(the only position that has seen the whole message, since attention is causal), or, for the book's
+experiments, at the first token or the mean over the message's tokens. Everything is frozen but the
+last N blocks, the final norm and the head, or, with LoRA (the book's appendix E), everything but
+low-rank adapters on the attention and MLP layers and the head. So a classifier on disk is just the
+trained tensors plus the sha256 of the base model they were trained on top of, and its figures on
+each held-out test set.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from torch import nn
 from gpt.checkpoint import WEIGHTS_FILE, Checkpoint
 from gpt.classify.data import SMS_TEST
 from gpt.files import SHIPPED_MODELS, atomic_path, sha256_of, write_text_atomic
+from gpt.lora import LoRAConfig, adapter_state, apply_lora, merge_lora
 from gpt.model import GPTModel
 from gpt.precision import dtype_of
 from gpt.pretrained import PRETRAINED, load_model
@@ -33,6 +37,7 @@ SHIPPED_DIR = SHIPPED_MODELS / "spam"
 CLASSIFIER_WEIGHTS = "classifier.safetensors"  # not model.safetensors: this is a delta, not a checkpoint
 CLASSIFIER_CONFIG = "classifier.json"
 METRICS_FILE = "test_metrics.json"
+HEAD_TOKENS = ("last", "first", "mean")  # where the head reads the message: its last token, first, or the mean
 
 
 class ClassifierError(ValueError):
@@ -66,11 +71,17 @@ def trainable_prefixes(n_layers: int, trainable_blocks: int | None) -> tuple[str
     return blocks + ("final_norm.", "out_head.")
 
 
-def freeze_for_finetuning(model: GPTModel, trainable_blocks: int | None) -> list[str]:
-    """Freeze everything, then unfreeze the last `trainable_blocks` blocks, final norm and head.
+def freeze_for_finetuning(model: GPTModel, trainable_blocks: int | None, lora: LoRAConfig | None = None
+                          ) -> list[str]:
+    """Freeze everything, then unfreeze the last `trainable_blocks` blocks, final norm and head; or, with
+    `lora`, wrap the attention and MLP linears in adapters and train those and the head only.
 
     Returns the names of the parameters left trainable.
     """
+    if lora is not None:
+        apply_lora(model, lora)
+        model.out_head.requires_grad_(True)
+        return [name for name, param in model.named_parameters() if param.requires_grad]
     prefixes = trainable_prefixes(model.cfg.n_layers, trainable_blocks)
     trainable = []
     for name, param in model.named_parameters():
@@ -80,15 +91,36 @@ def freeze_for_finetuning(model: GPTModel, trainable_blocks: int | None) -> list
     return trainable
 
 
-def class_logits(model: GPTModel, idx: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """(B, T) padded ids -> (B, num_classes) logits at each row's last real token.
+def trained_state(model: GPTModel, trainable_blocks: int | None, lora: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors finetuning changes, by state-dict name: what a classifier folder stores."""
+    if lora:
+        head = {f"out_head.{k}": v for k, v in model.out_head.state_dict().items()}
+        return adapter_state(model) | head
+    prefixes = trainable_prefixes(model.cfg.n_layers, trainable_blocks)
+    return {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
+
+
+def pool_hidden(hidden: torch.Tensor, real: torch.Tensor, head_token: str = "last") -> torch.Tensor:
+    """(B, T, C) hidden states, (B, T) mask of real tokens -> (B, C): what the head reads."""
+    if head_token == "last":
+        last = real.sum(dim=1).clamp(min=1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    if head_token == "first":
+        return hidden[:, 0]
+    if head_token == "mean":
+        weights = real.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+    raise ValueError(f"unknown head token {head_token!r}; choose one of {', '.join(HEAD_TOKENS)}")
+
+
+def class_logits(model: GPTModel, idx: torch.Tensor, pad_id: int, head_token: str = "last") -> torch.Tensor:
+    """(B, T) padded ids -> (B, num_classes) logits at each row's last real token (or first, or their mean).
 
     Padding only ever follows the message, and causal attention never looks ahead, so the result
     does not depend on how much padding a batch has.
     """
     hidden, _ = model.hidden_states(idx)
-    last = (idx != pad_id).sum(dim=1).clamp(min=1) - 1
-    return model.out_head(hidden[torch.arange(idx.shape[0], device=idx.device), last])
+    return model.out_head(pool_hidden(hidden, idx != pad_id, head_token))
 
 
 # --- held-out figures ---------------------------------------------------------------------------
@@ -162,7 +194,7 @@ class Prediction:
 
 
 class TextClassifier:
-    """A finetuned classifier ready for the app: predict, attention of the last token, figures per test set."""
+    """A finetuned classifier ready for the app: predict, attention of the read token, figures per test set."""
 
     def __init__(self, model: GPTModel, tokenizer: Tokenizer, labels: list[str],
                  test_metrics: dict[str, ClassifierMetrics] | None = None, config: dict[str, Any] | None = None):
@@ -171,6 +203,7 @@ class TextClassifier:
         self.labels = list(labels)
         self.test_metrics = dict(test_metrics or {})  # evaluation set name -> figures, the SMS test split first
         self.config = config or {}
+        self.head_token = self.config.get("head_token", "last")  # folders from before the choice read the last
 
     def _ids(self, text: str) -> torch.Tensor:
         if not isinstance(text, str) or not text.strip():
@@ -180,16 +213,17 @@ class TextClassifier:
 
     @torch.no_grad()
     def predict(self, text: str) -> Prediction:
-        logits = class_logits(self.model, self._ids(text), self.tokenizer.eot_id)[0]
+        logits = class_logits(self.model, self._ids(text), self.tokenizer.eot_id, self.head_token)[0]
         probs = torch.softmax(logits.float(), dim=-1).tolist()
         return Prediction(self.labels[int(logits.argmax())], dict(zip(self.labels, probs, strict=True)))
 
     @torch.no_grad()
     def token_attention(self, text: str) -> list[tuple[str, float]]:
-        """Each token and how much the last token attends to it in the last layer (mean over heads)."""
+        """Each token and how much the position(s) the head reads attend to it in the last layer (mean over
+        heads): the last token's row, the first's, or the mean of every row."""
         ids = self._ids(text)
-        last_layer = self.model.attention_maps(ids)[-1]  # (1, H, T, T)
-        weights = last_layer[0].mean(dim=0)[-1].tolist()
+        rows = self.model.attention_maps(ids)[-1][0].mean(dim=0)  # (T, T), last layer, mean over heads
+        weights = {"first": rows[0], "mean": rows.mean(dim=0)}.get(self.head_token, rows[-1]).tolist()
         pieces = [self.tokenizer.decode_bytes([i]).decode("utf-8", errors="replace") for i in ids[0].tolist()]
         return list(zip(pieces, weights, strict=True))
 
@@ -215,51 +249,83 @@ def load_base(model: str | Path, device: torch.device | str = "cpu", progress: b
 
 
 def save_classifier(model: GPTModel, directory: str | Path, base_ref: dict[str, str], labels: list[str],
-                    trainable_blocks: int | None, dtype: str = "bfloat16", meta: dict[str, Any] | None = None) -> Path:
-    """Write only the tensors finetuning changed, plus how to find (and check) the base model."""
+                    trainable_blocks: int | None, dtype: str = "bfloat16", meta: dict[str, Any] | None = None,
+                    head_token: str = "last", lora: LoRAConfig | None = None) -> Path:
+    """Write only the tensors finetuning changed (with LoRA: the adapters and the head), plus how to find
+    (and check) the base model."""
     storage = dtype_of(dtype)
+    if head_token not in HEAD_TOKENS:
+        raise ValueError(f"unknown head token {head_token!r}; choose one of {', '.join(HEAD_TOKENS)}")
     directory = Path(directory)
-    prefixes = trainable_prefixes(model.cfg.n_layers, trainable_blocks)
-    state = {k: v.detach().to("cpu", storage).contiguous() for k, v in model.state_dict().items()
-             if k.startswith(prefixes)}
+    state = {k: v.detach().to("cpu", storage).contiguous()
+             for k, v in trained_state(model, trainable_blocks, lora is not None).items()}
     base_ref = dict(base_ref)
     if "checkpoint" in base_ref:  # relative, so the repository can move
         base_ref["checkpoint"] = os.path.relpath(Path(base_ref["checkpoint"]).resolve(), directory.resolve())
     with atomic_path(directory / CLASSIFIER_WEIGHTS) as tmp:
         save_file(state, str(tmp))
     config = {"labels": list(labels), "base": base_ref, "trainable_blocks": trainable_blocks, "dtype": dtype,
-              "meta": meta or {}}
+              "head_token": head_token, "lora": asdict(lora) if lora is not None else None, "meta": meta or {}}
     write_text_atomic(directory / CLASSIFIER_CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     return directory
 
 
-def load_classifier(directory: str | Path = SHIPPED_DIR, base: str | Path | None = None,
-                    device: torch.device | str = "cpu") -> TextClassifier:
-    """Base model + stored delta. Refuses a base whose weights differ from the one it was trained on."""
-    directory = Path(directory)
-    config_path = directory / CLASSIFIER_CONFIG
+def lora_of(config: dict[str, Any]) -> LoRAConfig | None:
+    """The LoRA settings a classifier config records; None for a classifier without adapters."""
+    lora = config.get("lora")
+    return None if lora is None else LoRAConfig(lora["rank"], lora["alpha"], tuple(lora["targets"]))
+
+
+def read_classifier_config(directory: str | Path) -> dict[str, Any]:
+    """A folder's `classifier.json`, checked for what loading needs (a ClassifierError says what is wrong)."""
+    config_path = Path(directory) / CLASSIFIER_CONFIG
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory}: no classifier here ({CLASSIFIER_CONFIG} missing)")
     try:
-        config = json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text(encoding="utf-8"))
         labels, base_ref, trainable_blocks = config["labels"], config["base"], config["trainable_blocks"]
-        expected = base_ref.get("sha256") or base_ref["weights_sha256"]
-        if base is None:
-            base = base_ref.get("pretrained") or directory / base_ref["checkpoint"]
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+            raise TypeError("labels must be a list of at least two names")
+        if not (base_ref.get("sha256") or base_ref.get("weights_sha256")):
+            raise KeyError("the base model's sha256")
+        if not (base_ref.get("pretrained") or base_ref.get("checkpoint")):
+            raise KeyError("where the base model is")
+        if trainable_blocks is not None and not isinstance(trainable_blocks, int):
+            raise TypeError("trainable_blocks must be a number or null")
+        if config.setdefault("head_token", "last") not in HEAD_TOKENS:  # older folders read the last token
+            raise ValueError(f"head_token must be one of {', '.join(HEAD_TOKENS)}")
+        lora_of(config)
+        config.setdefault("lora", None)
+        config.setdefault("meta", {})
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError, ValueError) as err:
         raise ClassifierError(f"{config_path}: not a valid classifier config ({err})") from err
+    return config
+
+
+def load_classifier(directory: str | Path = SHIPPED_DIR, base: str | Path | None = None,
+                    device: torch.device | str = "cpu") -> TextClassifier:
+    """Base model + stored delta (LoRA adapters are merged into the weights). Refuses a base whose weights
+    differ from the one it was trained on."""
+    directory = Path(directory)
+    config = read_classifier_config(directory)
+    labels, base_ref, trainable_blocks, lora = config["labels"], config["base"], config["trainable_blocks"], \
+        lora_of(config)
+    expected = base_ref.get("sha256") or base_ref["weights_sha256"]
+    if base is None:
+        base = base_ref.get("pretrained") or directory / base_ref["checkpoint"]
     checkpoint, found = load_base(base, device)
     got = found.get("sha256") or found.get("weights_sha256")
     if got != expected:
         raise ClassifierError(f"{directory}: trained on a base model with sha256 {expected[:12]}…, but {base} "
                               f"has {got[:12]}…; finetune again on this base (python -m gpt finetune-classifier)")
     model = attach_classifier_head(checkpoint.model, len(labels))
+    if lora is not None:
+        apply_lora(model, lora)
     try:
         state = load_file(str(directory / CLASSIFIER_WEIGHTS))
     except (SafetensorError, OSError, ValueError) as err:
         raise ClassifierError(f"{directory / CLASSIFIER_WEIGHTS}: missing or unreadable ({err})") from err
-    prefixes = trainable_prefixes(model.cfg.n_layers, trainable_blocks)
-    expected_state = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
+    expected_state = trained_state(model, trainable_blocks, lora is not None)
     if set(state) != set(expected_state):
         odd = sorted(set(state) ^ set(expected_state))[0]
         raise ClassifierError(f"{directory / CLASSIFIER_WEIGHTS}: tensor {odd!r} missing or unexpected")
@@ -268,6 +334,8 @@ def load_classifier(directory: str | Path = SHIPPED_DIR, base: str | Path | None
             raise ClassifierError(f"{directory / CLASSIFIER_WEIGHTS}: tensor {name!r} has shape "
                                   f"{tuple(tensor.shape)}, expected {tuple(expected_state[name].shape)}")
     model.load_state_dict(state, strict=False)
+    if lora is not None:
+        merge_lora(model)  # inference costs what the base costs
     metrics_path = directory / METRICS_FILE
     try:
         metrics = parse_test_metrics(metrics_path.read_text()) if metrics_path.is_file() else {}

@@ -10,11 +10,18 @@ is mostly 2010-era premium-rate texts, so a model trained on it alone calls toda
 `mixed` adds SpamAssassin mail and messages written by hand for this project (`assets/spam/`), and is
 measured on three sets it never trains on: the SMS test split, a SpamAssassin test split and a held-out
 file of modern messages written apart from the training ones.
+
+Any other classes come from a table (`file_mix`): a CSV or TSV file with a text and a label column,
+split 70/10/20 within each class. A file that is not fit to train on is refused as a whole, with
+a message saying why (not UTF-8, too big, one class, empty texts or labels, labels that are
+numbers, too few messages in a class); completely blank lines are skipped.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import random
 import re
 from collections.abc import Sequence
@@ -22,13 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pooch
 import torch
 from torch.utils.data import Dataset
 
 from gpt.data.corpus import read_text
 from gpt.data.download import DownloadError, RemoteFile, fetch_cached
-from gpt.data.splits import Split, seeded_split
+from gpt.data.splits import PARTS, Split, seeded_split
 from gpt.files import ASSETS
 from gpt.tokenizer import Tokenizer
 
@@ -54,8 +62,16 @@ SPAMASSASSIN_VAL = 100
 MODERN_FRACTIONS = {"train": 0.9, "test": 0.0, "val": 0.1}  # no test part: the held-out file is the test
 # The evaluation sets, by the names their figures are stored under (test_metrics.json), and in words.
 SMS_TEST, SPAMASSASSIN_TEST, MODERN_TEST = "sms-test", "spamassassin-test", "modern-heldout"
+FILE_TEST = "file-test"  # the test split of a table of one's own
 SET_TITLES = {SMS_TEST: "SMS test split", SPAMASSASSIN_TEST: "SpamAssassin test split",
-              MODERN_TEST: "modern held-out set"}
+              MODERN_TEST: "modern held-out set", FILE_TEST: "test split of the data file"}
+FILE_MIX = "file"  # the mix name recorded for a classifier trained on a table of one's own
+# What a table of one's own may hold: the app's upload limit is usually lower than TABLE_MAX_BYTES.
+TABLE_MAX_BYTES = 64 * 2**20
+TABLE_MAX_ROWS = 100_000
+MIN_PER_CLASS = 10  # 70/10/20 of 10 messages: 7 to train on, 1 to validate, 2 to test
+MAX_CLASSES = 50
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -67,8 +83,9 @@ class Message:
 @dataclass(frozen=True)
 class SpamCorpus:
     messages: tuple[Message, ...]
-    kind: str  # "download" or "offline": how to get the same messages again
+    kind: str  # "download", "offline" or "file": how to get the same messages again
     source: str  # where the messages came from, in words: it goes into model cards
+    labels: tuple[str, ...] = LABELS  # the class names, by index
 
 
 def parse_tsv(text: str, origin: str) -> tuple[Message, ...]:
@@ -179,12 +196,16 @@ class EvaluationSet:
 class DataMix:
     """What a classifier trains on, picks its epoch with, and is measured on."""
 
-    name: str  # one of MIXES
+    name: str  # one of MIXES, or FILE_MIX
     train: tuple[Message, ...]
     val: tuple[Message, ...]
-    tests: tuple[EvaluationSet, ...]  # the SMS test split first: every classifier is compared on it
-    sms: SpamCorpus  # its kind is what `load_mix` needs to get the same SMS messages again
+    tests: tuple[EvaluationSet, ...]  # the SMS test split first: every spam classifier is compared on it
+    corpus: SpamCorpus  # the SMS collection (its kind is what `load_mix` needs to get it again), or the file
     parts: dict[str, dict[str, Any]]  # part -> its source in words and its train / val / test counts
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.corpus.labels
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": sum(len(s.messages) for s in self.tests)}
@@ -221,6 +242,110 @@ def load_mix(name: str = "sms", sms_source: str = "auto", seed: int = SPLIT_SEED
                            "train": len(modern_split.train), "val": len(modern_split.val),
                            "test": len(heldout.messages)}
     return DataMix(name, tuple(train), tuple(val), tuple(tests), sms, parts)
+
+
+# --- a table of one's own -----------------------------------------------------------------------
+
+def _ordinal_rows(rows: list[int], shown: int = 5) -> str:
+    listed = ", ".join(str(r) for r in rows[:shown])
+    return listed + (f" and {len(rows) - shown} more" if len(rows) > shown else "")
+
+
+def _read_frame(text: str, name: str, max_rows: int) -> pd.DataFrame:
+    """Every cell as a string; a .tsv (or a first line with a tab) is tab-separated and unquoted."""
+    first_line = text.split("\n", 1)[0]
+    tabs = name.lower().endswith(".tsv") or (not name.lower().endswith(".csv") and "\t" in first_line)
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep="\t" if tabs else ",", header=None, dtype=str,
+                            keep_default_na=False, skip_blank_lines=True, nrows=max_rows + 2,
+                            quoting=3 if tabs else 0)  # csv.QUOTE_NONE for TSV, as the UCI file is written
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{name}: cannot read it as a {'TSV' if tabs else 'CSV'} table ({reason})") from None
+    return frame.fillna("")
+
+
+def _text_and_labels(frame: pd.DataFrame, name: str) -> tuple[pd.Series, pd.Series, bool]:
+    """The text and label columns: named by a header row, else the only two (the label: fewer distinct values)."""
+    header = [str(c).strip().lower() for c in frame.iloc[0]] if len(frame) else []
+    if "text" in header and "label" in header:
+        body = frame.iloc[1:]
+        return body[header.index("text")], body[header.index("label")], True
+    if frame.shape[1] != 2:
+        raise ValueError(f"{name}: expected two columns, a text and a label (or a header row naming the columns "
+                         f"'text' and 'label'), found {frame.shape[1]}")
+    first, second = frame[0], frame[1]
+    if first.str.strip().nunique() < second.str.strip().nunique():  # label<TAB>text, as the UCI file
+        return second, first, False
+    return first, second, False
+
+
+def parse_table(raw: bytes, name: str, max_rows: int = TABLE_MAX_ROWS) -> SpamCorpus:
+    """A CSV/TSV file's bytes -> messages whose classes are the sorted label names; ValueError if unfit."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{name} is not UTF-8 text (byte {err.start:,} is not): save it as UTF-8 "
+                         "and upload it again") from None
+    if not text.strip():
+        raise ValueError(f"{name} is empty: it needs a row per message, with its text and its label")
+    texts, labels, header = _text_and_labels(_read_frame(text, name, max_rows), name)
+    if len(texts) > max_rows:
+        raise ValueError(f"{name} has more than {max_rows:,} rows, the most a classifier here trains on")
+    texts, labels = texts.tolist(), [label.strip() for label in labels]
+    empty = [i for i, (t, label) in enumerate(zip(texts, labels, strict=True), 1) if not t.strip() or not label]
+    if empty:
+        raise ValueError(f"{name}: {len(empty)} row(s) have an empty text or label (data row(s) "
+                         f"{_ordinal_rows(empty)}{', after the header' if header else ''}): fill them in or "
+                         "delete them")
+    classes = tuple(sorted(set(labels)))
+    numbers = [label for label in classes if NUMBER.fullmatch(label)]
+    if numbers:
+        raise ValueError(f"{name}: the labels are numbers ({', '.join(numbers[:5])}); write class names instead "
+                         "(such as ham and spam), so that the classifier's verdicts say what they mean")
+    if len(classes) < 2:
+        raise ValueError(f"{name}: every message has the label {classes[0]!r}; a classifier needs at least "
+                         "two classes")
+    if len(classes) > MAX_CLASSES:
+        raise ValueError(f"{name}: {len(classes)} different labels, more than {MAX_CLASSES}; is the label column "
+                         "the right one? (a header row 'text,label' says which is which)")
+    counts = {c: labels.count(c) for c in classes}
+    few = [f"{c!r} has {n}" for c, n in counts.items() if n < MIN_PER_CLASS]
+    if few:
+        raise ValueError(f"{name}: too few messages to split 70/10/20 within each class ({', '.join(few[:5])}); "
+                         f"each class needs at least {MIN_PER_CLASS}")
+    messages = tuple(Message(t, classes.index(label)) for t, label in zip(texts, labels, strict=True))
+    by_class = ", ".join(f"{n} {c}" for c, n in counts.items())
+    source = f"{name} ({len(messages)} messages: {by_class}; sha256 {hashlib.sha256(raw).hexdigest()[:12]})"
+    return SpamCorpus(messages, "file", source, classes)
+
+
+def load_table(path: str | Path, max_bytes: int = TABLE_MAX_BYTES, max_rows: int = TABLE_MAX_ROWS) -> SpamCorpus:
+    """A CSV or TSV file of labelled messages, within the size and row limits (see `parse_table`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file missing: {path}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path.name} is {size / 2**20:.1f} MB: the limit is {max_bytes / 2**20:.0f} MB")
+    return parse_table(path.read_bytes(), path.name, max_rows)
+
+
+def stratified_split(messages: Sequence[Message], n_classes: int, seed: int = SPLIT_SEED) -> Split[Message]:
+    """The seeded 70/10/20 split within each class, the parts joined in class order."""
+    per_class = [seeded_split([m for m in messages if m.label == c], SPLIT_FRACTIONS, seed) for c in range(n_classes)]
+    return Split(*(tuple(m for split in per_class for m in getattr(split, part)) for part in PARTS))
+
+
+def file_mix(path: str | Path, seed: int = SPLIT_SEED, max_bytes: int = TABLE_MAX_BYTES,
+             max_rows: int = TABLE_MAX_ROWS) -> DataMix:
+    """A table of one's own as a data mix: trained, validated and tested on its stratified split."""
+    corpus = load_table(path, max_bytes, max_rows)
+    split = stratified_split(corpus.messages, len(corpus.labels), seed)
+    parts = {FILE_MIX: {"source": corpus.source, "train": len(split.train), "val": len(split.val),
+                        "test": len(split.test)}}
+    return DataMix(FILE_MIX, split.train, split.val, (EvaluationSet(FILE_TEST, split.test, corpus.source),), corpus,
+                   parts)
 
 
 class SpamDataset(Dataset):

@@ -1,8 +1,10 @@
-"""Finetuning a pretrained GPT into a text classifier (the book's chapter 6): the spam detector.
+"""Finetuning a pretrained GPT into a text classifier (the book's chapter 6): the spam detector, or any
+classes of a CSV/TSV file.
 
-Settings, the training loop (which reports to a `TrainingMonitor` and can be stopped), the held-out
-evaluation on each test set of the data mix, and the pipeline that writes a classifier folder with its
-test figures and model card.
+Settings (which layers learn, or LoRA adapters; which token the head reads), the training loop (which
+reports to a `TrainingMonitor`, can be stopped, and measures time and peak memory per epoch), the
+held-out evaluation on each test set of the data, and the pipeline that writes a classifier folder with
+its test figures and model card.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch.utils.data import DataLoader
 from gpt.classify import data
 from gpt.classify.classifier import (
     CLASSIFIER_WEIGHTS,
+    HEAD_TOKENS,
     METRICS_FILE,
     SHIPPED_DIR,
     ClassifierMetrics,
@@ -37,9 +40,12 @@ from gpt.classify.classifier import (
     save_classifier,
 )
 from gpt.config import option
-from gpt.files import write_text_atomic
+from gpt.files import SHIPPED_MODELS, sha256_of, write_text_atomic
+from gpt.lora import LoRAConfig
+from gpt.memory import peak_memory
 from gpt.model import GPTModel
 from gpt.precision import dtype_of
+from gpt.pretrained import PRETRAINED
 from gpt.tokenizer import Tokenizer
 from gpt.training.events import TrainEvent, TrainingMonitor
 
@@ -72,6 +78,11 @@ class ClassifierConfig:
     eval_every: int = option(50, "steps between quick validation-loss checks (0: none)")
     eval_batches: int = option(5, "validation batches a quick check reads")
     seed: int = option(123, "seeds the head's initialisation, dropout and the order of the batches")
+    lora_rank: int = option(0, "LoRA: rank of the adapters on every attention and MLP linear layer; they and the "
+                               "head train, everything else is frozen (needs --trainable-blocks 0); 0: no LoRA")
+    lora_alpha: float = option(16.0, "LoRA: the adapters' update is scaled by alpha / rank")
+    head_token: str = option("last", "where the head reads the message: its last token (the only one that has "
+                                     "seen all of it), its first, or the mean over its tokens", choices=HEAD_TOKENS)
 
     def __post_init__(self) -> None:
         if self.trainable_blocks is not None and self.trainable_blocks < 0:
@@ -83,6 +94,20 @@ class ClassifierConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.eval_every < 0 or self.weight_decay < 0:
             raise ValueError("eval_every and weight_decay must be >= 0")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0 (0: no LoRA), got {self.lora_rank}")
+        if not self.lora_alpha > 0:
+            raise ValueError(f"lora_alpha must be > 0, got {self.lora_alpha}")
+        if self.lora_rank and self.trainable_blocks != 0:
+            raise ValueError(f"with LoRA (lora_rank {self.lora_rank}) the adapters and the head train and no block "
+                             f"is unfrozen: set trainable_blocks to 0 (--trainable-blocks 0), not "
+                             f"{'all' if self.trainable_blocks is None else self.trainable_blocks}")
+        if self.head_token not in HEAD_TOKENS:
+            raise ValueError(f"head_token must be one of {', '.join(HEAD_TOKENS)}, got {self.head_token!r}")
+
+    @property
+    def lora(self) -> LoRAConfig | None:
+        return LoRAConfig(self.lora_rank, self.lora_alpha) if self.lora_rank else None
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ClassifierConfig:
@@ -103,6 +128,19 @@ CLASSIFIER_PRESETS: dict[str, ClassifierConfig] = {
 }
 
 
+HEAD_READS = {"last": "the last token", "first": "the first token", "mean": "the mean over the tokens"}
+
+
+def describe_training(finetune: dict[str, Any]) -> str:
+    """What a finetuning trained, in a few words, from its recorded settings (`asdict(ClassifierConfig)`)."""
+    if finetune.get("lora_rank"):
+        return f"LoRA rank {finetune['lora_rank']}, alpha {finetune.get('lora_alpha', 16.0):g}, and the head"
+    blocks = finetune.get("trainable_blocks")
+    if blocks is None:
+        return "all layers"
+    return f"last {blocks} block{'s' if blocks != 1 else ''}, final norm and head"
+
+
 # --- training -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -113,11 +151,15 @@ class EpochStats:
     val_loss: float  # on the whole validation split
     val_accuracy: float
     seconds: float
+    peak_memory_mb: float | None = None  # the process's peak RSS (CPU) or CUDA's peak allocation, so far
 
     @property
     def rank_key(self) -> tuple[float, float]:
         """Which epoch is kept: the best validation accuracy, then the lower validation loss."""
         return self.val_accuracy, -self.val_loss
+
+
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "peak_memory_mb")
 
 
 @dataclass(frozen=True)
@@ -129,8 +171,8 @@ class ClassifierTraining:
 
 
 @torch.no_grad()
-def loss_and_accuracy(model: GPTModel, loader: DataLoader, pad_id: int, max_batches: int | None = None
-                      ) -> tuple[float, float]:
+def loss_and_accuracy(model: GPTModel, loader: DataLoader, pad_id: int, max_batches: int | None = None,
+                      head_token: str = "last") -> tuple[float, float]:
     """Mean loss and accuracy over `loader` (its first `max_batches`), computed where the model is."""
     was_training = model.training
     model.eval()
@@ -140,7 +182,7 @@ def loss_and_accuracy(model: GPTModel, loader: DataLoader, pad_id: int, max_batc
         if max_batches is not None and i >= max_batches:
             break
         ids, labels = ids.to(device), labels.to(device)
-        logits = class_logits(model, ids, pad_id)
+        logits = class_logits(model, ids, pad_id, head_token)
         total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(-1) == labels).sum().item()
         seen += len(labels)
@@ -157,9 +199,13 @@ def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: Data
 
     Reports to `monitor` and checks its stop flag between batches. Stopped, it keeps the best finished
     epoch; with none finished, it evaluates the weights so far as a partial epoch and keeps those.
+    Each epoch records its seconds and the peak memory so far (`gpt.memory.peak_memory`).
     """
     monitor = TrainingMonitor() if monitor is None else monitor
     model.to(device)
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -174,6 +220,7 @@ def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: Data
         monitor.emit(TrainEvent(kind, step, total_steps, **kwargs))
 
     emit("start", metrics={"trainable_params": sum(p.numel() for p in params),
+                           "total_params": sum(p.numel() for p in model.parameters()),
                            "train_examples": len(train_loader.dataset)})
     while epoch < cfg.epochs and not stopped:
         epoch += 1
@@ -188,7 +235,7 @@ def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: Data
                 stopped = f"stopped at step {step} of {total_steps}, in epoch {epoch}: stop requested"
                 break
             ids, labels = ids.to(device), labels.to(device)
-            logits = class_logits(model, ids, pad_id)
+            logits = class_logits(model, ids, pad_id, cfg.head_token)
             loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -199,24 +246,26 @@ def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: Data
             seen += len(labels)
             emit("step", epoch=epoch, metrics={"train_loss": loss.item()})
             if cfg.eval_every and step % cfg.eval_every == 0:
-                quick_val, _ = loss_and_accuracy(model, val_loader, pad_id, cfg.eval_batches)
+                quick_val, _ = loss_and_accuracy(model, val_loader, pad_id, cfg.eval_batches, cfg.head_token)
                 emit("eval", epoch=epoch, metrics={"val_loss": quick_val})
         if stopped and history:
             break  # a partial epoch is only kept when no epoch finished
         partial = bool(stopped)
-        val_loss, val_accuracy = loss_and_accuracy(model, val_loader, pad_id)
+        val_loss, val_accuracy = loss_and_accuracy(model, val_loader, pad_id, head_token=cfg.head_token)
         train_loss, train_accuracy = (loss_sum / seen, correct / seen) if seen else (math.nan, math.nan)
-        stats = EpochStats(epoch, train_loss, train_accuracy, val_loss, val_accuracy, time.perf_counter() - start)
+        stats = EpochStats(epoch, train_loss, train_accuracy, val_loss, val_accuracy, time.perf_counter() - start,
+                           peak_memory(device) / 2**20)
         history.append(stats)
         emit("epoch", epoch=epoch, text="partial epoch" if partial else "",
-             metrics={k: getattr(stats, k) for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")})
+             metrics={k: getattr(stats, k) for k in EPOCH_METRICS})
         if best is None or stats.rank_key > best.rank_key:
-            best = stats
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
+            best = stats  # only the trained tensors change: keep a copy of those
+            best_state = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+    model.load_state_dict(best_state, strict=False)
     model.eval()
     kept = f"kept the weights of {'the partial ' if partial else ''}epoch {best.epoch}"
-    summary = f"{stopped}; {kept}" if stopped else f"finished {cfg.epochs} epochs; {kept}"
+    finished = f"finished {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+    summary = f"{stopped}; {kept}" if stopped else f"{finished}; {kept}"
     emit("stopped" if stopped else "done", epoch=best.epoch, text=summary)
     return ClassifierTraining(history, summary if stopped else "")
 
@@ -225,14 +274,15 @@ def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: Data
 
 @torch.no_grad()
 def evaluate_classifier(model: GPTModel, messages: list[data.Message], tokenizer: Tokenizer, labels: list[str],
-                        data_source: str, batch_size: int = 16, n_examples: int = 4) -> ClassifierMetrics:
+                        data_source: str, batch_size: int = 16, n_examples: int = 4, head_token: str = "last"
+                        ) -> ClassifierMetrics:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on `messages` (one test set)."""
     model.eval()
     device = model.tok_emb.weight.device
     dataset = data.SpamDataset(messages, tokenizer, model.cfg.context_length)
     predicted: list[int] = []
     for ids, _ in DataLoader(dataset, batch_size=batch_size, collate_fn=dataset.collate):
-        predicted.extend(class_logits(model, ids.to(device), dataset.pad_id).argmax(-1).tolist())
+        predicted.extend(class_logits(model, ids.to(device), dataset.pad_id, head_token).argmax(-1).tolist())
     # Examples to offer in the app: test messages it labels right (its mistakes are in the figures).
     examples = {label: [m.text for m, p in zip(messages, predicted, strict=True) if m.label == p == c][:n_examples]
                 for c, label in enumerate(labels)}
@@ -242,44 +292,86 @@ def evaluate_classifier(model: GPTModel, messages: list[data.Message], tokenizer
 def evaluate_sets(classifier: TextClassifier, sets: tuple[data.EvaluationSet, ...]) -> dict[str, ClassifierMetrics]:
     """The figures on each evaluation set, by its name, in the mix's order."""
     return {s.name: evaluate_classifier(classifier.model, list(s.messages), classifier.tokenizer, classifier.labels,
-                                        s.source) for s in sets}
+                                        s.source, head_token=classifier.head_token) for s in sets}
 
 
 # --- the pipeline -------------------------------------------------------------------------------
 
+def load_data(data_file: str | Path | None = None, mix: str = "sms", data_source: str = "auto",
+              seed: int = data.SPLIT_SEED) -> data.DataMix:
+    """A table of one's own when `data_file` is given, else the shipped spam data `mix`."""
+    if data_file is not None:
+        return data.file_mix(data_file, seed)
+    return data.load_mix(mix, data_source, seed)
+
+
+def _app_name(base: str | Path) -> str | None:
+    """The app's name for a base it ships (`base`) or fetches by name (a GPT-2 size); None for other folders."""
+    if str(base) in PRETRAINED:
+        return str(base)
+    path = Path(base).resolve()
+    return path.name if path.parent == SHIPPED_MODELS.resolve() else None
+
+
+def _data_record(data_mix: data.DataMix, data_file: str | Path | None, out: Path) -> dict[str, Any]:
+    """What the classifier's meta says about its data: enough to load the same split again."""
+    recorded = {"kind": data_mix.corpus.kind, "mix": data_mix.name, "source": data_mix.corpus.source,
+                "split_seed": data.SPLIT_SEED, "sizes": data_mix.sizes(), "parts": data_mix.parts}
+    if data_file is not None:  # relative to the classifier folder, so that both can move together
+        recorded |= {"file": os.path.relpath(Path(data_file).resolve(), out.resolve()),
+                     "sha256": sha256_of(data_file)}
+    return recorded
+
+
 def finetune_classifier(base: str | Path, cfg: ClassifierConfig, out: str | Path, data_source: str = "auto",
                         dtype: str = "bfloat16", device: torch.device | str = "cpu",
-                        monitor: TrainingMonitor | None = None, mix: str = "sms") -> TextClassifier:
-    """Data, head swap, freezing, training, saving; then the saved classifier's test figures and card.
+                        monitor: TrainingMonitor | None = None, mix: str = "sms",
+                        data_file: str | Path | None = None, base_name: str | None = None) -> TextClassifier:
+    """Data, head swap, freezing (or LoRA), training, saving; then the saved classifier's test figures and card.
 
-    `data_source` is where the SMS collection comes from, `mix` what is trained on (`gpt.classify.data.MIXES`).
+    `data_source` is where the SMS collection comes from, `mix` what is trained on (`gpt.classify.data.MIXES`);
+    `data_file`, a CSV/TSV of texts and labels, replaces both (its classes, its own test split).
+    `base_name` is the app's name for the base (`base`, `run:…`, `gpt2-small`), recorded so that an
+    uploaded classifier can find its base on another server; the sha256 check stays.
     A stopped training still writes a classifier (the kept epoch's weights), and its card says so.
     """
-    dtype_of(dtype)  # refuse a bad storage dtype before training, not after
+    dtype_of(dtype)  # refuse a bad storage dtype and bad data before loading the base, not after training
+    data_mix = load_data(data_file, mix, data_source)
     device = torch.device(device)
     checkpoint, base_ref = load_base(base, device)
-    data_mix = data.load_mix(mix, data_source)
+    base_name = base_name or _app_name(base)
+    if base_name:
+        base_ref["name"] = base_name
+    labels = list(data_mix.labels)
     torch.manual_seed(cfg.seed)
-    model = attach_classifier_head(checkpoint.model, len(data.LABELS))
-    freeze_for_finetuning(model, cfg.trainable_blocks)
+    model = attach_classifier_head(checkpoint.model, len(labels))
+    freeze_for_finetuning(model, cfg.trainable_blocks, cfg.lora)
     context = model.cfg.context_length
     train_set = data.SpamDataset(data_mix.train, checkpoint.tokenizer, context)
     val_set = data.SpamDataset(data_mix.val, checkpoint.tokenizer, context)
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                               collate_fn=train_set.collate, generator=torch.Generator().manual_seed(cfg.seed))
+    if len(train_loader) == 0:
+        raise ValueError(f"{len(train_set)} training messages, fewer than one batch of {cfg.batch_size}: "
+                         "lower the batch size or add messages")
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, collate_fn=val_set.collate)
     training = train_classifier(model, train_loader, val_loader, cfg, train_set.pad_id, device, monitor)
+    out = Path(out)
+    history = training.history
     meta: dict[str, Any] = {
         "finetune": asdict(cfg),
-        "data": {"kind": data_mix.sms.kind, "mix": data_mix.name, "source": data_mix.sms.source,
-                 "split_seed": data.SPLIT_SEED, "sizes": data_mix.sizes(), "parts": data_mix.parts},
-        "history": [asdict(h) for h in training.history],
+        "data": _data_record(data_mix, data_file, out),
+        "history": [asdict(h) for h in history],
         "device": device.type,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "seconds_per_epoch": sum(h.seconds for h in history) / len(history),
+        "peak_memory_mb": max(h.peak_memory_mb for h in history),
+        "peak_memory_of": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "the process's peak RSS",
     }
     if training.stopped:
         meta["stopped"] = training.stopped
-    out = Path(out)
-    save_classifier(model, out, base_ref, list(data.LABELS), cfg.trainable_blocks, dtype, meta)
+    save_classifier(model, out, base_ref, labels, cfg.trainable_blocks, dtype, meta, cfg.head_token, cfg.lora)
     classifier = load_classifier(out, device=device)  # measure exactly what ships, after the cast to `dtype`
     metrics = evaluate_sets(classifier, data_mix.tests)
     write_text_atomic(out / METRICS_FILE, dump_test_metrics(metrics))
@@ -288,15 +380,42 @@ def finetune_classifier(base: str | Path, cfg: ClassifierConfig, out: str | Path
     return classifier
 
 
+def finetune_job(monitor: TrainingMonitor | None = None, **kwargs: Any) -> dict[str, Any]:
+    """`finetune_classifier` as a background job runs it (`ui.jobs`, in a child process): what it returns is
+    small and pickles (the folder, why it stopped early if it did, the test accuracies)."""
+    classifier = finetune_classifier(monitor=monitor, **kwargs)
+    return {"out": str(kwargs["out"]), "stopped": classifier.config["meta"].get("stopped", ""),
+            "test_accuracy": {name: m.accuracy for name, m in classifier.test_metrics.items()}}
+
+
+def recorded_data(directory: str | Path, recorded: dict[str, Any]) -> data.DataMix:
+    """The data a saved classifier was trained on, from its meta (before there were mixes: the SMS data)."""
+    seed = recorded.get("split_seed", data.SPLIT_SEED)
+    if recorded.get("kind") != "file":
+        return data.load_mix(recorded.get("mix", "sms"), recorded.get("kind", "offline"), seed)
+    path = Path(directory) / recorded["file"]
+    if not path.is_file() or sha256_of(path) != recorded.get("sha256"):
+        raise FileNotFoundError(f"{path}: the data file this classifier was trained on is not there, or has "
+                                "changed since; its stored figures are in test_metrics.json")
+    return data.file_mix(path, seed)
+
+
 def measure_classifier(directory: str | Path = SHIPPED_DIR, device: torch.device | str = "cpu"
                        ) -> dict[str, ClassifierMetrics]:
-    """Re-measure a saved classifier on every test set of the data mix it was trained on (before there were
-    mixes, every classifier was trained on the SMS data alone)."""
+    """Re-measure a saved classifier on every test set of the data it was trained on."""
     classifier = load_classifier(directory, device=device)
-    recorded = classifier.config.get("meta", {}).get("data", {})
-    data_mix = data.load_mix(recorded.get("mix", "sms"), recorded.get("kind", "offline"),
-                             recorded.get("split_seed", data.SPLIT_SEED))
+    data_mix = recorded_data(directory, classifier.config.get("meta", {}).get("data", {}))
     return evaluate_sets(classifier, data_mix.tests)
+
+
+def resources_line(meta: dict[str, Any]) -> str:
+    """Trainable parameters, peak memory and seconds per epoch, in one sentence (empty for older folders)."""
+    if "trainable_params" not in meta:
+        return ""
+    share = meta["trainable_params"] / max(meta["total_params"], 1)
+    return (f"{meta['trainable_params']:,} trainable parameters of {meta['total_params']:,} ({share:.2%}); "
+            f"peak memory {meta['peak_memory_mb']:,.0f} MB ({meta['peak_memory_of']}); "
+            f"{meta['seconds_per_epoch']:.1f} s per epoch")
 
 
 # --- the model card -----------------------------------------------------------------------------
@@ -324,9 +443,13 @@ def _reproduce_command(config: dict[str, Any], directory: Path) -> str:
     for f in fields(ClassifierConfig):
         value = ft.get(f.name, f.default)
         flags.append(f"--{f.name.replace('_', '-')} {'all' if value is None else value}")
+    if recorded.get("kind") == "file":
+        data_flags = f"--data-file {shlex.quote(os.path.relpath((directory / recorded['file']).resolve()))}"
+    else:
+        data_flags = f"--data {recorded.get('kind')} --mix {recorded.get('mix', 'sms')}"
     return (f"python -m gpt finetune-classifier --model {shlex.quote(model_arg)} {' '.join(flags)} "
-            f"--data {recorded.get('kind')} --mix {recorded.get('mix', 'sms')} --dtype {config['dtype']} "
-            f"--device {meta.get('device', 'cpu')} --out {shlex.quote(str(directory))}")
+            f"{data_flags} --dtype {config['dtype']} --device {meta.get('device', 'cpu')} "
+            f"--out {shlex.quote(str(directory))}")
 
 
 SMS_CREDIT = ("The SMS Spam Collection is by Tiago A. Almeida and José María Gómez Hidalgo, UCI Machine Learning "
@@ -334,8 +457,12 @@ SMS_CREDIT = ("The SMS Spam Collection is by Tiago A. Almeida and José María G
 
 
 def _data_section(recorded: dict[str, Any], metrics: dict[str, ClassifierMetrics]) -> str:
-    """Where the messages came from and how they were split, for either mix."""
+    """Where the messages came from and how they were split, for either mix or a file."""
     sizes, seed = recorded.get("sizes", {}), recorded.get("split_seed")
+    if recorded.get("kind") == "file":
+        return f"""{recorded.get('source')}, from `{recorded.get('file')}` (relative to this folder).
+Each class is split 70/10/20 on its own with seed {seed}, as it is (no class is undersampled):
+{sizes.get('train')} train, {sizes.get('val')} validation, {sizes.get('test')} test messages."""
     if recorded.get("mix", "sms") == "sms":
         source = recorded.get("source") or next(iter(metrics.values())).data_source
         return f"""{source}.
@@ -380,7 +507,16 @@ def model_card(config: dict[str, Any], metrics: dict[str, ClassifierMetrics], di
     meta = config.get("meta", {})
     ft, recorded, base = meta.get("finetune", {}), meta.get("data", {}), config["base"]
     n_blocks = ft.get("trainable_blocks")
-    blocks = "all layers are" if n_blocks is None else f"the last {n_blocks} transformer block(s),"
+    if ft.get("lora_rank"):
+        trains = (f"LoRA adapters of rank {ft['lora_rank']} (alpha {ft.get('lora_alpha'):g}, the update scaled by "
+                  "alpha / rank) on every attention and MLP linear layer, and the head, are trained, the rest is "
+                  "frozen; the adapters are merged into the weights when the classifier is loaded")
+    else:
+        blocks = "all layers are" if n_blocks is None else f"the last {n_blocks} transformer block(s),"
+        trains = f"{blocks} the final norm and the head are trained, the rest is frozen"
+    read_at = f"at {HEAD_READS[config.get('head_token', 'last')]} of the message"
+    resources = resources_line(meta)
+    resources = f"\n{resources[0].upper()}{resources[1:]}." if resources else ""
     if "pretrained" in base:
         base_name, base_hash = f"OpenAI's {base['pretrained']}", base["weights_sha256"]
     else:
@@ -388,19 +524,22 @@ def model_card(config: dict[str, Any], metrics: dict[str, ClassifierMetrics], di
     history = [EpochStats(**h) for h in meta.get("history", [])]
     kept = max(history, key=lambda h: h.rank_key).epoch if history else None
     stopped = f"\nTraining was stopped early: {meta['stopped']}." if meta.get("stopped") else ""
-    history_table = (pd.DataFrame([asdict(h) for h in history]).set_index("epoch")
-                     .round({"seconds": 0}).astype({"seconds": int}))
+    history_table = pd.DataFrame([asdict(h) for h in history]).set_index("epoch")
+    history_table["seconds"] = history_table["seconds"].round().astype(int)
+    memory = history_table.pop("peak_memory_mb")
+    if memory.notna().all():  # measured since the classifiers of this version
+        history_table["peak memory (MB)"] = memory.round().astype(int)
     size = (directory / CLASSIFIER_WEIGHTS).stat().st_size
     epochs = ft.get("epochs")
-    title = "SMS spam classifier" if recorded.get("mix", "sms") == "sms" else "Spam classifier: SMS, mail, modern"
     labels = next(iter(metrics.values())).labels
+    title = {"sms": "SMS spam classifier", "mixed": "Spam classifier: SMS, mail, modern"}.get(
+        recorded.get("mix", "sms"), f"Text classifier: {', '.join(labels)}")
     tests = "\n\n".join(_test_section(name, m) for name, m in metrics.items())
     return f"""# {title}
 
 Finetuned from the base model {base_name}, weights sha256
 `{base_hash}`, as in chapter 6 of *Build a Large Language Model (From Scratch)*: the output head
-is replaced by a {len(labels)}-class head read at the last token of the message; {blocks}
-the final norm and the head are trained, the rest is frozen. Only the trained tensors are stored
+is replaced by a {len(labels)}-class head read {read_at}; {trains}. Only the trained tensors are stored
 (`{CLASSIFIER_WEIGHTS}`, {config['dtype']}, {size / 1e6:.2f} MB); loading checks the base model's sha256 and
 refuses any other base.
 
@@ -413,7 +552,7 @@ refuses any other base.
 AdamW, lr {ft.get('lr')}, weight decay {ft.get('weight_decay')}, batch size {ft.get('batch_size')}, {epochs} epochs,
 seed {ft.get('seed')}. Train figures are running means over each epoch (dropout on); validation figures
 cover the whole validation split. The epoch with the best validation accuracy (then loss) is kept:
-epoch {kept}.{stopped}
+epoch {kept}.{stopped}{resources}
 
 {_markdown_table(history_table)}
 

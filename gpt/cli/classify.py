@@ -1,4 +1,5 @@
-"""`python -m gpt finetune-classifier`: finetune a base model into the spam classifier, or re-measure one."""
+"""`python -m gpt finetune-classifier`: finetune a base model into the spam classifier (or a classifier of any
+classes from a CSV/TSV file), or re-measure one."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import argparse
 
 from gpt.classify.classifier import ClassifierMetrics
 from gpt.classify.data import MIXES, SET_TITLES, SOURCES
-from gpt.classify.finetune import CLASSIFIER_PRESETS, ClassifierConfig, finetune_classifier, measure_classifier
+from gpt.classify.finetune import (
+    CLASSIFIER_PRESETS,
+    HEAD_READS,
+    ClassifierConfig,
+    describe_training,
+    finetune_classifier,
+    measure_classifier,
+    resources_line,
+)
 from gpt.cli.options import add_config_arguments, add_device_argument, check_device, config_overrides
 from gpt.cli.progress import TqdmListener
 from gpt.files import SHIPPED_BASE
@@ -14,7 +23,7 @@ from gpt.precision import DTYPES
 from gpt.pretrained import PRETRAINED
 from gpt.training.events import TrainingMonitor
 
-HELP = "finetune a GPT into the spam classifier (the book's chapter 6), or re-measure a saved one"
+HELP = "finetune a GPT into the spam classifier or one of your own classes (the book's chapter 6), or re-measure one"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mix", default="sms", choices=MIXES,
                         help="what to train on: sms, the book's SMS data alone; mixed, SMS plus SpamAssassin mail "
                              "plus modern messages from assets/spam/, tested on each (default: %(default)s)")
+    parser.add_argument("--data-file", metavar="PATH",
+                        help="train on your own classes instead: a CSV or TSV file with a text and a label column "
+                             "(a header row 'text,label', or two unnamed columns), split 70/10/20 within each class; "
+                             "replaces --data and --mix")
     parser.add_argument("--dtype", default="bfloat16", choices=list(DTYPES),
                         help="storage dtype of the classifier (default: %(default)s)")
     parser.add_argument("--evaluate", metavar="DIR", help="only re-measure the test figures of a saved classifier")
@@ -56,8 +69,11 @@ def run(args: argparse.Namespace) -> None:
     bar = TqdmListener("finetune-classifier", enabled=not args.quiet)
     try:
         classifier = finetune_classifier(args.model, cfg, args.out, args.data, args.dtype, device,
-                                         TrainingMonitor(bar), args.mix)
+                                         TrainingMonitor(bar), args.mix, args.data_file)
     finally:
         bar.close()
-    print(f"saved {args.out}")
+    meta = classifier.config["meta"]
+    print(f"saved {args.out}: trained {describe_training(meta['finetune'])}; the head reads "
+          f"{HEAD_READS[cfg.head_token]}")
+    print(resources_line(meta))
     _print_metrics(classifier.test_metrics)

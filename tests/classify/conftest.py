@@ -1,8 +1,12 @@
-"""Fixtures of the classifier tests: the offline SMS data, a BPE and a tiny base model on it, and one
-short finetuning run through the command line that the save/load/predict/CLI tests share."""
+"""Fixtures of the classifier tests: the offline SMS data, a BPE and a tiny base model on it, short
+finetuning runs through the command line that the save/load/predict/CLI tests share (the book's way,
+on the mix, and with LoRA on a table of one's own)."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -73,3 +77,29 @@ def mixed_dir(tmp_path_factory, base_dir, one_thread) -> Path:
                  "--device", "cpu", "--quiet"])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="package")
+def table_file(tmp_path_factory, corpus) -> Path:
+    """A CSV of 240 SMS messages, half spam, under a header: a table of one's own."""
+    balanced = data.balance(corpus.messages)
+    rows = [m for label in (0, 1) for m in [m for m in balanced if m.label == label][:120]]
+    path = tmp_path_factory.mktemp("table") / "sms.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows((m.text, data.LABELS[m.label]) for m in rows)
+    return path
+
+
+@pytest.fixture(scope="package")
+def lora_run(tmp_path_factory, base_dir, table_file, one_thread) -> tuple[Path, str]:
+    """A LoRA finetuning on the table, the head reading the mean, through the command line; and what it printed."""
+    out = tmp_path_factory.mktemp("lora")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["finetune-classifier", "--model", str(base_dir), "--out", str(out), "--data-file", str(table_file),
+                     "--trainable-blocks", "0", "--lora-rank", "4", "--lora-alpha", "8", "--head-token", "mean",
+                     "--epochs", "2", "--lr", "3e-3", "--batch-size", "16", "--device", "cpu", "--quiet"])
+    assert code == 0
+    return out, printed.getvalue()

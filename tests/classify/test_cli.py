@@ -1,4 +1,5 @@
-"""`python -m gpt finetune-classifier`: its flags, the re-measure mode, errors, and the card's command."""
+"""`python -m gpt finetune-classifier`: its flags (LoRA, head token, a data file too), the re-measure mode, errors,
+and the card's command."""
 
 from __future__ import annotations
 
@@ -34,6 +35,12 @@ def test_flags_come_from_the_config_over_a_preset():
         parser().parse_args(["--trainable-blocks", "last"])
     assert parser().parse_args([]).mix == "sms"  # what every classifier before the mix was trained on
     assert parser().parse_args(["--mix", "mixed"]).mix == "mixed"
+    lora = parser().parse_args(["--trainable-blocks", "0", "--lora-rank", "8", "--lora-alpha", "32", "--head-token",
+                                "first", "--data-file", "mine.csv"])
+    cfg = ClassifierConfig.preset("book", **config_overrides(lora, ClassifierConfig))
+    assert (cfg.lora_rank, cfg.lora_alpha, cfg.head_token, lora.data_file) == (8, 32.0, "first", "mine.csv")
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--head-token", "middle"])
     with pytest.raises(SystemExit):
         parser().parse_args(["--mix", "everything"])
 
@@ -48,17 +55,24 @@ def test_reload_measures_the_stored_figures(trained_dir, capsys):
     assert "SMS test split" in out
 
 
-def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, base_dir, capsys):
     assert main(["finetune-classifier", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert main(["finetune-classifier", "--quiet"]) == 2
     assert main(["finetune-classifier", "--evaluate", str(tmp_path), "--device", "cpu"]) == 2
+    assert main(["finetune-classifier", "--lora-rank", "8", "--out", str(tmp_path / "x")]) == 2
+    (tmp_path / "numbers.csv").write_text("text,label\n" + "hello,1\nbye,0\n" * 20)
+    assert main(["finetune-classifier", "--model", str(base_dir), "--data-file", str(tmp_path / "numbers.csv"),
+                 "--out", str(tmp_path / "y")]) == 2
     errors = capsys.readouterr().err.splitlines()
-    assert len(errors) == 3 and "--out is required" in errors[1] and "no classifier" in errors[2]
+    assert len(errors) == 5 and "--out is required" in errors[1] and "no classifier" in errors[2]
+    assert "--trainable-blocks 0" in errors[3] and "the labels are numbers" in errors[4]
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # refused before anything was written
 
 
-@pytest.mark.parametrize("run, mix", [("trained_dir", "sms"), ("mixed_dir", "mixed")])
-def test_the_cards_reproduce_command_parses_back_to_the_same_run(request, base_dir, run, mix):
+@pytest.mark.parametrize("run, mix", [("trained_dir", "sms"), ("mixed_dir", "mixed"), ("lora_run", "file")])
+def test_the_cards_reproduce_command_parses_back_to_the_same_run(request, base_dir, table_file, run, mix):
     trained_dir = request.getfixturevalue(run)
+    trained_dir = trained_dir[0] if isinstance(trained_dir, tuple) else trained_dir  # lora_run: (folder, output)
     card = (trained_dir / CARD_FILE).read_text()
     argv = shlex.split(re.search(r"Reproduce the classifier: `(.+)`", card)[1])
     assert argv[:4] == ["python", "-m", "gpt", "finetune-classifier"]
@@ -67,5 +81,9 @@ def test_the_cards_reproduce_command_parses_back_to_the_same_run(request, base_d
     assert asdict(ClassifierConfig.preset(args.preset, **config_overrides(args, ClassifierConfig))) == \
         config["meta"]["finetune"]
     assert Path(args.model).resolve() == base_dir.resolve() and Path(args.out) == trained_dir
-    assert (args.data, args.mix, args.dtype, args.device) == ("offline", mix, "bfloat16", "cpu")
+    if mix == "file":
+        assert Path(args.data_file).resolve() == table_file.resolve() and "--data " not in argv
+    else:
+        assert (args.data, args.mix, args.data_file) == ("offline", mix, None)
+    assert (args.dtype, args.device) == ("bfloat16", "cpu")
     assert f"--evaluate {trained_dir}`" in card

@@ -29,7 +29,7 @@ from gpt.data.splits import seeded_split
 from gpt.training.events import TrainEvent, TrainingMonitor
 from tests.helpers import TINY_NAME
 
-EPOCH_FIGURES = {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+EPOCH_FIGURES = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "peak_memory_mb"}
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,27 @@
-"""The Spam tab on a classifier measured on several test sets, and the shipped classifier on the tab's examples."""
+"""The Spam tab: a classifier measured on several test sets, the shipped classifier on the tab's examples, and
+finetuning, stopping, listing, downloading and uploading classifiers of tiny models through the job runner."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import time
+import types
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from gpt.classify import data
-from gpt.classify.classifier import METRICS_FILE, ClassifierMetrics, dump_test_metrics
+from gpt.classify.archive import MEMBERS
+from gpt.classify.classifier import CLASSIFIER_CONFIG, METRICS_FILE, ClassifierMetrics, dump_test_metrics
 from gpt.classify.data import MODERN_TEST, SET_TITLES, SMS_TEST, SPAMASSASSIN_TEST
 from gpt.files import SHIPPED_MODELS, write_text_atomic
-from tests.helpers import make_model_folder
+from tests.helpers import free_port, make_model_folder
 from ui import spam_tab
-from ui.registry import ModelRegistry
+from ui.jobs import JobRunner, TrainLimits
+from ui.registry import RUN_PREFIX, ModelRegistry
 
 SETS = (SMS_TEST, SPAMASSASSIN_TEST, MODERN_TEST)  # in the order a mixed classifier is measured
 
@@ -59,3 +68,265 @@ def test_the_shipped_classifier_calls_every_example_of_the_tab_by_its_label():
     modern = [(text, label) for text, label in examples if text in heldout]
     assert sorted(label for _, label in modern) == ["ham"] * spam_tab.EXAMPLES_PER_CLASS + [
         "spam"] * spam_tab.EXAMPLES_PER_CLASS
+
+
+# -- finetuning in the tab: tiny models through the job runner ---------------------------------------
+
+TOPICS = {
+    "cooking": ["Simmer the {} sauce for ten minutes", "Chop the {} and fry it in butter", "Bake the {} bread at 200"],
+    "sport": ["The {} team won the match", "She ran the {} race in record time", "A late goal for the {} side"],
+    "travel": ["Our {} flight leaves at noon", "Book a hotel near the {} station", "The {} train was delayed again"],
+}
+WORDS = ("red", "old", "north", "big")
+WAIT_S = 180  # a bound on a hung child process, not a speed target
+
+
+def write_table(path: Path, header: bool = True) -> Path:
+    """A CSV of three topics, 12 messages each: enough for a 70/10/20 split within each class."""
+    rows = [(t.format(w), label) for label, templates in TOPICS.items() for t in templates for w in WORDS]
+    lines = (["text,label"] if header else []) + [f'"{text}",{label}' for text, label in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def session(name: str) -> types.SimpleNamespace:
+    """A request from session `name` (session names are at least 8 characters, like Gradio's)."""
+    return types.SimpleNamespace(session_hash=name)
+
+
+@pytest.fixture
+def runner(tmp_path) -> JobRunner:
+    return JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1))
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_folder(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def tab_registry(tiny_models, runner) -> ModelRegistry:
+    """The tiny model folder, with this test's own runs folder."""
+    return ModelRegistry(tiny_models, runs_root=runner.limits.runs_dir)
+
+
+SETTINGS = {"base": "base", "head_token": "last", "trains": "last blocks", "blocks": 1, "lora_rank": 8,
+            "lora_alpha": 16, "epochs": 1, "lr": 1e-3, "seed": 1, "data_choice": spam_tab.FILE_DATA}
+
+
+def start(runner: JobRunner, registry: ModelRegistry, who: str, file: Path | None, **changes) -> str:
+    settings = {**SETTINGS, "file": str(file) if file else None, **changes}
+    line, owner = spam_tab.start_finetune(runner, registry, None, **settings, request=session(who))
+    assert owner == who  # no browser token yet: the session owns it
+    return line
+
+
+def status(runner: JobRunner, registry: ModelRegistry, who: str, announced: str | None = None) -> tuple:
+    return spam_tab.finetune_status(runner, registry, None, announced, request=session(who))
+
+
+def test_a_lora_finetune_runs_in_the_background_and_lands_in_the_picker_the_table_and_a_zip(runner, tab_registry,
+                                                                                                tmp_path):
+    table = write_table(tmp_path / "topics.csv")
+    line = start(runner, tab_registry, "owner-one", table, trains="LoRA", head_token="mean", lora_rank=4)
+    assert line.startswith("Started **spam-") and "LoRA rank 4" in line and "3 classes (cooking, sport, travel)" in line
+    other = status(runner, tab_registry, "someone-else")
+    assert "training for 1 other session" in other[0] and other[1] is None  # others see a busy machine, no more
+    with pytest.raises(ValueError, match="no finetuning running"):
+        spam_tab.stop_finetune(runner, None, request=session("someone-else"))
+    job = runner.job_of("owner-one", spam_tab.KIND)
+    assert runner.wait(job, WAIT_S) and job.state == "done", job.error
+    line, curves, result, per_class, confusion, timer, picker, announced = status(runner, tab_registry, "owner-one")
+    name = RUN_PREFIX + job.name
+    assert line.startswith(f"Finished: {job.name}") and f"### {name}" in result and "trainable parameters" in result
+    assert {trace.name for trace in curves.data} >= {"train loss", "validation accuracy"}
+    assert per_class["class"].tolist() == ["cooking", "sport", "travel"] and len(confusion.data[0].z) == 3
+    assert picker.value == name and name in [value for value, _ in picker.choices] and announced == job.id
+    assert "value" not in status(runner, tab_registry, "owner-one", announced)[6].constructor_args  # picked once
+
+    model = spam_tab.classifier(tab_registry, name)
+    assert model.labels == ["cooking", "sport", "travel"] and model.head_token == "mean"
+    assert model.config["lora"]["rank"] == 4 and model.config["base"]["name"] == "base"
+    probs, html, _ = spam_tab.classify(tab_registry, "Chop the onions and fry them", name)
+    assert set(probs) == set(model.labels) and "<span" in html
+    row = spam_tab.experiments(tab_registry).set_index("classifier").loc[name]
+    meta = model.config["meta"]
+    assert (row["trained"], row["head reads"], row["classes"]) == ("LoRA rank 4, alpha 16, and the head", "mean", 3)
+    # rank 4 on each of 2 blocks: qkv 64 -> 192, out_proj 64 -> 64, fc 64 -> 256, proj 256 -> 64; and a 3-class head
+    adapters = 2 * 4 * ((64 + 192) + (64 + 64) + (64 + 256) + (256 + 64))
+    assert row["trainable params"] == meta["trainable_params"] == adapters + 3 * 64 + 3
+    assert row["test accuracy"] == round(model.test_metrics[data.FILE_TEST].accuracy, 4)
+    written = {t.format(w) for templates in TOPICS.values() for t in templates for w in WORDS}
+    assert spam_tab.examples(tab_registry, name)[0] in written
+
+    archive = spam_tab.download_classifier(tab_registry, name)
+    with zipfile.ZipFile(archive) as zf:
+        assert sorted(zf.namelist()) == sorted(MEMBERS)
+    message, picker = spam_tab.upload_classifier(runner, tab_registry, archive)
+    uploaded = picker.value
+    assert uploaded.startswith("run:upload-") and f"`{uploaded}`" in message
+    again = spam_tab.classify(tab_registry, "Chop the onions and fry them", uploaded)[0]
+    assert again == pytest.approx(probs, abs=1e-6)
+
+
+def test_stop_keeps_the_weights_so_far_and_still_writes_a_classifier(runner, tab_registry, tmp_path):
+    start(runner, tab_registry, "owner-two", write_table(tmp_path / "topics.csv"), epochs=20)
+    assert "Stopping" in spam_tab.stop_finetune(runner, None, request=session("owner-two"))
+    job = runner.job_of("owner-two", spam_tab.KIND)
+    assert runner.wait(job, WAIT_S) and job.state == "stopped", job.error
+    line, _, result, *_ = status(runner, tab_registry, "owner-two")
+    assert "stop requested" in line and "stop requested" in result
+    model = spam_tab.classifier(tab_registry, RUN_PREFIX + job.name)
+    assert "stopped" in model.config["meta"] and len(model.config["meta"]["history"]) == 1
+
+
+def write_bytes(path: Path, raw: bytes) -> Path:
+    path.write_bytes(raw)
+    return path
+
+
+def big_file(path: Path) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(100 * 2**20)  # 100 MB, sparse: the size is what is checked first
+    return path
+
+
+GOOD_ROWS = "".join(f"message {i},{'ham' if i % 2 else 'spam'}\n" for i in range(40))
+BAD_DATA = [
+    ("one-class.csv", lambda p: write_bytes(p, b"text,label\n" + b"hi there,ham\n" * 30), "at least two classes"),
+    ("empty.csv", lambda p: write_bytes(p, ("text,label\n" + GOOD_ROWS + ",ham\nhello,\n").encode()),
+     "2 row\\(s\\) have an empty text or label"),
+    ("numbers.csv", lambda p: write_bytes(p, ("text,label\n" + GOOD_ROWS.replace("spam", "0").replace("ham", "1"))
+                                          .encode()), "the labels are numbers"),
+    ("few.csv", lambda p: write_bytes(p, ("text,label\n" + GOOD_ROWS + "odd one,eggs\n").encode()),
+     "'eggs' has 1"),
+    ("latin1.csv", lambda p: write_bytes(p, ("text,label\n" + GOOD_ROWS + "café,ham\n").encode("latin-1")),
+     "not UTF-8"),
+    ("huge.csv", big_file, "100.0 MB: the limit is 20 MB"),
+    (None, None, "Choose a file"),
+]
+
+
+@pytest.mark.parametrize("name, make, message", BAD_DATA, ids=[m for *_, m in BAD_DATA])
+def test_bad_data_gets_a_message_and_changes_nothing(runner, tab_registry, tmp_path, name, make, message):
+    file = make(tmp_path / name) if name else None
+    with pytest.raises(ValueError, match=message):
+        start(runner, tab_registry, "owner-three", file)
+    assert runner.job_of("owner-three") is None and not runner.limits.runs_dir.exists()
+
+
+BAD_SETTINGS = [
+    ({"base": "spam"}, "unknown model 'spam'"),  # a classifier, not a language model
+    ({"base": "garbage"}, "unknown model 'garbage'"),
+    ({"base": "run:../../etc"}, "run:<name>"),
+    ({"base": "local:nothing"}, "not available"),
+    ({"base": ""}, "Pick a base model"),
+    ({"blocks": 3}, "Blocks \\(the base has 2\\) must be between 0 and 2"),
+    ({"trains": "LoRA", "lora_rank": 0}, "LoRA rank must be between 1"),
+    ({"trains": "everything"}, "What trains must be one of"),
+    ({"head_token": "middle"}, "The head reads one of"),
+    ({"epochs": 0}, "Epochs must be between 1"),
+    ({"epochs": 1.5}, "Epochs must be a whole number"),
+    ({"lr": "fast"}, "Learning rate must be a number"),
+    ({"data_choice": "the internet"}, "The data must be one of"),
+]
+
+
+@pytest.mark.parametrize("changes, message", BAD_SETTINGS, ids=[m for _, m in BAD_SETTINGS])
+def test_bad_settings_get_a_message_and_change_nothing(runner, tab_registry, tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        start(runner, tab_registry, "owner-four", write_table(tmp_path / "topics.csv"), **changes)
+    assert runner.job_of("owner-four") is None and not runner.limits.runs_dir.exists()
+
+
+def rezip(archive: str, dest: Path, edit=None, extra: dict[str, bytes] | None = None) -> Path:
+    """The archive's members, `classifier.json` passed through `edit`, plus `extra` members."""
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(dest, "w") as out:
+        for name in src.namelist():
+            raw = src.read(name)
+            if name == CLASSIFIER_CONFIG and edit is not None:
+                config = json.loads(raw)
+                edit(config)
+                raw = json.dumps(config).encode()
+            out.writestr(name, raw)
+        for name, raw in (extra or {}).items():
+            out.writestr(name, raw)
+    return dest
+
+
+def test_uploads_are_refused_clearly_and_leave_nothing_behind(runner, tab_registry, tmp_path):
+    archive = spam_tab.download_classifier(tab_registry, "spam")  # the tiny shipped one: its base is `base`
+    message, picker = spam_tab.upload_classifier(runner, tab_registry, archive)
+    assert "Loaded as" in message and picker.value in tab_registry.classifier_names()
+    before = sorted(runner.limits.runs_dir.iterdir())
+
+    def elsewhere(config):
+        config["base"] |= {"name": "run:not-here", "checkpoint": "../../not-here/model"}
+
+    def other_weights(config):
+        config["base"]["sha256"] = "0" * 64
+
+    refused = [
+        (rezip(archive, tmp_path / "extra.zip", extra={"notes.txt": b"hi"}), "unexpected file 'notes.txt'"),
+        (rezip(archive, tmp_path / "escape.zip", extra={"../x": b"hi"}), "unsafe entry"),
+        (rezip(archive, tmp_path / "elsewhere.zip", elsewhere), "base model 'run:not-here' is not on this server"),
+        (rezip(archive, tmp_path / "other.zip", other_weights), "finetune again"),
+        (write_bytes(tmp_path / "not.zip", b"PK but not a zip"), "not a zip file"),
+        (big_file(tmp_path / "huge.zip"), "the limit is 20 MB"),
+    ]
+    for file, message in refused:
+        with pytest.raises(ValueError, match=message):
+            spam_tab.upload_classifier(runner, tab_registry, str(file))
+    assert sorted(runner.limits.runs_dir.iterdir()) == before
+    with pytest.raises(ValueError, match="unknown classifier"):
+        spam_tab.download_classifier(tab_registry, "run:../../etc")
+
+
+# -- the same through the app's named endpoints (gradio_client) ---------------------------------------
+
+@pytest.fixture(scope="module")
+def client(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The app on the tiny models, as tests/ui/test_app_client.py serves it."""
+    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    from gradio_client import Client
+
+    from app import build_app
+
+    demo = build_app(ModelRegistry(tiny_models), JobRunner(TrainLimits(runs_dir=tmp_path_factory.mktemp("runs"),
+                                                                         threads=1)))
+    demo.queue(default_concurrency_limit=2)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}", verbose=False)
+    finally:
+        demo.close()
+
+
+def test_finetune_watch_classify_list_download_and_upload_through_the_api(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    table = handle_file(str(write_table(tmp_path / "topics.csv", header=False)))
+    settings = ["base", "first", "all layers", 1, 8, 16, 1, 1e-3, 1, spam_tab.FILE_DATA, table]
+    with pytest.raises(AppError, match="unknown model 'spam'"):
+        client.predict(None, "spam", *settings[1:], api_name="/spam_finetune_start")
+    line, owner = client.predict(None, *settings, api_name="/spam_finetune_start")
+    assert line.startswith("Started") and "all layers" in line and owner
+    deadline = time.monotonic() + WAIT_S
+    while not (out := client.predict(None, api_name="/spam_finetune_status"))[0].startswith("Finished"):
+        assert time.monotonic() < deadline and "failed" not in out[0], out[0]
+        time.sleep(0.5)
+    name = re.search(r"### (run:[\w-]+)", out[2]).group(1)
+    label, _, _ = client.predict("The blue team won the match", name, api_name="/classify")
+    assert {c["label"] for c in label["confidences"]} == set(TOPICS)
+    summary, _, _ = client.predict(name, api_name="/spam_test_figures")
+    assert "the head reads the first token; trained: all layers" in summary
+    table = client.predict(api_name="/spam_experiments")
+    assert [row[0] for row in table["data"]] == ["spam", name]
+    archive = client.predict(name, api_name="/spam_download")
+    message, _ = client.predict(handle_file(archive), api_name="/spam_upload")
+    assert "Loaded as `run:upload-" in message
+    assert "Stopping" not in client.predict(None, api_name="/spam_finetune_status")[0]
+    with pytest.raises(AppError, match="no finetuning running"):
+        client.predict(None, api_name="/spam_finetune_stop")

@@ -1,0 +1,100 @@
+"""The Spam tab in a real browser: finetune a tiny classifier by clicking, watch it, classify with it.
+
+`python app.py` on 127.0.0.1 with a tiny random model folder (a finetuning takes seconds), Debian's
+Chromium driven by playwright. The screenshot goes to `screenshots/` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import REPO, free_port, make_model_folder
+from tests.ui.test_spam_tab import write_table
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+SHOTS = REPO / "screenshots"
+START_TIMEOUT_S = 120  # the machine may be busy; a quiet one starts in a few seconds
+WAIT_MS = 60_000
+FINETUNE_WAIT_MS = 240_000  # a bound on a hung finetuning, not a speed target
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium: bash tests/run.sh does)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory):
+    models = make_model_folder(tmp_path_factory.mktemp("models"))
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GPT_MODELS_DIR": str(models), "GPT_RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
+           "GPT_TRAIN_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost",
+           "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"}
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with open(log, "w") as out:
+        app = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while f"GPT from scratch playground: {url}" not in log.read_text():  # app.py prints its URL
+            if app.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+        if "Traceback" in log.read_text():
+            print(log.read_text()[-5000:])
+
+
+def test_finetune_a_classifier_by_clicking_then_classify_with_it(app_url, tmp_path):
+    table = write_table(tmp_path / "topics.csv")
+    SHOTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(WAIT_MS)
+        page.goto(app_url)
+        page.locator("#model-summary").filter(has_text="parameters").wait_for()  # the page's load events ran
+        page.get_by_role("tab", name="Spam").click()
+        page.locator("#spam-summary").filter(has_text="Test accuracy").wait_for()
+        page.get_by_text("Finetune your own classifier").click()
+        epochs = page.locator("#spam-ft-epochs input[type=number]")
+        epochs.fill("1")
+        epochs.press("Enter")
+        page.get_by_label("LoRA", exact=True).check()
+        page.get_by_label("mean", exact=True).check()
+        page.get_by_label("my CSV/TSV file").check()
+        page.locator("#spam-ft-file input[type=file]").set_input_files(str(table))
+        page.locator("#spam-ft-file").filter(has_text="topics.csv").wait_for()
+        page.locator("#spam-ft-start").click()
+        page.locator("#spam-ft-status").filter(has_text="Finished").wait_for(timeout=FINETUNE_WAIT_MS)
+        page.locator("#spam-ft-curves .js-plotly-plot").wait_for()
+        page.locator("#spam-ft-confusion .js-plotly-plot").wait_for()
+        result = page.locator("#spam-ft-result").inner_text()
+        assert "Test accuracy" in result and "LoRA rank 8" in result and "trainable parameters" in result
+        run = result.split("\n")[0].strip()  # the heading: run:<name>
+        assert run.startswith("run:")
+        page.locator("#spam-classifier input").wait_for()
+        page.wait_for_function("([el, name]) => el.value === name",
+                               arg=[page.locator("#spam-classifier input").element_handle(), run])
+        page.locator("#spam-summary").filter(has_text=run).wait_for()  # the figures follow the picked classifier
+        page.locator("#spam-text textarea").fill("The match went to extra time and the home team scored")
+        page.locator("#spam-run").click()
+        page.locator("#spam-attn span").first.wait_for()
+        verdict = page.locator("#spam-label").inner_text()
+        assert all(label in verdict for label in ("cooking", "sport", "travel"))
+        page.screenshot(path=str(SHOTS / "spam-finetune.png"), full_page=True)
+        assert "Traceback" not in page.locator("body").inner_text()
+        browser.close()
