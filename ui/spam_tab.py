@@ -52,7 +52,7 @@ from gpt.config import GPTConfig
 from gpt.pretrain.archive import ArchiveError
 from gpt.training.events import TrainEvent
 from ui.common import check_number, clip_chars, join_notices, require_text, user_errors
-from ui.jobs import Job, JobError, JobRunner
+from ui.jobs import Job, JobError, JobRunner, state_line
 from ui.registry import RUN_CLASSIFIER, RUN_PREFIX, SHIPPED_CLASSIFIER, SHIPPED_LANGUAGE_MODELS, ModelRegistry
 from ui.train_tab import duration, owner_of
 
@@ -356,15 +356,8 @@ def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str, anno
                 gr.Timer(active=False), gr.skip(), announced)
     curves = curves_figure(job.events, f"Finetuning {job.name}") if job.events else None
     result, table, confusion, picker = "", pd.DataFrame(), None, gr.skip()
-    if job.state == "queued":
-        line = f"Waiting: place {runner.place_in_queue(job)} in the queue ({running} training running)."
-    elif job.active:
-        line = progress_line(job) + (" Stopping…" if job.state == "stopping" else "")
-    elif job.state == "failed":
-        line = f"⚠️ The finetuning failed: {job.error}"
-    elif job.state == "cancelled":
-        line = "Cancelled before it started."
-    else:
+    line = state_line(runner, job, progress_line, "finetuning")
+    if line is None:
         ended = next((e.text for e in reversed(job.events) if e.kind in ("stopped", "done")), "")
         line = f"Finished: {job.name} ({ended})."
         result, table, confusion = finished_result(job)
