@@ -1,4 +1,4 @@
-"""Decoding: greedy, temperature, top-k, top-p sampling as a token stream, and beam search."""
+"""Decoding: greedy, temperature, top-k, top-p sampling as a token stream, and beam search (every beam kept)."""
 
 from __future__ import annotations
 
@@ -127,12 +127,49 @@ def next_token_logits(model: GPTModel, prompt_ids: list[int], vocab_size: int | 
     return model(_prompt_tensor(model, prompt_ids), last_only=True)[0, -1, :vocab_size].float()
 
 
+@dataclass(frozen=True)
+class Beam:
+    """One continuation a beam search kept: its tokens, their summed log-probability and its score."""
+
+    tokens: list[int]
+    logprob: float  # natural log of the probability of these tokens (and of the end-of-text, if `ended`)
+    score: float  # logprob / length**length_penalty: what the beams are ranked by
+    ended: bool  # stopped at the end-of-text token
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two continuations share: where one beam splits from another."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
 @torch.inference_mode()
+def continuation_logprob(model: GPTModel, prompt_ids: list[int], tokens: list[int], vocab_size: int | None = None
+                         ) -> float:
+    """log p(tokens | prompt) in nats: what beam search ranks by, for any continuation (greedy, sampled)."""
+    if not tokens:
+        return 0.0
+    model.eval()
+    idx = _prompt_tensor(model, prompt_ids + tokens[:-1])  # (1, T): the last token is predicted, never read
+    if idx.shape[1] < len(prompt_ids) + len(tokens) - 1:
+        raise ValueError(f"prompt and continuation exceed the context length {model.cfg.context_length}")
+    logprobs = torch.log_softmax(model(idx)[0, len(prompt_ids) - 1 :, :vocab_size].float(), dim=-1)  # (n, V)
+    return float(logprobs.gather(-1, idx.new_tensor(tokens)[:, None]).sum())
+
+
 def beam_search(
     model: GPTModel, prompt_ids: list[int], num_beams: int = 4, max_new_tokens: int = 50,
     eot_id: int | None = None, length_penalty: float = 1.0, vocab_size: int | None = None,
 ) -> list[int]:
-    """The most likely continuation under a beam of `num_beams`, scored by log-prob / length**penalty.
+    """The most likely continuation under a beam of `num_beams` (the best of `search_beams`)."""
+    return search_beams(model, prompt_ids, num_beams, max_new_tokens, eot_id, length_penalty, vocab_size)[0].tokens
+
+
+@torch.inference_mode()
+def search_beams(
+    model: GPTModel, prompt_ids: list[int], num_beams: int = 4, max_new_tokens: int = 50,
+    eot_id: int | None = None, length_penalty: float = 1.0, vocab_size: int | None = None,
+) -> list[Beam]:
+    """The `num_beams` best continuations, best first, scored by log-prob / length**penalty.
 
     The prompt is cropped so that prompt + new tokens fit the context window, letting all beams share
     one KV cache, reordered each step. `vocab_size` (the tokenizer's) keeps padded output rows out.
@@ -153,9 +190,9 @@ def beam_search(
         return score / max(length, 1) ** length_penalty
 
     logprobs = next_logprobs(idx)
-    beams: list[list[int]] = [[]]
+    alive: list[list[int]] = [[]]
     scores = torch.zeros(1, device=device)
-    finished: list[tuple[float, list[int]]] = []
+    finished: list[Beam] = []
     for step in range(max_new_tokens):
         candidates = (scores[:, None] + logprobs).flatten()  # (beams * V,)
         top_scores, top_idx = candidates.topk(min(2 * num_beams, candidates.numel()))
@@ -163,22 +200,23 @@ def beam_search(
         for score, flat in zip(top_scores.tolist(), top_idx.tolist(), strict=True):
             parent, token = divmod(flat, logprobs.shape[-1])
             if token == eot_id:
-                finished.append((normalized(score, len(beams[parent]) + 1), beams[parent]))
+                tokens = alive[parent]
+                finished.append(Beam(tokens, score, normalized(score, len(tokens) + 1), ended=True))
                 continue
-            next_beams.append(beams[parent] + [token])
+            next_beams.append(alive[parent] + [token])
             next_scores.append(score)
             parents.append(parent)
             if len(next_beams) == num_beams:
                 break
         if not next_beams:
             break
-        beams, scores = next_beams, torch.tensor(next_scores, device=device)
-        best_alive = max(normalized(s, len(b)) for s, b in zip(next_scores, beams, strict=True))
-        if len(finished) >= num_beams and max(f[0] for f in finished) >= best_alive:
+        alive, scores = next_beams, torch.tensor(next_scores, device=device)
+        best_alive = max(normalized(s, len(b)) for s, b in zip(next_scores, alive, strict=True))
+        if len(finished) >= num_beams and max(f.score for f in finished) >= best_alive:
             break
         if step == max_new_tokens - 1:
             break
         cache.reorder(torch.tensor(parents, device=device))
-        logprobs = next_logprobs(torch.tensor([[b[-1]] for b in beams], device=device))
-    finished.extend((normalized(s, len(b)), b) for s, b in zip(scores.tolist(), beams, strict=True))
-    return max(finished, key=lambda f: f[0])[1]
+        logprobs = next_logprobs(torch.tensor([[b[-1]] for b in alive], device=device))
+    finished.extend(Beam(b, s, normalized(s, len(b)), ended=False) for s, b in zip(scores.tolist(), alive, strict=True))
+    return sorted(finished, key=lambda beam: beam.score, reverse=True)[:num_beams]  # stable: ties keep their order

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from ui import lens_view, surprisal_view
 from ui.common import check_number, clip_chars, require_text, user_errors, with_notices
 from ui.registry import ModelRegistry
 from ui.tokenizer_tab import piece_label
@@ -158,6 +159,8 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
             button = gr.Button("Show attention", variant="primary", elem_id="att-run")
     info = gr.Markdown()
     plot = gr.Plot(label="Attention", elem_id="att-plot")
+    lens_view.build(registry, picker, text)
+    surprisal_view.build(registry, picker, text)
 
     fn = user_errors(functools.partial(attention, registry))
     inputs = [picker, text, layer, view, head]

@@ -12,10 +12,9 @@ import torch
 
 from gpt.checkpoint import Checkpoint
 from gpt.generate import SamplingConfig, beam_search, next_token_logits, next_token_probs, pick, stream
-from gpt.tokenizer import TokenPiece
 from ui.common import check_number, clip_chars, fit_context, join_notices, require_text, user_errors, with_notices
+from ui.inside import id_label
 from ui.registry import ModelRegistry
-from ui.tokenizer_tab import piece_label
 
 MAX_TEMPERATURE = 5.0
 MAX_TOP_K = 1_000
@@ -77,8 +76,7 @@ def last_logits(req: Request) -> torch.Tensor:
 
 
 def token_labels(req: Request, ids: list[int]) -> list[str]:
-    tok = req.ckpt.tokenizer
-    return [piece_label(TokenPiece(i, tok.decode_bytes([i]), 0, 0)) for i in ids]
+    return [id_label(req.ckpt.tokenizer, i) for i in ids]
 
 
 def before_after_figure(req: Request, logits: torch.Tensor, picked: int | None = None) -> go.Figure:
@@ -149,22 +147,30 @@ def one_line(text: str) -> str:
     return text.replace("\n", " ↵ ")
 
 
-def beams(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float
-          ) -> tuple[str, str]:
-    """The most likely continuation under beam search (`gpt.generate.beam_search`), beside the greedy one."""
+def beam_inputs(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float
+                ) -> tuple[Checkpoint, list[int], int, int, tuple[str, ...]]:
+    """The checked model, prompt ids (cut so that the new tokens fit the window), beams, new tokens and notices."""
     prompt, cut = clip_chars(require_text(prompt, "prompt"))
     n_beams = check_number(num_beams, "Beams", 1, MAX_BEAMS, integer=True)
     new_tokens = check_number(max_new_tokens, "Max new tokens", 1, MAX_BEAM_TOKENS, integer=True)
     ckpt = registry.load(model_name)
-    tokenizer, context = ckpt.tokenizer, ckpt.model.cfg.context_length
+    context = ckpt.model.cfg.context_length
     new_tokens = min(new_tokens, context - 1)
-    ids, too_long = fit_context(tokenizer.encode(prompt), context - new_tokens)
+    ids, too_long = fit_context(ckpt.tokenizer.encode(prompt), context - new_tokens)
+    return ckpt, ids, n_beams, new_tokens, (cut, too_long)
+
+
+def beams(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float
+          ) -> tuple[str, str]:
+    """The most likely continuation under beam search (`gpt.generate.beam_search`), beside the greedy one."""
+    ckpt, ids, n_beams, new_tokens, notices = beam_inputs(registry, model_name, prompt, num_beams, max_new_tokens)
+    tokenizer = ckpt.tokenizer
     best = beam_search(ckpt.model, ids, n_beams, new_tokens, eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab)
     greedy = list(stream(ckpt.model, ids, SamplingConfig(max_new_tokens=new_tokens, temperature=0),
                          eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab))
     info = (f"The best of {n_beams} beams, scored by log-probability per token. "
             f"Greedy decoding (one beam) gives: “{one_line(tokenizer.decode(greedy))}”")
-    return tokenizer.decode(best), with_notices(info, cut, too_long)
+    return tokenizer.decode(best), with_notices(info, *notices)
 
 
 def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
@@ -198,7 +204,13 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
                           [*settings, max_new, seed], [output, notice], api_name="generate")
     run.click(charts, settings, [bars, temps, notice], api_name="next_token_probs")
     stop.click(None, cancels=[streaming])
-    step.click(user_errors(functools.partial(one_token, registry)), [*settings, seed], [prompt, bars, notice],
-               api_name="one_token")
+    stepped = step.click(user_errors(functools.partial(one_token, registry)), [*settings, seed],
+                         [prompt, bars, notice], api_name="one_token")
     beam.click(user_errors(functools.partial(beams, registry)), [picker, prompt, n_beams, max_new], [output, notice],
                api_name="beam_search")
+
+    from ui import beams_view, compare_view, kv_cache_view  # here, not at the top: they use this module's checks
+
+    beams_view.build(registry, picker, prompt, n_beams, max_new, [temperature, top_k, top_p, seed])
+    kv_cache_view.build(registry, picker, prompt, stepped)
+    compare_view.build(registry, picker, prompt)

@@ -160,6 +160,10 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     with gr.Accordion("Every token: id, bytes, characters", open=False):
         table = gr.Dataframe(interactive=False)
 
+    from ui import embeddings_view  # here, not at the top: the view reads this module's token labels
+
+    embeddings_view.build(registry, picker)
+
     fn = user_errors(functools.partial(tokenize, registry))
     inputs = [picker, text, allow_special, training_text, vocab]
     outputs = [model_view, table, counts, gpt2_view, trained_view, chars_view, special, notices]

@@ -1,6 +1,8 @@
 """`python -m gpt generate`: continue a prompt with OpenAI's GPT-2 or one of our checkpoints.
 
-Sampling streams the text as it is drawn; `--beams N` searches N beams and prints the best one.
+Sampling streams the text as it is drawn; `--beams N` searches N beams and prints the best one, and on
+stderr every beam with its score and the token where it splits from the best, beside the greedy and
+the sampled continuation (so stdout stays the text alone, ready for a pipe).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from gpt.cli.options import add_config_arguments, add_device_argument, check_device, config_overrides
-from gpt.generate import SamplingConfig, beam_search, stream
+from gpt.generate import Beam, SamplingConfig, common_prefix, generate, search_beams, stream
+from gpt.model import GPTModel
 from gpt.precision import DTYPES, dtype_of
 from gpt.pretrained import PRETRAINED, describe, load_model
 from gpt.tokenizer import Tokenizer
@@ -30,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "model.safetensors) instead of downloading --model's")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
     parser.add_argument("--beams", type=int, default=0,
-                        help="beam search with this many beams instead of sampling (0: sample)")
+                        help="beam search with this many beams instead of sampling (0: sample); stdout gets the "
+                             "best, stderr every beam's score and split point beside the greedy and sampled text")
     parser.add_argument("--length-penalty", type=float, default=1.0,
                         help="beam scores are log-probability / length**penalty")
     add_device_argument(parser)
@@ -49,6 +53,25 @@ def stream_text(tokenizer: Tokenizer, tokens: Iterable[int]) -> Iterator[str]:
         yield tail
 
 
+def beam_report(model: GPTModel, tokenizer: Tokenizer, prompt_ids: list[int], found: list[Beam],
+                sampling: SamplingConfig) -> str:
+    """Every beam (score, log-probability, the token where it leaves the best), then greedy and sampled text."""
+    lines = [f"{len(found)} beams, best first (score = log-probability / length**penalty):"]
+    for rank, beam in enumerate(found, 1):
+        split = common_prefix(beam.tokens, found[0].tokens)
+        where = "the best" if rank == 1 else f"splits from the best at new token {split + 1}"
+        end = " <|endoftext|>" if beam.ended else ""
+        lines.append(f"  {rank}. score {beam.score:.3f}, log-prob {beam.logprob:.2f}, {where}: "
+                     f"{tokenizer.decode(beam.tokens)!r}{end}")
+    eot, n_vocab = tokenizer.eot_id, tokenizer.n_vocab
+    greedy = generate(model, prompt_ids, SamplingConfig(max_new_tokens=sampling.max_new_tokens, temperature=0),
+                      eot_id=eot, vocab_size=n_vocab)
+    sampled = generate(model, prompt_ids, sampling, eot_id=eot, vocab_size=n_vocab)
+    lines.append(f"greedy: {tokenizer.decode(greedy)!r}")
+    lines.append(f"sampled (temperature {sampling.temperature:g}, seed {sampling.seed}): {tokenizer.decode(sampled)!r}")
+    return "\n".join(lines) + "\n"
+
+
 def run(args: argparse.Namespace) -> None:
     # Check every argument before loading (maybe downloading) gigabytes.
     sampling = SamplingConfig(**config_overrides(args, SamplingConfig))
@@ -64,9 +87,10 @@ def run(args: argparse.Namespace) -> None:
     sys.stdout.write(args.prompt)
     sys.stdout.flush()
     if args.beams:
-        tokens: Iterable[int] = beam_search(ckpt.model, prompt_ids, args.beams, sampling.max_new_tokens,
-                                            eot_id=ckpt.tokenizer.eot_id, length_penalty=args.length_penalty,
-                                            vocab_size=ckpt.tokenizer.n_vocab)
+        found = search_beams(ckpt.model, prompt_ids, args.beams, sampling.max_new_tokens,
+                             eot_id=ckpt.tokenizer.eot_id, length_penalty=args.length_penalty,
+                             vocab_size=ckpt.tokenizer.n_vocab)
+        tokens: Iterable[int] = found[0].tokens
     else:
         tokens = stream(ckpt.model, prompt_ids, sampling, eot_id=ckpt.tokenizer.eot_id,
                         vocab_size=ckpt.tokenizer.n_vocab)
@@ -74,3 +98,6 @@ def run(args: argparse.Namespace) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     sys.stdout.write("\n")
+    if args.beams:  # after the text, so that a terminal shows the two apart
+        sys.stdout.flush()
+        sys.stderr.write(beam_report(ckpt.model, ckpt.tokenizer, prompt_ids, found, sampling))

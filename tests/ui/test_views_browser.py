@@ -1,0 +1,120 @@
+"""The views inside the model in a real browser: `python app.py` on 127.0.0.1, Debian's Chromium via playwright.
+
+Each test opens a tab, opens the view's accordion, runs it, waits for its pictures and screenshots the
+view into $GPT_SHOTS_DIR (default: a pytest temporary folder). The app and the browser are
+tests/ui/test_app_browser.py's fixtures: the shipped models when they are all there, otherwise a tiny
+random model folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.ui import test_app_browser  # skips this module too where Chromium is absent
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+app_url, browser = test_app_browser.app_url, test_app_browser.browser  # its fixtures: the app, and Chromium
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ["GPT_SHOTS_DIR"]) if os.environ.get("GPT_SHOTS_DIR") else tmp_path_factory.mktemp("shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def page(browser, app_url):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(60_000)
+    page.goto(app_url)
+    page.get_by_role("tab", name="Tokenizer").wait_for()
+    yield page
+    page.close()
+
+
+def run_view(page, tab: str | None, title: str, button: str | None, *pictures: str) -> None:
+    """Open the tab (its contents exist only once opened) and the view's accordion by its title, click the
+    view's button, and wait for each of its pictures."""
+    if tab:
+        page.get_by_role("tab", name=tab).click()
+    page.get_by_text(title).click()
+    if button:
+        page.locator(button).click()
+    for picture in pictures:
+        page.locator(picture).first.wait_for()
+
+
+def shot(page, view: str, shots: Path, name: str) -> None:
+    page.wait_for_timeout(500)  # plotly finishes its layout after the element appears
+    page.locator(f"#{view}").screenshot(path=str(shots / f"view-{name}.png"))
+    assert "Traceback" not in page.locator("body").inner_text()
+
+
+def test_embeddings_beside_the_tokenizer(page, shots):
+    run_view(page, "Tokenizer", "Embeddings: where the model puts each token", "#emb-run",
+             "#emb-plot .js-plotly-plot", "#emb-positions .js-plotly-plot")
+    assert "nearest tokens" in page.locator("#emb-table").inner_text()
+    assert "gpt.embeddings.nearest_tokens" in page.locator("#emb-info").inner_text()
+    shot(page, "emb", shots, "1-embeddings")
+
+
+def test_logit_lens_beside_attention(page, shots):
+    run_view(page, "Attention", "Logit lens: what each layer would predict", "#lens-run",
+             "#lens-grid .js-plotly-plot", "#lens-trace .js-plotly-plot")
+    assert "gpt.lens.logit_lens" in page.locator("#lens-info").inner_text()
+    shot(page, "lens", shots, "2-logit-lens")
+
+
+def test_surprisal_beside_attention(page, shots):
+    run_view(page, "Attention", "Surprisal: how unexpected each token is", "#surprisal-run", "#surprisal-a .tok")
+    page.locator("#surprisal-info").filter(has_text="bits per byte").wait_for()
+    if page.locator("#surprisal-b .tok").count():  # a second model was there to set beside the first
+        assert "bits:" in page.locator("#surprisal-table").inner_text()
+    shot(page, "surprisal", shots, "3-surprisal")
+
+
+def test_beams_in_generate(page, shots):
+    run_view(page, "Generate", "Beam search: every beam, and where it splits", "#beams-run", "#beams-table table")
+    assert "greedy" in page.locator("#beams-table").inner_text()
+    shot(page, "beams", shots, "4-beams")
+
+
+def test_kv_cache_in_one_token_mode(page, shots):
+    run_view(page, "Generate", "The KV cache: memory for speed", None)
+    page.locator("#kv-table").filter(has_text="gpt2-xl").wait_for()  # opening the view fills the calculator
+    page.locator("#gen-step").click()
+    page.locator("#kv-info").filter(has_text="After reading").wait_for()
+    before = page.locator("#kv-info").inner_text()
+    page.locator("#gen-step").click()
+    page.wait_for_function("([el, old]) => el.innerText !== old && el.innerText.includes('After reading')",
+                           arg=[page.locator("#kv-info").element_handle(), before])
+    page.locator("#kv-time").click()
+    page.locator("#kv-timing").filter(has_text="with the KV cache").wait_for()
+    page.locator("#kv-plot .js-plotly-plot").wait_for()
+    shot(page, "kv", shots, "5-kv-cache")
+
+
+def test_model_against_model_in_generate(page, shots):
+    run_view(page, "Generate", "Model against model: one prompt, two models", "#compare-run",
+             "#compare-plot .js-plotly-plot")
+    page.wait_for_function("el => el.value.length > 0", arg=page.locator("#compare-b textarea").element_handle())
+    shot(page, "compare", shots, "6-compare")
+
+
+def test_model_card_under_the_picker(page, shots):
+    if not page.locator("#model-card").count():
+        pytest.skip("app.py does not build ui.model_card_view under the picker yet")
+    run_view(page, None, "How this model was made", None, "#model-card-loss .js-plotly-plot")
+    page.locator("#model-card-text").filter(has_text="base").wait_for()
+    shot(page, "model-card", shots, "7-model-card")
+
+
+def test_bad_input_in_a_view_shows_a_message(page):
+    run_view(page, "Tokenizer", "Embeddings: where the model puts each token", None)
+    page.locator("#emb-words textarea").fill("xylophonically, zqxj")
+    page.locator("#emb-run").click()
+    page.get_by_text("None of the words is a single token").first.wait_for()

@@ -1,0 +1,81 @@
+"""Every beam, in the Generate tab: what beam search kept, the scores, and where each beam leaves the best."""
+
+from __future__ import annotations
+
+import functools
+import html
+
+import gradio as gr
+
+from gpt.generate import SamplingConfig, common_prefix, continuation_logprob, search_beams, stream
+from gpt.tokenizer import Tokenizer
+from ui import generate_tab
+from ui.common import user_errors, with_notices
+from ui.inside import id_label, where
+from ui.registry import ModelRegistry
+
+EXPLAIN = ("**Beam search** keeps the `Beams` most likely continuations at each step instead of one: every beam "
+           "is extended by every token, and the best of all those survive. Faded tokens are the ones a beam "
+           "shares with the best; the outlined token is where it splits off. Greedy (one beam) and a sample "
+           "with the settings above are scored the same way: log-probability, and that per token.")
+
+
+def tokens_row(tokenizer: Tokenizer, tokens: list[int], best: list[int]) -> str:
+    """A continuation as token chips: faded while it matches `best`, the first token that differs outlined
+    (the best itself, and a continuation equal to it, are not faded)."""
+    split = common_prefix(tokens, best) if tokens != best else -1
+    chips = []
+    for i, token in enumerate(tokens):
+        style = "opacity: 0.4" if i < split else "outline: 2px solid #dc2626" if i == split else ""
+        chips.append(f'<span class="tok c{i % 8}" style="{style}">{html.escape(id_label(tokenizer, token))}</span>')
+    return "".join(chips) or "<em>(nothing: the text ends at once)</em>"
+
+
+def beam_table(tokenizer: Tokenizer, rows: list[tuple[str, float, int, list[int]]], best: list[int]) -> str:
+    """rows: (name, log-probability, length, tokens). An HTML table, one continuation a row."""
+    body = "".join(
+        f"<tr><td><b>{html.escape(name)}</b></td><td>{logprob / max(length, 1):.3f}</td><td>{logprob:.2f}</td>"
+        f'<td class="tokens">{tokens_row(tokenizer, tokens, best)}</td></tr>'
+        for name, logprob, length, tokens in rows)
+    return ('<table style="width: 100%"><tr><th></th><th>log-prob per token</th><th>log-prob</th>'
+            f"<th>continuation</th></tr>{body}</table>")
+
+
+def beam_tree(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float,
+              temperature: float, top_k: float, top_p: float, seed: float) -> tuple[str, str]:
+    """The beams of `search_beams`, then greedy and a sample, as one table; and a line on what it shows."""
+    ckpt, ids, n_beams, new_tokens, notices = generate_tab.beam_inputs(registry, model_name, prompt, num_beams,
+                                                                       max_new_tokens)
+    model, tokenizer = ckpt.model, ckpt.tokenizer
+    eot, n_vocab = tokenizer.eot_id, tokenizer.n_vocab
+    found = search_beams(model, ids, n_beams, new_tokens, eot_id=eot, vocab_size=n_vocab)
+    sampling = generate_tab.make_request(registry, model_name, prompt, temperature, top_k, top_p, new_tokens,
+                                         seed).sampling
+    greedy_cfg = SamplingConfig(max_new_tokens=new_tokens, temperature=0)
+    others = {"greedy": list(stream(model, ids, greedy_cfg, eot_id=eot, vocab_size=n_vocab)),
+              f"sampled (T={sampling.temperature:g}, seed {sampling.seed})":
+                  list(stream(model, ids, sampling, eot_id=eot, vocab_size=n_vocab))}
+
+    def logprob(tokens: list[int]) -> float:  # of the continuation after the prompt (and its end, if it ended)
+        return continuation_logprob(model, ids, tokens + ([eot] if len(tokens) < new_tokens else []), n_vocab)
+
+    rows = [(f"beam {r}" + (" (best)" if r == 1 else "") + (" (ended)" if b.ended else ""), b.logprob,
+             len(b.tokens) + b.ended, b.tokens) for r, b in enumerate(found, 1)]
+    rows += [(name + (" = beam 1" if tokens == found[0].tokens else ""), logprob(tokens),
+              len(tokens) + (len(tokens) < new_tokens), tokens) for name, tokens in others.items()]
+    info = (f"{n_beams} beams of up to {new_tokens} tokens; *(ended)* marks a beam that ended with <|endoftext|>. "
+            f"Beams are ranked by log-probability per token (length penalty 1).\n\n"
+            f"{where(search_beams, continuation_logprob, common_prefix)}")
+    return beam_table(tokenizer, rows, found[0].tokens), with_notices(info, *notices)
+
+
+def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, n_beams: gr.Slider, max_new: gr.Slider,
+          sampling: list[gr.components.Component]) -> None:
+    """`sampling`: the tab's temperature, top-k, top-p and seed, for the sampled row."""
+    with gr.Accordion("Beam search: every beam, and where it splits", open=False, elem_id="beams"):
+        gr.Markdown(EXPLAIN)
+        button = gr.Button("Show the beams", variant="primary", elem_id="beams-run")
+        info = gr.Markdown(elem_id="beams-info")
+        table = gr.HTML(elem_id="beams-table")
+    fn = user_errors(functools.partial(beam_tree, registry))
+    button.click(fn, [picker, prompt, n_beams, max_new, *sampling], [table, info], api_name="beam_tree")
