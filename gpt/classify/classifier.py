@@ -32,6 +32,7 @@ from gpt.model import GPTModel
 from gpt.precision import dtype_of
 from gpt.pretrained import PRETRAINED, load_model
 from gpt.tokenizer import Tokenizer
+from gpt.training.freeze import freeze_all_but_last_blocks, trainable_prefixes
 
 SHIPPED_DIR = SHIPPED_MODELS / "spam"
 CLASSIFIER_WEIGHTS = "classifier.safetensors"  # not model.safetensors: this is a delta, not a checkpoint
@@ -61,16 +62,6 @@ def attach_classifier_head(model: GPTModel, num_classes: int) -> GPTModel:
     return model
 
 
-def trainable_prefixes(n_layers: int, trainable_blocks: int | None) -> tuple[str, ...]:
-    """State-dict name prefixes that finetuning changes; None (all layers) is the empty prefix."""
-    if trainable_blocks is None:
-        return ("",)
-    if trainable_blocks > n_layers:
-        raise ValueError(f"cannot unfreeze {trainable_blocks} blocks: the model has {n_layers}")
-    blocks = tuple(f"trf_blocks.{i}." for i in range(n_layers - trainable_blocks, n_layers))
-    return blocks + ("final_norm.", "out_head.")
-
-
 def freeze_for_finetuning(model: GPTModel, trainable_blocks: int | None, lora: LoRAConfig | None = None
                           ) -> list[str]:
     """Freeze everything, then unfreeze the last `trainable_blocks` blocks, final norm and head; or, with
@@ -82,13 +73,7 @@ def freeze_for_finetuning(model: GPTModel, trainable_blocks: int | None, lora: L
         apply_lora(model, lora)
         model.out_head.requires_grad_(True)
         return [name for name, param in model.named_parameters() if param.requires_grad]
-    prefixes = trainable_prefixes(model.cfg.n_layers, trainable_blocks)
-    trainable = []
-    for name, param in model.named_parameters():
-        param.requires_grad_(name.startswith(prefixes))
-        if param.requires_grad:
-            trainable.append(name)
-    return trainable
+    return freeze_all_but_last_blocks(model, trainable_blocks)
 
 
 def trained_state(model: GPTModel, trainable_blocks: int | None, lora: bool = False) -> dict[str, torch.Tensor]:

@@ -23,7 +23,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gpt.checkpoint import Checkpoint, save_checkpoint
-from gpt.classify.classifier import freeze_for_finetuning
 from gpt.config import option
 from gpt.instruct.data import Entry
 from gpt.instruct.prompt import format_prompt
@@ -33,6 +32,7 @@ from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.tokenizer import Tokenizer
 from gpt.training.events import TrainEvent, TrainingMonitor
+from gpt.training.freeze import freeze_all_but_last_blocks
 from gpt.training.loss import IGNORE_INDEX, lm_loss
 
 # -- data ----------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def select_trainable(model: GPTModel, cfg: InstructConfig) -> list[torch.nn.Para
         for block in model.trf_blocks[n_layers - (cfg.trainable_blocks or n_layers):]:
             apply_lora(block, LoRAConfig(cfg.lora_rank, cfg.lora_alpha))
     elif cfg.trainable_blocks is not None:
-        freeze_for_finetuning(model, cfg.trainable_blocks)
+        freeze_all_but_last_blocks(model, cfg.trainable_blocks)
     else:
         model.requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -22,7 +22,16 @@ from ui.registry import ModelRegistry  # noqa: E402
 ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token_probs", "/one_token",
              "/beam_search", "/classify", "/spam_test_figures", "/chat", "/train_preview", "/train_check",
              "/train_start", "/train_stop", "/train_resume", "/train_status", "/train_runs", "/train_download",
-             "/train_upload"}
+             "/train_upload",
+             # the Spam tab's classifier picker and finetuning
+             "/spam_finetune_start", "/spam_finetune_stop", "/spam_finetune_status", "/spam_experiments",
+             "/spam_download", "/spam_upload",
+             # the Chat tab's model picker, side by side and finetuning
+             "/chat_model", "/chat_compare", "/chat_finetune_start", "/chat_finetune_stop", "/chat_finetune_status",
+             "/chat_download", "/chat_upload",
+             # the views inside the model
+             "/embeddings", "/logit_lens", "/surprisal", "/compare_models", "/beam_tree", "/kv_cache", "/kv_timing",
+             "/memory_table"}
 # The Train tab's settings for a tiny model on pasted text: token (None: the client's session), corpora,
 # pasted text, files, tokenizer, vocabulary, preset, layers, heads, width, context, positions, dropout,
 # steps, minutes, batch, learning rate, warmup, weight decay, seed.
