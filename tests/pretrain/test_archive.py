@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import gpt.pretrain.archive as archive_module
+import gpt.archive as archive_module
 from gpt.bpe import BytePairEncoder
 from gpt.checkpoint import load_checkpoint, save_checkpoint
 from gpt.config import GPTConfig
@@ -111,7 +111,7 @@ def test_a_sinusoidal_run_without_a_model_card_round_trips(tmp_path) -> None:
 
 def test_writing_needs_an_exported_model(tmp_path) -> None:
     (tmp_path / "log.csv").write_text("step\n")
-    with pytest.raises(FileNotFoundError, match="export the model"):
+    with pytest.raises(FileNotFoundError, match="missing: not a complete folder for a run archive"):
         write_run_archive(tmp_path, tmp_path / "run.zip")
     assert not (tmp_path / "run.zip").exists()
 
@@ -191,7 +191,7 @@ def test_more_bytes_than_allowed(tmp_path, checkpoint_files) -> None:
 
 def test_bytes_are_counted_as_read_whatever_the_listing_says(tmp_path, checkpoint_files, monkeypatch) -> None:
     """With the listing's sizes trusted blindly (here: not checked at all), reading still stops at the limit."""
-    monkeypatch.setattr(archive_module, "_check_listing", lambda infos, max_bytes: None)
+    monkeypatch.setattr(archive_module, "_check_listing", lambda infos, layout, max_bytes: None)
     members = {**checkpoint_files, "model/model.safetensors": os.urandom(3 * archive_module.CHUNK)}
     assert_refused(make_zip(tmp_path / "run.zip", members), tmp_path, "more than the 2,097,152 bytes allowed",
                    max_bytes=2 * archive_module.CHUNK)

@@ -268,7 +268,7 @@ def test_uploads_are_refused_clearly_and_leave_nothing_behind(runner, tab_regist
 
     refused = [
         (rezip(archive, tmp_path / "extra.zip", extra={"notes.txt": b"hi"}), "unexpected file 'notes.txt'"),
-        (rezip(archive, tmp_path / "escape.zip", extra={"../x": b"hi"}), "unsafe entry"),
+        (rezip(archive, tmp_path / "escape.zip", extra={"../x": b"hi"}), "unsafe file name"),
         (rezip(archive, tmp_path / "elsewhere.zip", elsewhere), "base model 'run:not-here' is not on this server"),
         (rezip(archive, tmp_path / "other.zip", other_weights), "finetune again"),
         (write_bytes(tmp_path / "not.zip", b"PK but not a zip"), "not a zip file"),
