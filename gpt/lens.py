@@ -32,22 +32,18 @@ def _inputs(model: GPTModel, ids: list[int]) -> torch.Tensor:
 def residual_stream(model: GPTModel, ids: list[int]) -> torch.Tensor:
     """The residual stream (L+1, T, C): after the embeddings, then after each block.
 
-    Read with forward hooks during the model's own `hidden_states`, so it is exactly what the model
-    computes, with no second copy of its forward pass to drift from it.
+    The same steps as `GPTModel.hidden_states`, through the model's own modules, keeping each
+    block's output. Not forward hooks: the app shares one model between its visitors, and a hook
+    would also see the passes other requests run at the same time.
     """
     model.eval()
-    streams: list[torch.Tensor] = []
-
-    def keep(_module: torch.nn.Module, _inputs: tuple, output: torch.Tensor | tuple) -> None:
-        streams.append(output[0] if isinstance(output, tuple) else output)  # a block returns (x, weights)
-
-    hooks = [model.drop_emb.register_forward_hook(keep)]
-    hooks += [block.register_forward_hook(keep) for block in model.trf_blocks]
-    try:
-        model.hidden_states(_inputs(model, ids))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    idx = _inputs(model, ids)  # (1, T)
+    pos = torch.arange(idx.shape[1], device=idx.device)
+    x = model.drop_emb(model.tok_emb(idx) * model.emb_scale + model.position_vectors(pos))  # (1, T, C)
+    streams = [x]
+    for block in model.trf_blocks:
+        x, _ = block(x)
+        streams.append(x)
     return torch.cat(streams)  # (L+1, T, C): batch of one
 
 

@@ -30,7 +30,7 @@ from gpt.training.events import TrainEvent, TrainingMonitor
 log = logging.getLogger("gpt.app")
 
 
-def _env_number(name: str, default: float, kind: type = int) -> Any:
+def env_number(name: str, default: float, kind: type = int) -> Any:
     raw = os.environ.get(name)
     try:
         return kind(raw) if raw else default
@@ -56,15 +56,15 @@ class TrainLimits:
     @classmethod
     def from_env(cls) -> TrainLimits:
         return cls(
-            max_running=_env_number("GPT_TRAIN_MAX_RUNNING", cls.max_running),
-            max_queued=_env_number("GPT_TRAIN_MAX_QUEUED", cls.max_queued),
-            max_chars=_env_number("GPT_TRAIN_MAX_CHARS", cls.max_chars),
-            max_upload_mb=_env_number("GPT_TRAIN_MAX_UPLOAD_MB", cls.max_upload_mb),
-            max_params=_env_number("GPT_TRAIN_MAX_PARAMS", cls.max_params),
-            max_steps=_env_number("GPT_TRAIN_MAX_STEPS", cls.max_steps),
-            max_minutes=_env_number("GPT_TRAIN_MAX_MINUTES", cls.max_minutes, float),
-            keep_runs=_env_number("GPT_TRAIN_KEEP_RUNS", cls.keep_runs),
-            threads=_env_number("GPT_TRAIN_THREADS", cls.threads),
+            max_running=env_number("GPT_TRAIN_MAX_RUNNING", cls.max_running),
+            max_queued=env_number("GPT_TRAIN_MAX_QUEUED", cls.max_queued),
+            max_chars=env_number("GPT_TRAIN_MAX_CHARS", cls.max_chars),
+            max_upload_mb=env_number("GPT_TRAIN_MAX_UPLOAD_MB", cls.max_upload_mb),
+            max_params=env_number("GPT_TRAIN_MAX_PARAMS", cls.max_params),
+            max_steps=env_number("GPT_TRAIN_MAX_STEPS", cls.max_steps),
+            max_minutes=env_number("GPT_TRAIN_MAX_MINUTES", cls.max_minutes, float),
+            keep_runs=env_number("GPT_TRAIN_KEEP_RUNS", cls.keep_runs),
+            threads=env_number("GPT_TRAIN_THREADS", cls.threads),
             runs_dir=Path(os.environ.get("GPT_RUNS_DIR") or cache_dir() / "runs"),
         )
 
