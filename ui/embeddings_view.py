@@ -39,10 +39,13 @@ def word_tokens(tokenizer: Tokenizer, words: str, leading_space: bool) -> tuple[
         if len(ids) == 1:
             found.append((word, ids[0]))
         else:
-            missing.append(f"{word!r} ({len(ids)} tokens: {' · '.join(id_label(tokenizer, i) for i in ids)})")
+            shown = word if len(word) <= 40 else word[:40] + "…"
+            pieces = " · ".join(id_label(tokenizer, i) for i in ids[:8]) + (" · …" if len(ids) > 8 else "")
+            missing.append(f"{shown!r} ({len(ids)} tokens: {pieces})")
     note = "Not one token in this vocabulary, so it has no row of its own: " + ", ".join(missing) if missing else ""
     if not found:
-        raise ValueError(f"None of the words is a single token of this model's vocabulary: {', '.join(missing)}.")
+        said = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(f"None of the words is a single token of this model's vocabulary: {said}.")
     return found, join_notices(cut, note)
 
 

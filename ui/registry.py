@@ -33,6 +33,7 @@ RUN_MODEL = "model"  # a run folder's checkpoint subfolder (what `gpt.pretrain.r
 RUN_CLASSIFIER = "classifier"  # a run folder's classifier subfolder (a classifier finetuned in the Spam tab)
 SHIPPED_CLASSIFIER = "spam"
 SHIPPED_CHAT = "instruct"
+MAX_NAMES_SAID = 12  # an unknown name's message lists this many of the names there are
 MAX_NAME_CHARS = 200  # longer than any folder name the picker offers; the OS refuses paths that long anyway
 
 
@@ -165,9 +166,11 @@ class ModelRegistry:
             if not rel or path.parent != self.runs_root:
                 raise UnknownModelError(f"{name!r}: a run is named run:<name> after a folder of the Train tab")
             return ModelEntry(name, "run", path / RUN_MODEL)
-        choices = ", ".join(self.names())
+        names = self.names()
+        choices = ", ".join(names[:MAX_NAMES_SAID]) + (f" (and {len(names) - MAX_NAMES_SAID} more)"
+                                                        if len(names) > MAX_NAMES_SAID else "")
         raise UnknownModelError(f"unknown model {name!r}; choose one of: {choices}, "
-                                f"or local:<a folder in the app's model folder>")
+                                f"or local:FOLDER for a folder in the app's model folder")
 
     # -- loading -----------------------------------------------------------------------------
     def load(self, name: str, progress: bool = True) -> Checkpoint:
