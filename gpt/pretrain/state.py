@@ -42,8 +42,9 @@ def save_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimiz
         tensors[f"rng.cpu.{rank}"] = rng
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    meta = {"config": config, "step": step, "tokens_seen": tokens_seen, "elapsed_s": elapsed_s, "data_sha256": data_sha256,
-            "param_groups": opt_state["param_groups"], "scheduler": {"kind": "warmup+cosine", "step": step}}
+    meta = {"config": config, "step": step, "tokens_seen": tokens_seen, "elapsed_s": elapsed_s,
+            "data_sha256": data_sha256, "param_groups": opt_state["param_groups"],
+            "scheduler": {"kind": "warmup+cosine", "step": step}}
     tensors = {k: v.cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"train_state": json.dumps(meta)})
