@@ -1,8 +1,9 @@
 """The GPT-from-scratch playground: `python app.py` serves it offline on the shipped models.
 
 Honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (Gradio reads them), GPT_MODELS_DIR to serve
-models from another folder than `assets/models`, GPT_APP_TORCH_THREADS (default 1), and the Train
-tab's GPT_TRAIN_* limits and GPT_RUNS_DIR (`ui/jobs.py`, `TrainLimits`).
+models from another folder than `assets/models`, the server's limits (`ServeLimits`: GPT_APP_*),
+and the Train tab's GPT_TRAIN_* limits and GPT_RUNS_DIR (`ui/jobs.py`, `TrainLimits`). The
+README's "Limits of a public app" lists them all.
 """
 
 from __future__ import annotations
@@ -11,19 +12,94 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # must precede the gradio import
 
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
+from starlette.datastructures import Headers  # noqa: E402
+from starlette.exceptions import HTTPException  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+from starlette.responses import PlainTextResponse  # noqa: E402
 
 from ui import attention_tab, chat_tab, generate_tab, picker, spam_tab, tokenizer_tab, train_tab  # noqa: E402
-from ui.jobs import JobRunner  # noqa: E402
+from ui.common import SafeBlocks  # noqa: E402
+from ui.jobs import JobRunner, env_number  # noqa: E402
 from ui.registry import MODELS_DIR, ModelRegistry  # noqa: E402
 
 THEME = gr.themes.Soft()  # a built-in theme: its fonts are bundled, nothing is fetched
 CSS = "#model-summary {align-self: center}\n" + tokenizer_tab.CSS + spam_tab.CSS
-# Events run side by side (a Generate click streams text and draws two charts), each on one thread:
-# on a small CPU box, two events with two threads each oversubscribe the cores, and PyTorch's
-# threads then wait on each other (the README's app section gives the figures).
-CONCURRENT_EVENTS = 2
+COMPUTE = "compute"  # the one concurrency group of every event that runs a model or trains a tokenizer
+FILES_PER_UPLOAD = 5  # an upload request holds at most this many files of the largest size allowed
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What the server takes at once; the defaults suit a 2-vCPU, 16 GB Hugging Face Space.
+
+    Events run side by side (a Generate click streams text and draws two charts), each on one
+    thread: on a small CPU box, two events with two threads each oversubscribe the cores, and
+    PyTorch's threads then wait on each other (the README's app section gives the figures). The
+    concurrency is one limit for all tabs together, not one per button.
+    """
+
+    concurrency: int = 2  # GPT_APP_CONCURRENCY: compute events running at once, all tabs together
+    queue_size: int = 32  # GPT_APP_QUEUE_SIZE: events waiting; more are told the queue is full
+    max_request_mb: float = 10.0  # GPT_APP_MAX_REQUEST_MB: one request's body (pasted text); uploads aside
+    torch_threads: int = 1  # GPT_APP_TORCH_THREADS: PyTorch threads of each event
+
+    @classmethod
+    def from_env(cls) -> ServeLimits:
+        return cls(
+            concurrency=env_number("GPT_APP_CONCURRENCY", cls.concurrency),
+            queue_size=env_number("GPT_APP_QUEUE_SIZE", cls.queue_size),
+            max_request_mb=env_number("GPT_APP_MAX_REQUEST_MB", cls.max_request_mb, float),
+            torch_threads=env_number("GPT_APP_TORCH_THREADS", cls.torch_threads),
+        )
+
+
+class RequestSizeLimit:
+    """ASGI middleware: a request body over the limit is refused (413) before it is read into memory.
+
+    A declared Content-Length over the limit is refused at once; a body without one (chunked) is
+    counted as it arrives and refused once past the limit. Uploads (`.../upload`) have their own,
+    larger limit; Gradio's `max_file_size` bounds each file in them.
+    """
+
+    def __init__(self, app: Any, max_bytes: int, upload_bytes: int):
+        self.app, self.max_bytes, self.upload_bytes = app, max_bytes, upload_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.upload_bytes if scope["path"].rstrip("/").endswith("/upload") else self.max_bytes
+        message = f"The request is larger than this app takes ({limit / 2**20:g} MB)."
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return await PlainTextResponse(message, status_code=413)(scope, receive, send)
+        seen = 0
+
+        async def receive_within_limit() -> dict:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(413, message)  # FastAPI and Gradio's upload route answer it as is
+            return msg
+
+        await self.app(scope, receive_within_limit, send)
+
+
+def share_compute(demo: gr.Blocks, limit: int) -> None:
+    """Put every queued event in one concurrency group of `limit`: Gradio's limit is per event otherwise.
+
+    Events given a group of their own (the Train tab's status poller) and cancel events keep theirs.
+    """
+    for fn in demo.fns.values():
+        own_group = fn.concurrency_id != str(id(fn.fn))
+        if fn.queue and not own_group and not fn.is_cancel_function:
+            fn.concurrency_id, fn.concurrency_limit = COMPUTE, limit
 
 
 def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = None) -> gr.Blocks:
@@ -31,7 +107,7 @@ def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = 
     registry = registry or ModelRegistry(os.environ.get("GPT_MODELS_DIR", MODELS_DIR))
     if registry.runs_root is None:  # the picker offers what the Train tab trains
         registry.runs_root = runner.limits.runs_dir.resolve()
-    with gr.Blocks(title="GPT from scratch", analytics_enabled=False) as demo:
+    with SafeBlocks(title="GPT from scratch", analytics_enabled=False) as demo:
         gr.Markdown("# GPT from scratch\nHow a GPT turns text into tokens, attends, predicts, classifies and chats: "
                     "every model here was written and trained from scratch (or loaded from OpenAI's GPT-2).")
         model = picker.build(registry, demo)
@@ -51,11 +127,24 @@ def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = 
     return demo
 
 
+def serve(demo: gr.Blocks, limits: ServeLimits, max_upload_mb: float, **launch_kwargs: Any) -> gr.Blocks:
+    """Queue and launch `demo` within `limits`: one concurrency group for all compute, the queue's size,
+    the request size, and `max_upload_mb` for each uploaded file (the Train tab's limit: refused at the door)."""
+    share_compute(demo, limits.concurrency)
+    upload = int(max_upload_mb * 2**20)
+    middleware = Middleware(RequestSizeLimit, max_bytes=int(limits.max_request_mb * 2**20),
+                            upload_bytes=FILES_PER_UPLOAD * upload + 2**20)  # a megabyte for the form's framing
+    demo.queue(max_size=limits.queue_size, default_concurrency_limit=limits.concurrency)
+    demo.launch(theme=THEME, css=CSS, max_file_size=upload, app_kwargs={"middleware": [middleware]},
+                prevent_thread_lock=True, **launch_kwargs)
+    return demo
+
+
 def main() -> None:
-    torch.set_num_threads(int(os.environ.get("GPT_APP_TORCH_THREADS", "1")))
-    demo = build_app()
-    demo.queue(default_concurrency_limit=CONCURRENT_EVENTS)
-    demo.launch(theme=THEME, css=CSS, prevent_thread_lock=True)
+    limits = ServeLimits.from_env()
+    torch.set_num_threads(limits.torch_threads)
+    runner = JobRunner()
+    demo = serve(build_app(runner=runner), limits, runner.limits.max_upload_mb)
     print(f"GPT from scratch playground: {demo.local_url}", flush=True)
     demo.block_thread()
 

@@ -1,4 +1,9 @@
-"""What every tab shares: input checks, and turning any failure into a message instead of a traceback."""
+"""What every tab shares: input checks, and turning any failure into a message instead of a traceback.
+
+`SafeBlocks` does the same for what reaches an event before its function runs (Gradio's own
+checks of each component's value), for every event at once, the ones `gr.ChatInterface` makes
+included; `user_errors` wraps our event functions. Neither lets a server path reach the page.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import functools
 import inspect
 import logging
 import math
+import re
 import typing
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
+from gradio.exceptions import ComponentProcessingError, InvalidPathError
 
 log = logging.getLogger("gpt.app")
 
@@ -60,14 +67,33 @@ def with_notices(text: str, *notices: str) -> str:
     return "\n\n".join(filter(None, [join_notices(*notices), text]))
 
 
-def _as_user_error(err: Exception) -> gr.Error:
+# An absolute path (/a/b/c or ~/a/b) that is not part of a URL or of a relative path: cut to its last part.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])~?/(?:[^\s/'\"`:;,()<>\[\]{}]+/)+[^\s/'\"`:;,()<>\[\]{}]*")
+
+
+MAX_MESSAGE_CHARS = 300  # a message that echoes what was sent (5 MB of it) is cut: a message, not a dump
+
+
+def public_message(text: str) -> str:
+    """`text` with every absolute path cut to its last folder or file name, and at most `MAX_MESSAGE_CHARS` long.
+
+    The page should name a model or a file, never where the server keeps it (the repository, the
+    Hub cache, the runs folder).
+    """
+    text = _ABSOLUTE_PATH.sub(lambda m: [p for p in m.group(0).split("/") if p][-1], text)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _as_user_error(err: Exception, said: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)) -> gr.Error:
+    """`err` as a message for the page; only the kinds in `said` (bad input, a missing model) say what they are."""
     if isinstance(err, gr.Error):
+        err.message = public_message(str(err.message))
         return err
-    if isinstance(err, (ValueError, FileNotFoundError)):  # bad input or a missing model: say what it is
-        return gr.Error(str(err))
+    if isinstance(err, said):  # not the server's fault: no traceback in its log
+        return gr.Error(public_message(str(err)), print_exception=False)
     log.exception("unexpected error in an app event")  # the details go to the server log, not the page
     return gr.Error(f"Something went wrong ({type(err).__name__}); the app is still running. "
-                    "Details are in the server log.")
+                    "Details are in the server log.", print_exception=False)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -106,3 +132,149 @@ def _type_hints(fn: Callable) -> dict[str, Any]:
         return typing.get_type_hints(target)
     except (NameError, TypeError):
         return {}
+
+
+# -- what reaches an event before its function runs ------------------------------------------------
+
+class InputError(gr.Error):
+    """A value an event cannot take (the wrong type, too few values): a message, not a logged traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(public_message(message), print_exception=False)
+
+
+def clean_text(value: Any) -> Any:
+    """`value` with lone surrogates (which no UTF-8 encoder takes) made `?`, in strings at any depth."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8") if _has_surrogate(value) else value
+    if isinstance(value, list):
+        return [clean_text(v) for v in value]
+    if isinstance(value, dict):
+        return {clean_text(k): clean_text(v) for k, v in value.items()}
+    return value
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _shown(value: Any) -> str:
+    """What was sent, for a message: short text quoted, anything else by its kind."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"a text of {len(value):,} characters"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
+    return f"a {type(value).__name__}"
+
+
+def field_name(block: Any) -> str:
+    """How a message names an input: its label, else what kind of field it is."""
+    label = getattr(block, "label", None)
+    if isinstance(label, str) and label.strip():
+        return label.split(" (")[0]  # "Model (Tokenizer, Attention ...)" -> "Model"
+    return {"textbox": "The text", "slider": "A slider", "number": "A number"}.get(
+        type(block).__name__.lower(), "A value")
+
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("path"), str)
+
+
+def check_input(block: Any, value: Any) -> Any:
+    """The value an input component may pass on to Gradio's own preprocessing; `InputError` otherwise.
+
+    API callers can send anything JSON holds; the page sends only these. A textbox's missing value
+    is empty text (the page never sends one).
+    """
+    name = field_name(block)
+    if isinstance(block, (gr.Slider, gr.Number)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InputError(f"{name}: expected a number, got {_shown(value)}.")
+    elif isinstance(block, gr.Textbox):
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise InputError(f"{name}: expected text, got {_shown(value)}.")
+    elif isinstance(block, gr.Checkbox):
+        if not isinstance(value, bool):
+            raise InputError(f"{name}: expected true or false (ticked or not), got {_shown(value)}.")
+    elif isinstance(block, (gr.Radio, gr.Dropdown, gr.CheckboxGroup)):
+        _check_choices(block, value, name)
+    elif isinstance(block, gr.File) and value is not None:
+        many = isinstance(value, list)
+        wanted = block.file_count != "single"
+        if many != wanted or not all(map(_is_file, value if many else [value])):
+            what = "uploaded files" if wanted else "an uploaded file"
+            raise InputError(f"{name}: expected {what}, got {_shown(value)}.")
+    return value
+
+
+def _check_choices(block: Any, value: Any, name: str) -> None:
+    many = isinstance(block, gr.CheckboxGroup) or bool(getattr(block, "multiselect", False))
+    if many and value is None and isinstance(block, gr.Dropdown):
+        return
+    if many != isinstance(value, list):
+        raise InputError(f"{name}: expected {'a list of choices' if many else 'one choice'}, got {_shown(value)}.")
+    choices = [v for _, v in block.choices]
+    for v in value if many else [value]:
+        if v is None and not many:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise InputError(f"{name}: expected a choice (text), got {_shown(v)}.")
+        if not getattr(block, "allow_custom_value", False) and v not in choices:
+            raise InputError(f"{name}: {_shown(v)} is not one of the choices.")
+
+
+class SafeBlocks(gr.Blocks):
+    """`gr.Blocks` whose events answer any value they cannot take with a short message naming the field.
+
+    Gradio itself turns a non-number in a slider, too few values, or a textbox holding a list into
+    an exception with internal details, which the page shows as an unexplained error. Here every
+    input is checked by kind first (`check_input`), lone surrogates are cleaned out of all text
+    (the reply could not be encoded otherwise), and whatever still fails, inside Gradio or our
+    functions, reaches the page as a `gr.Error` without server paths.
+    """
+
+    def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        if not isinstance(inputs, list) or len(inputs) < len(block_fn.inputs):
+            got = len(inputs) if isinstance(inputs, list) else 0
+            wanted = len(block_fn.inputs)
+            raise InputError(f"This action takes {wanted} value{'s' * (wanted != 1)}, one per input; it got {got}.")
+
+    async def preprocess_data(self, block_fn: Any, inputs: list[Any], state: Any, explicit_call: bool = False
+                              ) -> list[Any]:
+        self.validate_inputs(block_fn, inputs)
+        inputs = clean_text(list(inputs))
+        for i, block in enumerate(block_fn.inputs):
+            if isinstance(block, gr.components.Component) and not block.stateful and \
+                    i not in block_fn.component_prop_inputs:
+                current = state[block._id] if state is not None and block._id in state else block  # its choices now
+                inputs[i] = check_input(current, inputs[i])
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except gr.Error as err:  # Gradio's range checks: already a message, and no fault of the server's
+            err.print_exception = False
+            raise _as_user_error(err) from err
+        except ComponentProcessingError as err:
+            index = re.search(r"at index (\d+)", str(err))
+            block = block_fn.inputs[int(index.group(1))] if index else None
+            what = field_name(block) if block is not None else "A value"
+            raise InputError(f"{what}: this value cannot be used ({type(err.__cause__ or err).__name__}).") from err
+        except InvalidPathError as err:
+            raise InputError("A file sent here was not uploaded to this app: upload it first.") from err
+        except Exception as err:  # noqa: BLE001 - a value Gradio could not read (a malformed file record...)
+            raise InputError(f"A value sent here cannot be read ({type(err).__name__}).") from err
+
+    async def process_api(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await super().process_api(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - the page gets a message, the log the details
+            raise _as_user_error(err, said=()) from err  # ours are messages already: the rest is Gradio's

@@ -1,0 +1,47 @@
+"""Fixtures of the tests that serve the app: the app as `python app.py` serves it (`app.serve`, its
+limits included), on 127.0.0.1 and a free port, on the shipped models or a test folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+from tests.helpers import free_port  # noqa: E402
+from ui.jobs import JobRunner  # noqa: E402
+from ui.registry import MODELS_DIR, SHIPPED_CLASSIFIER, SHIPPED_LANGUAGE_MODELS, ModelRegistry  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shipped_models() -> Path:
+    """assets/models, when all three shipped models are there (the app's real data: 5M parameters each)."""
+    registry = ModelRegistry(MODELS_DIR)
+    if not all(map(registry.has, SHIPPED_LANGUAGE_MODELS)) or SHIPPED_CLASSIFIER not in registry.classifier_names():
+        pytest.skip("the shipped models are not all in assets/models")
+    return Path(MODELS_DIR)
+
+
+@pytest.fixture(scope="module")
+def serve_app() -> Iterator[Callable[..., str]]:
+    """`serve_app(registry, runner, limits=None)` builds and serves the app and returns its URL; closed after
+    the module."""
+    from app import ServeLimits, build_app, serve
+
+    served = []
+
+    def start(registry: ModelRegistry, runner: JobRunner, limits: ServeLimits | None = None) -> str:
+        demo = build_app(registry, runner)
+        port = free_port()
+        serve(demo, limits or ServeLimits(), runner.limits.max_upload_mb, server_name="127.0.0.1",
+              server_port=port, quiet=True)
+        served.append(demo)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for demo in served:
+        demo.close()
