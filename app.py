@@ -22,7 +22,16 @@ from starlette.exceptions import HTTPException  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 from starlette.responses import PlainTextResponse  # noqa: E402
 
-from ui import attention_tab, chat_tab, generate_tab, picker, spam_tab, tokenizer_tab, train_tab  # noqa: E402
+from ui import (  # noqa: E402
+    attention_tab,
+    chat_tab,
+    generate_tab,
+    model_card_view,
+    picker,
+    spam_tab,
+    tokenizer_tab,
+    train_tab,
+)
 from ui.common import SafeBlocks  # noqa: E402
 from ui.jobs import JobRunner, env_number  # noqa: E402
 from ui.registry import MODELS_DIR, ModelRegistry  # noqa: E402
@@ -111,6 +120,7 @@ def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = 
         gr.Markdown("# GPT from scratch\nHow a GPT turns text into tokens, attends, predicts, classifies and chats: "
                     "every model here was written and trained from scratch (or loaded from OpenAI's GPT-2).")
         model = picker.build(registry, demo)
+        model_card_view.build(registry, model)  # "How this model was made": follows the picked model
         with gr.Tabs():
             with gr.Tab("Tokenizer", id="tokenizer"):
                 tokenizer_tab.build(registry, model)

@@ -26,7 +26,7 @@ from gpt.instruct.prompt import chat_prompt, chat_stream
 from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, finetune_run
 from gpt.pretrain.archive import write_run_archive
 from gpt.pretrain.state import loss_figure
-from ui.common import check_number, clip_chars, user_errors
+from ui.common import check_number, clip_chars, public_message, user_errors
 from ui.jobs import Job, JobRunner, state_line
 from ui.picker import describe
 from ui.registry import RUN_MODEL, RUN_PREFIX, ModelRegistry
@@ -101,7 +101,7 @@ def model_info(registry: ModelRegistry, name: str) -> tuple[str, str]:
     try:
         ckpt = chat_model(registry, name)
     except FileNotFoundError as err:  # not shipped yet: said in the summary, not as an error
-        return f"⚠️ The chat model is not available: {err}", NO_SCORES
+        return public_message(f"⚠️ The chat model is not available: {err}"), NO_SCORES
     meta = ckpt.meta
     line = describe(ckpt, name)
     if "finetune" in meta:
@@ -109,7 +109,7 @@ def model_info(registry: ModelRegistry, name: str) -> tuple[str, str]:
         line += (f"<br>Finetuned from **{meta.get('base_model', '?')}** on {meta.get('data', '?')} "
                  f"({meta.get('n_train', 0):,} entries, {meta.get('epochs_done', '?')} epochs, {how}); "
                  f"prompt format: {meta.get('prompt_format', PROMPT_FORMAT)}.")
-    return line, held_out_scores(registry.resolve(name).path)
+    return public_message(line), held_out_scores(registry.resolve(name).path)
 
 
 def finetune_method(recorded: Any) -> str:

@@ -7,7 +7,7 @@ import functools
 import gradio as gr
 
 from gpt.checkpoint import Checkpoint
-from ui.common import user_errors
+from ui.common import public_message, user_errors
 from ui.registry import ModelRegistry
 
 
@@ -30,7 +30,7 @@ def show_model(registry: ModelRegistry, name: str, progress: gr.Progress = gr.Pr
     try:
         return describe(registry.load(name), name)
     except FileNotFoundError as err:  # not shipped yet, or GPT-2 offline and not in the cache
-        return f"⚠️ {err}"
+        return public_message(f"⚠️ {err}")
 
 
 def build(registry: ModelRegistry, demo: gr.Blocks) -> gr.Dropdown:

@@ -15,7 +15,7 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from tests.helpers import STORY, free_port, make_model_folder  # noqa: E402
+from tests.helpers import STORY, make_model_folder  # noqa: E402
 from ui.jobs import JobRunner, TrainLimits  # noqa: E402
 from ui.registry import ModelRegistry  # noqa: E402
 
@@ -31,7 +31,7 @@ ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token
              "/chat_download", "/chat_upload",
              # the views inside the model
              "/embeddings", "/logit_lens", "/surprisal", "/compare_models", "/beam_tree", "/kv_cache", "/kv_timing",
-             "/memory_table"}
+             "/memory_table", "/model_card"}
 # The Train tab's settings for a tiny model on pasted text: token (None: the client's session), corpora,
 # pasted text, files, tokenizer, vocabulary, preset, layers, heads, width, context, positions, dropout,
 # steps, minutes, batch, learning rate, warmup, weight decay, seed.
@@ -46,18 +46,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
 
 
 @pytest.fixture(scope="module")
-def client(registry: ModelRegistry, tmp_path_factory: pytest.TempPathFactory):
-    from app import build_app
-
+def client(registry: ModelRegistry, serve_app, tmp_path_factory: pytest.TempPathFactory) -> Client:
+    """The app as `python app.py` serves it (its limits included), on the tiny models."""
     runner = JobRunner(TrainLimits(runs_dir=tmp_path_factory.mktemp("runs"), threads=1))
-    demo = build_app(registry, runner)
-    demo.queue(default_concurrency_limit=2)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}", verbose=False)
-    finally:
-        demo.close()
+    return Client(serve_app(registry, runner), verbose=False)
 
 
 def test_every_action_has_a_named_endpoint(client):

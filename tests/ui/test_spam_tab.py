@@ -4,7 +4,6 @@ finetuning, stopping, listing, downloading and uploading classifiers of tiny mod
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import types
@@ -18,7 +17,7 @@ from gpt.classify.archive import MEMBERS
 from gpt.classify.classifier import CLASSIFIER_CONFIG, METRICS_FILE, ClassifierMetrics, dump_test_metrics
 from gpt.classify.data import MODERN_TEST, SET_TITLES, SMS_TEST, SPAMASSASSIN_TEST
 from gpt.files import SHIPPED_MODELS, write_text_atomic
-from tests.helpers import free_port, make_model_folder
+from tests.helpers import make_model_folder
 from ui import spam_tab
 from ui.jobs import JobRunner, TrainLimits
 from ui.registry import RUN_PREFIX, ModelRegistry
@@ -285,22 +284,12 @@ def test_uploads_are_refused_clearly_and_leave_nothing_behind(runner, tab_regist
 # -- the same through the app's named endpoints (gradio_client) ---------------------------------------
 
 @pytest.fixture(scope="module")
-def client(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The app on the tiny models, as tests/ui/test_app_client.py serves it."""
-    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+def client(tiny_models: Path, serve_app, tmp_path_factory: pytest.TempPathFactory):
+    """The app on the tiny models, as `python app.py` serves it."""
     from gradio_client import Client
 
-    from app import build_app
-
-    demo = build_app(ModelRegistry(tiny_models), JobRunner(TrainLimits(runs_dir=tmp_path_factory.mktemp("runs"),
-                                                                         threads=1)))
-    demo.queue(default_concurrency_limit=2)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}", verbose=False)
-    finally:
-        demo.close()
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path_factory.mktemp("runs"), threads=1))
+    return Client(serve_app(ModelRegistry(tiny_models), runner), verbose=False)
 
 
 def test_finetune_watch_classify_list_download_and_upload_through_the_api(client, tmp_path):
