@@ -8,6 +8,7 @@ download: from a cache laid out like the Hub's (offline mode), or over a mocked 
 from __future__ import annotations
 
 import hashlib
+import types
 from pathlib import Path
 
 import huggingface_hub
@@ -276,3 +277,24 @@ def test_gpt2_small_sized_parity_through_the_real_repo_name(offline_hub, tmp_pat
     greedy = SamplingConfig(max_new_tokens=8, temperature=0, stop_at_eot=False)
     reference = hf.generate(torch.tensor([ids]), max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
     assert generate(ckpt.model, ids, greedy) == reference[0, len(ids):].tolist()
+
+
+def test_a_gpt2_size_that_does_not_fit_in_memory_is_refused_before_loading(offline_hub, monkeypatch):
+    """The check needs no download: the size is known from the config."""
+    import gpt.memory
+
+    monkeypatch.setattr(gpt.memory, "available_memory", lambda: 2 * 10**9)
+    with pytest.raises(gpt.memory.InsufficientResourcesError, match=r"gpt2-xl in float32 needs about .* GB of "
+                                                                     r"memory; this machine has 2.00 GB free"):
+        load_pretrained("gpt2-xl")
+    assert not any(offline_hub.iterdir())
+
+
+def test_a_download_that_does_not_fit_on_disk_is_refused_before_it_starts(offline_hub, monkeypatch):
+    import gpt.memory
+
+    monkeypatch.setattr(gpt.memory.shutil, "disk_usage", lambda _: types.SimpleNamespace(free=10**8))
+    with pytest.raises(gpt.memory.InsufficientResourcesError, match=r"downloading gpt2-medium needs 1.42 GB of "
+                                                                     r"disk; 0.10 GB are free"):
+        load_pretrained("gpt2-medium")
+    assert not any(offline_hub.iterdir())
