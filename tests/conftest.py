@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before any test imports gradio
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """A test that runs a command in-process (`finetune-instruct --threads 1`) must not slow every later one."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def novel() -> str:
     """Northanger Abbey, the shortest of the six Austen novels shipped in assets/."""

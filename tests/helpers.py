@@ -9,12 +9,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.server
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,3 +166,36 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+APP_START_TIMEOUT_S = 120  # the machine may be busy; a quiet one starts in a few seconds
+
+
+@contextlib.contextmanager
+def app_process(models: Path, runs: Path, log: Path, **env: str) -> Iterator[str]:
+    """`python app.py` on 127.0.0.1 and a free port, serving `models` and training into `runs`: its URL.
+
+    `env` adds environment variables (GPT_TRAIN_THREADS=...). The server's output goes to `log`; a
+    traceback in it is printed when the app stops, since a failure reaches the page only as a message.
+    """
+    import pytest
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GPT_MODELS_DIR": str(models), "GPT_RUNS_DIR": str(runs), "GRADIO_ANALYTICS_ENABLED": "False",
+           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1", **env}
+    with open(log, "w") as out:
+        app = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + APP_START_TIMEOUT_S
+        while f"GPT from scratch playground: {url}" not in log.read_text():  # app.py prints its URL
+            if app.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+        if "Traceback" in log.read_text():
+            print(log.read_text()[-5000:])

@@ -7,17 +7,13 @@ shipped models when all three are there, otherwise on a tiny random model folder
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from gpt.tokenizer import load_tokenizer
-from tests.helpers import REPO, STORY, free_port, make_model_folder
+from tests.helpers import REPO, STORY, app_process, make_model_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,7 +23,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 SHIPPED = REPO / "assets" / "models"
-START_TIMEOUT_S = 120  # the machine may be busy; a quiet one starts in a few seconds
 WAIT_MS = 60_000
 TRAIN_WAIT_MS = 300_000  # a bound on a hung training, not a speed target
 
@@ -44,27 +39,8 @@ def shipped_complete() -> bool:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory):
     models = SHIPPED if shipped_complete() else make_model_folder(tmp_path_factory.mktemp("models"))
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GPT_MODELS_DIR": str(models), "GPT_RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
-           "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost",
-           "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"}
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with open(log, "w") as out:
-        app = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while f"GPT from scratch playground: {url}" not in log.read_text():  # app.py prints its URL
-            if app.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    with app_process(models, tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("app") / "app.log") as url:
         yield url
-    finally:
-        app.terminate()
-        app.wait(timeout=30)
-        if "Traceback" in log.read_text():  # a failure may reach the page only as a message, never the log's traceback
-            print(log.read_text()[-5000:])
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,10 @@ Chromium driven by playwright. The screenshot goes to `screenshots/` (git-ignore
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 
 import pytest
 
-from tests.helpers import REPO, free_port, make_model_folder
+from tests.helpers import REPO, app_process, make_model_folder
 from tests.ui.test_spam_tab import write_table
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -23,7 +20,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 SHOTS = REPO / "screenshots"
-START_TIMEOUT_S = 120  # the machine may be busy; a quiet one starts in a few seconds
 WAIT_MS = 60_000
 FINETUNE_WAIT_MS = 240_000  # a bound on a hung finetuning, not a speed target
 
@@ -35,27 +31,9 @@ sync_api = pytest.importorskip("playwright.sync_api")
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory):
     models = make_model_folder(tmp_path_factory.mktemp("models"))
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GPT_MODELS_DIR": str(models), "GPT_RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
-           "GPT_TRAIN_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost",
-           "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"}
     log = tmp_path_factory.mktemp("app") / "app.log"
-    with open(log, "w") as out:
-        app = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while f"GPT from scratch playground: {url}" not in log.read_text():  # app.py prints its URL
-            if app.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    with app_process(models, tmp_path_factory.mktemp("runs"), log, GPT_TRAIN_THREADS="1") as url:
         yield url
-    finally:
-        app.terminate()
-        app.wait(timeout=30)
-        if "Traceback" in log.read_text():
-            print(log.read_text()[-5000:])
 
 
 def test_finetune_a_classifier_by_clicking_then_classify_with_it(app_url, tmp_path):
