@@ -216,11 +216,7 @@ def _remove_run(runner: JobRunner, name: str) -> None:
 
 
 def stop_finetune(runner: JobRunner, token: str, request: gr.Request = None) -> str:
-    owner = owner_of(token, request)
-    job = runner.job_of(owner, "instruct")
-    if job is None or not job.active:
-        raise ValueError("You have no chat finetune running.")
-    runner.stop(job, owner)
+    runner.stop_latest(owner_of(token, request), "instruct", "chat finetune")
     return ("Stopping: the run keeps the weights so far (a checkpoint), then scores them on "
             f"{EVAL_QUESTIONS} held-out questions beside its base model.")
 

@@ -205,6 +205,13 @@ class JobRunner:
                 job.state = "stopping"
                 job._stop.set()
 
+    def stop_latest(self, owner: str, kind: str, what: str) -> None:
+        """Stop the owner's running job of `kind`; `what` names it in the message when there is none."""
+        job = self.job_of(owner, kind)
+        if job is None or not job.active:
+            raise ValueError(f"You have no {what} running.")
+        self.stop(job, owner)
+
     def wait(self, job: Job, timeout: float) -> bool:
         """Block until `job` has ended (for tests and scripts); True if it did."""
         deadline = time.monotonic() + timeout

@@ -281,11 +281,7 @@ def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str, base:
 
 
 def stop_finetune(runner: JobRunner, token: str, request: gr.Request = None) -> str:
-    owner = owner_of(token, request)
-    job = runner.job_of(owner, KIND)
-    if job is None or not job.active:
-        raise ValueError("You have no finetuning running.")
-    runner.stop(job, owner)
+    runner.stop_latest(owner_of(token, request), KIND, "finetuning")
     return "Stopping: the classifier keeps the best epoch so far (or the weights so far, before the first ends)."
 
 

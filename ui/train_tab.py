@@ -306,11 +306,7 @@ def _sample_prompt(data: TrainData) -> str:
 
 
 def stop_training(runner: JobRunner, token: str, request: gr.Request = None) -> str:
-    owner = owner_of(token, request)
-    job = runner.job_of(owner, "train")
-    if job is None or not job.active:
-        raise ValueError("You have no training running.")
-    runner.stop(job, owner)
+    runner.stop_latest(owner_of(token, request), "train", "training")
     return "Stopping: the run writes a checkpoint and its model at the current step."
 
 
