@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gpt.config import GPTConfig
+from gpt.kernels import Linear
 
 
 class KVCache:
@@ -46,8 +47,8 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
         self.layer_idx = layer_idx
-        self.qkv = nn.Linear(cfg.emb_dim, 3 * cfg.emb_dim, bias=cfg.qkv_bias)  # fused W_query|W_key|W_value
-        self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim)
+        self.qkv = Linear(cfg.emb_dim, 3 * cfg.emb_dim, bias=cfg.qkv_bias)  # fused W_query|W_key|W_value
+        self.out_proj = Linear(cfg.emb_dim, cfg.emb_dim)
         self.drop_rate = cfg.drop_rate
         self.attn_dropout = nn.Dropout(cfg.drop_rate)
 

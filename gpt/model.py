@@ -9,6 +9,7 @@ from torch import nn
 
 from gpt.attention import CausalSelfAttention, KVCache
 from gpt.config import GPTConfig
+from gpt.kernels import Linear, matmul_route
 
 
 def sinusoidal_positions(context_length: int, emb_dim: int) -> torch.Tensor:
@@ -32,9 +33,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.fc = nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim)
+        self.fc = Linear(cfg.emb_dim, 4 * cfg.emb_dim)
         self.gelu = nn.GELU(approximate="tanh")
-        self.proj = nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
+        self.proj = Linear(4 * cfg.emb_dim, cfg.emb_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.gelu(self.fc(x)))
@@ -74,7 +75,7 @@ class GPTModel(nn.Module):
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(cfg.emb_dim, eps=1e-5)
-        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.out_head.weight = self.tok_emb.weight
         self._head_t_key: tuple | None = None  # see _head_weight_t
@@ -121,7 +122,7 @@ class GPTModel(nn.Module):
         x, _ = self.hidden_states(idx, cache)
         if last_only:
             x = x[:, -1:]  # decoding needs one row of the (large) output projection, not T
-            if x.device.type == "cpu" and not torch.is_grad_enabled():
+            if x.device.type == "cpu" and not torch.is_grad_enabled() and matmul_route(x.dtype, 1) == "aten":
                 logits = x @ self._head_weight_t()
                 return logits if self.out_head.bias is None else logits + self.out_head.bias
         return self.out_head(x)
@@ -129,10 +130,11 @@ class GPTModel(nn.Module):
     def _head_weight_t(self) -> torch.Tensor:
         """The output head's weight as a contiguous (C, vocab) copy, remade whenever the weight changes.
 
-        For one row of activations, x @ W.T over the row-major (vocab, C) weight streams memory at
-        about half the rate of x @ W_t over a contiguous (C, vocab) copy on the CPUs measured (the
-        README's inference section gives the figures). The head is a third of GPT-2 small's weights,
-        so decoding trades the copy's memory for speed.
+        Used where PyTorch's default route decodes (gpt/kernels.py packs the weight where oneDNN is
+        faster). For one row of activations, x @ W.T over the row-major (vocab, C) weight streams
+        memory at about half the rate of x @ W_t over a contiguous (C, vocab) copy on the CPUs
+        measured. The head is a third of GPT-2 small's weights, so decoding trades the copy's memory
+        for speed.
         """
         w = self.out_head.weight
         key = (w.data_ptr(), w._version, w.dtype)
