@@ -5,6 +5,9 @@
 Starts `python app.py` exactly as a user would (offline, analytics off), times the first HTTP 200,
 then drives the named endpoints with gradio_client (the full server round trip) and calls the same
 event functions in-process (the work alone). Prints medians as a markdown table, with the targets.
+Then the streaming of the Generate tab on the picked model: tokens/s of the tab's event function,
+of the library's `stream`, and of the model's cached forward steps alone, so that the share of the
+time spent outside the model (sampling, decoding text, Python) is visible.
 """
 
 from __future__ import annotations
@@ -89,6 +92,47 @@ def first_token_ms(submit: Callable[[], object], repeats: int) -> float:
     return 1000 * statistics.median(times[1:])
 
 
+def streaming_figures(registry, model_name: str, new_tokens: int = 128, repeats: int = 3) -> dict[str, float]:
+    """Tokens/s of the Generate tab's stream, of `gpt.generate.stream`, and of the forward steps alone."""
+    import torch
+
+    from gpt.generate import SamplingConfig, stream
+    from ui import generate_tab
+
+    ckpt = registry.load(model_name)
+    model, prompt = ckpt.model, ckpt.tokenizer.encode("It is a truth universally acknowledged, that")
+    sampling = SamplingConfig(max_new_tokens=new_tokens, temperature=0.8, top_k=40, top_p=0.95, seed=123,
+                              stop_at_eot=False)
+
+    def tab() -> int:
+        outputs = list(generate_tab.generate(registry, model_name, "It is a truth universally acknowledged, that",
+                                             0.8, 40, 0.95, new_tokens, 123))
+        return len(ckpt.tokenizer.encode(outputs[-1][0]))
+
+    def library() -> int:
+        return sum(1 for _ in stream(model, prompt, sampling, vocab_size=ckpt.tokenizer.n_vocab))
+
+    def forward_only() -> int:
+        with torch.inference_mode():
+            cache = model.new_cache(1)
+            logits = model(torch.tensor([prompt]), cache, last_only=True)
+            for _ in range(new_tokens - 1):
+                logits = model(logits[:, -1].argmax(-1, keepdim=True), cache, last_only=True)
+        return new_tokens
+
+    def rate(fn: Callable[[], int]) -> float:
+        fn()
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            n = fn()
+            runs.append(n / (time.perf_counter() - start))
+        return statistics.median(runs)
+
+    return {"Generate tab (event function)": rate(tab), "gpt.generate.stream": rate(library),
+            "model forward steps alone": rate(forward_only)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=REPO / "assets" / "models")
@@ -152,6 +196,14 @@ def main() -> None:
 
     for name, target in TARGETS_MS.items():
         print(f"| {name} | < {target} ms | {cell(served[name])} | {cell(local[name])} |")
+
+    rates = unavailable(lambda: streaming_figures(registry, model))
+    if rates is not None:
+        forward = rates["model forward steps alone"]
+        print(f"\nstreaming 128 tokens on {model} (tokens/s; time outside the model's forward steps):")
+        print("| path | tokens/s | outside the forward steps |\n|---|---|---|")
+        for name, value in rates.items():
+            print(f"| {name} | {value:.0f} | {100 * (1 - value / forward):.0f}% |")
 
 
 if __name__ == "__main__":

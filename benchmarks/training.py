@@ -3,7 +3,8 @@
 Both models get the same architecture, the same random batch, the same fused AdamW, the same
 gradient clipping, the same threads and the same precision (fp32, or bf16 autocast over fp32
 master weights). A step is forward, cross-entropy, backward, clip, optimizer step. The machines
-are shared, so read the ratio rather than the absolute tokens/s.
+are shared, so read the ratio rather than the absolute tokens/s. Each row also gives the model FLOP
+utilisation: training FLOP/s over the matrix-product peak measured in the same run.
 
     python -m benchmarks.training                      # shipped-small at 16x256 and gpt2-small at 4x256, fp32
     python -m benchmarks.training --autocast bfloat16
@@ -17,6 +18,7 @@ import sys
 import torch
 
 from benchmarks.common import format_table, hf_model, interleaved_median_seconds, throughput_row
+from benchmarks.machine import matmul_peak, training_flops_per_token
 from gpt.config import GPTConfig
 from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES
@@ -39,7 +41,8 @@ def run_benchmarks(workloads=WORKLOADS, precision: str = "float32", repeats: int
             hf = hf_model(cfg).train()
             steps["transformers"] = training_step(hf, lambda x, hf=hf: hf(x).logits, batch, precision)
         row = throughput_row(f"{preset} {batch_size}x{seq_len}", tokens, interleaved_median_seconds(steps, repeats))
-        rows.append(row | {"params_m": ours.n_params() / 1e6})
+        flops = training_flops_per_token(cfg, seq_len)
+        rows.append(row | {"params_m": ours.n_params() / 1e6, "flops_per_token": flops})
         del ours, steps
     return rows
 
@@ -55,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     title = (f"training step (fwd+bwd+clip+fused AdamW), random weights, {args.autocast}, "
              f"{torch.get_num_threads()} threads, median of {args.repeats} taken in turns")
     print(format_table(rows, title, digits=0))
+    peak = matmul_peak(torch.bfloat16 if args.autocast == "bfloat16" else torch.float32)
+    print(f"model FLOP utilisation against the measured {args.autocast} matrix-product peak, {peak / 1e9:.0f} GFLOP/s:")
+    for row in rows:
+        shares = ", ".join(f"{name} {100 * float(row[name]) * float(row['flops_per_token']) / peak:.0f}%"
+                           for name in ("ours", "transformers") if name in row)
+        print(f"  {row['workload']}: {shares}")
     return 0
 
 

@@ -1,0 +1,38 @@
+"""What this machine allows: memory bandwidth and matrix-product peak, measured in the same run.
+
+A decode step reads every weight once, so bytes of weights / bandwidth is the fastest a token can
+come; training and prefill are bound by the matrix products, so their FLOP/s over the measured peak
+is the model FLOP utilisation. Both are measured, not looked up: the machines are shared.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks.common import interleaved_median_seconds
+from gpt.config import GPTConfig
+from gpt.kernels import _onednn_available, _onednn_mm
+
+
+def memory_bandwidth(n_bytes: int = 2 * 1024**3, repeats: int = 5) -> float:
+    """Bytes/s that a full read of a buffer far larger than the caches reaches (`x.sum()`)."""
+    x = torch.ones(n_bytes // 4)
+    seconds = interleaved_median_seconds({"sum": x.sum}, repeats)["sum"]
+    return n_bytes / seconds
+
+
+def matmul_peak(dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+    """FLOP/s of the faster of PyTorch's and oneDNN's product on a large GPT-2-small-shaped matrix."""
+    x, w = torch.randn(2048, 768, dtype=dtype), torch.randn(3072, 768, dtype=dtype)
+    steps = {"aten": lambda: torch.nn.functional.linear(x, w)}
+    if _onednn_available():
+        steps["onednn"] = lambda: _onednn_mm(x, w, None)
+    seconds = min(interleaved_median_seconds(steps, repeats).values())
+    return 2 * x.shape[0] * w.shape[0] * w.shape[1] / seconds
+
+
+def training_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:
+    """Forward and backward FLOPs per token: 6 per weight of the products, plus attention's scores and sums
+    (PaLM's appendix B accounting; the embedding lookups are not products)."""
+    weights = cfg.n_layers * 12 * cfg.emb_dim**2 + cfg.emb_dim * cfg.vocab_size
+    return 6 * weights + 12 * cfg.n_layers * cfg.emb_dim * seq_len
