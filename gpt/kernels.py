@@ -118,6 +118,11 @@ class Linear(nn.Linear):
             y = _onednn_mm(x2d, self._packed_weight() if rows <= FEW_ROWS else w, self.bias)
         return y.reshape(*x.shape[:-1], self.out_features)
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the packed weight behind (oneDNN's layout cannot be copied); it is remade."""
+        state = super().__getstate__()
+        return {**state, "_packed_key": None, "_packed": torch.empty(0)}
+
     def _packed_weight(self) -> torch.Tensor:
         """The weight in oneDNN's layout for few-row products, remade whenever the weight changes."""
         w = self.weight

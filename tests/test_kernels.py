@@ -108,3 +108,15 @@ def test_model_losses_and_greedy_tokens_agree_across_routes(monkeypatch):
         results[route] = (losses, tokens)
     assert results["aten"][0] == pytest.approx(results["onednn"][0], rel=1e-5)
     assert results["aten"][1] == results["onednn"][1]
+
+
+@onednn
+def test_a_layer_that_decoded_can_be_copied(monkeypatch):
+    import copy
+
+    monkeypatch.setenv(ROUTE_ENV, "onednn")
+    layer = make_linear()
+    x = torch.randn(1, 48)
+    with torch.no_grad():
+        expected = layer(x)  # packs the weight
+        torch.testing.assert_close(copy.deepcopy(layer)(x), expected)
