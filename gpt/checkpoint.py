@@ -20,13 +20,15 @@ from safetensors.torch import load_file, save_file
 from gpt.config import GPTConfig
 from gpt.files import atomic_path, sha256_of, write_text_atomic
 from gpt.memory import require_memory
-from gpt.model import GPTModel
+from gpt.model import GPTModel, sinusoidal_positions
+from gpt.quantize import QuantizedLinear, is_quantized, quantized_skeleton
 from gpt.tokenizer import Tokenizer, load_tokenizer, write_ranks
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.tiktoken"
 CHECKSUMS = "sha256"  # config key: file name -> sha256 of the files saved beside the config
+QUANTIZATION = "quantization"  # config key of an int8 checkpoint: {"scheme": "int8", "group_size": null or g}
 
 
 class CheckpointError(ValueError):
@@ -55,16 +57,20 @@ def save_checkpoint(model: GPTModel, directory: str | Path, tokenizer: Tokenizer
     files = [WEIGHTS_FILE] + ([TOKENIZER_FILE] if tokenizer_ref == TOKENIZER_FILE else [])
     config = {"model": model.cfg.to_dict(), "tokenizer": tokenizer_ref, "meta": meta or {},
               CHECKSUMS: {name: sha256_of(directory / name) for name in files}}
+    if is_quantized(model):
+        config[QUANTIZATION] = quantization_of(model)
     write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return directory
 
 
 def state_for_saving(model: GPTModel, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """The state dict as safetensors wants it: contiguous, and a tied head stored once (as tok_emb)."""
+    """The state dict as safetensors wants it: contiguous, a tied head stored once (as tok_emb), int8
+    weights kept int8 whatever `dtype` the float tensors are cast to."""
     state = model.state_dict()
     if model.cfg.tie_weights:
         state.pop("out_head.weight", None)
-    return {k: (v if dtype is None else v.to(dtype)).contiguous() for k, v in state.items()}
+    return {k: (v if dtype is None or not v.is_floating_point() else v.to(dtype)).contiguous()
+            for k, v in state.items()}
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
@@ -112,12 +118,39 @@ def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], so
         if state[name].shape != tensor.shape:
             raise CheckpointError(f"{source}: tensor {name!r} has shape {tuple(state[name].shape)}, "
                                   f"expected {tuple(tensor.shape)}")
+        if state[name].is_floating_point() != tensor.is_floating_point():  # int8 weights where floats belong
+            raise CheckpointError(f"{source}: tensor {name!r} is {state[name].dtype}, expected {tensor.dtype}")
     extra = sorted(set(state) - set(expected))
     if extra:
         raise CheckpointError(f"{source}: unexpected tensor {extra[0]!r} (not part of this model)")
     with torch.no_grad():
         for name, tensor in state.items():
             expected[name].copy_(tensor)
+
+
+def quantization_of(model: GPTModel) -> dict[str, Any]:
+    sizes = {m.group_size for m in model.modules() if isinstance(m, QuantizedLinear)}
+    if len(sizes) != 1:
+        raise ValueError("every int8 layer of a saved model must share one group size")
+    return {"scheme": "int8", "group_size": sizes.pop()}
+
+
+def int8_skeleton(cfg: GPTConfig, quantization: Any, source: Path) -> GPTModel:
+    """The model with empty int8 layers, built on the meta device: no float copy of the weights is ever made."""
+    group_size = quantization.get("group_size") if isinstance(quantization, dict) else None
+    if (not isinstance(quantization, dict) or quantization.get("scheme") != "int8"
+            or not (group_size is None or isinstance(group_size, int) and group_size > 0)):
+        raise CheckpointError(f"{source}: quantization must be {{\"scheme\": \"int8\", \"group_size\": null or "
+                              f"a positive integer}}, got {quantization!r}")
+    try:
+        with torch.device("meta"):
+            model = quantized_skeleton(GPTModel(cfg), group_size)
+    except ValueError as err:
+        raise CheckpointError(f"{source}: {err}") from err
+    model = model.to_empty(device="cpu")
+    if cfg.positions != "learned":  # a constant, not saved: rebuilt as GPTModel builds it
+        model.pos_table = sinusoidal_positions(cfg.context_length, cfg.emb_dim)
+    return model
 
 
 def _tokenizer_of(directory: Path, config: dict[str, Any]) -> Tokenizer:
@@ -149,9 +182,12 @@ def load_checkpoint(directory: str | Path, dtype: torch.dtype = torch.float32, d
     cfg: GPTConfig = config["model"]
     if tokenizer.n_vocab > cfg.vocab_size:
         raise CheckpointError(f"{directory}: tokenizer has {tokenizer.n_vocab} tokens, model only {cfg.vocab_size}")
-    require_memory(cfg.n_elements() * 4, f"the model in {directory.name} ({cfg.n_params() / 1e6:,.0f}M parameters)")
+    quantization = config.get(QUANTIZATION)
+    bytes_per_weight = 1 if quantization else 4
+    require_memory(cfg.n_elements() * bytes_per_weight,
+                   f"the model in {directory.name} ({cfg.n_params() / 1e6:,.0f}M parameters)")
     verify_checksum(directory, config, WEIGHTS_FILE)
-    model = GPTModel(cfg)
+    model = GPTModel(cfg) if quantization is None else int8_skeleton(cfg, quantization, directory / CONFIG_FILE)
     load_weights_into(model, load_state_dict(directory / WEIGHTS_FILE), directory / WEIGHTS_FILE)
     model.to(device=device, dtype=dtype).eval()
     return Checkpoint(model, tokenizer, config.get("meta", {}))

@@ -122,7 +122,8 @@ class GPTModel(nn.Module):
         x, _ = self.hidden_states(idx, cache)
         if last_only:
             x = x[:, -1:]  # decoding needs one row of the (large) output projection, not T
-            if x.device.type == "cpu" and not torch.is_grad_enabled() and matmul_route(x.dtype, 1) == "aten":
+            if (x.device.type == "cpu" and not torch.is_grad_enabled() and isinstance(self.out_head, nn.Linear)
+                    and matmul_route(x.dtype, 1) == "aten"):
                 logits = x @ self._head_weight_t()
                 return logits if self.out_head.bias is None else logits + self.out_head.bias
         return self.out_head(x)
@@ -149,7 +150,7 @@ class GPTModel(nn.Module):
         return attentions
 
     def new_cache(self, batch_size: int = 1) -> KVCache:
-        p = self.out_head.weight
+        p = self.tok_emb.weight  # the activations' dtype (an int8 model's head has no float weight)
         return KVCache(self.cfg, batch_size, device=p.device, dtype=p.dtype)
 
     def n_params(self) -> int:

@@ -18,6 +18,7 @@ from gpt.generate import Beam, SamplingConfig, common_prefix, generate, search_b
 from gpt.model import GPTModel
 from gpt.precision import DTYPES, dtype_of
 from gpt.pretrained import PRETRAINED, describe, load_model
+from gpt.quantize import to_precision
 from gpt.tokenizer import Tokenizer
 
 HELP = "continue a prompt with OpenAI's GPT-2 or a checkpoint folder (sampling, or beam search)"
@@ -31,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path,
                         help="local safetensors file (the Hub's layout or ours, or a folder holding "
                              "model.safetensors) instead of downloading --model's")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    parser.add_argument("--dtype", choices=[*DTYPES, "int8"], default="float32",
+                        help="int8: every linear layer's weight as int8 with per-channel scales (gpt/quantize.py); "
+                             "a checkpoint saved by `python -m gpt quantize` is int8 already")
     parser.add_argument("--beams", type=int, default=0,
                         help="beam search with this many beams instead of sampling (0: sample); stdout gets the "
                              "best, stderr every beam's score and split point beside the greedy and sampled text")
@@ -80,9 +83,12 @@ def run(args: argparse.Namespace) -> None:
     if args.beams < 0:
         raise ValueError(f"--beams must be >= 0, got {args.beams}")
     device = check_device(args.device)
+    float_dtype = dtype_of("float32" if args.dtype == "int8" else args.dtype)  # int8 quantizes the float32 weights
     if args.model in PRETRAINED:
-        print(describe(args.model, dtype_of(args.dtype)), file=sys.stderr)
-    ckpt = load_model(args.model, dtype_of(args.dtype), str(device), weights=args.weights)
+        print(describe(args.model, float_dtype), file=sys.stderr)
+    ckpt = load_model(args.model, float_dtype, str(device), weights=args.weights)
+    if args.dtype == "int8":
+        to_precision(ckpt.model, "int8")
     prompt_ids = ckpt.tokenizer.encode(args.prompt)
     sys.stdout.write(args.prompt)
     sys.stdout.flush()

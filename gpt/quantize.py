@@ -1,0 +1,188 @@
+"""Weight-only int8: every linear layer's weight as int8 with float scales; embeddings and norms stay float.
+
+A weight row w (one output channel) is stored as round(w / s) in [-127, 127] with s = max|w| / 127,
+so each weight is off by at most s / 2. With `group_size` g, every g consecutive inputs of a row get
+their own scale: an outlier then costs precision only in its group. Decoding reads each weight once
+per token, so a quarter of the bytes is up to four times the speed where memory is the limit.
+
+The product runs on PyTorch's int8 weight kernel (`aten._weight_int8pack_mm`, per-channel scales)
+with the activations in bfloat16, or dequantizes the weight for each call; which is faster is
+measured once per process, never assumed (`GPT_INT8_KERNEL=pack|dequant` forces one). int8 is its
+own precision: its outputs differ from float32 by the rounding of the weights (reported per layer
+by `quantize_model`) and of the bfloat16 activations.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gpt.model import GPTModel
+
+KERNELS = ("pack", "dequant")
+KERNEL_ENV = "GPT_INT8_KERNEL"
+PRECISIONS = ("float32", "bfloat16", "int8")  # what a loaded model can be run in
+
+
+class QuantizedLinear(nn.Module):
+    """y = x W^T + b with W held as int8 rows times float scales (per row, or per group of inputs)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, group_size: int | None = None):
+        super().__init__()
+        if group_size is not None and (group_size < 1 or in_features % group_size):
+            raise ValueError(f"group size {group_size} must divide the layer's {in_features} inputs")
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        n_groups = 1 if group_size is None else in_features // group_size
+        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scales", torch.ones(out_features, n_groups))
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, group_size: int | None = None) -> QuantizedLinear:
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, group_size)
+        w = linear.weight.detach().float()
+        groups = w.reshape(w.shape[0], layer.scales.shape[1], -1)  # (out, groups, inputs per group)
+        scales = (groups.abs().amax(-1) / 127).clamp(min=1e-12)
+        layer.weight_int8.copy_((groups / scales[..., None]).round().clamp(-127, 127).reshape_as(w).to(torch.int8))
+        layer.scales.copy_(scales)
+        if linear.bias is not None:
+            layer.bias.copy_(linear.bias.detach())
+        return layer
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight these int8 values and scales stand for, (out, in)."""
+        w = self.weight_int8.float().reshape(self.out_features, self.scales.shape[1], -1)
+        return (w * self.scales.float()[..., None]).reshape(self.out_features, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2d = x.reshape(-1, self.in_features)
+        if self.group_size is None and int8_kernel(x.device.type) == "pack":
+            y = torch.ops.aten._weight_int8pack_mm(x2d.to(torch.bfloat16).contiguous(), self.weight_int8,
+                                                   self.scales[:, 0].to(torch.bfloat16)).to(x.dtype)
+            y = y if self.bias is None else y + self.bias.to(x.dtype)
+        else:
+            y = F.linear(x2d, self.dequantize().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        groups = "per output channel" if self.group_size is None else f"groups of {self.group_size}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 {groups}"
+
+
+def _median_seconds(fn, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[repeats // 2]
+
+
+@cache
+def _measured_kernel(threads: int) -> str:
+    """The int8 kernel or dequantize-then-multiply, whichever is faster for one row of a GPT-2-small layer."""
+    try:
+        layer = QuantizedLinear.from_linear(nn.Linear(768, 3072))
+        x = torch.randn(1, 768)
+        packed = _median_seconds(lambda: torch.ops.aten._weight_int8pack_mm(
+            x.to(torch.bfloat16), layer.weight_int8, layer.scales[:, 0].to(torch.bfloat16)))
+    except (RuntimeError, AttributeError, NotImplementedError):  # a build or CPU without the kernel
+        return "dequant"
+    dequant = _median_seconds(lambda: F.linear(x, layer.dequantize()))
+    return "pack" if packed < dequant else "dequant"
+
+
+def int8_kernel(device_type: str = "cpu") -> str:
+    """`pack` or `dequant`: forced by GPT_INT8_KERNEL, else measured once (CPU only; other devices dequantize)."""
+    forced = os.environ.get(KERNEL_ENV, "").strip().lower()
+    if forced and forced not in KERNELS:
+        raise ValueError(f"{KERNEL_ENV} must be one of {', '.join(KERNELS)}, got {forced!r}")
+    if device_type != "cpu":
+        return "dequant"
+    return forced or _measured_kernel(torch.get_num_threads())
+
+
+# -- a whole model -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerError:
+    """What rounding did to one layer's weight."""
+
+    name: str
+    shape: tuple[int, int]
+    relative_error: float  # ||W - deq(W)|| / ||W||
+    max_abs_error: float
+
+
+def linear_layers(model: GPTModel) -> list[tuple[str, nn.Module, str]]:
+    """(name, parent module, attribute) of every linear layer int8 applies to: the blocks' and the output head."""
+    found = [(name, module) for name, module in model.named_modules()
+             if isinstance(module, nn.Linear | QuantizedLinear) and (name.startswith("trf_blocks.") or
+                                                                     name == "out_head")]
+    return [(name, model.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2]) for name, _ in found]
+
+
+def quantize_model(model: GPTModel, group_size: int | None = None) -> list[LayerError]:
+    """Replace every linear layer of the blocks and the head with int8, in place; the rounding error per layer.
+
+    A head tied to the token embedding gets its own int8 copy: the embedding stays float for the lookups.
+    """
+    errors = []
+    for name, parent, attr in linear_layers(model):
+        linear = getattr(parent, attr)
+        if isinstance(linear, QuantizedLinear):
+            raise ValueError(f"{name} is already int8")
+        layer = QuantizedLinear.from_linear(linear, group_size).to(linear.weight.device)
+        w = linear.weight.detach().float()
+        diff = w - layer.dequantize()
+        errors.append(LayerError(name, tuple(w.shape), (diff.norm() / w.norm().clamp(min=1e-12)).item(),
+                                 diff.abs().max().item()))
+        setattr(parent, attr, layer)
+    model.float()  # embeddings, norms and scales in float32: the int8 product casts what it needs
+    return errors
+
+
+def quantized_skeleton(model: GPTModel, group_size: int | None) -> GPTModel:
+    """Swap the linear layers for empty int8 ones (to be filled from a file): no float weight is kept."""
+    for _, parent, attr in linear_layers(model):
+        linear = getattr(parent, attr)
+        setattr(parent, attr, QuantizedLinear(linear.in_features, linear.out_features, linear.bias is not None,
+                                              group_size))
+    return model
+
+
+def is_quantized(model: nn.Module) -> bool:
+    return any(isinstance(m, QuantizedLinear) for m in model.modules())
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of every parameter and saved buffer, a tied tensor counted once: what a decode step reads, roughly."""
+    tensors = {t.data_ptr(): t for t in model.state_dict(keep_vars=True).values()}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def format_errors(errors: list[LayerError]) -> str:
+    lines = ["| layer | shape | relative error | max abs error |", "|---|---|---|---|"]
+    lines += [f"| {e.name} | {e.shape[0]}x{e.shape[1]} | {e.relative_error:.4f} | {e.max_abs_error:.2e} |"
+              for e in errors]
+    return "\n".join(lines)
+
+
+def to_precision(model: GPTModel, precision: str, group_size: int | None = None) -> GPTModel:
+    """The model in `precision` (float32, bfloat16 or int8), changed in place: the one path the CLI and app use."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "int8":
+        if not is_quantized(model):
+            quantize_model(model, group_size)
+        return model.eval()
+    if is_quantized(model):
+        raise ValueError("an int8 model has no float weights to go back to: load the float checkpoint instead")
+    return model.to(torch.bfloat16 if precision == "bfloat16" else torch.float32).eval()
