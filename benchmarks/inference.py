@@ -1,9 +1,13 @@
 """Inference speed of our model beside Hugging Face transformers' GPT2LMHeadModel, in one run.
 
-Both get the same random gpt2-small weights, the same threads and the same inputs; the machines
-are shared, so the ratio is the figure to read, not the absolute speed.
+Both get the same random weights of one shape (gpt2-small by default, or the shape of a checkpoint
+folder such as assets/models/base), the same threads and the same inputs; the machines are shared,
+so the ratio is the figure to read, not the absolute speed. Each precision of ours is timed beside
+transformers in the same precision (int8, which transformers has no CPU path for, beside its
+float32). A decode step reads every weight once, so the weights' bytes over the memory bandwidth
+measured in this run is the fastest decoding can be: the share of that limit reached is printed.
 
-    python -m benchmarks.inference [--dtype bfloat16] [--repeats 5]
+    python -m benchmarks.inference [--dtype float32 bfloat16 int8] [--model assets/models/base] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -14,28 +18,44 @@ import sys
 import torch
 
 from benchmarks.common import format_table, hf_model, interleaved_median_seconds, throughput_row
-from gpt.config import GPTConfig
+from benchmarks.machine import memory_bandwidth
+from gpt.checkpoint import read_config
+from gpt.config import PRESETS, GPTConfig
 from gpt.generate import SamplingConfig, generate
 from gpt.model import GPTModel
-from gpt.precision import AUTOCAST_CHOICES, dtype_of
+from gpt.quantize import PRECISIONS, to_precision, weight_bytes
+
+DECODE = "decode"
 
 
-def run_benchmarks(preset: str = "gpt2-small", dtype: str = "float32", repeats: int = 3,
+def config_of(model: str) -> GPTConfig:
+    """A preset's shape, or a checkpoint folder's (its weights are not read: the timing needs the shape only)."""
+    return GPTConfig.preset(model) if model in PRESETS else read_config(model)["model"]
+
+
+def run_benchmarks(model: str = "gpt2-small", precision: str = "float32", repeats: int = 3,
                    prefill_len: int = 256, prompt_len: int = 32, new_tokens: int = 128,
-                   with_hf: bool = True) -> list[dict[str, float | str]]:
+                   with_hf: bool = True) -> tuple[list[dict[str, float | str]], int]:
+    """The rows of one precision, and the bytes of our weights in it."""
     torch.manual_seed(0)
-    cfg = GPTConfig.preset(preset)
-    ours = GPTModel(cfg).to(dtype_of(dtype)).eval()
+    cfg = config_of(model)
+    ours = to_precision(GPTModel(cfg).eval(), precision)
+    prefill_len = min(prefill_len, cfg.context_length)
     prefill_ids = torch.randint(0, cfg.vocab_size, (1, prefill_len))
+    batch_ids = torch.randint(0, cfg.vocab_size, (8, prefill_len))
     prompt = torch.randint(0, cfg.vocab_size, (1, prompt_len))
     greedy = SamplingConfig(max_new_tokens=new_tokens, temperature=0, stop_at_eot=False)
 
-    hf = hf_model(cfg, dtype_of(dtype)).eval() if with_hf else None
+    hf_dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+    hf = hf_model(cfg, hf_dtype).eval() if with_hf else None
     workloads = [
         (f"prefill 1x{prefill_len}", prefill_len,
          lambda: ours(prefill_ids, last_only=True),
          None if hf is None else lambda: hf(prefill_ids, logits_to_keep=1)),
-        (f"decode {prompt_len}+{new_tokens} (KV cache)", new_tokens,
+        (f"prefill 8x{prefill_len}", 8 * prefill_len,
+         lambda: ours(batch_ids, last_only=True),
+         None if hf is None else lambda: hf(batch_ids, logits_to_keep=1)),
+        (f"{DECODE} {prompt_len}+{new_tokens} (KV cache)", new_tokens,
          lambda: generate(ours, prompt[0].tolist(), greedy),
          None if hf is None else lambda: hf.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                                                      do_sample=False, pad_token_id=0)),
@@ -45,20 +65,36 @@ def run_benchmarks(preset: str = "gpt2-small", dtype: str = "float32", repeats: 
         for name, n_tokens, ours_fn, hf_fn in workloads:
             steps = {"ours": ours_fn} if hf_fn is None else {"ours": ours_fn, "transformers": hf_fn}
             rows.append(throughput_row(name, n_tokens, interleaved_median_seconds(steps, repeats)))
-    return rows
+    return rows, weight_bytes(ours)
+
+
+def bandwidth_line(rows: list[dict[str, float | str]], n_bytes: int, bandwidth: float) -> str:
+    """What the memory allows a decode step, and the share of it ours and transformers reach."""
+    decode = next(r for r in rows if str(r["workload"]).startswith(DECODE))
+    limit = bandwidth / n_bytes
+    shares = ", ".join(f"{name} {100 * float(decode[name]) / limit:.0f}%" for name in ("ours", "transformers")
+                       if name in decode)
+    return (f"weights {n_bytes / 1e6:,.1f} MB; memory bandwidth {bandwidth / 1e9:.1f} GB/s allows "
+            f"{limit:.1f} decode tokens/s; reached: {shares}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.inference", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="gpt2-small")
-    parser.add_argument("--dtype", choices=AUTOCAST_CHOICES, default="float32")
+    parser.add_argument("--model", "--preset", default="gpt2-small",
+                        help="a preset (gpt2-small, ...) or a checkpoint folder whose shape is timed")
+    parser.add_argument("--dtype", nargs="+", choices=PRECISIONS, default=["float32"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers reference")
     args = parser.parse_args(argv)
-    rows = run_benchmarks(args.preset, args.dtype, args.repeats, with_hf=not args.no_hf)
-    title = f"{args.preset}, random weights, {args.dtype}, {torch.get_num_threads()} threads, median of {args.repeats}"
-    print(format_table(rows, title))
+    bandwidth = memory_bandwidth()
+    for precision in args.dtype:
+        rows, n_bytes = run_benchmarks(args.model, precision, args.repeats, with_hf=not args.no_hf)
+        reference = " (transformers in float32)" if precision == "int8" else ""
+        title = (f"{args.model}, random weights, {precision}{reference}, {torch.get_num_threads()} threads, "
+                 f"median of {args.repeats}")
+        print(format_table(rows, title))
+        print(bandwidth_line(rows, n_bytes, bandwidth) + "\n")
     return 0
 
 

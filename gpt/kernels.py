@@ -73,6 +73,12 @@ def matmul_route(dtype: torch.dtype, rows: int = 256) -> str:
     return forced or _measured_route(dtype, rows <= FEW_ROWS, torch.get_num_threads())
 
 
+def weight_key(w: torch.Tensor) -> tuple:
+    """What identifies a weight's current values: its storage, dtype and in-place version (inference tensors,
+    made under `torch.inference_mode`, have no version: they cannot change outside it)."""
+    return (w.data_ptr(), w.dtype, -1 if w.is_inference() else w._version)
+
+
 class _OneDNNLinear(torch.autograd.Function):
     """y = x W^T + b with all three products of training (y, dx = dy W, dW = dy^T x) on oneDNN."""
 
@@ -126,7 +132,7 @@ class Linear(nn.Linear):
     def _packed_weight(self) -> torch.Tensor:
         """The weight in oneDNN's layout for few-row products, remade whenever the weight changes."""
         w = self.weight
-        key = (w.data_ptr(), w._version, w.dtype)
+        key = weight_key(w)
         if self._packed_key != key:
             self._packed, self._packed_key = torch.ops.mkldnn._reorder_linear_weight(w.detach(), 1), key
         return self._packed

@@ -9,7 +9,7 @@ from torch import nn
 
 from gpt.attention import CausalSelfAttention, KVCache
 from gpt.config import GPTConfig
-from gpt.kernels import Linear, matmul_route
+from gpt.kernels import Linear, matmul_route, weight_key
 
 
 def sinusoidal_positions(context_length: int, emb_dim: int) -> torch.Tensor:
@@ -138,7 +138,7 @@ class GPTModel(nn.Module):
         for speed.
         """
         w = self.out_head.weight
-        key = (w.data_ptr(), w._version, w.dtype)
+        key = weight_key(w)
         if self._head_t_key != key:
             self._head_t, self._head_t_key = w.detach().t().contiguous(), key
         return self._head_t

@@ -209,8 +209,10 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     beam.click(user_errors(functools.partial(beams, registry)), [picker, prompt, n_beams, max_new], [output, notice],
                api_name="beam_search")
 
-    from ui import beams_view, compare_view, kv_cache_view  # here, not at the top: they use this module's checks
+    # here, not at the top: they use this module's checks
+    from ui import beams_view, compare_view, kv_cache_view, precision_view
 
     beams_view.build(registry, picker, prompt, n_beams, max_new, [temperature, top_k, top_p, seed])
     kv_cache_view.build(registry, picker, prompt, stepped)
     compare_view.build(registry, picker, prompt)
+    precision_view.build(registry, picker)

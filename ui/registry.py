@@ -22,7 +22,9 @@ from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, load_checkp
 from gpt.classify.classifier import CLASSIFIER_CONFIG, TextClassifier, load_classifier
 from gpt.config import GPT2_SIZES
 from gpt.files import SHIPPED_MODELS
+from gpt.model import GPTModel
 from gpt.pretrained import load_model
+from gpt.quantize import is_quantized, to_precision
 from gpt.tokenizer import Tokenizer, load_tokenizer
 
 MODELS_DIR = SHIPPED_MODELS  # what the app serves unless GPT_MODELS_DIR says otherwise
@@ -33,6 +35,8 @@ RUN_MODEL = "model"  # a run folder's checkpoint subfolder (what `gpt.pretrain.r
 RUN_CLASSIFIER = "classifier"  # a run folder's classifier subfolder (a classifier finetuned in the Spam tab)
 SHIPPED_CLASSIFIER = "spam"
 SHIPPED_CHAT = "instruct"
+SHIPPED_CHAT_DPO = "chat-dpo"  # the shipped chat model after preference tuning, when one beat it (gpt/preference)
+SHIPPED_NAMES = (*SHIPPED_LANGUAGE_MODELS, SHIPPED_CHAT_DPO)  # every shipped next-token model the picker may offer
 MAX_NAMES_SAID = 12  # an unknown name's message lists this many of the names there are
 MAX_NAME_CHARS = 200  # longer than any folder name the picker offers; the OS refuses paths that long anyway
 
@@ -79,7 +83,7 @@ class ModelRegistry:
         """Checkpoint folders inside the model folder other than the shipped ones."""
         if not self.root.is_dir():
             return []
-        shipped = set(SHIPPED_LANGUAGE_MODELS) | {"spam"}
+        shipped = set(SHIPPED_NAMES) | {"spam"}
         return [LOCAL_PREFIX + d.name for d in sorted(self.root.iterdir())
                 if d.name not in shipped and (d / CONFIG_FILE).is_file()]
 
@@ -124,7 +128,7 @@ class ModelRegistry:
 
         A checkpoint is a chat model when its metadata records an instruction finetuning (`finetune`).
         """
-        shipped = [SHIPPED_CHAT] if self.has(SHIPPED_CHAT) else []
+        shipped = [n for n in (SHIPPED_CHAT, SHIPPED_CHAT_DPO) if self.has(n)]
         runs = []
         for d in self._runs_with(f"{RUN_MODEL}/{CONFIG_FILE}"):
             try:
@@ -137,7 +141,7 @@ class ModelRegistry:
 
     def names(self) -> list[str]:
         """Every name the picker offers: shipped models present, runs, local checkpoints, GPT-2 sizes."""
-        shipped = [n for n in SHIPPED_LANGUAGE_MODELS if self.has(n)]
+        shipped = [n for n in SHIPPED_NAMES if self.has(n)]
         return shipped + self.run_names() + self.local_names() + list(GPT2_SIZES)
 
     def default(self) -> str:
@@ -150,7 +154,7 @@ class ModelRegistry:
         name = (name or "").strip()
         if len(name) > MAX_NAME_CHARS:
             raise UnknownModelError(f"no model has a name of {len(name):,} characters")
-        if name in SHIPPED_LANGUAGE_MODELS:
+        if name in SHIPPED_NAMES:
             return ModelEntry(name, "shipped", self.shipped_path(name))
         if name in GPT2_SIZES:
             return ModelEntry(name, "gpt2", None)
@@ -187,6 +191,31 @@ class ModelRegistry:
             return load_checkpoint(entry.path)
 
         return self.cached(("lm", entry.name, self._version(entry)), load_entry)
+
+    def load_in(self, name: str, precision: str) -> Checkpoint:
+        """The checkpoint in float32, bfloat16 or int8: a converted copy, cached beside the float32 one.
+
+        GPT-2 sizes stay in float32 here: a second copy of gigabytes is what the one-GPT-2 rule avoids.
+        """
+        entry = self.resolve(name)
+        if entry.kind == "gpt2" and precision != "float32":
+            raise ValueError(f"{name}: other precisions are offered for the shipped and trained models, whose "
+                             f"copies are megabytes; GPT-2 runs in float32 here (python -m gpt generate --dtype "
+                             f"{precision} --model {name} runs it in {precision})")
+        ckpt = self.load(name)
+        if is_quantized(ckpt.model):  # saved by `python -m gpt quantize`
+            if precision == "int8":
+                return ckpt
+            raise ValueError(f"{name} is saved in int8: it has no float weights to run in {precision}")
+        if precision == "float32":
+            return ckpt
+
+        def convert() -> Checkpoint:
+            model = GPTModel(ckpt.model.cfg)
+            model.load_state_dict(ckpt.model.state_dict())
+            return Checkpoint(to_precision(model, precision), ckpt.tokenizer, ckpt.meta)
+
+        return self.cached(("lm-precision", entry.name, self._version(entry), precision), convert)
 
     @staticmethod
     def _version(entry: ModelEntry) -> int | None:

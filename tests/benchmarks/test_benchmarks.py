@@ -22,10 +22,23 @@ def test_the_reference_has_our_shape_and_parameter_count(preset):
 def test_training_and_inference_benchmarks_report_both_implementations():
     rows = training.run_benchmarks(workloads=(("tiny", 2, 16),), repeats=1)
     assert [r["workload"] for r in rows] == ["tiny 2x16"] and rows[0]["ours"] > 0 and rows[0]["transformers"] > 0
-    assert "| tiny 2x16 | 0.1M |" in format_table(rows, "title", digits=0)
-    rows = inference.run_benchmarks("tiny", repeats=1, prefill_len=16, prompt_len=4, new_tokens=4)
-    assert [r["workload"] for r in rows] == ["prefill 1x16", "decode 4+4 (KV cache)"]
-    assert all(r["ours"] > 0 and r["transformers"] > 0 for r in rows)
+    assert "| tiny 2x16 | 0.1M |" in format_table(rows, "title", digits=0) and rows[0]["flops_per_token"] > 0
+    for precision in ("float32", "int8"):
+        rows, n_bytes = inference.run_benchmarks("tiny", precision, repeats=1, prefill_len=16, prompt_len=4,
+                                                 new_tokens=4)
+        assert [r["workload"] for r in rows] == ["prefill 1x16", "prefill 8x16", "decode 4+4 (KV cache)"]
+        assert all(r["ours"] > 0 and r["transformers"] > 0 for r in rows) and n_bytes > 0
+        line = inference.bandwidth_line(rows, n_bytes, bandwidth=1e10)
+        assert f"allows {1e10 / n_bytes:.1f} decode tokens/s" in line and "ours" in line
+
+
+
+def test_training_flops_count_six_per_weight_plus_attention():
+    from benchmarks.machine import training_flops_per_token
+
+    cfg = GPTConfig.preset("gpt2-small")
+    weights = 12 * 12 * 768**2 + 768 * 50257  # the blocks' products and the output head
+    assert training_flops_per_token(cfg, 1024) == 6 * weights + 12 * 12 * 768 * 1024
 
 
 def test_a_few_training_steps_of_each_lower_its_loss():
