@@ -58,9 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| precision | weights | held-out loss | vs float32 | bits per byte | greedy tokens as float32 |")
     print("|---|---|---|---|---|---|")
     for precision, size, loss, bpb in rows:
-        same = [common_prefix(a, b) for a, b in zip(texts[precision], texts["float32"], strict=True)]
-        print(f"| {precision} | {size / 1e6:.1f} MB | {loss:.4f} | {100 * (loss / fp32_loss - 1):+.2f}% | {bpb:.4f} | "
-              f"{sum(same)} of {sum(len(t) for t in texts['float32'])} (first split after {min(same)}) |")
+        pairs = list(zip(texts[precision], texts["float32"], strict=True))
+        same = sum(common_prefix(a, b) for a, b in pairs)
+        differ = sum(a != b for a, b in pairs)
+        print(f"| {precision} | {size / 1e6:.1f} MB | {loss:.4f} | {100 * (loss / fp32_loss - 1):+.3f}% | {bpb:.4f} | "
+              f"{same} of {sum(len(t) for t in texts['float32'])} before a split; {differ} of {len(pairs)} "
+              f"continuations differ |")
     print(f"int8: largest relative weight error of a layer {worst:.4f}")
     for prompt, a, b in zip(PROMPTS, texts["float32"], texts["int8"], strict=True):
         print(f"\n{prompt!r}\n  float32: {tokenizer.decode(a)!r}\n  int8:    {tokenizer.decode(b)!r}")

@@ -118,7 +118,8 @@ def load_weights_into(model: torch.nn.Module, state: dict[str, torch.Tensor], so
         if state[name].shape != tensor.shape:
             raise CheckpointError(f"{source}: tensor {name!r} has shape {tuple(state[name].shape)}, "
                                   f"expected {tuple(tensor.shape)}")
-        if state[name].is_floating_point() != tensor.is_floating_point():  # int8 weights where floats belong
+        # Floats load into any float dtype (cast on the way in); int8 weights must be int8 exactly, not wrapped.
+        if state[name].dtype != tensor.dtype and not (state[name].is_floating_point() and tensor.is_floating_point()):
             raise CheckpointError(f"{source}: tensor {name!r} is {state[name].dtype}, expected {tensor.dtype}")
     extra = sorted(set(state) - set(expected))
     if extra:

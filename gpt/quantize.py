@@ -7,15 +7,21 @@ per token, so a quarter of the bytes is up to four times the speed where memory 
 
 The product runs on PyTorch's int8 weight kernel (`aten._weight_int8pack_mm`, per-channel scales)
 with the activations in bfloat16, or dequantizes the weight for each call; which is faster is
-measured once per process, never assumed (`GPT_INT8_KERNEL=pack|dequant` forces one). int8 is its
-own precision: its outputs differ from float32 by the rounding of the weights (reported per layer
-by `quantize_model`) and of the bfloat16 activations.
+measured once per process for decoding (one row) and for prefill (many rows), never assumed
+(`GPT_INT8_KERNEL=pack|dequant` forces one). int8 is its own precision: its outputs differ from
+float32 by the rounding of the weights (reported per layer by `quantize_model`) and of the bfloat16
+activations and outputs.
+
+The kernel reads 16 inputs at a time with aligned vector loads and checks neither: a layer whose
+input width is not a multiple of 16, or a misaligned tensor, would read garbage or crash the
+process, so such layers dequantize instead.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -23,11 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpt.kernels import FEW_ROWS
 from gpt.model import GPTModel
 
 KERNELS = ("pack", "dequant")
 KERNEL_ENV = "GPT_INT8_KERNEL"
 PRECISIONS = ("float32", "bfloat16", "int8")  # what a loaded model can be run in
+PACK_WIDTH = 16  # the int8 kernel's step over the inputs: layers it may run must have a multiple of it
+ALIGNMENT = 64  # bytes; what PyTorch's CPU allocator gives every tensor, and more than the kernel's loads need
 
 
 class QuantizedLinear(nn.Module):
@@ -62,51 +71,69 @@ class QuantizedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2d = x.reshape(-1, self.in_features)
-        if self.group_size is None and int8_kernel(x.device.type) == "pack":
-            y = torch.ops.aten._weight_int8pack_mm(x2d.to(torch.bfloat16).contiguous(), self.weight_int8,
-                                                   self.scales[:, 0].to(torch.bfloat16)).to(x.dtype)
+        if int8_kernel(x.device.type, x2d.shape[0]) == "pack" and self._packable():
+            xb = x2d.to(torch.bfloat16).contiguous()
+            if xb.data_ptr() % ALIGNMENT:  # a view into a larger tensor: copy it to an aligned start
+                xb = xb.clone()
+            scales = self.scales[:, 0].to(torch.bfloat16)
+            y = torch.ops.aten._weight_int8pack_mm(xb, self.weight_int8, scales).to(x.dtype)
             y = y if self.bias is None else y + self.bias.to(x.dtype)
         else:
             y = F.linear(x2d, self.dequantize().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
         return y.reshape(*x.shape[:-1], self.out_features)
+
+    def _packable(self) -> bool:
+        """Whether the int8 kernel can run this layer: one scale per row, a width and a weight it reads safely."""
+        return (self.group_size is None and self.in_features % PACK_WIDTH == 0
+                and self.weight_int8.data_ptr() % ALIGNMENT == 0)
 
     def extra_repr(self) -> str:
         groups = "per output channel" if self.group_size is None else f"groups of {self.group_size}"
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 {groups}"
 
 
-def _median_seconds(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
+def _median_seconds_in_turns(steps: dict[str, Callable[[], object]], repeats: int = 5) -> dict[str, float]:
+    """Median seconds per call of each step, timed in turns after a warm-up: both see the same load."""
+    for step in steps.values():
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[repeats // 2]
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[repeats // 2] for name, t in times.items()}
 
 
 @cache
-def _measured_kernel(threads: int) -> str:
-    """The int8 kernel or dequantize-then-multiply, whichever is faster for one row of a GPT-2-small layer."""
+def _measured_kernel(few_rows: bool, threads: int) -> str:
+    """The int8 kernel or dequantize-then-multiply on a GPT-2-small layer, for one row (decoding) or 256
+    (prefill): where the kernel has no vector code it can win the first and lose the second by far.
+
+    Dequantizing must win clearly (by 10%) to be chosen: on a shared machine a near tie would otherwise
+    flip from one process to the next, and with it the rounding of the outputs.
+    """
+    layer = QuantizedLinear.from_linear(nn.Linear(768, 3072))
+    x = torch.randn(1 if few_rows else 256, 768)
+    xb, scales = x.to(torch.bfloat16), layer.scales[:, 0].to(torch.bfloat16)
+    steps = {"pack": lambda: torch.ops.aten._weight_int8pack_mm(xb, layer.weight_int8, scales),
+             "dequant": lambda: F.linear(x, layer.dequantize())}
     try:
-        layer = QuantizedLinear.from_linear(nn.Linear(768, 3072))
-        x = torch.randn(1, 768)
-        packed = _median_seconds(lambda: torch.ops.aten._weight_int8pack_mm(
-            x.to(torch.bfloat16), layer.weight_int8, layer.scales[:, 0].to(torch.bfloat16)))
+        seconds = _median_seconds_in_turns(steps)
     except (RuntimeError, AttributeError, NotImplementedError):  # a build or CPU without the kernel
         return "dequant"
-    dequant = _median_seconds(lambda: F.linear(x, layer.dequantize()))
-    return "pack" if packed < dequant else "dequant"
+    return "dequant" if seconds["dequant"] < 0.9 * seconds["pack"] else "pack"
 
 
-def int8_kernel(device_type: str = "cpu") -> str:
-    """`pack` or `dequant`: forced by GPT_INT8_KERNEL, else measured once (CPU only; other devices dequantize)."""
+def int8_kernel(device_type: str = "cpu", rows: int = 1) -> str:
+    """`pack` or `dequant` for products of `rows` rows: forced by GPT_INT8_KERNEL, else measured once
+    (CPU only; other devices dequantize)."""
     forced = os.environ.get(KERNEL_ENV, "").strip().lower()
     if forced and forced not in KERNELS:
         raise ValueError(f"{KERNEL_ENV} must be one of {', '.join(KERNELS)}, got {forced!r}")
     if device_type != "cpu":
         return "dequant"
-    return forced or _measured_kernel(torch.get_num_threads())
+    return forced or _measured_kernel(rows <= FEW_ROWS, torch.get_num_threads())
 
 
 # -- a whole model -----------------------------------------------------------------------------------

@@ -49,13 +49,22 @@ def test_groups_isolate_an_outlier():
 
 @pytest.mark.parametrize("kernel", ["pack", "dequant"])
 @pytest.mark.parametrize("rows", [1, 37])
-def test_kernels_agree_with_dequantize_then_multiply(monkeypatch, kernel, rows):
+@pytest.mark.parametrize("width", [64, 40, 24])  # the kernel needs a multiple of 16: 40 crashed it, 24 read garbage
+def test_kernels_agree_with_dequantize_then_multiply(monkeypatch, kernel, rows, width):
     monkeypatch.setenv(KERNEL_ENV, kernel)
-    layer = QuantizedLinear.from_linear(torch.nn.Linear(64, 48))
-    x = torch.randn(rows, 64)
+    layer = QuantizedLinear.from_linear(torch.nn.Linear(width, 48))
+    x = torch.randn(rows, width)
     expected = x @ layer.dequantize().T + layer.bias
     torch.testing.assert_close(layer(x), expected, rtol=2e-2, atol=2e-2)  # pack: bfloat16 activations
-    assert layer(x.reshape(1, rows, 64)).shape == (1, rows, 48)
+    assert layer(x.reshape(1, rows, width)).shape == (1, rows, 48)
+
+
+def test_the_kernel_gets_an_aligned_copy_of_a_misaligned_view(monkeypatch):
+    monkeypatch.setenv(KERNEL_ENV, "pack")
+    layer = QuantizedLinear.from_linear(torch.nn.Linear(64, 48))
+    x = torch.randn(3 * 64 + 8, dtype=torch.bfloat16)[8:].view(3, 64)  # starts 16 bytes into its storage
+    expected = x.float() @ layer.dequantize().T + layer.bias
+    torch.testing.assert_close(layer(x).float(), expected, rtol=3e-2, atol=3e-2)
 
 
 def test_unknown_kernel_is_refused(monkeypatch):
@@ -133,6 +142,10 @@ def test_float_weights_where_int8_belongs_are_refused(tmp_path, tokenizer):
     del config["sha256"]
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="weight_int8.*float32"):
+        load_checkpoint(folder)
+    state["trf_blocks.0.ff.fc.weight_int8"] = state["trf_blocks.0.ff.fc.weight_int8"].to(torch.int16) * 3
+    save_file(state, folder / "model.safetensors")  # integers past int8's range must not wrap on the way in
+    with pytest.raises(CheckpointError, match="weight_int8.*int16, expected torch.int8"):
         load_checkpoint(folder)
     config["quantization"] = {"scheme": "int4"}
     (folder / "config.json").write_text(json.dumps(config))

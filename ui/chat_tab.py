@@ -26,6 +26,7 @@ from gpt.instruct.prompt import chat_prompt, chat_stream
 from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, finetune_run
 from gpt.pretrain.archive import write_run_archive
 from gpt.pretrain.state import loss_figure
+from ui import preference_view
 from ui.common import check_number, clip_chars, public_message, user_errors
 from ui.jobs import Job, JobRunner, state_line
 from ui.picker import describe
@@ -434,6 +435,7 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     picker, info, scores = _chat_panel(registry)
     left, right = _compare_panel(registry)
     base = _finetune_panel(runner, registry, picker, left, right, tab)
+    preference_view.build(registry)
     show = user_errors(functools.partial(model_info, registry))
     picker.change(show, picker, [info, scores], api_name="chat_model")
     refresh = functools.partial(model_choices, registry)

@@ -85,7 +85,7 @@ def measure(registry: ModelRegistry, model_name: str, chosen: str, prompt: str, 
 
 
 def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
-    with gr.Accordion("Precision: float32, bfloat16 or int8", open=False):
+    with gr.Accordion("Precision: float32, bfloat16 or int8", open=False, elem_id="precision"):
         gr.Markdown(EXPLAIN)
         with gr.Row():
             precision = gr.Radio(list(PRECISIONS), value="int8", label="Precision", elem_id="precision-choice")

@@ -16,6 +16,8 @@ COMMANDS = {  # command -> module in gpt.cli
     "baselines": "baselines",
     "finetune-classifier": "classify",
     "finetune-instruct": "instruct",
+    "finetune-preference": "preference",
+    "quantize": "quantize",
 }
 
 

@@ -31,7 +31,9 @@ ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token
              "/chat_download", "/chat_upload",
              # the views inside the model
              "/embeddings", "/logit_lens", "/surprisal", "/compare_models", "/beam_tree", "/kv_cache", "/kv_timing",
-             "/memory_table", "/model_card"}
+             "/memory_table", "/model_card",
+             # precision (Generate tab) and preference tuning (Chat tab)
+             "/precision", "/preference_pair"}
 # The Train tab's settings for a tiny model on pasted text: token (None: the client's session), corpora,
 # pasted text, files, tokenizer, vocabulary, preset, layers, heads, width, context, positions, dropout,
 # steps, minutes, batch, learning rate, warmup, weight decay, seed.

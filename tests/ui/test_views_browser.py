@@ -118,3 +118,19 @@ def test_bad_input_in_a_view_shows_a_message(page):
     page.locator("#emb-words textarea").fill("xylophonically, zqxj")
     page.locator("#emb-run").click()
     page.get_by_text("None of the words is a single token").first.wait_for()
+
+
+def test_precision_in_generate(page, shots):
+    run_view(page, "Generate", "Precision: float32, bfloat16 or int8", "#precision-run", "#precision-table table")
+    page.locator("#precision-line").filter(has_text="follows float32's").wait_for()
+    table = page.locator("#precision-table").inner_text()
+    assert all(name in table for name in ("float32", "bfloat16", "int8", "held-out bits per byte"))
+    shot(page, "precision", shots, "8-precision")
+
+
+def test_preference_pair_in_chat(page, shots):
+    run_view(page, "Chat", "Preference tuning (DPO): a chosen and a rejected answer", "#dpo-score",
+             "#dpo-table table")
+    page.locator("#dpo-line").filter(has_text="Reward margin").wait_for()
+    assert "rejected" in page.locator("#dpo-table").inner_text()
+    shot(page, "dpo", shots, "9-dpo")
