@@ -234,7 +234,10 @@ class PreferenceConfig:
 
 
 PREFERENCE_PRESETS: dict[str, PreferenceConfig] = {
-    "shipped": PreferenceConfig(epochs=1, batch_size=8, lr=1e-5, beta=0.1),
+    # The small shipped model: a larger beta and rate than the book's, measured on the shipped pairs
+    # (assets/models/chat-dpo/MODEL_CARD.md): the held-out reward figures rise most without a loss
+    # of instruction score.
+    "shipped": PreferenceConfig(epochs=1, batch_size=8, lr=2e-5, beta=0.5),
     "gpt2": PreferenceConfig(epochs=1, batch_size=8, lr=5e-6, beta=0.1),  # the book's settings
 }
 
