@@ -138,7 +138,7 @@ def test_the_run_is_saved_with_what_made_it_and_a_stop_keeps_the_weights(pairs, 
 
 
 def test_config_checks_and_presets():
-    assert PREFERENCE_PRESETS["shipped"].beta == 0.1 and PREFERENCE_PRESETS["gpt2"].lr == 5e-6
+    assert PREFERENCE_PRESETS["shipped"].beta == 0.5 and PREFERENCE_PRESETS["gpt2"].lr == 5e-6
     for bad in ({"beta": 0}, {"lr": -1.0}, {"epochs": 0}, {"max_pairs": 0}, {"eval_every": -1}, {"autocast": "fp8"}):
         with pytest.raises(ValueError):
             PreferenceConfig(**bad)
