@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
 from gpt.config import GPTConfig
+from gpt.kernels import median_seconds_in_turns
 
 
 def interleaved_median_seconds(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each step, timed in turns (A, B, A, B, ...) after one warm-up each.
-
-    On a shared machine the load changes from second to second; taking turns exposes both
-    implementations to the same load, so their ratio stays meaningful.
-    """
-    for step in steps.values():
-        step()  # warm-up: first calls allocate and pick kernels
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    """The library's timing in turns (`gpt.kernels.median_seconds_in_turns`), so one rule times every choice."""
+    return median_seconds_in_turns(steps, repeats)
 
 
 def hf_model(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> torch.nn.Module:

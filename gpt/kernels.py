@@ -15,7 +15,9 @@ size again in memory, the price of speed that `GPTModel` already pays for its ou
 from __future__ import annotations
 
 import os
+import statistics
 import time
+from collections.abc import Callable
 from functools import cache
 
 import torch
@@ -35,14 +37,21 @@ def _onednn_mm(x2d: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return torch.ops.mkldnn._linear_pointwise(x2d, weight, bias, "none", [], "")
 
 
-def _median_seconds(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
+def median_seconds_in_turns(steps: dict[str, Callable[[], object]], repeats: int = 5) -> dict[str, float]:
+    """Median seconds per call of each step, timed in turns (A, B, A, B, ...) after one warm-up each.
+
+    On a shared machine the load changes from second to second; taking turns exposes every candidate
+    to the same load, so their ratio stays meaningful.
+    """
+    for step in steps.values():
+        step()  # warm-up: first calls allocate and pick kernels
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[repeats // 2]
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 FEW_ROWS = 8  # up to this many rows (decoding) a product reads the packed weight; more rows use it as it is
@@ -58,9 +67,9 @@ def _measured_route(dtype: torch.dtype, few_rows: bool, threads: int) -> str:
     x = torch.randn(1 if few_rows else 256, 768, dtype=dtype)
     w = torch.randn(3072, 768, dtype=dtype)
     onednn_w = torch.ops.mkldnn._reorder_linear_weight(w, 1) if few_rows else w
-    aten = _median_seconds(lambda: F.linear(x, w))
-    onednn = _median_seconds(lambda: _onednn_mm(x, onednn_w, None))
-    return "onednn" if onednn < 0.9 * aten else "aten"
+    seconds = median_seconds_in_turns({"aten": lambda: F.linear(x, w),
+                                       "onednn": lambda: _onednn_mm(x, onednn_w, None)})
+    return "onednn" if seconds["onednn"] < 0.9 * seconds["aten"] else "aten"
 
 
 def matmul_route(dtype: torch.dtype, rows: int = 256) -> str:

@@ -20,8 +20,6 @@ process, so such layers dequantize instead.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -29,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt.kernels import FEW_ROWS
+from gpt.kernels import FEW_ROWS, median_seconds_in_turns
 from gpt.model import GPTModel
 
 KERNELS = ("pack", "dequant")
@@ -92,18 +90,6 @@ class QuantizedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 {groups}"
 
 
-def _median_seconds_in_turns(steps: dict[str, Callable[[], object]], repeats: int = 5) -> dict[str, float]:
-    """Median seconds per call of each step, timed in turns after a warm-up: both see the same load."""
-    for step in steps.values():
-        step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return {name: sorted(t)[repeats // 2] for name, t in times.items()}
-
 
 @cache
 def _measured_kernel(few_rows: bool, threads: int) -> str:
@@ -119,7 +105,7 @@ def _measured_kernel(few_rows: bool, threads: int) -> str:
     steps = {"pack": lambda: torch.ops.aten._weight_int8pack_mm(xb, layer.weight_int8, scales),
              "dequant": lambda: F.linear(x, layer.dequantize())}
     try:
-        seconds = _median_seconds_in_turns(steps)
+        seconds = median_seconds_in_turns(steps)
     except (RuntimeError, AttributeError, NotImplementedError):  # a build or CPU without the kernel
         return "dequant"
     return "dequant" if seconds["dequant"] < 0.9 * seconds["pack"] else "pack"
