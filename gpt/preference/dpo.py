@@ -14,6 +14,7 @@ response: the prompt is the same for both, and padding is no text.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -137,11 +138,8 @@ def score_batch(policy: GPTModel, reference: GPTModel, batch: Batch, beta: float
 
 
 def frozen_copy(model: GPTModel) -> GPTModel:
-    """The reference: a copy of the weights that never trains (no gradients, eval mode). Built anew rather
-    than deep-copied: a model that has generated holds packed weight caches (`gpt.kernels`) that do not copy."""
-    reference = GPTModel(model.cfg).to(device=model.tok_emb.weight.device, dtype=model.tok_emb.weight.dtype)
-    reference.load_state_dict(model.state_dict())
-    return reference.requires_grad_(False).eval()
+    """The reference: a copy that never trains (no gradients, eval mode)."""
+    return copy.deepcopy(model).requires_grad_(False).eval()
 
 
 # -- evaluation ----------------------------------------------------------------------------------
