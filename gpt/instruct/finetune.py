@@ -31,7 +31,7 @@ from gpt.memory import peak_memory, peak_memory_source
 from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.tokenizer import Tokenizer
-from gpt.training.events import TrainEvent, TrainingMonitor
+from gpt.training.events import TrainEvent, TrainingMonitor, report_end
 from gpt.training.freeze import freeze_all_but_last_blocks
 from gpt.training.loss import IGNORE_INDEX, lm_loss
 
@@ -342,10 +342,5 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
         merge_lora(model)
     model.eval()
     measure()
-    if result.stopped:
-        event("stopped", text=f"stopped at step {result.steps} of {total_steps}: stop requested",
-              metrics={"elapsed_s": result.seconds})
-    else:
-        event("done", text=f"finished {cfg.epochs} epochs ({result.steps} steps)",
-              metrics={"elapsed_s": result.seconds})
+    report_end(event, result.stopped, result.steps, total_steps, cfg.epochs, result.seconds)
     return result

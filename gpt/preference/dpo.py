@@ -35,7 +35,7 @@ from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.preference.data import Pair, how_counts
 from gpt.tokenizer import Tokenizer
-from gpt.training.events import TrainEvent, TrainingMonitor
+from gpt.training.events import TrainEvent, TrainingMonitor, report_end
 from gpt.training.loss import IGNORE_INDEX, lm_loss
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets), both (2B, T): B chosen rows, then B rejected
@@ -318,12 +318,7 @@ def finetune_preference(checkpoint: Checkpoint, train_pairs: Sequence[Pair], val
         run = {**(meta or {}), "preference": asdict(cfg), **asdict(result)}
         save_checkpoint(policy, out_dir, tokenizer, run, dtype=save_dtype)
         event("checkpoint", len(result.train_losses), path=str(out_dir))
-    if result.stopped:
-        event("stopped", text=f"stopped at step {result.steps} of {total_steps}: stop requested",
-              metrics={"elapsed_s": result.seconds})
-    else:
-        event("done", text=f"finished {cfg.epochs} epochs ({result.steps} steps)",
-              metrics={"elapsed_s": result.seconds})
+    report_end(event, result.stopped, result.steps, total_steps, cfg.epochs, result.seconds)
     return result
 
 
