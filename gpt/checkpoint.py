@@ -22,12 +22,13 @@ from gpt.files import atomic_path, sha256_of, write_text_atomic
 from gpt.memory import require_memory
 from gpt.model import GPTModel, sinusoidal_positions
 from gpt.quantize import QuantizedLinear, is_quantized, quantized_skeleton
-from gpt.tokenizer import Tokenizer, load_tokenizer, write_ranks
+from gpt.tokenizer import PRETOKENIZERS, Tokenizer, load_tokenizer, write_ranks
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.tiktoken"
 CHECKSUMS = "sha256"  # config key: file name -> sha256 of the files saved beside the config
+PRETOKENIZER = "pretokenizer"  # config key, absent for GPT-2's pattern: "digits" splits numbers into digits
 QUANTIZATION = "quantization"  # config key of an int8 checkpoint: {"scheme": "int8", "group_size": null or g}
 
 
@@ -57,6 +58,8 @@ def save_checkpoint(model: GPTModel, directory: str | Path, tokenizer: Tokenizer
     files = [WEIGHTS_FILE] + ([TOKENIZER_FILE] if tokenizer_ref == TOKENIZER_FILE else [])
     config = {"model": model.cfg.to_dict(), "tokenizer": tokenizer_ref, "meta": meta or {},
               CHECKSUMS: {name: sha256_of(directory / name) for name in files}}
+    if tokenizer.pretokenizer != "gpt2":
+        config[PRETOKENIZER] = tokenizer.pretokenizer
     if is_quantized(model):
         config[QUANTIZATION] = quantization_of(model)
     write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
@@ -160,11 +163,15 @@ def _tokenizer_of(directory: Path, config: dict[str, Any]) -> Tokenizer:
     if ref not in ("gpt2", TOKENIZER_FILE):
         raise CheckpointError(f"{directory / CONFIG_FILE}: tokenizer must be 'gpt2' or {TOKENIZER_FILE!r}, "
                               f"got {ref!r}")
+    pretokenizer = config.get(PRETOKENIZER, "gpt2")
+    if pretokenizer not in PRETOKENIZERS:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: {PRETOKENIZER} must be one of "
+                              f"{', '.join(PRETOKENIZERS)}, got {pretokenizer!r}")
     if ref == "gpt2":
-        return load_tokenizer("gpt2")
+        return load_tokenizer("gpt2", pretokenizer)
     verify_checksum(directory, config, TOKENIZER_FILE)
     try:
-        return load_tokenizer(str(directory / TOKENIZER_FILE))
+        return load_tokenizer(str(directory / TOKENIZER_FILE), pretokenizer)
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{directory / TOKENIZER_FILE}: not a readable tokenizer ({err})") from err
 

@@ -21,6 +21,10 @@ GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838
 # GPT-2's pre-tokenizer: contractions, letters, numbers, punctuation runs and whitespace are split
 # apart before any merge, so a token never spans two words.
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# The same with every digit apart ("137" is "1" "3" "7", as in LLaMA's tokenizer): a number's tokens
+# are then its digits, so a model can learn sums digit by digit instead of one token pair at a time.
+DIGITS_PATTERN = GPT2_PATTERN.replace(r" ?\p{N}+", r" ?\p{N}")
+PRETOKENIZERS = {"gpt2": GPT2_PATTERN, "digits": DIGITS_PATTERN}
 END_OF_TEXT = "<|endoftext|>"
 
 
@@ -62,19 +66,30 @@ def write_ranks(ranks: dict[bytes, int], path: str | Path) -> None:
 
 
 class Tokenizer:
-    """A byte-level BPE with `<|endoftext|>` as its one special token, placed right after the ranks."""
+    """A byte-level BPE with `<|endoftext|>` as its one special token, placed right after the ranks.
 
-    def __init__(self, name: str, ranks: dict[bytes, int]):
+    `pretokenizer` names the pattern that cuts text into pieces before any merge (`PRETOKENIZERS`);
+    with "digits" the ranks' multi-digit tokens simply go unused.
+    """
+
+    def __init__(self, name: str, ranks: dict[bytes, int], pretokenizer: str = "gpt2"):
+        if pretokenizer not in PRETOKENIZERS:
+            raise ValueError(f"pretokenizer must be one of {', '.join(PRETOKENIZERS)}, got {pretokenizer!r}")
         self.name = name
         self.ranks = ranks
+        self.pretokenizer = pretokenizer
         self.eot_id = len(ranks)
         self.encoding = tiktoken.Encoding(
-            name=name,
-            pat_str=GPT2_PATTERN,
+            name=f"{name}-{pretokenizer}",
+            pat_str=PRETOKENIZERS[pretokenizer],
             mergeable_ranks=ranks,
             special_tokens={END_OF_TEXT: self.eot_id},
             explicit_n_vocab=len(ranks) + 1,
         )
+
+    def with_pretokenizer(self, pretokenizer: str) -> Tokenizer:
+        """The same ranks behind another pre-tokenizer."""
+        return Tokenizer(self.name, self.ranks, pretokenizer)
 
     @property
     def n_vocab(self) -> int:
@@ -113,11 +128,12 @@ def gpt2_tokenizer() -> Tokenizer:
     return Tokenizer("gpt2", read_ranks(GPT2_RANKS))
 
 
-def load_tokenizer(name_or_path: str = "gpt2") -> Tokenizer:
+def load_tokenizer(name_or_path: str = "gpt2", pretokenizer: str = "gpt2") -> Tokenizer:
     """`"gpt2"` for GPT-2's BPE, or a path to a `.tiktoken` ranks file (a small BPE: read fresh)."""
     if name_or_path == "gpt2":
-        return gpt2_tokenizer()
+        tokenizer = gpt2_tokenizer()
+        return tokenizer if pretokenizer == "gpt2" else tokenizer.with_pretokenizer(pretokenizer)
     path = Path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer file not found: {path}")
-    return Tokenizer(path.stem, read_ranks(path))
+    return Tokenizer(path.stem, read_ranks(path), pretokenizer)

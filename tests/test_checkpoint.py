@@ -181,3 +181,23 @@ def test_an_absurd_config_is_refused_before_allocating(saved, change) -> None:
     (folder / CONFIG_FILE).write_text(json.dumps(config))
     with pytest.raises(InsufficientResourcesError, match="needs about .* GB of memory; this machine has"):
         load_checkpoint(folder)
+
+
+def test_the_pretokenizer_is_kept_in_the_config(tmp_path, tiny_model: GPTModel) -> None:
+    bpe = BytePairEncoder.train("in 1999 and 2024 the cat sat on 12 mats. " * 50, vocab_size=300)
+    save_checkpoint(tiny_model, tmp_path, bpe.to_tokenizer().with_pretokenizer("digits"))
+    assert json.loads((tmp_path / CONFIG_FILE).read_text())["pretokenizer"] == "digits"
+    tokenizer = load_checkpoint(tmp_path).tokenizer
+    assert tokenizer.pretokenizer == "digits" and load_checkpoint_tokenizer(tmp_path).pretokenizer == "digits"
+    assert len(tokenizer.encode("1999")) == 4
+    config = json.loads((tmp_path / CONFIG_FILE).read_text())
+    config["pretokenizer"] = "anything"
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="pretokenizer must be one of gpt2, digits"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_gpt2_pattern_checkpoint_has_no_pretokenizer_key(saved) -> None:
+    folder, _ = saved
+    assert "pretokenizer" not in json.loads((folder / CONFIG_FILE).read_text())
+    assert load_checkpoint(folder).tokenizer.pretokenizer == "gpt2"

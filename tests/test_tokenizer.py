@@ -138,3 +138,19 @@ def test_bpe_training_on_one_endless_word_stays_small():
     assert peak < 100 * 2**20
     assert max(map(len, bpe.ranks)) <= MAX_WORD_BYTES
     assert bpe.to_tokenizer("t").decode(bpe.to_tokenizer("t").encode(letters)) == letters
+
+
+def test_the_digits_pretokenizer_gives_every_digit_its_own_token(gpt2: Tokenizer) -> None:
+    digits = gpt2.with_pretokenizer("digits")
+    text = "In 2021, 12 x 7 = 84 and pi is 3.14159."
+    assert [digits.decode([i]) for i in digits.encode(text)][1:6] == [" 2", "0", "2", "1", ","]
+    assert all(len(piece.strip()) == 1 for piece in (digits.decode([i]) for i in digits.encode("137 4096 99"))
+               if piece.strip())
+    assert digits.decode(digits.encode(text)) == text  # the same ranks: any text still round-trips
+    assert gpt2.encode("hello world, tea?") == digits.encode("hello world, tea?")  # words are cut as before
+    assert len(gpt2.encode(" 2021")) < len(digits.encode(" 2021"))
+
+
+def test_an_unknown_pretokenizer_is_refused(gpt2: Tokenizer) -> None:
+    with pytest.raises(ValueError, match="pretokenizer must be one of gpt2, digits"):
+        gpt2.with_pretokenizer("words")

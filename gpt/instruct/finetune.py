@@ -30,7 +30,7 @@ from gpt.lora import LoRAConfig, apply_lora, merge_lora, save_adapters, trainabl
 from gpt.memory import peak_memory, peak_memory_source
 from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
-from gpt.tokenizer import Tokenizer
+from gpt.tokenizer import PRETOKENIZERS, Tokenizer
 from gpt.training.events import TrainEvent, TrainingMonitor, report_end
 from gpt.training.freeze import freeze_all_but_last_blocks
 from gpt.training.loss import IGNORE_INDEX, lm_loss
@@ -150,6 +150,10 @@ class InstructConfig:
         None, "train only the last N transformer blocks (with the final norm, and the head when it is not tied to "
               "the embedding); with LoRA, adapt only those blocks; 'all' (None): every layer", parse=_blocks)
     eval_every: int = option(0, "steps between validation losses within an epoch (0: only at the end of each)")
+    pretokenizer: str | None = option(
+        None, "cut text before the BPE with another pattern than the base's: 'digits' gives every digit its own "
+              "token, so sums are learnt digit by digit (the saved model keeps it); default: the base's",
+        choices=tuple(PRETOKENIZERS))
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -168,6 +172,8 @@ class InstructConfig:
                              f"got {self.trainable_blocks}")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
+        if self.pretokenizer is not None and self.pretokenizer not in PRETOKENIZERS:
+            raise ValueError(f"pretokenizer must be one of {', '.join(PRETOKENIZERS)}, got {self.pretokenizer!r}")
 
     @property
     def method(self) -> str:
@@ -267,6 +273,8 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
     monitor = monitor or TrainingMonitor()
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
+    if cfg.pretokenizer:  # the model then learns, and is saved and evaluated with, the new cut
+        checkpoint.tokenizer = checkpoint.tokenizer.with_pretokenizer(cfg.pretokenizer)
     model, tokenizer = checkpoint.model, checkpoint.tokenizer
     ctx = model.cfg.context_length
     train_loader = make_loader(train, tokenizer, ctx, cfg.batch_size, cfg.mask_prompt, True, cfg.seed,

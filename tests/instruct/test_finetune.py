@@ -235,3 +235,17 @@ def test_eval_every_reports_validation_losses_within_an_epoch(entries, make_chec
     evals = [e for e in events if e.kind == "eval"]
     assert [e.step for e in evals] == [3, 6, 9, 12]  # not at 7 and 14, the epochs' ends, which report their own
     assert all(e.metrics["val_loss"] > 0 for e in evals)
+
+
+def test_a_new_pretokenizer_trains_and_is_saved_with_the_model(entries, make_checkpoint, tmp_path):
+    """`pretokenizer="digits"`: the sums are learnt on digit tokens, and the saved model keeps the cut."""
+    entries = [*entries, {"instruction": "What is 12 + 30?", "input": "", "output": "42"}]
+    checkpoint = make_checkpoint()
+    assert checkpoint.tokenizer.pretokenizer == "gpt2"
+    finetune_instruct(checkpoint, entries, entries[:8], InstructConfig(**{**FAST, "epochs": 1}, pretokenizer="digits"),
+                      tmp_path / "ft")
+    assert checkpoint.tokenizer.pretokenizer == "digits"  # evaluation after training cuts the same way
+    saved = load_checkpoint(tmp_path / "ft").tokenizer
+    assert saved.pretokenizer == "digits" and saved.encode("42") == [saved.encode("4")[0], saved.encode("2")[0]]
+    with pytest.raises(ValueError, match="pretokenizer must be one of"):
+        InstructConfig(pretokenizer="words")
