@@ -177,7 +177,8 @@ def gather_instructions(runner: JobRunner, kind: str, file: str | None) -> tuple
 
 def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str, base: str, data: str, max_entries: float,
                    file: str | None, epochs: float, lr: float, batch_size: float, lora_rank: float,
-                   lora_alpha: float, mask_prompt: bool, request: gr.Request = None) -> tuple[str, str]:
+                   lora_alpha: float, mask_prompt: bool, digits: bool = True, request: gr.Request = None
+                   ) -> tuple[str, str]:
     """Check every setting, then queue the finetune; returns the first status line and the owner."""
     owner = owner_of(token, request)
     rank = check_number(lora_rank, "LoRA rank", 0, MAX_RANK, integer=True)
@@ -185,7 +186,8 @@ def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str, base:
                 "batch_size": check_number(batch_size, "Batch size", 1, 64, integer=True),
                 "lr": check_number(lr, "Learning rate", 1e-6, 1e-1), "mask_prompt": bool(mask_prompt),
                 "group_by_length": True, "lora_rank": rank,
-                "lora_alpha": check_number(lora_alpha, "LoRA alpha", 0.1, 1024) if rank else 16.0}
+                "lora_alpha": check_number(lora_alpha, "LoRA alpha", 0.1, 1024) if rank else 16.0,
+                "pretokenizer": "digits" if digits else None}
     n_entries = check_number(max_entries, "Training entries", 1, MAX_ENTRIES, integer=True)
     base_path = check_base(runner, registry, base)
     entries, data_name = gather_instructions(runner, data, file)
@@ -399,6 +401,8 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
                              elem_id="chat-ft-rank")
             alpha = gr.Number(16.0, label="LoRA alpha (the update is scaled by alpha / rank)")
             mask = gr.Checkbox(True, label="Mask the prompt from the loss (learn the answers only)")
+            digits = gr.Checkbox(True, label="Numbers digit by digit (\"137\" as 1 3 7, as the shipped chat model "
+                                             "reads them: sums are learnt per digit)", elem_id="chat-ft-digits")
         with gr.Row():
             start = gr.Button("Start finetuning", variant="primary", elem_id="chat-ft-start")
             stop = gr.Button("Stop", variant="stop", elem_id="chat-ft-stop")
@@ -416,7 +420,7 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
     watch = user_errors(functools.partial(finetune_status, runner, registry))
     watched = [line, curve, result, timer, picker, left, right, base]
     start.click(user_errors(functools.partial(start_finetune, runner, registry)),
-                [token, base, data, entries, file, epochs, lr, batch, rank, alpha, mask], [line, token],
+                [token, base, data, entries, file, epochs, lr, batch, rank, alpha, mask, digits], [line, token],
                 api_name="chat_finetune_start").success(watch, token, watched, api_visibility="private")
     stop.click(user_errors(functools.partial(stop_finetune, runner)), token, line, api_name="chat_finetune_stop")
     timer.tick(watch, token, watched, api_name="chat_finetune_status", concurrency_id="chat_finetune_status",

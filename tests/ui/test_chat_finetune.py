@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from gpt.checkpoint import save_checkpoint
+from gpt.checkpoint import load_checkpoint_tokenizer, save_checkpoint
 from gpt.data.download import DownloadError
 from gpt.generate import SamplingConfig
 from gpt.instruct import data as instruct_data
@@ -25,9 +25,9 @@ ENTRIES = [{"instruction": f"What is {a} + {b}?", "output": str(a + b), "task": 
            for b in range(10)] + [{"instruction": "Name a colour.", "input": "", "output": c, "task": "colour"}
                                   for c in ("red", "blue", "green", "white", "black", "pink", "grey", "gold",
                                             "teal", "navy")]
-# base, data, entries, file, epochs, lr, batch, LoRA rank, alpha, mask prompt (the file goes in by fixture)
+# base, data, entries, file, epochs, lr, batch, LoRA rank, alpha, mask prompt, digits (the file goes in by fixture)
 SETTINGS = dict(base="base", data="upload", max_entries=1000, epochs=2, lr=3e-3, batch_size=8, lora_rank=4,
-                lora_alpha=8.0, mask_prompt=True)
+                lora_alpha=8.0, mask_prompt=True, digits=True)
 
 
 runner, session, choices = test_train_tab.runner, test_train_tab.session, test_train_tab.choices  # as there
@@ -86,6 +86,7 @@ def test_a_lora_finetune_runs_in_the_background_and_its_model_chats(runner, regi
     assert "### Instruction:\nWhat is 2 + 3?" in prompt and reply
     folder = runner.limits.runs_dir / job.name
     assert (folder / "model" / "adapters.safetensors").is_file() and (folder / "instruction-data.json.gz").is_file()
+    assert load_checkpoint_tokenizer(folder / "model").pretokenizer == "digits"  # "Numbers digit by digit" was on
     archive = chat_tab.download_chat(registry, name)  # and back again, with its scores
     assert "model/eval.json" in zipfile.ZipFile(archive).namelist()
     message, picker = chat_tab.upload_chat(runner, registry, archive)
@@ -95,7 +96,7 @@ def test_a_lora_finetune_runs_in_the_background_and_its_model_chats(runner, regi
 
 
 def test_a_stopped_finetune_keeps_the_weights_so_far_and_scores_them(runner, registry, upload):
-    start(runner, registry, "alice", upload, epochs=5, lora_rank=0, max_entries=48)
+    start(runner, registry, "alice", upload, epochs=5, lora_rank=0, max_entries=48, digits=False)
     job = runner.job_of("alice", "instruct")
     while sum(e.kind == "step" for e in job.events) < 3:
         assert job.active, job.error
@@ -107,6 +108,7 @@ def test_a_stopped_finetune_keeps_the_weights_so_far_and_scores_them(runner, reg
     line, _, result, *_ = chat_tab.finetune_status(runner, registry, None, session("alice"))
     assert "(stopped early: these are the weights it had)" in result
     assert RUN_PREFIX + job.name in registry.chat_names()
+    assert load_checkpoint_tokenizer(runner.limits.runs_dir / job.name / "model").pretokenizer == "gpt2"  # the base's
     with pytest.raises(ValueError, match="no chat finetune running"):
         chat_tab.stop_finetune(runner, None, session("alice"))
 
