@@ -38,7 +38,7 @@ MAX_NEW_TOKENS = 256
 EMPTY_REPLY = "(the model answered with nothing: try again with a higher temperature)"
 # Questions of the held-out (test) split of the shipped data, one per kind the model does well;
 # tests/ui/test_chat_tab.py checks that they are held out and that the shipped model answers them right.
-EXAMPLES = ["What's the plural of rebel?", "What is take in the past tense?", "What is the product of 7 and 12?",
+EXAMPLES = ["What's the plural of 'wife'?", "What is take in the past tense?", "What is the product of 7 and 12?",
             "What's 61 plus 73?", "what's the opposite of 'unconscious'?", "Good morning.",
             "Translate this sentence into Hindi: I like diamonds.", "Write a speech about chickens.",
             "How many times does 91 go into 9075?"]

@@ -58,9 +58,6 @@ MIXES = ("sms", "mixed")
 # with a mail costs about 8 of SMS messages: the mix trains on part of SpamAssassin's training split,
 # to keep a finetuning on 2 CPU cores within minutes. The test split is whole.
 SPAMASSASSIN_TRAIN = 600
-# Balancing leaves most of the collection's ham unused; the mix trains on this many of those messages
-# too (none whose text is in the SMS validation or test split), for more of the ways people text.
-SMS_EXTRA_HAM = 450
 SPAMASSASSIN_VAL = 100
 MODERN_FRACTIONS = {"train": 0.9, "test": 0.0, "val": 0.1}  # no test part: the held-out file is the test
 # The evaluation sets, by the names their figures are stored under (test_metrics.json), and in words.
@@ -181,14 +178,6 @@ def balance(messages: Sequence[Message], seed: int = SPLIT_SEED) -> list[Message
     return [m for group in by_class for m in (group if len(group) == smallest else rng.sample(group, smallest))]
 
 
-def unused_ham(corpus: SpamCorpus, split: Split[Message], n: int, seed: int = SPLIT_SEED) -> list[Message]:
-    """`n` ham messages that balancing left out of `split`, none repeating a text of the split."""
-    kept = {m.text.strip().lower() for m in (*split.train, *split.val, *split.test)}
-    pool = [m for m in corpus.messages if m.label == LABELS.index("ham") and m.text.strip().lower() not in kept]
-    pool = list({m.text.strip().lower(): m for m in pool}.values())  # the collection repeats some texts
-    return random.Random(seed).sample(pool, min(n, len(pool)))
-
-
 def balanced_split(corpus: SpamCorpus, seed: int = SPLIT_SEED) -> Split[Message]:
     """The book's recipe: balance by undersampling ham, then a seeded 70/10/20 train/val/test split."""
     return seeded_split(balance(corpus.messages, seed), SPLIT_FRACTIONS, seed)
@@ -236,9 +225,6 @@ def load_mix(name: str = "sms", sms_source: str = "auto", seed: int = SPLIT_SEED
     parts: dict[str, dict[str, Any]] = {"sms": {"source": sms.source, "train": len(sms_split.train),
                                                 "val": len(sms_split.val), "test": len(sms_split.test)}}
     if name == "mixed":
-        extra_ham = unused_ham(sms, sms_split, SMS_EXTRA_HAM, seed)
-        train += extra_ham
-        parts["sms"]["train"] += len(extra_ham)
         spamassassin = load_spamassassin()
         sa_split = balanced_split(spamassassin, seed)
         sa_train, sa_val = sa_split.train[:SPAMASSASSIN_TRAIN], sa_split.val[:SPAMASSASSIN_VAL]

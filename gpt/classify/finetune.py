@@ -122,9 +122,10 @@ class ClassifierConfig:
 CLASSIFIER_PRESETS: dict[str, ClassifierConfig] = {
     # The book's setup for GPT-2 small: last block + final norm + head, 5 epochs at 5e-5.
     "book": ClassifierConfig(),
-    # The small shipped base model: two blocks (the most that fit in 4 MB as bfloat16), longer and at
-    # twice the rate; of the settings tried it had the best validation accuracy, then loss.
-    "shipped": ClassifierConfig(trainable_blocks=2, epochs=8, lr=1e-4),
+    # The small shipped base model: three blocks (the stored tensors, 4.7 MB as bfloat16, keep assets/
+    # within its budget), longer and at twice the rate; of the settings tried (2 or 3 blocks, LoRA rank 16
+    # on every layer) it had the best validation accuracy.
+    "shipped": ClassifierConfig(trainable_blocks=3, epochs=8, lr=1e-4),
 }
 
 

@@ -142,8 +142,8 @@ def test_the_mixed_data_keeps_the_sms_split_and_adds_each_part_apart(corpus, mix
     counts = {name: {k: v for k, v in part.items() if k != "source"} for name, part in mixed.parts.items()}
     assert counts == {"sms": {"train": 898, "val": 128, "test": 258},
                       "spamassassin": {"train": data.SPAMASSASSIN_TRAIN, "val": data.SPAMASSASSIN_VAL, "test": 634},
-                      "modern": {"train": 450, "val": 50, "test": 140}}
-    assert mixed.sizes() == {"train": 898 + 600 + 450, "val": 128 + 100 + 50, "test": 258 + 634 + 140}
+                      "modern": {"train": 608, "val": 68, "test": 140}}
+    assert mixed.sizes() == {"train": 898 + 600 + 608, "val": 128 + 100 + 68, "test": 258 + 634 + 140}
     sa = data.balanced_split(data.load_spamassassin())
     assert tests[data.SPAMASSASSIN_TEST] == sa.test
     assert mixed.train[898:1498] == sa.train[:600] and mixed.val[128:228] == sa.val[:100]
