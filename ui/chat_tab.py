@@ -107,8 +107,11 @@ def model_info(registry: ModelRegistry, name: str) -> tuple[str, str]:
     line = describe(ckpt, name)
     if "finetune" in meta:
         how = finetune_method(meta["finetune"])
-        line += (f"<br>Finetuned from **{meta.get('base_model', '?')}** on {meta.get('data', '?')} "
-                 f"({meta.get('n_train', 0):,} entries, {meta.get('epochs_done', '?')} epochs, {how}); "
+        stages = meta.get("stages", [])
+        epochs = sum(s.get("epochs") or 0 for s in stages) if stages else meta.get("epochs_done", "?")
+        in_stages = f" in {len(stages)} stages" if len(stages) > 1 else ""
+        line += (f"<br>Finetuned from **{meta.get('base_model', '?')}**{in_stages} on {meta.get('data', '?')} "
+                 f"({meta.get('n_train', 0):,} entries, {epochs} epochs, {how}); "
                  f"prompt format: {meta.get('prompt_format', PROMPT_FORMAT)}.")
     return public_message(line), held_out_scores(registry.resolve(name).path)
 

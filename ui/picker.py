@@ -16,7 +16,8 @@ def describe(ckpt: Checkpoint, name: str) -> str:
     bpe = "GPT-2's BPE" if ckpt.tokenizer.name == "gpt2" else "its own BPE"
     return (f"**{name}**: {ckpt.model.n_params() / 1e6:.1f}M parameters · {cfg.n_layers} layers · "
             f"{cfg.n_heads} heads · {cfg.emb_dim} wide · context {cfg.context_length} tokens · "
-            f"{bpe} ({ckpt.tokenizer.n_vocab:,} tokens)")
+            f"{bpe} ({ckpt.tokenizer.n_vocab:,} tokens)"
+            + (" · numbers digit by digit" if ckpt.tokenizer.pretokenizer == "digits" else ""))
 
 
 def show_model(registry: ModelRegistry, name: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:

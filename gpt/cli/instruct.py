@@ -96,8 +96,11 @@ def run(args: argparse.Namespace) -> None:
         checkpoint = load_model(args.model, device=str(device))
         if not args.no_eval:  # evaluation only reads the weights: the same model is then finetuned
             reports[f"{args.model} (untuned)"] = evaluate(checkpoint, "untuned")
-        meta = {"base_model": str(args.model), "data": args.data, "split_seed": cfg.seed,
-                "n_train": len(train), "n_test": len(test), "n_val": len(split.val), "prompt_format": PROMPT_FORMAT}
+        earlier = finetune_stages(checkpoint.meta)
+        meta = {"base_model": earlier[0]["from"] if earlier else str(args.model), "data": args.data,
+                "split_seed": cfg.seed, "n_train": len(train), "n_test": len(test), "n_val": len(split.val),
+                "prompt_format": PROMPT_FORMAT,
+                "stages": [*earlier, {"from": str(args.model), "epochs": cfg.epochs, "lr": cfg.lr}]}
         digest = base_sha256(args.model, checkpoint) if cfg.lora_rank else None
         bar = TqdmListener("finetune", enabled=not args.quiet)
         try:
@@ -118,6 +121,16 @@ def run(args: argparse.Namespace) -> None:
         path = save_model_eval(args.out, own, data=args.data, split_seed=cfg.seed, n_train=len(train),
                                max_new_tokens=args.max_new_tokens)
         print(f"the model's own held-out report (the Chat tab shows it): {path}")
+
+
+def finetune_stages(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The instruction finetunes a checkpoint already went through (from what, epochs, lr), so that a
+    run that goes on from one records where the whole chain started."""
+    if "stages" in meta:
+        return list(meta["stages"])
+    if "finetune" in meta:  # a finetune from before stages were recorded: its own run only
+        return [{"from": meta.get("base_model", "?"), "epochs": meta.get("epochs_done"), "lr": meta["finetune"]["lr"]}]
+    return []
 
 
 def describe_cost(result: InstructResult, cfg: InstructConfig) -> str:

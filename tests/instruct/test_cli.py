@@ -66,6 +66,13 @@ def test_config_flags_and_the_seed_reach_the_run(make_checkpoint, data, tmp_path
     assert meta["split_seed"] == 7 and meta["n_train"] == 8 and meta["steps"] == 2
     assert not (out / "instruct_eval.json").exists()
     assert main(["finetune-instruct", "--model", str(tmp_path / "base"), "--data", data, "--epochs", "0"]) == 2
+    # A second stage from the first: the chain is recorded, and it started from the base
+    assert main(["finetune-instruct", "--model", str(out), "--data", data, "--no-eval", "--quiet", "--epochs", "2",
+                 "--lr", "5e-5", "--batch-size", "4", "--max-train", "8", "--out", str(tmp_path / "again")]) == 0
+    again = load_checkpoint(tmp_path / "again")
+    assert again.meta["base_model"] == str(tmp_path / "base") and again.tokenizer.pretokenizer == "digits"
+    assert again.meta["stages"] == [{"from": str(tmp_path / "base"), "epochs": 1, "lr": 1e-4},
+                                    {"from": str(out), "epochs": 2, "lr": 5e-5}]
 
 
 def test_gpt2_models_come_from_the_weight_loader_with_the_books_preset(make_checkpoint, data, tmp_path,
