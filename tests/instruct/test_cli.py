@@ -56,8 +56,8 @@ def test_config_flags_and_the_seed_reach_the_run(make_checkpoint, data, tmp_path
     out = tmp_path / "out"
     assert main(["finetune-instruct", "--model", str(tmp_path / "base"), "--data", data, "--no-eval", "--quiet",
                  "--epochs", "1", "--batch-size", "4", "--lr", "1e-4", "--no-mask-prompt", "--autocast", "float32",
-                 "--weight-decay", "0", "--seed", "7", "--max-train", "8", "--pretokenizer", "digits", "--device", "cpu",
-                 "--out", str(out)]) == 0
+                 "--weight-decay", "0", "--seed", "7", "--max-train", "8", "--pretokenizer", "digits",
+                 "--device", "cpu", "--out", str(out)]) == 0
     meta = load_checkpoint(out).meta
     assert load_checkpoint(out).tokenizer.pretokenizer == "digits"
     assert meta["finetune"] == {"epochs": 1, "batch_size": 4, "lr": 1e-4, "weight_decay": 0.0, "mask_prompt": False,
