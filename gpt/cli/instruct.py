@@ -96,11 +96,11 @@ def run(args: argparse.Namespace) -> None:
         checkpoint = load_model(args.model, device=str(device))
         if not args.no_eval:  # evaluation only reads the weights: the same model is then finetuned
             reports[f"{args.model} (untuned)"] = evaluate(checkpoint, "untuned")
-        earlier = finetune_stages(checkpoint.meta)
-        meta = {"base_model": earlier[0]["from"] if earlier else str(args.model), "data": args.data,
+        earlier, source = finetune_stages(checkpoint.meta), model_ref(args.model)
+        meta = {"base_model": earlier[0]["from"] if earlier else source, "data": args.data,
                 "split_seed": cfg.seed, "n_train": len(train), "n_test": len(test), "n_val": len(split.val),
                 "prompt_format": PROMPT_FORMAT,
-                "stages": [*earlier, {"from": str(args.model), "epochs": cfg.epochs, "lr": cfg.lr}]}
+                "stages": [*earlier, {"from": source, "epochs": cfg.epochs, "lr": cfg.lr}]}
         digest = base_sha256(args.model, checkpoint) if cfg.lora_rank else None
         bar = TqdmListener("finetune", enabled=not args.quiet)
         try:
@@ -121,6 +121,13 @@ def run(args: argparse.Namespace) -> None:
         path = save_model_eval(args.out, own, data=args.data, split_seed=cfg.seed, n_train=len(train),
                                max_new_tokens=args.max_new_tokens)
         print(f"the model's own held-out report (the Chat tab shows it): {path}")
+
+
+def model_ref(model: str) -> str:
+    """How the metadata names a base: a folder under the working directory relative to it (the shipped
+    default is an absolute path, which would put this machine's layout into a shipped config)."""
+    path = Path(model).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_dir() and path.is_relative_to(Path.cwd()) else str(model)
 
 
 def finetune_stages(meta: dict[str, Any]) -> list[dict[str, Any]]:

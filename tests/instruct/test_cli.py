@@ -9,6 +9,7 @@ import pytest
 import gpt.pretrained
 from gpt.checkpoint import load_checkpoint, save_checkpoint
 from gpt.cli import main
+from gpt.cli.instruct import model_ref
 from gpt.instruct.data import load_entries, save_entries, split_entries
 from gpt.instruct.evaluate import load_model_eval
 
@@ -114,3 +115,12 @@ def test_the_cli_reports_what_trains_and_what_it_cost(make_checkpoint, data, tmp
     assert (out / "adapters.safetensors").is_file() == bool(trainable)
     if "--trainable-blocks" in flags:
         assert meta["trainable_params"] < meta["total_params"] / 2
+
+
+def test_a_base_under_the_working_directory_is_named_relative_to_it(tmp_path, monkeypatch):
+    """The shipped default base is an absolute path: the metadata of a shipped model must not carry it."""
+    (tmp_path / "assets" / "base").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert model_ref(str(tmp_path / "assets" / "base")) == "assets/base"
+    assert model_ref("gpt2-small") == "gpt2-small"  # a name, not a folder
+    assert model_ref(str(tmp_path.parent)) == str(tmp_path.parent)  # outside the working directory: as given
