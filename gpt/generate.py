@@ -65,7 +65,7 @@ def next_token_probs(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
 def pick(logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator) -> int:
     """One token id from (V,) logits: the argmax when greedy, else a draw from `next_token_probs`."""
     if cfg.greedy:
-        return int(logits.argmax())
+        return int(logits.float().argmax())  # exact widening; CPU argmax is several times slower in bfloat16
     return int(torch.multinomial(next_token_probs(logits, cfg), 1, generator=gen))
 
 
