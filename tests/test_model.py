@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from gpt.attention import CausalSelfAttention, KVCache
 from gpt.config import PRESETS, GPTConfig
 from gpt.model import GPTModel, sinusoidal_positions
 from gpt.precision import dtype_of
@@ -174,3 +175,22 @@ def test_decode_head_copy_matches_and_follows_weight_changes(tiny_model: GPTMode
         torch.testing.assert_close(after, reference(), rtol=0, atol=1e-5)
         tiny_model.out_head = torch.nn.Linear(tiny_model.cfg.emb_dim, 2)  # a classifier's biased head
         torch.testing.assert_close(tiny_model(idx, last_only=True), reference(), rtol=0, atol=1e-5)
+
+
+def test_half_precision_decode_step_attends_in_float32() -> None:
+    """A bfloat16 decoding step widens its one query's attention to float32: the step's output is the
+    float32 attention over the bfloat16 keys and values, narrowed once."""
+    torch.manual_seed(0)
+    cfg = GPTConfig.preset("tiny")
+    att = CausalSelfAttention(cfg).to(torch.bfloat16).eval()
+    cache = KVCache(cfg, batch_size=2, dtype=torch.bfloat16)
+    with torch.no_grad():
+        att(torch.randn(2, 9, cfg.emb_dim, dtype=torch.bfloat16), cache)
+        cache.pos = 9
+        x = torch.randn(2, 1, cfg.emb_dim, dtype=torch.bfloat16)
+        y, _ = att(x, cache)
+        q, k, v = att.qkv(x).view(2, 1, 3, cfg.n_heads, cfg.head_dim).permute(2, 0, 3, 1, 4)
+        keys, values = torch.cat([cache.keys[0, :, :, :9], k], 2), torch.cat([cache.values[0, :, :, :9], v], 2)
+        weights = torch.softmax(q.float() @ keys.float().transpose(-2, -1) / math.sqrt(cfg.head_dim), dim=-1)
+        expected = att.out_proj((weights @ values.float()).to(torch.bfloat16).transpose(1, 2).reshape(2, 1, -1))
+    torch.testing.assert_close(y, expected, atol=2.5e-4, rtol=0)  # bfloat16 attention is off by about 1e-3 here
