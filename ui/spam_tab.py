@@ -514,7 +514,8 @@ def _finetune_panel(registry: ModelRegistry, runner: JobRunner) -> dict[str, Any
 
 def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     gr.Markdown("A base model with its output head swapped for a classification head (the book's chapter 6). "
-                "The verdict is read at the last token, the only one that has seen the whole message.")
+                "The head reads the message at its last token, the only one that has seen all of it, or, as the "
+                "shipped classifier does, as the mean over its tokens.")
     names = registry.classifier_names()
     with gr.Row(equal_height=True):
         picker = gr.Dropdown(names, value=names[0] if names else None, label="Classifier", scale=1,
