@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
 def test_flags_come_from_the_config_over_a_preset():
     args = parser().parse_args(["--preset", "shipped", "--trainable-blocks", "all", "--weight-decay", "0"])
     cfg = ClassifierConfig.preset(args.preset, **config_overrides(args, ClassifierConfig))
-    assert cfg == ClassifierConfig(trainable_blocks=None, epochs=8, lr=1e-4, weight_decay=0.0, head_token="mean")
+    assert cfg == ClassifierConfig(trainable_blocks=None, epochs=8, lr=2e-4, weight_decay=0.0, head_token="mean")
     assert config_overrides(parser().parse_args([]), ClassifierConfig) == {}
     with pytest.raises(SystemExit):
         parser().parse_args(["--trainable-blocks", "last"])
