@@ -75,17 +75,16 @@ class CausalSelfAttention(nn.Module):
                 scores = scores.masked_fill(~allowed, float("-inf"))
             weights = torch.softmax(scores, dim=-1)
             y = self.attn_dropout(weights) @ v
-        elif T == 1 and not self.training and x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16):
-            # A decoding step in half precision: PyTorch's CPU attention kernel is several times slower
-            # in bfloat16 than in float32 for one query, so the small q, k, v are widened (which is
-            # also more exact) and the result narrowed back.
-            weights = None
-            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(x.dtype)
         else:
-            weights = None
+            weights, dtype = None, q.dtype
+            # A decoding step in half precision on a CPU: PyTorch's attention kernel is several times slower
+            # in bfloat16 than in float32 for one query, so the small q, k, v are widened (which is also
+            # more exact) and the result narrowed back.
+            if T == 1 and not self.training and x.device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
+                q, k, v = q.float(), k.float(), v.float()
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, is_causal=(T > 1 and mask is None),
                 dropout_p=self.drop_rate if self.training else 0.0,
-            )
+            ).to(dtype)
         y = y.transpose(1, 2).reshape(B, T, C)  # re-assemble the heads side by side
         return self.out_proj(y), weights
