@@ -5,7 +5,9 @@ folder such as assets/models/base), the same threads and the same inputs; the ma
 so the ratio is the figure to read, not the absolute speed. Each precision of ours is timed beside
 transformers in the same precision (int8, which transformers has no CPU path for, beside its
 float32). A decode step reads every weight once, so the weights' bytes over the memory bandwidth
-measured in this run is the fastest decoding can be: the share of that limit reached is printed.
+is the fastest decoding can be: the share of that limit reached is printed. The bandwidth is
+measured in turns with the decode timings (a full read of a buffer far larger than the caches),
+so that both see the same load on a shared host.
 
     python -m benchmarks.inference [--dtype float32 bfloat16 int8] [--model assets/models/base] [--repeats 5]
 """
@@ -18,7 +20,7 @@ import sys
 import torch
 
 from benchmarks.common import format_table, hf_model, interleaved_median_seconds, throughput_row
-from benchmarks.machine import memory_bandwidth
+from benchmarks.machine import memory_read
 from gpt.checkpoint import read_config
 from gpt.config import PRESETS, GPTConfig
 from gpt.generate import SamplingConfig, generate
@@ -26,6 +28,7 @@ from gpt.model import GPTModel
 from gpt.quantize import PRECISIONS, to_precision
 
 DECODE = "decode"
+MEMORY_READ = "memory read"  # the bandwidth probe timed in turns with the decode workload
 
 
 def config_of(model: str) -> GPTConfig:
@@ -35,8 +38,10 @@ def config_of(model: str) -> GPTConfig:
 
 def run_benchmarks(model: str = "gpt2-small", precision: str = "float32", repeats: int = 3,
                    prefill_len: int = 256, prompt_len: int = 32, new_tokens: int = 128,
-                   with_hf: bool = True) -> tuple[list[dict[str, float | str]], int]:
-    """The rows of one precision, and the bytes of our weights in it."""
+                   with_hf: bool = True, probe_bytes: int = 2 * 1024**3
+                   ) -> tuple[list[dict[str, float | str]], int, float]:
+    """The rows of one precision, the bytes of our weights in it, and the memory bandwidth (bytes/s)
+    measured in turns with the decode timings."""
     torch.manual_seed(0)
     cfg = config_of(model)
     ours = to_precision(GPTModel(cfg).eval(), precision)
@@ -64,8 +69,13 @@ def run_benchmarks(model: str = "gpt2-small", precision: str = "float32", repeat
     with torch.inference_mode():
         for name, n_tokens, ours_fn, hf_fn in workloads:
             steps = {"ours": ours_fn} if hf_fn is None else {"ours": ours_fn, "transformers": hf_fn}
-            rows.append(throughput_row(name, n_tokens, interleaved_median_seconds(steps, repeats)))
-    return rows, decode_bytes(ours)
+            if name.startswith(DECODE):
+                steps[MEMORY_READ] = memory_read(probe_bytes)
+            seconds = interleaved_median_seconds(steps, repeats)
+            if MEMORY_READ in seconds:
+                bandwidth = probe_bytes / seconds.pop(MEMORY_READ)
+            rows.append(throughput_row(name, n_tokens, seconds))
+    return rows, decode_bytes(ours), bandwidth
 
 
 def decode_bytes(model: GPTModel) -> int:
@@ -95,9 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers reference")
     args = parser.parse_args(argv)
-    bandwidth = memory_bandwidth()
     for precision in args.dtype:
-        rows, n_bytes = run_benchmarks(args.model, precision, args.repeats, with_hf=not args.no_hf)
+        rows, n_bytes, bandwidth = run_benchmarks(args.model, precision, args.repeats, with_hf=not args.no_hf)
         reference = " (transformers in float32)" if precision == "int8" else ""
         title = (f"{args.model}, random weights, {precision}{reference}, {torch.get_num_threads()} threads, "
                  f"median of {args.repeats}")

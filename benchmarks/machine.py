@@ -8,19 +8,18 @@ is the model FLOP utilisation. Both are measured, not looked up: the machines ar
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
-from benchmarks.common import interleaved_median_seconds
 from gpt.config import GPTConfig
 from gpt.kernels import _onednn_available, _onednn_mm
 
 
-def memory_bandwidth(n_bytes: int = 2 * 1024**3, repeats: int = 5) -> float:
-    """Bytes/s that a full read of a buffer far larger than the caches reaches (`x.sum()`)."""
-    x = torch.ones(n_bytes // 4)
-    seconds = interleaved_median_seconds({"sum": x.sum}, repeats)["sum"]
-    return n_bytes / seconds
+def memory_read(n_bytes: int = 2 * 1024**3) -> Callable[[], torch.Tensor]:
+    """A full read of a buffer far larger than the caches (`x.sum()`): n_bytes over its seconds is the
+    memory bandwidth. Time it in turns with the workload it bounds, so that both meet the same load."""
+    return torch.ones(n_bytes // 4).sum
 
 
 def matmul_peak(dtype: torch.dtype = torch.float32, repeats: int = 7) -> float:

@@ -24,10 +24,11 @@ def test_training_and_inference_benchmarks_report_both_implementations():
     assert [r["workload"] for r in rows] == ["tiny 2x16"] and rows[0]["ours"] > 0 and rows[0]["transformers"] > 0
     assert "| tiny 2x16 | 0.1M |" in format_table(rows, "title", digits=0) and rows[0]["flops_per_token"] > 0
     for precision in ("float32", "int8"):
-        rows, n_bytes = inference.run_benchmarks("tiny", precision, repeats=1, prefill_len=16, prompt_len=4,
-                                                 new_tokens=4)
+        rows, n_bytes, bandwidth = inference.run_benchmarks("tiny", precision, repeats=1, prefill_len=16,
+                                                            prompt_len=4, new_tokens=4, probe_bytes=2**20)
         assert [r["workload"] for r in rows] == ["prefill 1x16", "prefill 8x16", "decode 4+4 (KV cache)"]
-        assert all(r["ours"] > 0 and r["transformers"] > 0 for r in rows) and n_bytes > 0
+        assert all(r["ours"] > 0 and r["transformers"] > 0 for r in rows) and n_bytes > 0 and bandwidth > 0
+        assert all(set(r) == {"workload", "ours", "transformers", "ratio"} for r in rows)  # the probe is no row
         line = inference.bandwidth_line(rows, n_bytes, bandwidth=1e10)
         assert f"allows {1e10 / n_bytes:.1f} decode tokens/s" in line and "ours" in line
 
