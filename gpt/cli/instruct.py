@@ -17,11 +17,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from gpt.checkpoint import Checkpoint
-from gpt.cli.options import add_config_arguments, add_device_argument, check_device, config_overrides
+from gpt.cli.options import (
+    add_config_arguments,
+    add_device_argument,
+    add_threads_argument,
+    check_device,
+    config_overrides,
+    set_threads,
+)
 from gpt.cli.progress import TqdmListener
 from gpt.config import GPT2_SIZES
 from gpt.files import SHIPPED_BASE, write_text_atomic
@@ -58,19 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the longest response generated for scoring (default: %(default)s)")
     parser.add_argument("--judge", metavar="OLLAMA_MODEL", help="also score with an LLM judge on a local Ollama")
     parser.add_argument("--no-eval", action="store_true", help="train only")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1 suits the small shipped model: on a shared CPU, "
-                             "threads that wait on each other are several times slower)")
+    add_threads_argument(parser)
     add_device_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(parser, InstructConfig, default_note="the preset's")
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     device = check_device(args.device)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     preset = args.preset or ("gpt2" if args.model in GPT2_SIZES else "shipped")
     cfg = replace(INSTRUCT_PRESETS[preset], **config_overrides(args, InstructConfig))
     split = split_entries(resolve_data(args.data), cfg.seed)  # --seed seeds the split and the training

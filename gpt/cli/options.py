@@ -88,3 +88,16 @@ def check_device(name: str) -> torch.device:
     if device is None or device.type not in available_devices():
         raise ValueError(f"--device {name}: not available here; choose one of {', '.join(available_devices())}")
     return device
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """`--threads`: torch's CPU threads, 1 by default, which suits the small shipped models."""
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 suits the small shipped models: on a shared CPU, "
+                             "threads that wait on each other are several times slower)")
+
+
+def set_threads(threads: int) -> None:
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)

@@ -17,11 +17,17 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from gpt.checkpoint import Checkpoint, load_checkpoint
-from gpt.cli.options import add_config_arguments, add_device_argument, check_device, config_overrides
+from gpt.cli.options import (
+    add_config_arguments,
+    add_device_argument,
+    add_threads_argument,
+    check_device,
+    config_overrides,
+    set_threads,
+)
 from gpt.cli.progress import TqdmListener
 from gpt.config import GPT2_SIZES
 from gpt.files import SHIPPED_MODELS, write_text_atomic
@@ -61,20 +67,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0: the whole test split (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=int, default=64,
                         help="the longest response generated for scoring (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1 suits the small shipped model on a shared CPU)")
+    add_threads_argument(parser)
     add_device_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(parser, PreferenceConfig, default_note="the preset's")
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.eval_limit < 0:
         raise ValueError(f"--eval-limit must be >= 0 (0: the whole test split), got {args.eval_limit}")
     device = check_device(args.device)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     preset = args.preset or ("gpt2" if args.model in GPT2_SIZES else "shipped")
     cfg = replace(PREFERENCE_PRESETS[preset], **config_overrides(args, PreferenceConfig))
     pairs = split_pairs(resolve_pairs(args.data), cfg.seed)

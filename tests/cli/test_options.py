@@ -6,8 +6,9 @@ import argparse
 from dataclasses import dataclass, replace
 
 import pytest
+import torch
 
-from gpt.cli.options import add_config_arguments, config_overrides
+from gpt.cli.options import add_config_arguments, add_threads_argument, config_overrides, set_threads
 from gpt.config import option
 
 
@@ -47,3 +48,13 @@ def test_help_comes_from_the_fields_and_bad_values_are_refused(capsys):
         parse("--steps", "many")
     with pytest.raises(SystemExit):
         parse("--mode", "medium")
+
+
+def test_threads_default_to_one_and_refuse_zero() -> None:
+    parser = argparse.ArgumentParser()
+    add_threads_argument(parser)
+    assert parser.parse_args([]).threads == 1
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError, match="--threads must be >= 1"):
+        set_threads(parser.parse_args(["--threads", "0"]).threads)
+    assert torch.get_num_threads() == before  # a refused value changes nothing
