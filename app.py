@@ -26,6 +26,7 @@ from ui import (  # noqa: E402
     attention_tab,
     chat_tab,
     generate_tab,
+    labels,
     model_card_view,
     picker,
     spam_tab,
@@ -37,7 +38,7 @@ from ui.jobs import JobRunner, env_number  # noqa: E402
 from ui.registry import MODELS_DIR, ModelRegistry  # noqa: E402
 
 THEME = gr.themes.Soft()  # a built-in theme: its fonts are bundled, nothing is fetched
-CSS = "#model-summary {align-self: center}\n" + tokenizer_tab.CSS + spam_tab.CSS
+CSS = "#model-summary {align-self: center}\n" + labels.CSS + spam_tab.CSS
 COMPUTE = "compute"  # the one concurrency group of every event that runs a model or trains a tokenizer
 FILES_PER_UPLOAD = 5  # an upload request holds at most this many files of the largest size allowed
 

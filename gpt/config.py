@@ -8,9 +8,64 @@ from typing import Any
 from gpt.precision import bytes_per_element
 
 
-def option(default: Any, help: str, **metadata: Any) -> Field:
-    """A config field with its help text: the command line builds its flags from these (`gpt.cli.options`)."""
-    return field(default=default, metadata={"help": help, **metadata})
+def option(default: Any, help: str, *, low: float | None = None, high: float | None = None,
+           choices: tuple | None = None, **metadata: Any) -> Field:
+    """A config field with its help text and, where it has them, its bounds (`low` <= value <= `high`) or choices.
+
+    This is the one place a limit is written: the command line builds its flags from it
+    (`gpt.cli.options`), the app its sliders, and `check_options` validates every value against it.
+    """
+    bounds = {k: v for k, v in (("low", low), ("high", high), ("choices", choices)) if v is not None}
+    return field(default=default, metadata={"help": help, **bounds, **metadata})
+
+
+def field_of(config_cls: type, name: str) -> Field:
+    """The dataclass field `name` of `config_cls`, with its option metadata."""
+    try:
+        return next(f for f in fields(config_cls) if f.name == name)
+    except StopIteration:
+        raise ValueError(f"{config_cls.__name__} has no field {name!r}") from None
+
+
+def bounds(config_cls: type, name: str) -> tuple[float | None, float | None]:
+    """(low, high) of a field, None where it is open."""
+    meta = field_of(config_cls, name).metadata
+    return meta.get("low"), meta.get("high")
+
+
+def choices(config_cls: type, name: str) -> tuple:
+    return tuple(field_of(config_cls, name).metadata.get("choices", ()))
+
+
+def check_option(config_cls: type, name: str, value: Any, label: str | None = None) -> Any:
+    """`value` if it is within the field's bounds or among its choices; ValueError naming the field otherwise.
+
+    None passes where the field's default is None (an optional setting left unset).
+    """
+    f = field_of(config_cls, name)
+    label = label or name
+    if value is None and f.default is None:
+        return value
+    if "choices" in f.metadata:
+        if value not in f.metadata["choices"]:
+            raise ValueError(f"{label} must be one of {', '.join(map(str, f.metadata['choices']))}, got {value!r}")
+        return value
+    low, high = f.metadata.get("low"), f.metadata.get("high")
+    if low is None and high is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN != NaN
+        raise ValueError(f"{label} must be a number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"between {low:g} and {high:g}" if low is not None and high is not None else (
+            f"at least {low:g}" if low is not None else f"at most {high:g}")
+        raise ValueError(f"{label} must be {span}, got {value:g}")
+    return value
+
+
+def check_options(config: Any) -> None:
+    """Validate every bounded field of a config dataclass instance (for its `__post_init__`)."""
+    for f in fields(config):
+        check_option(type(config), f.name, getattr(config, f.name), f"{type(config).__name__}.{f.name}")
 
 
 POSITIONS = ("learned", "sinusoidal")  # how a token's position enters the residual stream

@@ -12,8 +12,8 @@ import torch
 
 from ui import lens_view, surprisal_view
 from ui.common import check_number, clip_chars, require_text, user_errors, with_notices
+from ui.labels import piece_label
 from ui.registry import ModelRegistry
-from ui.tokenizer_tab import piece_label
 
 MAX_TOKENS = 128  # a heatmap wider than this has unreadable labels; the grid gets slow too
 VIEWS = ("one head", "all heads", "mean over heads")

@@ -11,7 +11,8 @@ from gpt.generate import SamplingConfig, common_prefix, continuation_logprob, se
 from gpt.tokenizer import Tokenizer
 from ui import generate_tab
 from ui.common import user_errors, with_notices
-from ui.inside import id_label, where
+from ui.inside import where
+from ui.labels import id_label
 from ui.registry import ModelRegistry
 
 EXPLAIN = ("**Beam search** keeps the `Beams` most likely continuations at each step instead of one: every beam "

@@ -12,7 +12,8 @@ from gpt.checkpoint import Checkpoint
 from gpt.generate import SamplingConfig, next_token_logits, stream
 from gpt.tokenizer import END_OF_TEXT, Tokenizer
 from ui.common import check_number, clip_chars, fit_context, require_text, user_errors, with_notices
-from ui.inside import bytes_label, load_two, other_dropdown, same_tokenizer, where
+from ui.inside import load_two, other_dropdown, same_tokenizer, where
+from ui.labels import bytes_label
 from ui.registry import ModelRegistry
 
 TOP = 10  # each model's most likely tokens; the chart shows their union

@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 from gpt.embeddings import nearest_tokens, position_similarity, project_tokens, vocabulary_sample
 from gpt.tokenizer import Tokenizer
 from ui.common import clip_chars, join_notices, require_text, user_errors
-from ui.inside import id_label, where
+from ui.inside import where
+from ui.labels import id_label
 from ui.registry import ModelRegistry
 
 SAMPLE = 1_500  # the grey cloud: enough to see the shape of the vocabulary, few enough to draw fast

@@ -13,7 +13,7 @@ import torch
 from gpt.checkpoint import Checkpoint
 from gpt.generate import SamplingConfig, beam_search, next_token_logits, next_token_probs, pick, stream
 from ui.common import check_number, clip_chars, fit_context, join_notices, require_text, user_errors, with_notices
-from ui.inside import id_label
+from ui.labels import id_label
 from ui.registry import ModelRegistry
 
 MAX_TEMPERATURE = 5.0

@@ -16,7 +16,6 @@ from gpt.checkpoint import Checkpoint
 from gpt.tokenizer import Tokenizer, TokenPiece
 from ui.common import clip_chars, require_text
 from ui.registry import SHIPPED_LANGUAGE_MODELS, ModelRegistry
-from ui.tokenizer_tab import piece_label
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,15 +31,6 @@ def where(*functions: Callable) -> str:
         line = first + next(i for i, text in enumerate(lines) if text.lstrip().startswith(("def ", "class ")))
         names.append(f"`{fn.__module__}.{fn.__qualname__}` ({path}:{line})")
     return "Where the code is: " + ", ".join(names) + "."
-
-
-def id_label(tokenizer: Tokenizer, token_id: int) -> str:
-    """A token id as the Tokenizer tab shows it: its text, whitespace made visible (␣ ↵), or its bytes."""
-    return bytes_label(tokenizer.decode_bytes([token_id]))
-
-
-def bytes_label(piece: bytes) -> str:
-    return piece_label(TokenPiece(-1, piece, 0, 0))
 
 
 def window_pieces(tokenizer: Tokenizer, text: str, limit: int) -> tuple[list[TokenPiece], str]:

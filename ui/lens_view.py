@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 
 from gpt.lens import LogitLens, logit_lens
 from ui.common import check_number, user_errors, with_notices
-from ui.inside import id_label, where, window_pieces
+from ui.inside import where, window_pieces
+from ui.labels import id_label
 from ui.registry import ModelRegistry
 
 MAX_TOKENS = 48  # columns of the grid: each cell carries a token's text, so it must stay readable

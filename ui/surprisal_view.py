@@ -13,7 +13,8 @@ from gpt.checkpoint import Checkpoint
 from gpt.lens import bits_by_word, surprisal_bits
 from gpt.tokenizer import TokenPiece
 from ui.common import clip_chars, require_text, user_errors, with_notices
-from ui.inside import bytes_label, id_label, load_two, other_dropdown, same_tokenizer, where
+from ui.inside import load_two, other_dropdown, same_tokenizer, where
+from ui.labels import bytes_label, id_label
 from ui.registry import ModelRegistry
 
 MAX_TOKENS = 512  # one forward pass per model over at most this many tokens

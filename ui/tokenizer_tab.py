@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import html
-import unicodedata
 
 import gradio as gr
 import pandas as pd
@@ -13,21 +11,11 @@ from gpt.bpe import BytePairEncoder
 from gpt.data.corpus import CORPORA, read_text
 from gpt.tokenizer import END_OF_TEXT, Tokenizer, TokenPiece, load_tokenizer
 from ui.common import check_number, clip_chars, join_notices, require_text, user_errors
+from ui.labels import MAX_SHOWN_TOKENS, piece_label, tokens_html
 from ui.registry import ModelRegistry
 
-MAX_SHOWN_TOKENS = 1_000  # coloured spans beyond this slow the page down and teach nothing new
 MAX_TRAIN_CHARS = 50_000  # training on this much takes a fraction of a second
 MIN_VOCAB, MAX_VOCAB = 257, 2_000
-# Pale, distinct backgrounds: neighbouring tokens always differ, the text stays readable.
-COLOURS = ("#fde68a", "#bbf7d0", "#bfdbfe", "#fbcfe8", "#ddd6fe", "#fed7aa", "#a5f3fc", "#e5e7eb")
-VISIBLE_WHITESPACE = {" ": "␣", "\n": "↵", "\t": "→", "\r": "␍"}
-# Styles live in the page (app.py passes CSS to launch), not on each of a thousand spans.
-CSS = (".tokens {line-height: 2.2}\n"
-       ".tok {display: inline-flex; flex-direction: column; align-items: center; margin: 1px; padding: 1px 3px; "
-       "border-radius: 4px; font-family: monospace; white-space: pre; color: #111}\n"
-       ".tok small {font-size: 0.7em; color: #555}\n"
-       + "".join(f".tok.c{i} {{background: {colour}}}\n" for i, colour in enumerate(COLOURS)))
-
 EXAMPLE_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
                 "must be in want of a wife.\n\nTokenizers   split 'words', numbers like 2026, and emoji 🙂 "
                 "into pieces.<|endoftext|>")
@@ -47,31 +35,6 @@ def trained_tokenizer(text: str, vocab_size: int) -> Tokenizer:
 def char_pieces(text: str) -> list[TokenPiece]:
     """Characters as tokens, with the code point as id: the vocabulary-free baseline."""
     return [TokenPiece(ord(c), c.encode("utf-8"), i, i + 1) for i, c in enumerate(text)]
-
-
-def piece_label(piece: TokenPiece) -> str:
-    """What a token shows: its text with whitespace made visible, or its bytes if they are not a whole character."""
-    try:
-        text = piece.piece.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is None or any(unicodedata.category(c) == "Cc" and c not in VISIBLE_WHITESPACE for c in text):
-        return " ".join(f"<{b:02x}>" for b in piece.piece)  # a part of a character, or an invisible one
-    return "".join(VISIBLE_WHITESPACE.get(c, c) for c in text)
-
-
-def tokens_html(pieces: list[TokenPiece]) -> str:
-    """Coloured tokens, each with its id beneath; hovering shows the bytes."""
-    spans = []
-    for pos, piece in enumerate(pieces[:MAX_SHOWN_TOKENS]):
-        title = f"#{pos} · id {piece.id} · bytes {piece.piece.hex(' ')}"
-        spans.append(f'<span class="tok c{pos % len(COLOURS)}" title="{title}">{html.escape(piece_label(piece))}'
-                     f'<small>{piece.id}</small></span>')
-        if piece.piece.endswith(b"\n"):
-            spans.append("<br>")
-    more = len(pieces) - MAX_SHOWN_TOKENS
-    tail = f"<p><em>… and {more:,} more tokens (counted below, not drawn)</em></p>" if more > 0 else ""
-    return f'<div class="tokens">{"".join(spans)}</div>{tail}'
 
 
 def pieces_table(pieces: list[TokenPiece]) -> pd.DataFrame:

@@ -37,8 +37,8 @@ from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
 from gpt.training.optim import seconds_per_step
 from ui.common import check_number, user_errors
 from ui.jobs import Job, JobError, JobRunner, state_line
+from ui.labels import piece_label, tokens_html
 from ui.registry import RUN_PREFIX, ModelRegistry
-from ui.tokenizer_tab import piece_label, tokens_html
 
 KJV = "King James Bible (61 books)"
 CORPORA = ({f"Austen: {name}": name for name in AUSTEN_NOVELS if name not in HELD_OUT_NOVELS} | {KJV: "kjv"}

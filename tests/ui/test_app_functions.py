@@ -17,7 +17,7 @@ from gpt.generate import SamplingConfig
 from gpt.instruct.prompt import chat_stream
 from gpt.tokenizer import END_OF_TEXT, load_tokenizer
 from tests.helpers import make_model_folder
-from ui import attention_tab, chat_tab, common, generate_tab, picker, spam_tab, tokenizer_tab
+from ui import attention_tab, chat_tab, common, generate_tab, labels, picker, spam_tab, tokenizer_tab
 from ui.registry import ModelRegistry, ModelUnavailableError, UnknownModelError
 
 LONG_TEXT = "word " * 20_000  # 100,000 characters
@@ -204,7 +204,7 @@ def test_tokenizer_tab_trains_bpe_of_the_chosen_size():
 def test_tokenizer_tab_long_text_is_cut_with_notices(registry):
     html, table, counts, *_, notices = tokenize(registry, LONG_TEXT + "extra")
     assert "first 100,000" in notices and "first 1,000 tokens" in notices
-    assert html.count('class="tok c') == tokenizer_tab.MAX_SHOWN_TOKENS == len(table)
+    assert html.count('class="tok c') == labels.MAX_SHOWN_TOKENS == len(table)
 
 
 @pytest.mark.parametrize("args", [("", False, "x", 300), ("  ", False, "x", 300), ("hi", False, "", 300),

@@ -31,6 +31,7 @@ from ui import (  # noqa: E402
     generate_tab,
     inside,
     kv_cache_view,
+    labels,
     lens_view,
     model_card_view,
     surprisal_view,
@@ -112,7 +113,7 @@ def test_logit_lens_grid_ends_in_the_models_own_greedy_tokens(registry, name):
     assert len(heat.z) == ckpt.model.cfg.n_layers + 1 and len(heat.z[0]) == len(ids)
     with torch.no_grad():
         argmax = ckpt.model(torch.tensor([ids]))[0, :, : ckpt.tokenizer.n_vocab].argmax(-1).tolist()
-    assert list(heat.text[-1]) == [inside.id_label(ckpt.tokenizer, i) for i in argmax]
+    assert list(heat.text[-1]) == [labels.id_label(ckpt.tokenizer, i) for i in argmax]
     probability, rank = trace.data
     assert rank.y[-1] == 1 and probability.y[-1] == pytest.approx(heat.z[-1][-1])
     assert f"{len(ids)} tokens × {ckpt.model.cfg.n_layers} layers" in info and "gpt.lens.logit_lens" in info
