@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from gpt.bpe import BytePairEncoder
-from gpt.checkpoint import WEIGHTS_FILE, load_checkpoint, save_checkpoint
+from gpt.checkpoint import WEIGHTS_FILE, Checkpoint, load_checkpoint, save_checkpoint
 from gpt.config import GPTConfig
 from gpt.files import ASSETS, sha256_of, write_text_atomic
 from gpt.model import GPTModel
+from gpt.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
@@ -98,12 +99,24 @@ TRAINING_TEXT = ("It is a truth universally acknowledged, that a single man in p
 SPAM_EXAMPLES = {"ham": ["See you at lunch tomorrow"], "spam": ["WIN a free prize now, text CLAIM to 80082"]}
 
 
+def train_tokenizer(text: str, vocab_size: int, name: str) -> Tokenizer:
+    """A BPE learnt from `text` here: the tests' tokenizers are small and made, never downloaded."""
+    return BytePairEncoder.train(text, vocab_size).to_tokenizer(name)
+
+
+def tiny_checkpoint(tokenizer: Tokenizer, **overrides: object) -> Checkpoint:
+    """A `tiny` random model on `tokenizer` (its vocabulary), in eval mode; the same weights for the same arguments."""
+    torch.manual_seed(0)
+    cfg = GPTConfig.preset("tiny", vocab_size=tokenizer.n_vocab, **overrides)
+    return Checkpoint(GPTModel(cfg).eval(), tokenizer, {})
+
+
 def make_model_folder(root: Path) -> Path:
     """base, instruct (context 512: room for an Alpaca prompt on a 300-token BPE) and spam, all tiny and random."""
     from gpt.classify.classifier import METRICS_FILE, ClassifierMetrics, attach_classifier_head, save_classifier
 
     torch.manual_seed(0)
-    tokenizer = BytePairEncoder.train(TRAINING_TEXT, 300).to_tokenizer("tiny-bpe")
+    tokenizer = train_tokenizer(TRAINING_TEXT, 300, "tiny-bpe")
     cfg = GPTConfig.preset("tiny", vocab_size=tokenizer.n_vocab, context_length=512)
     for name in ("base", "instruct"):
         save_checkpoint(GPTModel(cfg), root / name, tokenizer, meta={"purpose": "app tests"})

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pytest
-import torch
 
-from gpt.bpe import BytePairEncoder
 from gpt.checkpoint import Checkpoint
-from gpt.config import GPTConfig
 from gpt.instruct.data import Entry
 from gpt.instruct.prompt import format_prompt
-from gpt.model import GPTModel
 from gpt.tokenizer import Tokenizer
+from tests.helpers import tiny_checkpoint, train_tokenizer
 
 ENTRIES: list[Entry] = [
     {"instruction": f"What is {a} + {b}?", "input": "", "output": str(a + b)} for a in range(2, 9) for b in range(3, 7)
@@ -33,16 +31,10 @@ def entries() -> list[Entry]:
 @pytest.fixture(scope="session")
 def tokenizer() -> Tokenizer:
     text = "\n".join(format_prompt(e) + e["output"] for e in ENTRIES) + " User: Assistant: hello there"
-    return BytePairEncoder.train(text, 400).to_tokenizer("instruct-test")
+    return train_tokenizer(text, 400, "instruct-test")
 
 
 @pytest.fixture
 def make_checkpoint(tokenizer: Tokenizer) -> Callable[..., Checkpoint]:
     """A tiny random model on the test tokenizer, the same weights for the same arguments."""
-    def make(context_length: int = 96, tie_weights: bool = True) -> Checkpoint:
-        torch.manual_seed(0)
-        cfg = GPTConfig.preset("tiny", vocab_size=tokenizer.n_vocab, context_length=context_length,
-                               tie_weights=tie_weights)
-        return Checkpoint(GPTModel(cfg).eval(), tokenizer, {})
-
-    return make
+    return functools.partial(tiny_checkpoint, tokenizer, context_length=96)

@@ -3,19 +3,17 @@ on their prompts and tiny random models."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pytest
-import torch
 
-from gpt.bpe import BytePairEncoder
 from gpt.checkpoint import Checkpoint
-from gpt.config import GPTConfig
 from gpt.instruct.data import Entry
 from gpt.instruct.prompt import format_prompt
-from gpt.model import GPTModel
 from gpt.preference.data import Pair
 from gpt.tokenizer import Tokenizer
+from tests.helpers import tiny_checkpoint, train_tokenizer
 
 ENTRIES: list[Entry] = [
     {"instruction": f"What is {a} + {b}?", "input": "", "output": str(a + b), "task": "addition"}
@@ -46,15 +44,10 @@ def pairs() -> list[Pair]:
 @pytest.fixture(scope="session")
 def tokenizer() -> Tokenizer:
     text = "\n".join(format_prompt(e) + e["output"] for e in ENTRIES) + " Ugh, Obviously. Well, I would rather not"
-    return BytePairEncoder.train(text, 400).to_tokenizer("preference-test")
+    return train_tokenizer(text, 400, "preference-test")
 
 
 @pytest.fixture
 def make_checkpoint(tokenizer: Tokenizer) -> Callable[..., Checkpoint]:
     """A tiny random model on the test tokenizer, the same weights for the same arguments."""
-    def make(context_length: int = 128) -> Checkpoint:
-        torch.manual_seed(0)
-        cfg = GPTConfig.preset("tiny", vocab_size=tokenizer.n_vocab, context_length=context_length)
-        return Checkpoint(GPTModel(cfg).eval(), tokenizer, {})
-
-    return make
+    return functools.partial(tiny_checkpoint, tokenizer, context_length=128)
