@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import html
 
 import gradio as gr
 
 from gpt.generate import SamplingConfig, common_prefix, continuation_logprob, search_beams, stream
 from gpt.tokenizer import Tokenizer
-from ui import generate_tab
 from ui.common import user_errors, with_notices
+from ui.generation import Settings, beam_request
 from ui.inside import where
 from ui.labels import id_label
 from ui.registry import ModelRegistry
@@ -42,16 +42,16 @@ def beam_table(tokenizer: Tokenizer, rows: list[tuple[str, float, int, list[int]
             f"<th>continuation</th></tr>{body}</table>")
 
 
-def beam_tree(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float,
-              temperature: float, top_k: float, top_p: float, seed: float) -> tuple[str, str]:
-    """The beams of `search_beams`, then greedy and a sample, as one table; and a line on what it shows."""
-    ckpt, ids, n_beams, new_tokens, notices = generate_tab.beam_inputs(registry, model_name, prompt, num_beams,
-                                                                       max_new_tokens)
-    model, tokenizer = ckpt.model, ckpt.tokenizer
+def beam_tree(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, settings: Settings
+              ) -> tuple[str, str]:
+    """The beams of `search_beams`, then greedy and a sample with the tab's `settings`, as one table; and a line on
+    what it shows. Beams, greedy and sample all run to `settings.max_new_tokens`."""
+    req = beam_request(registry, model_name, prompt, num_beams, settings.max_new_tokens)
+    ids, new_tokens = req.ids, req.new_tokens
+    model, tokenizer = req.ckpt.model, req.ckpt.tokenizer
     eot, n_vocab = tokenizer.eot_id, tokenizer.n_vocab
-    found = search_beams(model, ids, n_beams, new_tokens, eot_id=eot, vocab_size=n_vocab)
-    sampling = generate_tab.make_request(registry, model_name, prompt, temperature, top_k, top_p, new_tokens,
-                                         seed).sampling
+    found = search_beams(model, ids, req.n_beams, new_tokens, eot_id=eot, vocab_size=n_vocab)
+    sampling = dataclasses.replace(settings, max_new_tokens=new_tokens).sampling()
     greedy_cfg = SamplingConfig(max_new_tokens=new_tokens, temperature=0)
     others = {"greedy": list(stream(model, ids, greedy_cfg, eot_id=eot, vocab_size=n_vocab)),
               f"sampled (T={sampling.temperature:g}, seed {sampling.seed})":
@@ -64,10 +64,10 @@ def beam_tree(registry: ModelRegistry, model_name: str, prompt: str, num_beams: 
              len(b.tokens) + b.ended, b.tokens) for r, b in enumerate(found, 1)]
     rows += [(name + (" = beam 1" if tokens == found[0].tokens else ""), logprob(tokens),
               len(tokens) + (len(tokens) < new_tokens), tokens) for name, tokens in others.items()]
-    info = (f"{n_beams} beams of up to {new_tokens} tokens; *(ended)* marks a beam that ended with <|endoftext|>. "
+    info = (f"{req.n_beams} beams of up to {new_tokens} tokens; *(ended)* marks a beam that ended with <|endoftext|>. "
             f"Beams are ranked by log-probability per token (length penalty 1).\n\n"
             f"{where(search_beams, continuation_logprob, common_prefix)}")
-    return beam_table(tokenizer, rows, found[0].tokens), with_notices(info, *notices)
+    return beam_table(tokenizer, rows, found[0].tokens), with_notices(info, *req.notices)
 
 
 def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, n_beams: gr.Slider, max_new: gr.Slider,
@@ -78,5 +78,11 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, n_be
         button = gr.Button("Show the beams", variant="primary", elem_id="beams-run")
         info = gr.Markdown(elem_id="beams-info")
         table = gr.HTML(elem_id="beams-table")
-    fn = user_errors(functools.partial(beam_tree, registry))
-    button.click(fn, [picker, prompt, n_beams, max_new, *sampling], [table, info], api_name="beam_tree")
+
+    def show(model_name: str, text: str, num_beams: float, max_new_tokens: float, temperature: float, top_k: float,
+             top_p: float, seed: float) -> tuple[str, str]:
+        """The page sends each setting on its own: gathered here into the tab's `Settings`."""
+        settings = Settings(temperature, top_k, top_p, max_new_tokens, seed)
+        return beam_tree(registry, model_name, text, num_beams, settings)
+
+    button.click(user_errors(show), [picker, prompt, n_beams, max_new, *sampling], [table, info], api_name="beam_tree")

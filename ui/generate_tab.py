@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import gradio as gr
 import plotly.graph_objects as go
 import torch
 
-from gpt.checkpoint import Checkpoint
 from gpt.generate import SamplingConfig, beam_search, next_token_logits, next_token_probs, pick, stream
-from ui.common import check_number, clip_chars, fit_context, join_notices, require_text, user_errors, with_notices
+from ui import beams_view, compare_view, kv_cache_view, precision_view
+from ui.common import join_notices, user_errors, with_notices
+from ui.generation import (
+    MAX_BEAMS,
+    MAX_NEW_TOKENS,
+    MAX_SEED,
+    MAX_TEMPERATURE,
+    Request,
+    Settings,
+    beam_request,
+    make_request,
+)
 from ui.labels import id_label
 from ui.registry import ModelRegistry
 
-MAX_TEMPERATURE = 5.0
-MAX_TOP_K = 1_000
-MAX_NEW_TOKENS = 512
-MAX_SEED = 2**31 - 1
-MAX_BEAMS = 8
-MAX_BEAM_TOKENS = 128  # each step runs every beam: bounded so one request stays short
 TOP_CANDIDATES = 15  # bars per chart
 BOOK_TEMPERATURES = (0.1, 1.0, 5.0)  # the book's figure: sharper, as trained, flatter
 EXAMPLE_PROMPT = "It is a truth universally acknowledged, that"
@@ -30,35 +33,10 @@ EXAMPLE_PROMPTS = [EXAMPLE_PROMPT, "And God said unto Noah,", "The Roman Empire 
                    "Mr. Speaker, Mr. Vice President, members of the Congress,", "A friend is someone who"]
 
 
-@dataclass(frozen=True)
-class Request:
-    """A checked prompt and sampling settings, ready for the model."""
-
-    ckpt: Checkpoint
-    ids: list[int]
-    sampling: SamplingConfig
-    notices: tuple[str, ...]  # what was cut, for the user
-
-
-def make_request(registry: ModelRegistry, model_name: str, prompt: str, temperature: float, top_k: float,
-                 top_p: float, max_new_tokens: float, seed: float) -> Request:
-    prompt, cut = clip_chars(require_text(prompt, "prompt"))
-    sampling = SamplingConfig(
-        max_new_tokens=check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS, integer=True),
-        temperature=check_number(temperature, "Temperature", 0, MAX_TEMPERATURE),
-        top_k=check_number(top_k, "Top-k", 0, MAX_TOP_K, integer=True) or None,
-        top_p=check_number(top_p, "Top-p", 0.01, 1),
-        seed=check_number(seed, "Seed", 0, MAX_SEED, integer=True),
-    )
-    ckpt = registry.load(model_name)
-    ids, too_long = fit_context(ckpt.tokenizer.encode(prompt), ckpt.model.cfg.context_length)
-    return Request(ckpt, ids, sampling, (cut, too_long))
-
-
 def generate(registry: ModelRegistry, model_name: str, prompt: str, temperature: float, top_k: float, top_p: float,
              max_new_tokens: float, seed: float) -> Iterator[tuple[str, str]]:
     """Stream the continuation as it grows (the prompt is not repeated), with any notice."""
-    req = make_request(registry, model_name, prompt, temperature, top_k, top_p, max_new_tokens, seed)
+    req = make_request(registry, model_name, prompt, Settings(temperature, top_k, top_p, max_new_tokens, seed))
     new_ids: list[int] = []
     notice = join_notices(*req.notices)
     yield "", notice
@@ -121,7 +99,7 @@ def temperature_figure(req: Request, logits: torch.Tensor) -> go.Figure:
 def next_token_charts(registry: ModelRegistry, model_name: str, prompt: str, temperature: float, top_k: float,
                       top_p: float) -> tuple[go.Figure, go.Figure, str]:
     """Before/after bars and the temperature plot for the prompt's next token."""
-    req = make_request(registry, model_name, prompt, temperature, top_k, top_p, 1, 0)
+    req = make_request(registry, model_name, prompt, Settings(temperature, top_k, top_p, max_new_tokens=1, seed=0))
     logits = last_logits(req)
     return before_after_figure(req, logits), temperature_figure(req, logits), join_notices(*req.notices)
 
@@ -129,7 +107,7 @@ def next_token_charts(registry: ModelRegistry, model_name: str, prompt: str, tem
 def one_token(registry: ModelRegistry, model_name: str, prompt: str, temperature: float, top_k: float, top_p: float,
               seed: float) -> tuple[str, go.Figure, str]:
     """Draw a single token, append it to the prompt, and show the distribution it came from."""
-    req = make_request(registry, model_name, prompt, temperature, top_k, top_p, 1, seed)
+    req = make_request(registry, model_name, prompt, Settings(temperature, top_k, top_p, max_new_tokens=1, seed=seed))
     logits = last_logits(req)
     probs = next_token_probs(logits, req.sampling)
     gen = torch.Generator().manual_seed(req.sampling.seed + len(req.ids))  # reproducible, yet new at each step
@@ -147,30 +125,18 @@ def one_line(text: str) -> str:
     return text.replace("\n", " ↵ ")
 
 
-def beam_inputs(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float
-                ) -> tuple[Checkpoint, list[int], int, int, tuple[str, ...]]:
-    """The checked model, prompt ids (cut so that the new tokens fit the window), beams, new tokens and notices."""
-    prompt, cut = clip_chars(require_text(prompt, "prompt"))
-    n_beams = check_number(num_beams, "Beams", 1, MAX_BEAMS, integer=True)
-    new_tokens = check_number(max_new_tokens, "Max new tokens", 1, MAX_BEAM_TOKENS, integer=True)
-    ckpt = registry.load(model_name)
-    context = ckpt.model.cfg.context_length
-    new_tokens = min(new_tokens, context - 1)
-    ids, too_long = fit_context(ckpt.tokenizer.encode(prompt), context - new_tokens)
-    return ckpt, ids, n_beams, new_tokens, (cut, too_long)
-
-
 def beams(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float
           ) -> tuple[str, str]:
     """The most likely continuation under beam search (`gpt.generate.beam_search`), beside the greedy one."""
-    ckpt, ids, n_beams, new_tokens, notices = beam_inputs(registry, model_name, prompt, num_beams, max_new_tokens)
-    tokenizer = ckpt.tokenizer
-    best = beam_search(ckpt.model, ids, n_beams, new_tokens, eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab)
-    greedy = list(stream(ckpt.model, ids, SamplingConfig(max_new_tokens=new_tokens, temperature=0),
+    req = beam_request(registry, model_name, prompt, num_beams, max_new_tokens)
+    model, tokenizer = req.ckpt.model, req.ckpt.tokenizer
+    best = beam_search(model, req.ids, req.n_beams, req.new_tokens, eot_id=tokenizer.eot_id,
+                       vocab_size=tokenizer.n_vocab)
+    greedy = list(stream(model, req.ids, SamplingConfig(max_new_tokens=req.new_tokens, temperature=0),
                          eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab))
-    info = (f"The best of {n_beams} beams, scored by log-probability per token. "
+    info = (f"The best of {req.n_beams} beams, scored by log-probability per token. "
             f"Greedy decoding (one beam) gives: “{one_line(tokenizer.decode(greedy))}”")
-    return tokenizer.decode(best), with_notices(info, *notices)
+    return tokenizer.decode(best), with_notices(info, *req.notices)
 
 
 def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
@@ -208,9 +174,6 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
                          [prompt, bars, notice], api_name="one_token")
     beam.click(user_errors(functools.partial(beams, registry)), [picker, prompt, n_beams, max_new], [output, notice],
                api_name="beam_search")
-
-    # here, not at the top: they use this module's checks
-    from ui import beams_view, compare_view, kv_cache_view, precision_view
 
     beams_view.build(registry, picker, prompt, n_beams, max_new, [temperature, top_k, top_p, seed])
     kv_cache_view.build(registry, picker, prompt, stepped)

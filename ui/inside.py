@@ -1,4 +1,4 @@
-"""What the views inside the model share: where their code is, token labels, a cut text, a second model.
+"""What the views inside the model share: where their code is, a cut text, a second model (token labels: `ui.labels`).
 
 Each view (`ui/*_view.py`) is built from inside the tab it belongs to and calls one library
 function; `where` names that function and its file, so a student can open it beside the picture.

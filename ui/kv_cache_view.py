@@ -13,8 +13,8 @@ import plotly.graph_objects as go
 from gpt.cache_cost import cache_bytes, cache_shape, seconds_per_token, weights_bytes
 from gpt.config import PRESETS, GPTConfig
 from gpt.precision import DTYPES
-from ui import generate_tab
 from ui.common import check_number, user_errors, with_notices
+from ui.generation import GREEDY_STEP, make_request
 from ui.inside import where
 from ui.registry import ModelRegistry
 
@@ -55,7 +55,7 @@ def kv_cache(registry: ModelRegistry, model_name: str, prompt: str, dtype: str) 
     """The cache once the prompt (as it stands after the last step) has been read: shape, bytes, a chart."""
     if dtype not in DTYPES:
         raise ValueError(f"Precision must be one of {', '.join(DTYPES)}, got {dtype!r}.")
-    req = generate_tab.make_request(registry, model_name, prompt, 0, 0, 1, 1, 0)
+    req = make_request(registry, model_name, prompt, GREEDY_STEP)
     cfg, tokens = req.ckpt.model.cfg, len(req.ids)
     shape = " × ".join(map(str, cache_shape(cfg, tokens)))
     info = (f"After reading {tokens} tokens the cache holds keys **({shape})** (layers × batch × heads × tokens × "
@@ -68,7 +68,7 @@ def kv_cache(registry: ModelRegistry, model_name: str, prompt: str, dtype: str) 
 def kv_timing(registry: ModelRegistry, model_name: str, prompt: str, n_tokens: float) -> str:
     """Greedy decoding of `n_tokens` after the prompt, timed per token with the cache and without it."""
     n_tokens = check_number(n_tokens, "Tokens to time", 2, MAX_TIMED_TOKENS, integer=True)
-    req = generate_tab.make_request(registry, model_name, prompt, 0, 0, 1, n_tokens, 0)
+    req = make_request(registry, model_name, prompt, GREEDY_STEP)  # the prompt as the model reads it
     model = req.ckpt.model
     ids = req.ids[-min(MAX_TIMED_PROMPT, model.cfg.context_length - n_tokens):]
     cut = "" if len(ids) == len(req.ids) else f"Only the prompt's last {len(ids)} tokens are used for the timing."

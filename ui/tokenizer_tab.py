@@ -10,6 +10,7 @@ import pandas as pd
 from gpt.bpe import BytePairEncoder
 from gpt.data.corpus import CORPORA, read_text
 from gpt.tokenizer import END_OF_TEXT, Tokenizer, TokenPiece, load_tokenizer
+from ui import embeddings_view
 from ui.common import check_number, clip_chars, join_notices, require_text, user_errors
 from ui.labels import MAX_SHOWN_TOKENS, piece_label, tokens_html
 from ui.registry import ModelRegistry
@@ -122,8 +123,6 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     special = gr.Markdown()
     with gr.Accordion("Every token: id, bytes, characters", open=False):
         table = gr.Dataframe(interactive=False)
-
-    from ui import embeddings_view  # here, not at the top: the view reads this module's token labels
 
     embeddings_view.build(registry, picker)
 

@@ -12,12 +12,11 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from tests.helpers import STORY, make_model_folder  # noqa: E402
-from ui.jobs import JobRunner, TrainLimits  # noqa: E402
-from ui.registry import ModelRegistry  # noqa: E402
+from tests.helpers import STORY  # noqa: E402
+from tests.ui import app_client  # noqa: E402
 
 ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token_probs", "/one_token",
              "/beam_search", "/classify", "/spam_test_figures", "/chat", "/train_preview", "/train_check",
@@ -40,18 +39,7 @@ ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token
 TRAIN = [None, [], STORY, None, "bpe", 300, "custom", 2, 4, 32, 16, "learned", 0.0, 20_000, 5.0, 4, 3e-3, 5, 0.1, 1]
 POLL_S = 180  # a bound on a hung training, not a speed target
 GEN = (0.8, 40, 0.95)  # temperature, top-k, top-p
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> ModelRegistry:
-    return ModelRegistry(make_model_folder(tmp_path_factory.mktemp("models")))
-
-
-@pytest.fixture(scope="module")
-def client(registry: ModelRegistry, serve_app, tmp_path_factory: pytest.TempPathFactory) -> Client:
-    """The app as `python app.py` serves it (its limits included), on the tiny models."""
-    runner = JobRunner(TrainLimits(runs_dir=tmp_path_factory.mktemp("runs"), threads=1))
-    return Client(serve_app(registry, runner), verbose=False)
+registry, client = app_client.registry, app_client.client  # the app on tiny models, served
 
 
 def test_every_action_has_a_named_endpoint(client):

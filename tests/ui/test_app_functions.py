@@ -18,6 +18,7 @@ from gpt.instruct.prompt import chat_stream
 from gpt.tokenizer import END_OF_TEXT, load_tokenizer
 from tests.helpers import make_model_folder
 from ui import attention_tab, chat_tab, common, generate_tab, labels, picker, spam_tab, tokenizer_tab
+from ui.generation import Settings, make_request
 from ui.registry import ModelRegistry, ModelUnavailableError, UnknownModelError
 
 LONG_TEXT = "word " * 20_000  # 100,000 characters
@@ -317,7 +318,7 @@ def test_next_token_charts_before_and_after(registry):
 
 
 def test_temperature_figure_matches_softmax(registry):
-    req = generate_tab.make_request(registry, "base", "It is a", 1.0, 0, 1.0, 1, 0)
+    req = make_request(registry, "base", "It is a", Settings(1.0, 0, 1.0, 1, 0))
     logits = generate_tab.last_logits(req)
     fig = generate_tab.temperature_figure(req, logits)
     top = torch.softmax(logits, -1).topk(generate_tab.TOP_CANDIDATES).indices
@@ -334,7 +335,7 @@ def test_one_token_appends_the_drawn_token(registry):
 
 
 def test_generate_long_prompt_is_cut_to_the_context(registry):
-    req = generate_tab.make_request(registry, "base", LONG_TEXT + "more", 1.0, 0, 1.0, 5, 0)
+    req = make_request(registry, "base", LONG_TEXT + "more", Settings(1.0, 0, 1.0, 5, 0))
     assert len(req.ids) == 512
     _, notice = list(generate_tab.generate(registry, "base", LONG_TEXT + "more", 1.0, 0, 1.0, 3, 0))[-1]
     assert notice.startswith("⚠️ Only the first 100,000") and "\n\n⚠️ The text has" in notice

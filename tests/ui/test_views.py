@@ -3,6 +3,7 @@ each named endpoint through `gradio_client` against the app served on 127.0.0.1.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -23,12 +24,13 @@ from gpt.lens import surprisal_bits  # noqa: E402
 from gpt.pretrained import load_gpt2_file  # noqa: E402
 from gpt.tokenizer import load_tokenizer  # noqa: E402
 from tests.helpers import REPO, TINY, TINY_NAME, make_model_folder  # noqa: E402
-from tests.ui import test_app_client  # noqa: E402
+from tests.ui import app_client  # noqa: E402
 from ui import (  # noqa: E402
     beams_view,
     compare_view,
     embeddings_view,
     generate_tab,
+    generation,
     inside,
     kv_cache_view,
     labels,
@@ -62,7 +64,7 @@ def registry(models) -> ModelRegistry:
     return ModelRegistry(models)
 
 
-client = test_app_client.client  # the fixture: the app served on 127.0.0.1, on the `registry` above
+client = app_client.client  # the fixture: the app served on 127.0.0.1, on the `registry` above
 
 
 def fig_json(plot: dict) -> dict:
@@ -202,15 +204,16 @@ def test_compare_two_models_with_one_tokenizer_and_with_two(registry):
 
 
 def test_beam_tree_lists_every_beam_then_greedy_and_sampled(registry):
-    table, info = beams_view.beam_tree(registry, "base", TEXT, 3, 6, 0.8, 40, 0.95, 1)
+    settings = generation.Settings(temperature=0.8, top_k=40, top_p=0.95, max_new_tokens=6, seed=1)
+    table, info = beams_view.beam_tree(registry, "base", TEXT, 3, settings)
     assert table.count("<tr>") == 1 + 3 + 2 and "beam 1 (best)" in table and "greedy" in table
     assert "sampled (T=0.8, seed 1)" in table and "gpt.generate.search_beams" in info
-    table, _ = beams_view.beam_tree(registry, "base", TEXT, 1, 6, 0.8, 40, 0.95, 1)
+    table, _ = beams_view.beam_tree(registry, "base", TEXT, 1, settings)
     assert "greedy = beam 1" in table  # one beam is greedy
     with pytest.raises(ValueError, match="Beams must be between 1 and 8"):
-        beams_view.beam_tree(registry, "base", TEXT, 9, 6, 0.8, 40, 0.95, 1)
+        beams_view.beam_tree(registry, "base", TEXT, 9, settings)
     with pytest.raises(ValueError, match="Temperature"):
-        beams_view.beam_tree(registry, "base", TEXT, 2, 6, 99, 40, 0.95, 1)
+        beams_view.beam_tree(registry, "base", TEXT, 2, dataclasses.replace(settings, temperature=99))
 
 
 def test_kv_cache_follows_the_prompt(registry):
@@ -290,7 +293,7 @@ def test_every_view_names_its_code():
     assert (REPO / "gpt" / "cache_cost.py").read_text().splitlines()[cost_line - 1].startswith("def cache_bytes(")
 
 
-# -- the named endpoints, through gradio_client (test_app_client's fixture: the app on this registry) --------
+# -- the named endpoints, through gradio_client (app_client's fixture: the app on this registry) -------------
 
 def test_each_view_has_a_named_endpoint(client):
     assert set(client.view_api(return_format="dict", print_info=False)["named_endpoints"]) >= ENDPOINTS
@@ -315,8 +318,7 @@ def test_endpoints_answer(client):
 
 
 def test_model_card_endpoint(client):
-    if CARD_ENDPOINT not in client.view_api(return_format="dict", print_info=False)["named_endpoints"]:
-        pytest.skip("app.py does not build ui.model_card_view under the picker yet")
+    assert CARD_ENDPOINT in client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     card, curve, figures = client.predict("base", api_name=CARD_ENDPOINT)
     assert card.startswith("# base") and curve["type"] == "plotly" and "beaten" in figures
 
