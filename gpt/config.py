@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import Field, asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -37,14 +38,19 @@ def choices(config_cls: type, name: str) -> tuple:
     return tuple(field_of(config_cls, name).metadata.get("choices", ()))
 
 
+def shown(number: float) -> str:
+    """A bound or value as a person reads it: 2147483647 whole, 1e-06 short."""
+    return f"{number:g}" if isinstance(number, float) else str(number)
+
+
 def check_option(config_cls: type, name: str, value: Any, label: str | None = None) -> Any:
     """`value` if it is within the field's bounds or among its choices; ValueError naming the field otherwise.
 
-    None passes where the field's default is None (an optional setting left unset).
+    None passes where the field's type admits it (`int | None`: an optional setting left unset, or 'all').
     """
     f = field_of(config_cls, name)
     label = label or name
-    if value is None and f.default is None:
+    if value is None and type(None) in typing.get_args(typing.get_type_hints(config_cls)[name]):
         return value
     if "choices" in f.metadata:
         if value not in f.metadata["choices"]:
@@ -56,9 +62,9 @@ def check_option(config_cls: type, name: str, value: Any, label: str | None = No
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN != NaN
         raise ValueError(f"{label} must be a number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
-        span = f"between {low:g} and {high:g}" if low is not None and high is not None else (
-            f"at least {low:g}" if low is not None else f"at most {high:g}")
-        raise ValueError(f"{label} must be {span}, got {value:g}")
+        span = f"between {shown(low)} and {shown(high)}" if low is not None and high is not None else (
+            f"at least {shown(low)}" if low is not None else f"at most {shown(high)}")
+        raise ValueError(f"{label} must be {span}, got {shown(value)}")
     return value
 
 
@@ -75,27 +81,23 @@ POSITIONS = ("learned", "sinusoidal")  # how a token's position enters the resid
 class GPTConfig:
     """Hyperparameters of a GPT-2-style decoder (the book's GPT_CONFIG_124M, as a type)."""
 
-    vocab_size: int = option(50257, "tokens the embedding and output head have rows for")
-    context_length: int = option(1024, "the most tokens the model reads at once (one position vector each)")
-    emb_dim: int = option(768, "width of the residual stream")
-    n_heads: int = option(12, "attention heads per layer (emb_dim must divide by it)")
-    n_layers: int = option(12, "transformer blocks")
-    drop_rate: float = option(0.0, "dropout on embeddings, attention weights and residual branches")
+    vocab_size: int = option(50257, "tokens the embedding and output head have rows for",
+                             low=1, high=65536)  # token files store ids as uint16
+    context_length: int = option(1024, "the most tokens the model reads at once (one position vector each)",
+                                 low=8, high=1024)
+    emb_dim: int = option(768, "width of the residual stream", low=8, high=1600)
+    n_heads: int = option(12, "attention heads per layer (emb_dim must divide by it)", low=1, high=32)
+    n_layers: int = option(12, "transformer blocks", low=1, high=48)
+    drop_rate: float = option(0.0, "dropout on embeddings, attention weights and residual branches", low=0.0, high=0.5)
     qkv_bias: bool = option(True, "biases on the query/key/value projection (OpenAI's GPT-2 has them)")
     tie_weights: bool = option(True, "share the token embedding with the output head (as GPT-2 does)")
     positions: str = option("learned", "learned: a trained position embedding (GPT-2); sinusoidal: the fixed "
                             "sin/cos encoding of 'Attention is all you need'", choices=POSITIONS)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"GPTConfig.{name} must be positive, got {getattr(self, name)}")
+        check_options(self)
         if self.emb_dim % self.n_heads:
             raise ValueError(f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})")
-        if not 0.0 <= self.drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
-        if self.positions not in POSITIONS:
-            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
 
     @property
     def head_dim(self) -> int:

@@ -39,7 +39,7 @@ from gpt.classify.classifier import (
     load_classifier,
     save_classifier,
 )
-from gpt.config import option
+from gpt.config import check_options, option
 from gpt.files import SHIPPED_MODELS, sha256_of, write_text_atomic
 from gpt.lora import LoRAConfig
 from gpt.memory import peak_memory
@@ -48,6 +48,18 @@ from gpt.precision import dtype_of
 from gpt.pretrained import PRETRAINED
 from gpt.tokenizer import Tokenizer
 from gpt.training.events import TrainEvent, TrainingMonitor
+from gpt.training.limits import (
+    MAX_BATCH,
+    MAX_BLOCKS,
+    MAX_EPOCHS,
+    MAX_EVAL_EVERY,
+    MAX_LORA_ALPHA,
+    MAX_LORA_RANK,
+    MAX_LR,
+    MAX_SEED,
+    MIN_LORA_ALPHA,
+    MIN_LR,
+)
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -70,40 +82,29 @@ class ClassifierConfig:
 
     trainable_blocks: int | None = option(
         1, "how many last transformer blocks to train (with the final norm and the head); 'all' (None): every layer",
-        parse=_blocks)
-    epochs: int = option(5, "passes over the training split; the best epoch is kept")
-    batch_size: int = option(8, "messages per optimizer step")
-    lr: float = option(5e-5, "AdamW learning rate")
-    weight_decay: float = option(0.1, "AdamW weight decay")
-    eval_every: int = option(50, "steps between quick validation-loss checks (0: none)")
-    eval_batches: int = option(5, "validation batches a quick check reads")
-    seed: int = option(123, "seeds the head's initialisation, dropout and the order of the batches")
+        low=0, high=MAX_BLOCKS, parse=_blocks)
+    epochs: int = option(5, "passes over the training split; the best epoch is kept", low=1, high=MAX_EPOCHS)
+    batch_size: int = option(8, "messages per optimizer step", low=1, high=MAX_BATCH)
+    lr: float = option(5e-5, "AdamW learning rate", low=MIN_LR, high=MAX_LR)
+    weight_decay: float = option(0.1, "AdamW weight decay", low=0.0, high=1.0)
+    eval_every: int = option(50, "steps between quick validation-loss checks (0: none)", low=0, high=MAX_EVAL_EVERY)
+    eval_batches: int = option(5, "validation batches a quick check reads", low=1, high=10_000)
+    seed: int = option(123, "seeds the head's initialisation, dropout and the order of the batches",
+                       low=0, high=MAX_SEED)
     lora_rank: int = option(0, "LoRA: rank of the adapters on every attention and MLP linear layer; they and the "
-                               "head train, everything else is frozen (needs --trainable-blocks 0); 0: no LoRA")
-    lora_alpha: float = option(16.0, "LoRA: the adapters' update is scaled by alpha / rank")
+                               "head train, everything else is frozen (needs --trainable-blocks 0); 0: no LoRA",
+                            low=0, high=MAX_LORA_RANK)
+    lora_alpha: float = option(16.0, "LoRA: the adapters' update is scaled by alpha / rank",
+                               low=MIN_LORA_ALPHA, high=MAX_LORA_ALPHA)
     head_token: str = option("last", "where the head reads the message: its last token (the only one that has "
                                      "seen all of it), its first, or the mean over its tokens", choices=HEAD_TOKENS)
 
     def __post_init__(self) -> None:
-        if self.trainable_blocks is not None and self.trainable_blocks < 0:
-            raise ValueError(f"trainable_blocks must be >= 0 (or None for all layers), got {self.trainable_blocks}")
-        for name in ("epochs", "batch_size", "eval_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.eval_every < 0 or self.weight_decay < 0:
-            raise ValueError("eval_every and weight_decay must be >= 0")
-        if self.lora_rank < 0:
-            raise ValueError(f"lora_rank must be >= 0 (0: no LoRA), got {self.lora_rank}")
-        if not self.lora_alpha > 0:
-            raise ValueError(f"lora_alpha must be > 0, got {self.lora_alpha}")
+        check_options(self)
         if self.lora_rank and self.trainable_blocks != 0:
             raise ValueError(f"with LoRA (lora_rank {self.lora_rank}) the adapters and the head train and no block "
                              f"is unfrozen: set trainable_blocks to 0 (--trainable-blocks 0), not "
                              f"{'all' if self.trainable_blocks is None else self.trainable_blocks}")
-        if self.head_token not in HEAD_TOKENS:
-            raise ValueError(f"head_token must be one of {', '.join(HEAD_TOKENS)}, got {self.head_token!r}")
 
     @property
     def lora(self) -> LoRAConfig | None:

@@ -1,8 +1,9 @@
 """Command-line flags made from the config dataclasses, so each option is declared once, with its help.
 
-`add_config_arguments(parser, Config)` adds `--field-name` for each field (help from the field's
-`option(...)` metadata); a flag left out is absent from the parsed namespace, so
-`config_overrides` returns only what the user typed, to lay over a preset or the defaults.
+`add_config_arguments(parser, Config)` adds `--field-name` for each field (help, bounds and choices
+from the field's `option(...)` metadata, so a value out of bounds is argparse's own usage error);
+a flag left out is absent from the parsed namespace, so `config_overrides` returns only what the
+user typed, to lay over a preset or the defaults.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+
+from gpt.config import bounds, check_option, shown
 
 
 def _parser_for(kind: Any) -> tuple[Callable[[str], Any] | None, dict[str, Any]]:
@@ -34,11 +37,24 @@ def _parser_for(kind: Any) -> tuple[Callable[[str], Any] | None, dict[str, Any]]
     return kind, {}
 
 
+def _bounded(parse: Callable[[str], Any], config_cls: type, name: str) -> Callable[[str], Any]:
+    """`parse`, then the field's bounds: argparse turns the `ArgumentTypeError` into a usage error."""
+    def parse_and_check(text: str) -> Any:
+        value = parse(text)
+        try:
+            return check_option(config_cls, name, value, "value")
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse_and_check.__name__ = parse.__name__
+    return parse_and_check
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, skip: Iterable[str] = (),
                          defaults: Any | None = None, default_note: str | None = None) -> None:
     """One `--flag` per field of `config_cls` (except `skip` and nested configs).
 
-    The help shows the default: the field's, `defaults`' (a preset), or `default_note` in words.
+    The help shows the range and the default: the field's, `defaults`' (a preset), or `default_note` in words.
     """
     hints = typing.get_type_hints(config_cls)
     group = parser.add_argument_group(config_cls.__name__, (config_cls.__doc__ or "").strip().splitlines()[0])
@@ -47,18 +63,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, skip
         if f.name in skip or dataclasses.is_dataclass(kind):
             continue
         default = getattr(defaults, f.name) if defaults is not None else f.default
+        flag = f"--{f.name.replace('_', '-')}"
         parse, extra = _parser_for(kind)
         parse = f.metadata.get("parse", parse)
+        low, high = bounds(config_cls, f.name)
+        help_text = f.metadata.get("help", "")
+        if low is not None or high is not None:
+            parse = _bounded(parse, config_cls, f.name)
+            help_text += f" [{'' if low is None else shown(low)}..{'' if high is None else shown(high)}]"
         if parse is not None:
             extra["type"] = parse
         if "choices" in f.metadata:
             extra["choices"] = f.metadata["choices"]
-        help_text = f.metadata.get("help", "")
         if default_note is not None:
             help_text += f" (default: {default_note})"
         elif default is not dataclasses.MISSING:
             help_text += f" (default: {default})"
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=argparse.SUPPRESS,
+        group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS,
                            help=help_text, **extra)
 
 

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gpt.checkpoint import Checkpoint, save_checkpoint
-from gpt.config import option
+from gpt.config import check_options, option
 from gpt.instruct.data import Entry
 from gpt.instruct.prompt import format_prompt
 from gpt.lora import LoRAConfig, apply_lora, merge_lora, save_adapters, trainable_parameters
@@ -33,6 +33,18 @@ from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.tokenizer import PRETOKENIZERS, Tokenizer
 from gpt.training.events import TrainEvent, TrainingMonitor, report_end
 from gpt.training.freeze import freeze_all_but_last_blocks
+from gpt.training.limits import (
+    MAX_BATCH,
+    MAX_BLOCKS,
+    MAX_EPOCHS,
+    MAX_EVAL_EVERY,
+    MAX_LORA_ALPHA,
+    MAX_LORA_RANK,
+    MAX_LR,
+    MAX_SEED,
+    MIN_LORA_ALPHA,
+    MIN_LR,
+)
 from gpt.training.loss import IGNORE_INDEX, lm_loss
 
 # -- data ----------------------------------------------------------------------------------------
@@ -134,46 +146,37 @@ _blocks.__name__ = "int"  # argparse names the type in its error message
 class InstructConfig:
     """Hyperparameters of an instruction finetuning run."""
 
-    epochs: int = option(2, "passes over the training entries; a checkpoint is written after each")
-    batch_size: int = option(8, "entries per optimizer step")
-    lr: float = option(5e-5, "AdamW learning rate (constant)")
-    weight_decay: float = option(0.1, "AdamW weight decay")
+    epochs: int = option(2, "passes over the training entries; a checkpoint is written after each",
+                         low=1, high=MAX_EPOCHS)
+    batch_size: int = option(8, "entries per optimizer step", low=1, high=MAX_BATCH)
+    lr: float = option(5e-5, "AdamW learning rate (constant)", low=MIN_LR, high=MAX_LR)
+    weight_decay: float = option(0.1, "AdamW weight decay", low=0.0, high=1.0)
     mask_prompt: bool = option(False, "learn the response only: the prompt's targets are left out of the loss")
     group_by_length: bool = option(False, "batch training entries of about the same length together (less padding)")
-    seed: int = option(123, "seeds the training (batch order, dropout) and, on the command line, the split")
+    seed: int = option(123, "seeds the training (batch order, dropout) and, on the command line, the split",
+                       low=0, high=MAX_SEED)
     autocast: str = option("bfloat16", "bfloat16: matmuls in bf16 over fp32 master weights; float32: exact",
                            choices=AUTOCAST_CHOICES)
     lora_rank: int = option(0, "0: the weights themselves train; N > 0: LoRA adapters of rank N on the attention "
-                               "and MLP linears train, every weight frozen (the saved model is the merged one)")
-    lora_alpha: float = option(16.0, "LoRA's scale: the adapters' update is multiplied by alpha / rank")
+                               "and MLP linears train, every weight frozen (the saved model is the merged one)",
+                            low=0, high=MAX_LORA_RANK)
+    lora_alpha: float = option(16.0, "LoRA's scale: the adapters' update is multiplied by alpha / rank",
+                               low=MIN_LORA_ALPHA, high=MAX_LORA_ALPHA)
     trainable_blocks: int | None = option(
         None, "train only the last N transformer blocks (with the final norm, and the head when it is not tied to "
-              "the embedding); with LoRA, adapt only those blocks; 'all' (None): every layer", parse=_blocks)
-    eval_every: int = option(0, "steps between validation losses within an epoch (0: only at the end of each)")
+              "the embedding); with LoRA, adapt only those blocks; 'all' (None): every layer",
+        low=0, high=MAX_BLOCKS, parse=_blocks)
+    eval_every: int = option(0, "steps between validation losses within an epoch (0: only at the end of each)",
+                             low=0, high=MAX_EVAL_EVERY)
     pretokenizer: str | None = option(
         None, "cut text before the BPE with another pattern than the base's: 'digits' gives every digit its own "
               "token, so sums are learnt digit by digit (the saved model keeps it); default: the base's",
         choices=tuple(PRETOKENIZERS))
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.autocast not in AUTOCAST_CHOICES:
-            raise ValueError(f"autocast must be one of {', '.join(AUTOCAST_CHOICES)}, got {self.autocast!r}")
-        if self.lora_rank < 0:
-            raise ValueError(f"lora_rank must be >= 0 (0: no LoRA), got {self.lora_rank}")
-        if self.lora_rank:
-            LoRAConfig(self.lora_rank, self.lora_alpha)  # checks alpha
-        least = 1 if self.lora_rank else 0  # LoRA on no block would train nothing
-        if self.trainable_blocks is not None and self.trainable_blocks < least:
-            raise ValueError(f"trainable_blocks must be >= {least} (or None for all layers), "
-                             f"got {self.trainable_blocks}")
-        if self.eval_every < 0:
-            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
-        if self.pretokenizer is not None and self.pretokenizer not in PRETOKENIZERS:
-            raise ValueError(f"pretokenizer must be one of {', '.join(PRETOKENIZERS)}, got {self.pretokenizer!r}")
+        check_options(self)
+        if self.lora_rank and self.trainable_blocks == 0:  # LoRA on no block would train nothing
+            raise ValueError("trainable_blocks must be >= 1 with LoRA (or None for all layers), got 0")
 
     @property
     def method(self) -> str:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from gpt.checkpoint import Checkpoint, save_checkpoint
-from gpt.config import option
+from gpt.config import check_options, option
 from gpt.instruct.data import Entry
 from gpt.instruct.finetune import collate
 from gpt.instruct.prompt import format_prompt
@@ -36,6 +36,7 @@ from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.preference.data import Pair, how_counts
 from gpt.tokenizer import Tokenizer
 from gpt.training.events import TrainEvent, TrainingMonitor, report_end
+from gpt.training.limits import MAX_BATCH, MAX_EPOCHS, MAX_EVAL_EVERY, MAX_LR, MAX_SEED, MIN_LR
 from gpt.training.loss import IGNORE_INDEX, lm_loss
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets), both (2B, T): B chosen rows, then B rejected
@@ -206,29 +207,23 @@ def pair_logprobs(model: GPTModel, tokenizer: Tokenizer, prompt_entry: Entry, ch
 class PreferenceConfig:
     """Hyperparameters of a DPO run."""
 
-    epochs: int = option(1, "passes over the training pairs")
-    batch_size: int = option(8, "pairs per optimizer step")
-    lr: float = option(5e-6, "AdamW learning rate (constant)")
+    epochs: int = option(1, "passes over the training pairs", low=1, high=MAX_EPOCHS)
+    batch_size: int = option(8, "pairs per optimizer step", low=1, high=MAX_BATCH)
+    lr: float = option(5e-6, "AdamW learning rate (constant)", low=MIN_LR, high=MAX_LR)
     beta: float = option(0.1, "DPO's beta: how strongly the policy's change from the reference counts; larger "
-                              "keeps it nearer the reference for the same preference")
-    weight_decay: float = option(0.01, "AdamW weight decay")
-    max_pairs: int | None = option(None, "train on at most the first N training pairs (none: all)")
-    eval_every: int = option(0, "steps between held-out reward figures within an epoch (0: only at its end)")
-    seed: int = option(123, "seeds the pair order and, on the command line, the split of untagged pairs")
+                              "keeps it nearer the reference for the same preference", low=0.01, high=10.0)
+    weight_decay: float = option(0.01, "AdamW weight decay", low=0.0, high=1.0)
+    max_pairs: int | None = option(None, "train on at most the first N training pairs (none: all)",
+                                   low=1, high=1_000_000)
+    eval_every: int = option(0, "steps between held-out reward figures within an epoch (0: only at its end)",
+                             low=0, high=MAX_EVAL_EVERY)
+    seed: int = option(123, "seeds the pair order and, on the command line, the split of untagged pairs",
+                       low=0, high=MAX_SEED)
     autocast: str = option("float32", "float32: exact log-probabilities; bfloat16: matmuls in bf16",
                            choices=AUTOCAST_CHOICES)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
-        if not self.lr > 0 or not self.beta > 0:
-            raise ValueError(f"lr and beta must be positive, got {self.lr} and {self.beta}")
-        if self.max_pairs is not None and self.max_pairs < 1:
-            raise ValueError(f"max_pairs must be >= 1 (or none for all), got {self.max_pairs}")
-        if self.eval_every < 0:
-            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
-        if self.autocast not in AUTOCAST_CHOICES:
-            raise ValueError(f"autocast must be one of {', '.join(AUTOCAST_CHOICES)}, got {self.autocast!r}")
+        check_options(self)
 
 
 PREFERENCE_PRESETS: dict[str, PreferenceConfig] = {

@@ -26,7 +26,7 @@ import torch
 
 from gpt.bpe import BytePairEncoder
 from gpt.checkpoint import save_checkpoint
-from gpt.config import GPTConfig, option
+from gpt.config import GPTConfig, check_options, option
 from gpt.data.corpus import join_documents
 from gpt.data.windows import open_token_file, tokenize_to_file
 from gpt.files import write_text_atomic
@@ -45,6 +45,7 @@ from gpt.pretrain.state import (
 from gpt.tokenizer import Tokenizer, load_tokenizer, read_ranks
 from gpt.training.distributed import Distributed, any_process, barrier, gather_rng_states, mean_over_processes
 from gpt.training.events import TrainEvent, TrainingMonitor
+from gpt.training.limits import MAX_BATCH, MAX_LR, MAX_SEED, MAX_STEPS, MIN_LR
 from gpt.training.loss import bits_per_byte, heldout_loss, lm_loss
 from gpt.training.optim import param_groups, warmup_cosine_lr
 
@@ -54,35 +55,32 @@ class PretrainConfig:
     """Everything that determines a run's losses (the model's shape comes from `model`)."""
 
     model: GPTConfig
-    max_steps: int = option(1000, "optimizer steps; the cosine schedule ends here")
-    batch_size: int = option(8, "sequences per micro-batch, over all processes")
-    grad_accum: int = option(1, "micro-batches per optimizer step")
-    lr: float = option(1e-3, "peak learning rate, reached after the warmup")
-    min_lr: float = option(1e-4, "learning rate at the end of the cosine decay")
-    warmup_steps: int = option(100, "steps of linear warmup from 0")
-    weight_decay: float = option(0.1, "AdamW weight decay on matrices and embeddings")
+    max_steps: int = option(1000, "optimizer steps; the cosine schedule ends here", low=1, high=MAX_STEPS)
+    batch_size: int = option(8, "sequences per micro-batch, over all processes", low=1, high=MAX_BATCH)
+    grad_accum: int = option(1, "micro-batches per optimizer step", low=1, high=64)
+    lr: float = option(1e-3, "peak learning rate, reached after the warmup", low=MIN_LR, high=MAX_LR)
+    min_lr: float = option(1e-4, "learning rate at the end of the cosine decay", low=MIN_LR / 10, high=MAX_LR)
+    warmup_steps: int = option(100, "steps of linear warmup from 0", low=0, high=MAX_STEPS)
+    weight_decay: float = option(0.1, "AdamW weight decay on matrices and embeddings", low=0.0, high=1.0)
     betas: tuple[float, float] = option((0.9, 0.95), "AdamW's moment decays")
-    grad_clip: float = option(1.0, "max global gradient norm; 0 disables clipping")
-    eval_interval: int = option(100, "steps between held-out evaluations (and samples)")
-    eval_windows: int = option(64, "fixed held-out windows scored at each evaluation (the export scores all)")
-    checkpoint_interval: int = option(100, "steps between checkpoints")
-    seed: int = option(123, "seeds the initialisation, the data order and dropout")
+    grad_clip: float = option(1.0, "max global gradient norm; 0 disables clipping", low=0.0, high=10.0)
+    eval_interval: int = option(100, "steps between held-out evaluations (and samples)", low=1, high=MAX_STEPS)
+    eval_windows: int = option(64, "fixed held-out windows scored at each evaluation (the export scores all)",
+                               low=1, high=10_000)
+    checkpoint_interval: int = option(100, "steps between checkpoints", low=1, high=MAX_STEPS)
+    seed: int = option(123, "seeds the initialisation, the data order and dropout", low=0, high=MAX_SEED)
     autocast: str = option("bfloat16", "bfloat16: matmuls in bf16 over fp32 master weights; float32: exact",
                            choices=AUTOCAST_CHOICES)
     compile: bool = option(False, "torch.compile the model (slow start, maybe faster steps)")
     sample_prompt: str = option("It is a truth universally acknowledged", "prompt of the samples at evaluations")
-    sample_tokens: int = option(40, "tokens of each sample")
+    sample_tokens: int = option(40, "tokens of each sample", low=1, high=1024)
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "checkpoint_interval", "eval_windows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.warmup_steps <= self.max_steps:
+        check_options(self)
+        if self.warmup_steps > self.max_steps:
             raise ValueError(f"warmup_steps must be in [0, max_steps], got {self.warmup_steps}")
-        if not 0 < self.min_lr <= self.lr:
+        if self.min_lr > self.lr:
             raise ValueError(f"need 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
-        if self.autocast not in AUTOCAST_CHOICES:
-            raise ValueError(f"autocast must be one of {', '.join(AUTOCAST_CHOICES)}, got {self.autocast!r}")
 
     @property
     def tokens_per_step(self) -> int:

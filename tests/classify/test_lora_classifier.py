@@ -25,8 +25,8 @@ def test_settings_are_checked():
     assert ClassifierConfig(trainable_blocks=0, lora_rank=8).lora == LoRAConfig(8, 16.0)
     for bad, message in [({"lora_rank": 8}, "set trainable_blocks to 0 \\(--trainable-blocks 0\\), not 1"),
                          ({"lora_rank": 8, "trainable_blocks": None}, "not all"),
-                         ({"lora_rank": -1}, "lora_rank must be >= 0"),
-                         ({"trainable_blocks": 0, "lora_rank": 4, "lora_alpha": 0}, "lora_alpha must be > 0"),
+                         ({"lora_rank": -1}, "lora_rank must be between 0 and"),
+                         ({"trainable_blocks": 0, "lora_rank": 4, "lora_alpha": 0}, "lora_alpha must be between"),
                          ({"head_token": "middle"}, "head_token must be one of last, first, mean")]:
         with pytest.raises(ValueError, match=message):
             ClassifierConfig(**bad)

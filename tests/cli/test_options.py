@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import pytest
 import torch
 
+from gpt.cli import main
 from gpt.cli.options import add_config_arguments, add_threads_argument, config_overrides, set_threads
 from gpt.config import option
 
@@ -22,6 +23,7 @@ class Demo:
     masked: bool = option(False, "mask the prompt")
     betas: tuple[float, float] = option((0.9, 0.95), "two decays")
     mode: str = option("fast", "how", choices=("fast", "slow"))
+    width: int = option(8, "a width", low=1, high=64)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -48,6 +50,28 @@ def test_help_comes_from_the_fields_and_bad_values_are_refused(capsys):
         parse("--steps", "many")
     with pytest.raises(SystemExit):
         parse("--mode", "medium")
+
+
+def test_a_value_out_of_the_fields_bounds_is_a_usage_error_and_the_help_shows_them(capsys) -> None:
+    assert config_overrides(parse("--width", "64"), Demo) == {"width": 64}
+    for bad in ("0", "65"):
+        with pytest.raises(SystemExit) as exit_info:
+            parse("--width", bad)
+        assert exit_info.value.code == 2
+        assert f"argument --width: value must be between 1 and 64, got {bad}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse("--help")
+    assert "a width [1..64] (default: 8)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_commands_refuse_out_of_range_flags_before_any_work(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--text", str(tmp_path / "absent.txt"), "--out", str(tmp_path), "--n-layers", "49"])
+    assert exit_info.value.code == 2
+    assert "argument --n-layers: value must be between 1 and 48, got 49" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["finetune-classifier", "--lr", "2", "--out", str(tmp_path)])
+    assert "argument --lr: value must be between 1e-06 and 1, got 2" in capsys.readouterr().err
 
 
 def test_threads_default_to_one_and_refuse_zero() -> None:

@@ -53,7 +53,8 @@ def test_cli_refuses_bad_input(base, instruct_data, tmp_path, capsys):
     bad.write_text('[{"instruction": "q", "chosen": "a"}]')
     assert main(["finetune-preference", "--model", base, "--data", str(bad), "--instruct-data", instruct_data]) == 2
     assert "pair 0 has no 'rejected' field" in capsys.readouterr().err
-    assert main(["finetune-preference", "--model", base, "--beta", "0", "--instruct-data", instruct_data]) == 2
+    with pytest.raises(SystemExit, match="2"):  # out of the field's bounds: argparse's usage error
+        main(["finetune-preference", "--model", base, "--beta", "0", "--instruct-data", instruct_data])
 
 
 def test_the_builder_writes_tagged_pairs(base, instruct_data, tmp_path, capsys):
