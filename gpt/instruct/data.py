@@ -14,7 +14,7 @@ import gzip
 import io
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from gpt.data.corpus import read_text
@@ -23,13 +23,17 @@ from gpt.data.splits import Split, seeded_split
 from gpt.files import ASSETS, write_bytes_atomic
 
 SHIPPED_DATA = ASSETS / "instruct" / "instruction-data.json.gz"
-BOOK_COMMIT = "28c65cdfbc3338e2e040016eea4b7fdf556e4d57"  # rasbt/LLMs-from-scratch, pinned with the hash below
-BOOK_DATA = RemoteFile(
-    url=f"https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/{BOOK_COMMIT}/ch07/01_main-chapter-code/"
-        "instruction-data.json",
-    filename="instruction-data.json",
-    sha256="7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
-)
+BOOK_COMMIT = "28c65cdfbc3338e2e040016eea4b7fdf556e4d57"  # rasbt/LLMs-from-scratch, pinned: each file with its hash
+
+
+def book_file(path: str, sha256: str) -> RemoteFile:
+    """A file of the book's repository at the pinned commit, and the sha256 it must have."""
+    url = f"https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/{BOOK_COMMIT}/{path}"
+    return RemoteFile(url=url, filename=path.rpartition("/")[2], sha256=sha256)
+
+
+BOOK_DATA = book_file("ch07/01_main-chapter-code/instruction-data.json",
+                      "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944")
 FIELDS = ("instruction", "input", "output")
 # The book's order and sizes (train, then test, then validation), so that the shipped instruct model
 # is always measured on the same test entries.
@@ -78,16 +82,19 @@ def validate_entries(entries: object, source: str | Path) -> list[Entry]:
     return checked
 
 
-def load_entries(path: str | Path) -> list[Entry]:
-    """Read a JSON list of entries, gzip-compressed if the name ends in .gz."""
-    path = Path(path)
+def read_json(path: Path, what: str) -> object:
+    """A JSON file, gzip-compressed if the name ends in .gz; `what` names the data when the file is missing."""
     if not path.is_file():
-        raise FileNotFoundError(f"instruction data not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        entries = json.loads(read_text(path))
+        return json.loads(read_text(path))
     except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not readable as JSON ({err})") from err
-    return validate_entries(entries, path)
+
+
+def load_entries(path: str | Path) -> list[Entry]:
+    """Read a JSON list of entries, gzip-compressed if the name ends in .gz."""
+    return validate_entries(read_json(Path(path), "instruction data"), Path(path))
 
 
 def read_uploaded_entries(path: str | Path, max_bytes: int) -> list[Entry]:
@@ -120,22 +127,33 @@ def save_entries(entries: Sequence[Entry], path: str | Path) -> Path:
     return write_bytes_atomic(path, buffer.getvalue())
 
 
+def fetch_book_file(remote: RemoteFile, cache: str | Path | None, timeout: float, check: Callable[[Path], object],
+                    unavailable: type[DownloadError], offline: str) -> Path:
+    """A file of the book's, downloaded once (hash-checked, then read by `check`) and then read from the cache;
+    else `unavailable`, saying why and what works `offline`."""
+    try:
+        return fetch_cached(remote, cache, timeout, check=check)
+    except DownloadError as err:
+        raise unavailable(f"{err}; {offline}") from err
+
+
+def named_file(name_or_path: str, shipped: Path, download: Callable[[], Path]) -> Path:
+    """The file a dataset's name stands for: `shipped` (offline), `book` (`download`ed, cached) or a path."""
+    if name_or_path == "shipped":
+        return shipped
+    return download() if name_or_path == "book" else Path(name_or_path)
+
+
 def download_instruction_data(remote: RemoteFile = BOOK_DATA, cache: str | Path | None = None,
                               timeout: float = 30) -> Path:
     """The book's instruction-data.json: downloaded once (hash-checked), then read from the cache folder."""
-    try:
-        return fetch_cached(remote, cache, timeout, check=load_entries)
-    except DownloadError as err:
-        raise InstructDataUnavailableError(f"{err}; the shipped data (--data shipped) needs no download") from err
+    return fetch_book_file(remote, cache, timeout, load_entries, InstructDataUnavailableError,
+                           "the shipped data (--data shipped) needs no download")
 
 
 def resolve_data(name_or_path: str) -> list[Entry]:
     """`shipped` (the offline dataset), `book` (downloaded, cached) or a path to a .json / .json.gz file."""
-    if name_or_path == "shipped":
-        return load_entries(SHIPPED_DATA)
-    if name_or_path == "book":
-        return load_entries(download_instruction_data())
-    return load_entries(name_or_path)
+    return load_entries(named_file(name_or_path, SHIPPED_DATA, download_instruction_data))
 
 
 def split_entries(entries: Sequence[Entry], seed: int = SPLIT_SEED) -> Split[Entry]:

@@ -15,26 +15,29 @@ own wrong greedy answer where it has one, else a rewrite of the reference the ta
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gpt.data.corpus import read_text
-from gpt.data.download import DownloadError, RemoteFile, fetch_cached
+from gpt.data.download import DownloadError, RemoteFile
 from gpt.data.splits import Split
 from gpt.files import ASSETS
-from gpt.instruct.data import BOOK_COMMIT, SPLIT_SEED, Entry, _json_type, split_entries
+from gpt.instruct.data import (
+    SPLIT_SEED,
+    Entry,
+    _json_type,
+    book_file,
+    fetch_book_file,
+    named_file,
+    read_json,
+    split_entries,
+)
 from gpt.instruct.evaluate import is_short, normalize, rouge_l
 
 SHIPPED_PAIRS = ASSETS / "preference" / "pairs.json.gz"
-BOOK_PAIRS = RemoteFile(
-    url=f"https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/{BOOK_COMMIT}/ch07/04_preference-tuning-with-dpo/"
-        "instruction-data-with-preference.json",
-    filename="instruction-data-with-preference.json",
-    sha256="305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e",
-)
+BOOK_PAIRS = book_file("ch07/04_preference-tuning-with-dpo/instruction-data-with-preference.json",
+                       "305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e")
 SPLITS = ("train", "val", "test")
 EXAMPLE_PAIR = '{"instruction": "...", "input": "... (optional)", "chosen": "...", "rejected": "..."}'
 OPTIONAL_TEXT = ("input", "how", "task", "split")
@@ -75,32 +78,20 @@ def validate_pairs(pairs: object, source: str | Path, how: str = UNTAGGED) -> li
 
 def load_pairs(path: str | Path, how: str = UNTAGGED) -> list[Pair]:
     """Read a JSON list of pairs, gzip-compressed if the name ends in .gz."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"preference data not found: {path}")
-    try:
-        pairs = json.loads(read_text(path))
-    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not readable as JSON ({err})") from err
-    return validate_pairs(pairs, path, how)
+    return validate_pairs(read_json(Path(path), "preference data"), Path(path), how)
 
 
 def download_preference_data(remote: RemoteFile = BOOK_PAIRS, cache: str | Path | None = None,
                              timeout: float = 30) -> Path:
     """The book's instruction-data-with-preference.json: downloaded once (hash-checked), then read from the cache."""
-    try:
-        return fetch_cached(remote, cache, timeout, check=load_pairs)
-    except DownloadError as err:
-        raise PreferenceDataUnavailableError(f"{err}; the shipped pairs (--data shipped) need no download") from err
+    return fetch_book_file(remote, cache, timeout, load_pairs, PreferenceDataUnavailableError,
+                           "the shipped pairs (--data shipped) need no download")
 
 
 def resolve_pairs(name_or_path: str) -> list[Pair]:
     """`shipped` (built offline), `book` (downloaded, cached) or a path to a .json / .json.gz file."""
-    if name_or_path == "shipped":
-        return load_pairs(SHIPPED_PAIRS)
-    if name_or_path == "book":
-        return load_pairs(download_preference_data(), how="book")
-    return load_pairs(name_or_path)
+    path = named_file(name_or_path, SHIPPED_PAIRS, download_preference_data)
+    return load_pairs(path, how="book" if name_or_path == "book" else UNTAGGED)
 
 
 def split_pairs(pairs: Sequence[Pair], seed: int = SPLIT_SEED) -> Split[Pair]:
