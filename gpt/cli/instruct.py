@@ -15,8 +15,9 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import torch
 from tqdm.auto import tqdm
 
 from gpt.checkpoint import Checkpoint
@@ -47,6 +48,8 @@ from gpt.training.events import TrainingMonitor
 HELP = "instruction finetuning (Alpaca format) and its evaluation"
 EVAL_FILE = "instruct_eval.json"
 
+Config = TypeVar("Config")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=str(SHIPPED_BASE),
@@ -64,17 +67,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the longest response generated for scoring (default: %(default)s)")
     parser.add_argument("--judge", metavar="OLLAMA_MODEL", help="also score with an LLM judge on a local Ollama")
     parser.add_argument("--no-eval", action="store_true", help="train only")
+    add_finetune_arguments(parser, InstructConfig)
+
+
+def add_finetune_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """The flags every chat finetune (instruction, preference) ends with: threads, device, --quiet, and one
+    per field of `config_cls`, laid over the `--preset`."""
     add_threads_argument(parser)
     add_device_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_config_arguments(parser, InstructConfig, default_note="the preset's")
+    add_config_arguments(parser, config_cls, default_note="the preset's")
 
 
-def run(args: argparse.Namespace) -> None:
+def finetune_setup(args: argparse.Namespace, presets: dict[str, Config], config_cls: type[Config]
+                   ) -> tuple[torch.device, Config]:
+    """The checked device (threads set) and the config: `--preset` (by default gpt2 for a GPT-2 model, else
+    shipped) with the flags the user typed laid over it."""
     device = check_device(args.device)
     set_threads(args.threads)
     preset = args.preset or ("gpt2" if args.model in GPT2_SIZES else "shipped")
-    cfg = replace(INSTRUCT_PRESETS[preset], **config_overrides(args, InstructConfig))
+    return device, replace(presets[preset], **config_overrides(args, config_cls))
+
+
+def run(args: argparse.Namespace) -> None:
+    device, cfg = finetune_setup(args, INSTRUCT_PRESETS, InstructConfig)
     split = split_entries(resolve_data(args.data), cfg.seed)  # --seed seeds the split and the training
     train = split.train[: args.max_train] if args.max_train else split.train
     test = split.test[: args.eval_limit] if args.eval_limit else split.test

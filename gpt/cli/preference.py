@@ -13,23 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from gpt.checkpoint import Checkpoint, load_checkpoint
-from gpt.cli.options import (
-    add_config_arguments,
-    add_device_argument,
-    add_threads_argument,
-    check_device,
-    config_overrides,
-    set_threads,
-)
+from gpt.cli.instruct import add_finetune_arguments, finetune_setup
 from gpt.cli.progress import TqdmListener
-from gpt.config import GPT2_SIZES
 from gpt.files import SHIPPED_MODELS, write_text_atomic
 from gpt.instruct.data import SPLIT_SEED, resolve_data, split_entries
 from gpt.instruct.evaluate import evaluate_instructions, format_report, format_task_report, save_model_eval
@@ -67,19 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0: the whole test split (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=int, default=64,
                         help="the longest response generated for scoring (default: %(default)s)")
-    add_threads_argument(parser)
-    add_device_argument(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_config_arguments(parser, PreferenceConfig, default_note="the preset's")
+    add_finetune_arguments(parser, PreferenceConfig)
 
 
 def run(args: argparse.Namespace) -> None:
     if args.eval_limit < 0:
         raise ValueError(f"--eval-limit must be >= 0 (0: the whole test split), got {args.eval_limit}")
-    device = check_device(args.device)
-    set_threads(args.threads)
-    preset = args.preset or ("gpt2" if args.model in GPT2_SIZES else "shipped")
-    cfg = replace(PREFERENCE_PRESETS[preset], **config_overrides(args, PreferenceConfig))
+    device, cfg = finetune_setup(args, PREFERENCE_PRESETS, PreferenceConfig)
     pairs = split_pairs(resolve_pairs(args.data), cfg.seed)
     train = pairs.train[: cfg.max_pairs] if cfg.max_pairs else pairs.train
     print(f"pairs {args.data}: {len(train)} train / {len(pairs.test)} held-out / {len(pairs.val)} validation; "
