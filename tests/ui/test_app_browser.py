@@ -8,60 +8,18 @@ shipped models when all three are there, otherwise on a tiny random model folder
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from gpt.tokenizer import load_tokenizer
-from tests.helpers import REPO, STORY, app_process, make_model_folder
+from tests.helpers import REPO, STORY
+from tests.ui import app_browser  # skips this module where Chromium is absent
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+app_url, browser, page = app_browser.app_url, app_browser.browser, app_browser.page  # the app, Chromium, a page
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
-SHIPPED = REPO / "assets" / "models"
-WAIT_MS = 60_000
 TRAIN_WAIT_MS = 300_000  # a bound on a hung training, not a speed target
-
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium: bash tests/run.sh does)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-
-
-def shipped_complete() -> bool:
-    return all((SHIPPED / name / f).is_file() for name, f in
-               (("base", "config.json"), ("instruct", "config.json"), ("spam", "classifier.json")))
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory):
-    models = SHIPPED if shipped_complete() else make_model_folder(tmp_path_factory.mktemp("models"))
-    with app_process(models, tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("app") / "app.log") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, app_url):
-    SHOTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.set_default_timeout(WAIT_MS)
-    page.requested = []  # every URL the page asks for: the app must work offline
-    page.on("request", lambda request: page.requested.append(request.url))
-    page.goto(app_url)
-    page.get_by_role("tab", name="Tokenizer").wait_for()
-    yield page
-    page.close()
 
 
 def open_tab(page, name: str) -> None:
@@ -69,6 +27,7 @@ def open_tab(page, name: str) -> None:
 
 
 def shot(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 

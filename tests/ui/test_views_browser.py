@@ -1,9 +1,9 @@
 """The views inside the model in a real browser: `python app.py` on 127.0.0.1, Debian's Chromium via playwright.
 
 Each test opens a tab, opens the view's accordion, runs it, waits for its pictures and screenshots the
-view into $GPT_SHOTS_DIR (default: a pytest temporary folder). The app and the browser are
-tests/ui/test_app_browser.py's fixtures: the shipped models when they are all there, otherwise a tiny
-random model folder.
+view into $GPT_SHOTS_DIR (default: a pytest temporary folder). The app, the browser and the page are
+tests/ui/app_browser.py's fixtures: the shipped models when they are all there, otherwise a tiny random
+model folder.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui import test_app_browser  # skips this module too where Chromium is absent
+from tests.ui import app_browser  # skips this module where Chromium is absent
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-app_url, browser = test_app_browser.app_url, test_app_browser.browser  # its fixtures: the app, and Chromium
+app_url, browser, page = app_browser.app_url, app_browser.browser, app_browser.page  # the app, Chromium, a page
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +24,6 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = Path(os.environ["GPT_SHOTS_DIR"]) if os.environ.get("GPT_SHOTS_DIR") else tmp_path_factory.mktemp("shots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-@pytest.fixture
-def page(browser, app_url):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.set_default_timeout(60_000)
-    page.goto(app_url)
-    page.get_by_role("tab", name="Tokenizer").wait_for()
-    yield page
-    page.close()
 
 
 def run_view(page, tab: str | None, title: str, button: str | None, *pictures: str) -> None:
@@ -106,8 +96,6 @@ def test_model_against_model_in_generate(page, shots):
 
 
 def test_model_card_under_the_picker(page, shots):
-    if not page.locator("#model-card").count():
-        pytest.skip("app.py does not build ui.model_card_view under the picker yet")
     run_view(page, None, "How this model was made", None, "#model-card-loss .js-plotly-plot")
     page.locator("#model-card-text").filter(has_text="base").wait_for()
     shot(page, "model-card", shots, "7-model-card")
