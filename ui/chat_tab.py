@@ -9,29 +9,39 @@ import functools
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from gpt.checkpoint import CONFIG_FILE, Checkpoint, read_config
-from gpt.config import PRESETS
+from gpt.checkpoint import Checkpoint, read_config
 from gpt.generate import SamplingConfig
 from gpt.instruct.data import Entry, read_uploaded_entries, resolve_data, save_entries, split_entries
 from gpt.instruct.evaluate import format_base_comparison, format_task_report, load_model_eval
 from gpt.instruct.finetune import InstructConfig
 from gpt.instruct.prompt import chat_prompt, chat_stream
-from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, finetune_run
+from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, FinetuneRun, finetune_run
 from gpt.pretrain.archive import write_run_archive
 from gpt.pretrain.state import loss_figure
+from gpt.training.events import TrainEvent
 from ui import preference_view
 from ui.common import check_number, clip_chars, public_message, user_errors
-from ui.jobs import Job, JobRunner, state_line
+from ui.forms import check_field, number, on_form, slider
+from ui.jobs import Job, JobRunner
 from ui.picker import describe
 from ui.registry import RUN_MODEL, RUN_PREFIX, ModelRegistry
-from ui.train_tab import duration, owner_of, receive_run_zip
+from ui.training_panel import (
+    Panel,
+    Submission,
+    duration,
+    finetune_base,
+    loss_rows,
+    owner_of,
+    owner_token,
+    receive_run_zip,
+)
 
 CHAT_MODEL = "instruct"
 MAX_NEW_TOKENS = 256
@@ -49,8 +59,26 @@ DATA_CHOICES = [("the shipped instruction set (27,251 entries, 16 kinds of quest
                 ("your own Alpaca JSON file (upload it below)", "upload")]
 MAX_ENTRIES = 23_163  # the shipped training split: a cap, not a target
 DEFAULT_ENTRIES = 1_600  # 100 steps of 16: a few minutes on two CPU cores, scoring included
-MAX_EPOCHS = 5
-MAX_RANK = 64
+MAX_EPOCHS = 5  # the app's cap on InstructConfig's epochs: an epoch of the shipped set is long on two cores
+MAX_RANK = 64  # and on its LoRA rank
+
+
+@dataclass(frozen=True)
+class ChatFinetuneForm:
+    """The finetune panel's settings as the page (or an API caller) sends them, unchecked; the field order is
+    the order of the values `/chat_finetune_start` takes."""
+
+    base: str
+    data: str
+    max_entries: float
+    file: str | None
+    epochs: float
+    lr: float
+    batch_size: float
+    lora_rank: float
+    lora_alpha: float
+    mask_prompt: bool
+    digits: bool
 
 
 # -- chat ----------------------------------------------------------------------------------------------
@@ -144,23 +172,6 @@ def compare(registry: ModelRegistry, left: str, right: str, message: str, max_ne
 
 # -- finetuning ----------------------------------------------------------------------------------------
 
-def check_base(runner: JobRunner, registry: ModelRegistry, name: str) -> str:
-    """The base as the training process loads it (a folder, or a GPT-2 size), within the size limit."""
-    entry = registry.resolve(name)  # an unknown name (or a classifier, like "spam") is refused here
-    if entry.kind == "gpt2":
-        n_params = PRESETS[entry.name].n_params()
-        where = entry.name
-    else:
-        if not (entry.path / CONFIG_FILE).is_file():
-            raise ValueError(f"The model {name!r} is not available: it has no checkpoint (yet).")
-        n_params = read_config(entry.path)["model"].n_params()
-        where = str(entry.path)
-    if n_params > runner.limits.max_params:
-        raise ValueError(f"{name} has {n_params / 1e6:.0f}M parameters; the limit here is "
-                         f"{runner.limits.max_params / 1e6:.0f}M. Pick a smaller base model.")
-    return where
-
-
 def gather_instructions(runner: JobRunner, kind: str, file: str | None) -> tuple[list[Entry], str]:
     """The instruction entries (checked) and the data's name, for the tab's three kinds of data."""
     if kind == "shipped":
@@ -178,71 +189,54 @@ def gather_instructions(runner: JobRunner, kind: str, file: str | None) -> tuple
     raise ValueError(f"Unknown data {kind!r}: choose shipped, book or upload.")
 
 
-def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str, base: str, data: str, max_entries: float,
-                   file: str | None, epochs: float, lr: float, batch_size: float, lora_rank: float,
-                   lora_alpha: float, mask_prompt: bool, digits: bool = True, request: gr.Request = None
-                   ) -> tuple[str, str]:
+def instruct_config(form: ChatFinetuneForm) -> InstructConfig:
+    """The panel's settings as an InstructConfig (validation ten times a run comes later), every number checked."""
+    rank = check_field(InstructConfig, "lora_rank", form.lora_rank, "LoRA rank", high=MAX_RANK)
+    return InstructConfig(
+        epochs=check_field(InstructConfig, "epochs", form.epochs, "Epochs", high=MAX_EPOCHS),
+        batch_size=check_field(InstructConfig, "batch_size", form.batch_size, "Batch size"),
+        lr=check_field(InstructConfig, "lr", form.lr, "Learning rate"), mask_prompt=bool(form.mask_prompt),
+        group_by_length=True, lora_rank=rank,
+        lora_alpha=check_field(InstructConfig, "lora_alpha", form.lora_alpha, "LoRA alpha") if rank else 16.0,
+        pretokenizer="digits" if form.digits else None)
+
+
+def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None, form: ChatFinetuneForm,
+                   request: gr.Request = None) -> tuple[str, str]:
     """Check every setting, then queue the finetune; returns the first status line and the owner."""
     owner = owner_of(token, request)
-    rank = check_number(lora_rank, "LoRA rank", 0, MAX_RANK, integer=True)
-    settings = {"epochs": check_number(epochs, "Epochs", 1, MAX_EPOCHS, integer=True),
-                "batch_size": check_number(batch_size, "Batch size", 1, 64, integer=True),
-                "lr": check_number(lr, "Learning rate", 1e-6, 1e-1), "mask_prompt": bool(mask_prompt),
-                "group_by_length": True, "lora_rank": rank,
-                "lora_alpha": check_number(lora_alpha, "LoRA alpha", 0.1, 1024) if rank else 16.0,
-                "pretokenizer": "digits" if digits else None}
-    n_entries = check_number(max_entries, "Training entries", 1, MAX_ENTRIES, integer=True)
-    base_path = check_base(runner, registry, base)
-    entries, data_name = gather_instructions(runner, data, file)
+    cfg = instruct_config(form)
+    n_entries = check_number(form.max_entries, "Training entries", 1, MAX_ENTRIES, integer=True)
+    base = finetune_base(runner, registry, form.base)
+    entries, data_name = gather_instructions(runner, form.data, form.file)
     n_train = min(n_entries, len(split_entries(entries).train))
-    steps = settings["epochs"] * (n_train // settings["batch_size"])
+    steps = cfg.epochs * (n_train // cfg.batch_size)
     if steps == 0:
-        raise ValueError(f"{n_train} training entries make no batch of {settings['batch_size']}: use more data or "
+        raise ValueError(f"{n_train} training entries make no batch of {cfg.batch_size}: use more data or "
                          "a smaller batch.")
-    cfg = InstructConfig(**settings, eval_every=max(1, steps // 10))  # ten validation points on the curve
-    name = time.strftime("chat-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    out_dir = runner.limits.runs_dir / name / RUN_MODEL
-    source = data  # the training process reads the datasets by name, and keeps a copy of an uploaded file
-    if data == "upload":
-        source = str(save_entries(entries, runner.limits.runs_dir / name / "instruction-data.json.gz"))
-    kwargs = {"base": base_path, "data": source, "cfg": cfg, "out_dir": out_dir, "data_name": data_name,
-              "max_train": n_train, "base_name": base}
-    try:
-        job = runner.submit(owner, name, finetune_run, kwargs, kind="instruct")
-    except ValueError:
-        _remove_run(runner, name)
-        raise
-    place = runner.place_in_queue(job)
-    what = f"**{RUN_PREFIX}{name}**: {cfg.method}, {n_train:,} entries, {cfg.epochs} epoch(s), {steps:,} steps"
-    return (f"Queued {what}, place {place} in the queue." if place else f"Started {what}."), owner
+    cfg = dataclasses.replace(cfg, eval_every=max(1, steps // 10))  # ten validation points on the curve
+
+    def prepare(_: str, folder: Path) -> Submission:
+        source = form.data  # the training process reads the datasets by name, and keeps a copy of an uploaded file
+        if form.data == "upload":
+            source = str(save_entries(entries, folder / "instruction-data.json.gz"))
+        kwargs = {"base": base.source, "data": source, "cfg": cfg, "out_dir": folder / RUN_MODEL,
+                  "data_name": data_name, "max_train": n_train, "base_name": form.base}
+        return Submission(finetune_run, kwargs,
+                          f"{cfg.method}, {n_train:,} entries, {cfg.epochs} epoch(s), {steps:,} steps")
+
+    return PANEL.start(runner, owner, prepare), owner
 
 
-def _remove_run(runner: JobRunner, name: str) -> None:
-    shutil.rmtree(runner.limits.runs_dir / name, ignore_errors=True)
-
-
-def stop_finetune(runner: JobRunner, token: str, request: gr.Request = None) -> str:
-    runner.stop_latest(owner_of(token, request), "instruct", "chat finetune")
-    return ("Stopping: the run keeps the weights so far (a checkpoint), then scores them on "
-            f"{EVAL_QUESTIONS} held-out questions beside its base model.")
-
-
-def curve_rows(job: Job) -> list[dict[str, float]]:
-    """Training loss per step, validation loss within and at the end of each epoch, against tokens seen."""
-    rows = []
-    for e in job.events:
-        if e.kind == "step":
-            rows.append({"tokens_seen": e.tokens_seen, "train_loss": e.metrics["train_loss"]})
-        elif e.kind in ("eval", "epoch") and "val_loss" in e.metrics:
-            rows.append({"tokens_seen": e.tokens_seen, "val_loss": e.metrics["val_loss"]})
-    return rows
+def stop_finetune(runner: JobRunner, token: str | None, request: gr.Request = None) -> str:
+    return PANEL.stop(runner, token, request)
 
 
 def progress_line(job: Job) -> str:
     steps = [e for e in job.events if e.kind == "step"]
-    answered = [e for e in job.events if e.kind == "sample"]
-    if answered:
-        last = answered[-1]
+    scored = [e for e in job.events if e.kind == "score"]
+    if scored:
+        last = scored[-1]
         who = "its base model" if last.metrics["base"] else "the finetuned model"
         return (f"Trained {last.step:,} steps. Scoring {who} on held-out questions: "
                 f"{last.metrics['scored']:.0f} / {last.metrics['to_score']:.0f}…")
@@ -255,20 +249,30 @@ def progress_line(job: Job) -> str:
             f"{last.metrics['train_loss']:.3f}, {duration(elapsed)} elapsed, about {duration(left)} of training left.")
 
 
-def result_markdown(result: dict[str, Any], name: str) -> str:
+def loss_curve(events: list[TrainEvent], title: str) -> Any:
+    return loss_figure(loss_rows(events), title=title)
+
+
+PANEL = Panel(kind="instruct", what="chat finetune", prefix="chat-", title="Finetuning", progress=progress_line,
+              curve=loss_curve,
+              stopping=("Stopping: the run keeps the weights so far (a checkpoint), then scores them on "
+                        f"{EVAL_QUESTIONS} held-out questions beside its base model."))
+
+
+def result_markdown(result: FinetuneRun, name: str) -> str:
     """What the run trained, what it cost, and its held-out scores per kind of question beside its base's."""
-    rows = "\n".join(f"| {task} | {result['base_scores'].get(task, float('nan')):.1f} | **{score:.1f}** |"
-                     for task, score in result["scores"].items())
-    epochs = ", ".join(f"{s:.0f} s" for s in result["epoch_seconds"]) or "no full epoch"
-    stopped = " (stopped early: these are the weights it had)" if result["stopped"] else ""
-    share = 100 * result["trainable_params"] / result["total_params"]
-    return (f"### {RUN_PREFIX}{name}{stopped}\n\n{result['method']}: {result['trainable_params']:,} of "
-            f"{result['total_params']:,} parameters trained ({share:.1f}%), {result['steps']:,} steps on "
-            f"{result['n_train']:,} entries; per epoch: {epochs}; peak memory {result['peak_memory_mb']:,.0f} MB "
-            f"({result['memory_measure']}). It is in the chat model picker above.\n\n"
-            f"Held-out score (%) on {result['n_scored']} questions the model never saw, spread over the kinds of "
+    rows = "\n".join(f"| {task} | {result.base_scores.get(task, float('nan')):.1f} | **{score:.1f}** |"
+                     for task, score in result.scores.items())
+    epochs = ", ".join(f"{s:.0f} s" for s in result.epoch_seconds) or "no full epoch"
+    stopped = " (stopped early: these are the weights it had)" if result.stopped else ""
+    share = 100 * result.trainable_params / result.total_params
+    return (f"### {RUN_PREFIX}{name}{stopped}\n\n{result.method}: {result.trainable_params:,} of "
+            f"{result.total_params:,} parameters trained ({share:.1f}%), {result.steps:,} steps on "
+            f"{result.n_train:,} entries; per epoch: {epochs}; peak memory {result.peak_memory_mb:,.0f} MB "
+            f"({result.memory_measure}). It is in the chat model picker above.\n\n"
+            f"Held-out score (%) on {result.n_scored} questions the model never saw, spread over the kinds of "
             f"question; the same evaluation as `python -m gpt finetune-instruct`, on a sample:\n\n"
-            f"| kind of question | base: {result['base_model']} | this model |\n|---|---|---|\n{rows}")
+            f"| kind of question | base: {result.base_model} | this model |\n|---|---|---|\n{rows}")
 
 
 def model_choices(registry: ModelRegistry) -> tuple[Any, Any, Any, Any]:
@@ -278,26 +282,15 @@ def model_choices(registry: ModelRegistry) -> tuple[Any, Any, Any, Any]:
             gr.Dropdown(choices=names))
 
 
-def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str, request: gr.Request = None
+def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str | None, request: gr.Request = None
                     ) -> tuple[Any, ...]:
     """The owner's finetune as the page shows it: status line, loss curve, result; other sessions' only as a
     busy machine. When it has finished, the pickers get the new model."""
-    owner = owner_of(token, request)
-    job = runner.job_of(owner, "instruct")
-    running, waiting = runner.busy()
-    unchanged = (gr.skip(),) * 4
-    if job is None:
-        busy = f" The machine is training for {running} other session(s), {waiting} waiting." if running else ""
-        return ("No finetune yet: set it up above and press Start." + busy, None, "", gr.Timer(active=False),
-                *unchanged)
-    figure = loss_figure(curve_rows(job), title=f"Finetuning {job.name}") if job.events else None
-    result, pickers = "", unchanged
-    line = state_line(runner, job, progress_line, "finetune")
-    if line is None:
-        line = f"Finished: {RUN_PREFIX}{job.name}."
-        result = result_markdown(job.result, job.name)
-        pickers = model_choices(registry)
-    return (line, figure, result, gr.Timer(active=job.active), *pickers)
+    view = PANEL.view(runner, token, request)
+    if not view.finished:
+        return (view.line, view.figure, "", view.timer, *(gr.skip(),) * 4)
+    return (view.line, view.figure, result_markdown(view.job.result, view.job.name), view.timer,
+            *model_choices(registry))
 
 
 def download_chat(registry: ModelRegistry, name: str) -> str:
@@ -314,7 +307,7 @@ def upload_chat(runner: JobRunner, registry: ModelRegistry, file: str | None) ->
     """Load a chat model zip (as `download_chat` makes them) into the runs folder and the chat model picker."""
     name, folder = receive_run_zip(runner, file, prefix="chat-upload-")
     if "finetune" not in read_config(folder).get("meta", {}):
-        _remove_run(runner, name)
+        shutil.rmtree(runner.limits.runs_dir / name, ignore_errors=True)
         raise ValueError("Not a chat model: its metadata records no instruction finetuning. A pretrained model "
                          "goes in the Train tab's upload.")
     return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the chat model picker.", gr.Dropdown(
@@ -380,32 +373,35 @@ def _compare_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Dropdown]:
 def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, left: gr.Dropdown,
                     right: gr.Dropdown, tab: gr.Tab) -> gr.Dropdown:
     limits = runner.limits
-    token = gr.BrowserState(None, storage_key="gpt-playground-owner")  # the Train tab's: one owner per browser
+    token = owner_token()
+    form: dict[str, Any] = {}  # ChatFinetuneForm's fields -> their components
     with gr.Accordion("Finetune your own chat model", open=False):
         gr.Markdown(f"Teach a language model to follow instructions (the book's chapter 7): every weight learns, "
                     f"or only small LoRA adapters (appendix E; rank 0 = every weight). The defaults take a few "
                     f"minutes; at the end the model answers {EVAL_QUESTIONS} held-out questions beside its base.")
         with gr.Row():
-            base = gr.Dropdown(registry.names(), value=registry.default(), allow_custom_value=True,
-                               label="Base model", elem_id="chat-ft-base")
-            data = gr.Radio(DATA_CHOICES, value="shipped", label="Instruction data", elem_id="chat-ft-data")
+            form["base"] = gr.Dropdown(registry.names(), value=registry.default(), allow_custom_value=True,
+                                       label="Base model", elem_id="chat-ft-base")
+            form["data"] = gr.Radio(DATA_CHOICES, value="shipped", label="Instruction data", elem_id="chat-ft-data")
         with gr.Row():
-            entries = gr.Slider(16, MAX_ENTRIES, value=DEFAULT_ENTRIES, step=1, label="Training entries (at most)",
-                                elem_id="chat-ft-entries")
-            file = gr.File(file_types=[".json"], type="filepath", elem_id="chat-ft-file", height=120,
-                           label=f"Alpaca JSON: a list of instruction, input (optional), output "
-                                 f"(up to {limits.max_upload_mb} MB)")
+            form["max_entries"] = gr.Slider(16, MAX_ENTRIES, value=DEFAULT_ENTRIES, step=1,
+                                            label="Training entries (at most)", elem_id="chat-ft-entries")
+            form["file"] = gr.File(file_types=[".json"], type="filepath", elem_id="chat-ft-file", height=120,
+                                   label=f"Alpaca JSON: a list of instruction, input (optional), output "
+                                         f"(up to {limits.max_upload_mb} MB)")
         with gr.Row():
-            epochs = gr.Slider(1, MAX_EPOCHS, value=1, step=1, label="Epochs")
-            lr = gr.Number(1e-3, label="Learning rate")
-            batch = gr.Slider(1, 64, value=16, step=1, label="Batch size")
+            form["epochs"] = slider(InstructConfig, "epochs", "Epochs", 1, high=MAX_EPOCHS)
+            form["lr"] = number(InstructConfig, "lr", "Learning rate", 1e-3)
+            form["batch_size"] = slider(InstructConfig, "batch_size", "Batch size", 16)
         with gr.Row():
-            rank = gr.Slider(0, MAX_RANK, value=0, step=1, label="LoRA rank (0 = every weight trains)",
-                             elem_id="chat-ft-rank")
-            alpha = gr.Number(16.0, label="LoRA alpha (the update is scaled by alpha / rank)")
-            mask = gr.Checkbox(True, label="Mask the prompt from the loss (learn the answers only)")
-            digits = gr.Checkbox(True, label="Numbers digit by digit (\"137\" as 1 3 7, as the shipped chat model "
-                                             "reads them: sums are learnt per digit)", elem_id="chat-ft-digits")
+            form["lora_rank"] = slider(InstructConfig, "lora_rank", "LoRA rank (0 = every weight trains)", 0,
+                                       high=MAX_RANK, elem_id="chat-ft-rank")
+            form["lora_alpha"] = number(InstructConfig, "lora_alpha", "LoRA alpha (the update is scaled by alpha / "
+                                        "rank)", 16.0)
+            form["mask_prompt"] = gr.Checkbox(True, label="Mask the prompt from the loss (learn the answers only)")
+            form["digits"] = gr.Checkbox(True, label="Numbers digit by digit (\"137\" as 1 3 7, as the shipped chat "
+                                                     "model reads them: sums are learnt per digit)",
+                                         elem_id="chat-ft-digits")
         with gr.Row():
             start = gr.Button("Start finetuning", variant="primary", elem_id="chat-ft-start")
             stop = gr.Button("Stop", variant="stop", elem_id="chat-ft-stop")
@@ -420,11 +416,13 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
             uploaded = gr.Markdown()
     timer = gr.Timer(1.0, active=False)
 
+    base = form["base"]
     watch = user_errors(functools.partial(finetune_status, runner, registry))
     watched = [line, curve, result, timer, picker, left, right, base]
-    start.click(user_errors(functools.partial(start_finetune, runner, registry)),
-                [token, base, data, entries, file, epochs, lr, batch, rank, alpha, mask, digits], [line, token],
-                api_name="chat_finetune_start").success(watch, token, watched, api_visibility="private")
+    fields = {name: form[name] for name in ChatFinetuneForm.__dataclass_fields__}  # the API's order: the form's
+    start.click(user_errors(on_form(ChatFinetuneForm, functools.partial(start_finetune, runner, registry))), token,
+                [line, token], inputs_kwargs=fields, api_name="chat_finetune_start").success(
+        watch, token, watched, api_visibility="private")
     stop.click(user_errors(functools.partial(stop_finetune, runner)), token, line, api_name="chat_finetune_stop")
     timer.tick(watch, token, watched, api_name="chat_finetune_status", concurrency_id="chat_finetune_status",
                concurrency_limit=8)

@@ -83,7 +83,8 @@ class Job:
     kind: str = "train"  # which tab's job: "train", "classifier" or "instruct"; each tab shows only its own
     state: str = "queued"  # queued, running, stopping, stopped (by its owner), done, failed, cancelled
     events: list[TrainEvent] = field(default_factory=list)
-    result: Any = None
+    before: list[TrainEvent] = field(default_factory=list)  # a resumed run's events up to its stop
+    result: Any = None  # what the target returned: a frozen dataclass of the run's figures
     error: str = ""
     created: float = field(default_factory=time.time)
     started: float | None = None
@@ -174,10 +175,11 @@ class JobRunner:
 
     # -- acting ----------------------------------------------------------------------------------
     def submit(self, owner: str, name: str, target: Callable[..., Any], kwargs: dict[str, Any],
-               kind: str = "train") -> Job:
+               kind: str = "train", before: list[TrainEvent] | None = None) -> Job:
         """Queue `target(monitor=..., **kwargs)` (a picklable, module-level function) for `owner`.
 
-        One job per owner at a time, whatever its kind: the machine is shared.
+        One job per owner at a time, whatever its kind: the machine is shared. `before` are the events of
+        the jobs this one continues (a resumed run), so that its curve is the whole run's.
         """
         with self._lock:
             busy = next((j for j in self._jobs.values() if j.owner == owner and j.active), None)
@@ -186,7 +188,8 @@ class JobRunner:
                 raise JobError(f"You already have a training queued or running (in the {where} tab): stop it first.")
             if len(self._waiting) >= self.limits.max_queued and self._running >= self.limits.max_running:
                 raise JobError(f"The queue is full ({self.limits.max_queued} trainings waiting): try again later.")
-            job = Job(uuid.uuid4().hex, owner, name, target, kwargs, kind, _stop=self._context.Event())
+            job = Job(uuid.uuid4().hex, owner, name, target, kwargs, kind, before=list(before or []),
+                      _stop=self._context.Event())
             self._jobs[job.id] = job
             self._waiting.append(job)
         self._start_waiting()

@@ -20,7 +20,7 @@ from typing import Any
 
 from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, load_checkpoint_tokenizer, read_config
 from gpt.classify.classifier import CLASSIFIER_CONFIG, TextClassifier, load_classifier
-from gpt.config import GPT2_SIZES
+from gpt.config import GPT2_SIZES, GPTConfig
 from gpt.files import SHIPPED_MODELS
 from gpt.model import GPTModel
 from gpt.pretrained import load_model
@@ -54,6 +54,23 @@ class ModelEntry:
     name: str
     kind: str  # "shipped", "gpt2", "local" or "run"
     path: Path | None  # checkpoint folder; None for GPT-2 (the loader knows where its cache is)
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A language model to finetune, as a training process loads it."""
+
+    name: str  # the app's name of it
+    source: str  # what the training process loads: a checkpoint folder, or a GPT-2 size
+    config: GPTConfig
+
+
+def recorded_base_name(base_ref: dict[str, Any]) -> str:
+    """The app's name of a finetune's recorded base: its recorded name, a GPT-2 size, or a shipped model's folder."""
+    if base_ref.get("name") or base_ref.get("pretrained"):
+        return base_ref.get("name") or base_ref["pretrained"]
+    folder = Path(base_ref.get("checkpoint", "")).name
+    return folder if folder in SHIPPED_LANGUAGE_MODELS else base_ref.get("checkpoint", "?")
 
 
 class ModelRegistry:
@@ -175,6 +192,20 @@ class ModelRegistry:
                                                         if len(names) > MAX_NAMES_SAID else "")
         raise UnknownModelError(f"unknown model {name!r}; choose one of: {choices}, "
                                 f"or local:FOLDER for a folder in the app's model folder")
+
+    def base_model(self, name: str) -> BaseModel:
+        """A language model of the app to finetune (a classifier name, or one without a checkpoint, is refused)."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("Pick a base model to finetune.")
+        entry = self.resolve(name)
+        if entry.kind == "gpt2":
+            return BaseModel(entry.name, entry.name, GPTConfig.preset(entry.name))
+        if not (entry.path / CONFIG_FILE).is_file():
+            raise ValueError(f"The base model {name.strip()!r} is not available: it has no checkpoint (yet).")
+        try:
+            return BaseModel(entry.name, str(entry.path), read_config(entry.path)["model"])
+        except ValueError as err:  # a broken checkpoint
+            raise ValueError(f"The base model {name.strip()!r} is not available: {err}") from err
 
     # -- loading -----------------------------------------------------------------------------
     def load(self, name: str, progress: bool = True) -> Checkpoint:

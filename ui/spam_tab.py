@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import functools
 import html
-import math
 import re
 import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,11 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from safetensors import safe_open
 
-from gpt.checkpoint import read_config
 from gpt.classify import data
 from gpt.classify.archive import read_classifier_archive, write_classifier_archive
 from gpt.classify.classifier import (
     CLASSIFIER_CONFIG,
-    CLASSIFIER_WEIGHTS,
-    HEAD_TOKENS,
     METRICS_FILE,
     ClassifierMetrics,
     TextClassifier,
@@ -40,21 +35,16 @@ from gpt.classify.classifier import (
     read_classifier_config,
 )
 from gpt.classify.data import FILE_TEST, MODERN_TEST, SET_TITLES, SMS_TEST
-from gpt.classify.finetune import (
-    HEAD_READS,
-    ClassifierConfig,
-    EpochStats,
-    describe_training,
-    finetune_job,
-    resources_line,
-)
-from gpt.config import GPTConfig
+from gpt.classify.finetune import HEAD_READS, ClassifierConfig, describe_training, finetune_job, resources_line
+from gpt.classify.record import read_record
+from gpt.config import choices
 from gpt.pretrain.archive import ArchiveError
 from gpt.training.events import TrainEvent
-from ui.common import check_number, clip_chars, join_notices, require_text, user_errors
-from ui.jobs import Job, JobError, JobRunner, state_line
-from ui.registry import RUN_CLASSIFIER, RUN_PREFIX, SHIPPED_CLASSIFIER, SHIPPED_LANGUAGE_MODELS, ModelRegistry
-from ui.train_tab import duration, owner_of
+from ui.common import clip_chars, join_notices, require_text, user_errors
+from ui.forms import check_field, number, on_form, slider
+from ui.jobs import Job, JobRunner
+from ui.registry import RUN_CLASSIFIER, RUN_PREFIX, SHIPPED_CLASSIFIER, ModelRegistry, recorded_base_name
+from ui.training_panel import Panel, Submission, check_upload, duration, finetune_base, owner_of, owner_token
 
 CSS = (".attended {line-height: 2}\n"
        ".attended span {padding: 1px 2px; margin: 1px; border-radius: 3px; font-family: monospace; "
@@ -69,8 +59,25 @@ EXAMPLES_PER_CLASS = 3
 KIND = "classifier"  # the runner's job kind of this tab
 TRAINS = ("last blocks", "all layers", "LoRA")
 SMS_DATA, FILE_DATA = "SMS Spam Collection (the shipped copy)", "my CSV/TSV file"
-MAX_EPOCHS = 20
 DATA_COPY = "data"  # the run folder's copy of an uploaded table
+
+
+@dataclass(frozen=True)
+class FinetuneForm:
+    """The finetuning panel's settings as the page (or an API caller) sends them, unchecked; the field order is
+    the order of the values `/spam_finetune_start` takes."""
+
+    base: str
+    head_token: str
+    trains: str
+    blocks: float
+    lora_rank: float
+    lora_alpha: float
+    epochs: float
+    lr: float
+    seed: float
+    data_choice: str
+    file: str | None
 
 
 def classifier(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER) -> TextClassifier:
@@ -126,22 +133,14 @@ def per_class_table(evaluations: dict[str, ClassifierMetrics]) -> pd.DataFrame:
     return table[["set", "class", "precision", "recall", "f1", "support"]]
 
 
-def base_name_of(config: dict[str, Any]) -> str:
-    """The app's name of a classifier's base: recorded, a GPT-2 size, or a shipped model's folder."""
-    base = config.get("base", {})
-    if base.get("name") or base.get("pretrained"):
-        return base.get("name") or base["pretrained"]
-    folder = Path(base.get("checkpoint", "")).name
-    return folder if folder in SHIPPED_LANGUAGE_MODELS else base.get("checkpoint", "?")
-
-
 def describe(config: dict[str, Any], name: str) -> str:
     """One line: the classes, the base, where the head reads, what trained."""
     ft = config.get("meta", {}).get("finetune", {})
     labels = config.get("labels", [])
     epochs = f"{ft.get('epochs')} epoch{'s' if ft.get('epochs') != 1 else ''}"
     trained = f"; trained: {describe_training(ft)}, {epochs} at lr {ft.get('lr'):g}" if ft else ""
-    return (f"**{name}**: {len(labels)} classes ({', '.join(labels)}), finetuned from `{base_name_of(config)}`; "
+    base = recorded_base_name(config.get("base", {}))
+    return (f"**{name}**: {len(labels)} classes ({', '.join(labels)}), finetuned from `{base}`; "
             f"the head reads {HEAD_READS[config.get('head_token', 'last')]}{trained}.")
 
 
@@ -190,50 +189,30 @@ def classifier_choices(registry: ModelRegistry) -> gr.Dropdown:
 
 # -- finetuning: settings --------------------------------------------------------------------------
 
-def resolve_base(registry: ModelRegistry, name: str) -> tuple[str, GPTConfig]:
-    """A language model of the app by name -> what `finetune_classifier` loads (folder or GPT-2 name), its shape."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError("Pick a base model to finetune.")
-    entry = registry.resolve(name)  # a classifier name such as "spam", or garbage, is refused here
-    if entry.kind == "gpt2":
-        return entry.name, GPTConfig.preset(entry.name)
-    try:
-        return str(entry.path), read_config(entry.path)["model"]
-    except ValueError as err:  # no checkpoint there (yet), or a broken one
-        raise ValueError(f"The base model {name!r} is not available: {err}") from err
-
-
-def finetune_config(trains: str, blocks: float, lora_rank: float, lora_alpha: float, epochs: float, lr: float,
-                    seed: float, head_token: str, n_layers: int) -> ClassifierConfig:
-    """The panel's settings as a ClassifierConfig, every number checked (API callers can send anything)."""
-    if trains not in TRAINS:
-        raise ValueError(f"What trains must be one of: {', '.join(TRAINS)}; got {trains!r}.")
-    if head_token not in HEAD_TOKENS:
-        raise ValueError(f"The head reads one of: {', '.join(HEAD_TOKENS)}; got {head_token!r}.")
+def finetune_config(form: FinetuneForm, n_layers: int) -> ClassifierConfig:
+    """The panel's settings as a ClassifierConfig, every number checked against the config's bounds (API callers
+    can send anything); the base's depth caps the blocks that train."""
+    if form.trains not in TRAINS:
+        raise ValueError(f"What trains must be one of: {', '.join(TRAINS)}; got {form.trains!r}.")
+    if form.head_token not in choices(ClassifierConfig, "head_token"):
+        raise ValueError(f"The head reads one of: {', '.join(choices(ClassifierConfig, 'head_token'))}; "
+                         f"got {form.head_token!r}.")
     settings: dict[str, Any] = {
-        "epochs": check_number(epochs, "Epochs", 1, MAX_EPOCHS, integer=True),
-        "lr": check_number(lr, "Learning rate", 1e-6, 1e-1),
-        "seed": check_number(seed, "Seed", 0, 2**31 - 1, integer=True),
-        "head_token": head_token,
+        "epochs": check_field(ClassifierConfig, "epochs", form.epochs, "Epochs"),
+        "lr": check_field(ClassifierConfig, "lr", form.lr, "Learning rate"),
+        "seed": check_field(ClassifierConfig, "seed", form.seed, "Seed"),
+        "head_token": form.head_token,
     }
-    if trains == "last blocks":
-        settings["trainable_blocks"] = check_number(blocks, f"Blocks (the base has {n_layers})", 0, n_layers,
-                                                    integer=True)
-    elif trains == "all layers":
+    if form.trains == "last blocks":
+        settings["trainable_blocks"] = check_field(ClassifierConfig, "trainable_blocks", form.blocks,
+                                                   f"Blocks (the base has {n_layers})", high=n_layers)
+    elif form.trains == "all layers":
         settings["trainable_blocks"] = None
     else:
-        settings |= {"trainable_blocks": 0, "lora_rank": check_number(lora_rank, "LoRA rank", 1, 256, integer=True),
-                     "lora_alpha": check_number(lora_alpha, "LoRA alpha", 0.01, 1024)}
+        settings |= {"trainable_blocks": 0,
+                     "lora_rank": check_field(ClassifierConfig, "lora_rank", form.lora_rank, "LoRA rank", low=1),
+                     "lora_alpha": check_field(ClassifierConfig, "lora_alpha", form.lora_alpha, "LoRA alpha")}
     return ClassifierConfig(**settings)
-
-
-def check_upload(path: str | None, max_mb: int) -> Path:
-    if not path:
-        raise ValueError("Choose a file to upload first.")
-    size = Path(path).stat().st_size
-    if size > max_mb * 2**20:
-        raise ValueError(f"The file is {size / 2**20:.1f} MB: the limit is {max_mb} MB.")
-    return Path(path)
 
 
 def check_data(runner: JobRunner, choice: str, file: str | None) -> tuple[Path | None, str]:
@@ -242,7 +221,7 @@ def check_data(runner: JobRunner, choice: str, file: str | None) -> tuple[Path |
         return None, "the SMS Spam Collection"
     if choice != FILE_DATA:
         raise ValueError(f"The data must be one of: {SMS_DATA}; {FILE_DATA}. Got {choice!r}.")
-    path = check_upload(file, runner.limits.max_upload_mb)
+    path = check_upload(runner, file, "file")
     mix = data.file_mix(path, max_bytes=runner.limits.max_upload_mb * 2**20)
     return path, f"{path.name}: {len(mix.labels)} classes ({', '.join(mix.labels)}), {mix.sizes()['train']} to train on"
 
@@ -252,37 +231,30 @@ def _safe_file_name(path: Path) -> str:
     return stem + (path.suffix.lower() if path.suffix.lower() in (".csv", ".tsv") else ".txt")
 
 
-def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str, base: str, head_token: str, trains: str,
-                   blocks: float, lora_rank: float, lora_alpha: float, epochs: float, lr: float, seed: float,
-                   data_choice: str, file: str | None, request: gr.Request = None) -> tuple[str, str]:
+def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None, form: FinetuneForm,
+                   request: gr.Request = None) -> tuple[str, str]:
     """Check every setting and the data, then queue the finetuning; returns the first status line and the owner."""
     owner = owner_of(token, request)
-    base_path, shape = resolve_base(registry, base)
-    cfg = finetune_config(trains, blocks, lora_rank, lora_alpha, epochs, lr, seed, head_token, shape.n_layers)
-    table, about_data = check_data(runner, data_choice, file)
-    name = time.strftime("spam-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    run_dir = runner.limits.runs_dir / name
-    run_dir.mkdir(parents=True)
-    kwargs: dict[str, Any] = {"base": base_path, "cfg": cfg, "out": run_dir / RUN_CLASSIFIER, "data_source": "offline",
-                              "mix": "sms", "base_name": base.strip(), "data_file": None}
-    if table is not None:  # the run keeps its data: the classifier can be measured again later
-        kwargs["data_file"] = run_dir / DATA_COPY / _safe_file_name(table)
-        kwargs["data_file"].parent.mkdir()
-        shutil.copyfile(table, kwargs["data_file"])
-    try:
-        job = runner.submit(owner, name, finetune_job, kwargs, kind=KIND)
-    except JobError:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    place = runner.place_in_queue(job)
-    what = f"{base.strip()}, {describe_training(asdict(cfg))}, on {about_data}"
-    return (f"Queued **{name}** ({what}): place {place} in the queue." if place else
-            f"Started **{name}** ({what})."), owner
+    base = finetune_base(runner, registry, form.base)
+    cfg = finetune_config(form, base.config.n_layers)
+    table, about_data = check_data(runner, form.data_choice, form.file)
+
+    def prepare(_: str, folder: Path) -> Submission:
+        kwargs: dict[str, Any] = {"base": base.source, "cfg": cfg, "out": folder / RUN_CLASSIFIER,
+                                  "data_source": "offline", "mix": "sms", "base_name": form.base.strip(),
+                                  "data_file": None}
+        if table is not None:  # the run keeps its data: the classifier can be measured again later
+            kwargs["data_file"] = folder / DATA_COPY / _safe_file_name(table)
+            kwargs["data_file"].parent.mkdir()
+            shutil.copyfile(table, kwargs["data_file"])
+        return Submission(finetune_job, kwargs, f"{form.base.strip()}, {describe_training(asdict(cfg))}, "
+                                                f"on {about_data}")
+
+    return PANEL.start(runner, owner, prepare), owner
 
 
-def stop_finetune(runner: JobRunner, token: str, request: gr.Request = None) -> str:
-    runner.stop_latest(owner_of(token, request), KIND, "finetuning")
-    return "Stopping: the classifier keeps the best epoch so far (or the weights so far, before the first ends)."
+def stop_finetune(runner: JobRunner, token: str | None, request: gr.Request = None) -> str:
+    return PANEL.stop(runner, token, request)
 
 
 # -- finetuning: watching ----------------------------------------------------------------------------
@@ -323,75 +295,59 @@ def progress_line(job: Job) -> str:
             f"{last.metrics['train_loss']:.3f}{val}; {duration(elapsed)} elapsed, about {duration(left)} left.")
 
 
+PANEL = Panel(kind=KIND, what="finetuning", prefix="spam-", title="Finetuning", progress=progress_line,
+              curve=curves_figure,
+              stopping="Stopping: the classifier keeps the best epoch so far (or the weights so far, before the "
+                       "first ends).")
+
+
 def finished_result(job: Job) -> tuple[str, pd.DataFrame, go.Figure | None]:
     """A finished job's classifier: test accuracy, resources, the per-class table and the confusion matrices."""
-    out = Path(job.result["out"])
+    out = Path(job.result.out)
     config = read_classifier_config(out)
     evaluations = parse_test_metrics((out / METRICS_FILE).read_text(encoding="utf-8"))
     lines = [f"- {SET_TITLES.get(s, s)}: **{m.accuracy:.1%}** on {m.n_test} messages" for s, m in evaluations.items()]
-    stopped = f"\n\n⚠️ {job.result['stopped']}." if job.result.get("stopped") else ""
+    stopped = f"\n\n⚠️ {job.result.stopped}." if job.result.stopped else ""
     text = (f"### {RUN_PREFIX}{job.name}\n\n{describe(config, RUN_PREFIX + job.name)}\n\n"
             f"{resources_line(config['meta'])}.{stopped}\n\n**Test accuracy** (never trained on):\n\n"
             + "\n".join(lines) + f"\n\nIt is in the classifier picker above as `{RUN_PREFIX}{job.name}`.")
     return text, per_class_table(evaluations), confusion_figure(evaluations)
 
 
-def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str, announced: str | None,
+def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str | None, announced: str | None,
                     request: gr.Request = None) -> tuple[Any, ...]:
     """The owner's finetuning as the page shows it; other sessions' jobs only as a busy machine.
 
     Outputs: status line, curves, result, per-class table, confusion matrices, the timer, the classifier
     picker (a finished classifier is picked, once: `announced` holds the job it was done for).
     """
-    owner = owner_of(token, request)
-    job = runner.job_of(owner, KIND)
-    running, waiting = runner.busy()
-    if job is None:
-        busy = f" The machine is training for {running} other session(s), {waiting} waiting." if running else ""
-        return ("No finetuning yet: set it up above and press Start." + busy, None, "", pd.DataFrame(), None,
-                gr.Timer(active=False), gr.skip(), announced)
-    curves = curves_figure(job.events, f"Finetuning {job.name}") if job.events else None
-    result, table, confusion, picker = "", pd.DataFrame(), None, gr.skip()
-    line = state_line(runner, job, progress_line, "finetuning")
-    if line is None:
-        ended = next((e.text for e in reversed(job.events) if e.kind in ("stopped", "done")), "")
-        line = f"Finished: {job.name} ({ended})."
-        result, table, confusion = finished_result(job)
-        new = RUN_PREFIX + job.name
-        picker = (gr.Dropdown(choices=registry.classifier_names(), value=new) if announced != job.id
-                  else gr.Dropdown(choices=registry.classifier_names()))
-        announced = job.id
-    return line, curves, result, table, confusion, gr.Timer(active=job.active), picker, announced
+    view = PANEL.view(runner, token, request)
+    if not view.finished:
+        return view.line, view.figure, "", pd.DataFrame(), None, view.timer, gr.skip(), announced
+    job = view.job
+    result, table, confusion = finished_result(job)
+    new = RUN_PREFIX + job.name
+    picker = (gr.Dropdown(choices=registry.classifier_names(), value=new) if announced != job.id
+              else gr.Dropdown(choices=registry.classifier_names()))
+    return view.line, view.figure, result, table, confusion, view.timer, picker, job.id
 
 
 # -- experiments, download, upload -------------------------------------------------------------------
 
-def _stored_parameters(path: Path) -> int:
-    """How many numbers a classifier stores: exactly the ones finetuning trained."""
-    with safe_open(str(path), framework="pt") as f:
-        return sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())  # noqa: SIM118 - not iterable
-
-
 def experiment_row(registry: ModelRegistry, name: str) -> dict[str, Any]:
     """One classifier's settings, cost and figures, as its folder records them."""
-    folder = registry.classifier_path(name)
-    config = read_classifier_config(folder)
-    meta = config["meta"]
-    ft, history = meta.get("finetune", {}), [EpochStats(**h) for h in meta.get("history", [])]
-    kept = max(history, key=lambda h: h.rank_key) if history else None
-    metrics = folder / METRICS_FILE
-    tests = list(parse_test_metrics(metrics.read_text(encoding="utf-8")).items()) if metrics.is_file() else []
-    test_set, test = tests[0] if tests else (None, None)  # the SMS test split for every spam classifier
+    record = read_record(registry.classifier_path(name))
+    config = record.config
+    ft = config["meta"].get("finetune", {})
     return {
-        "classifier": name, "base": base_name_of(config), "classes": len(config["labels"]),
+        "classifier": name, "base": recorded_base_name(config.get("base", {})), "classes": len(config["labels"]),
         "head reads": config["head_token"], "trained": describe_training(ft) if ft else "?",
-        "epochs": ft.get("epochs"), "lr": ft.get("lr"),
-        "trainable params": meta.get("trainable_params") or _stored_parameters(folder / CLASSIFIER_WEIGHTS),
-        "time (s)": round(sum(h.seconds for h in history)) if history else None,
-        "peak memory (MB)": round(meta["peak_memory_mb"]) if "peak_memory_mb" in meta else None,
-        "val accuracy": round(kept.val_accuracy, 4) if kept else None,
-        "test accuracy": round(test.accuracy, 4) if test else None,
-        "test set": SET_TITLES.get(test_set, test_set),
+        "epochs": ft.get("epochs"), "lr": ft.get("lr"), "trainable params": record.trainable_params,
+        "time (s)": round(record.seconds) if record.seconds is not None else None,
+        "peak memory (MB)": round(record.peak_memory_mb) if record.peak_memory_mb is not None else None,
+        "val accuracy": round(record.val_accuracy, 4) if record.val_accuracy is not None else None,
+        "test accuracy": round(record.test_accuracy, 4) if record.test_accuracy is not None else None,
+        "test set": SET_TITLES.get(record.test_set, record.test_set),
     }
 
 
@@ -415,23 +371,19 @@ def download_classifier(registry: ModelRegistry, name: str) -> str:
 
 
 def find_base(registry: ModelRegistry, base_ref: dict) -> str:
-    """Where a classifier's recorded base is on this server; ValueError saying which base is missing."""
-    name = base_name_of({"base": base_ref})
+    """What a training process loads for a classifier's recorded base on this server; ValueError naming a
+    missing base."""
+    name = recorded_base_name(base_ref)
     try:
-        entry = registry.resolve(name)
+        return registry.base_model(name).source
     except ValueError:
         raise ValueError(f"its base model {name!r} is not on this server: upload or train it first (Train tab), "
                          "or finetune a classifier here") from None
-    if entry.kind == "gpt2":
-        return entry.name
-    if not (entry.path / "config.json").is_file():
-        raise ValueError(f"its base model {name!r} is not on this server (no checkpoint in {entry.name})")
-    return str(entry.path)
 
 
 def upload_classifier(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
     """Load a classifier zip (as `download_classifier` makes them) into the runs folder and the picker."""
-    path = check_upload(file, runner.limits.max_upload_mb)
+    path = check_upload(runner, file, "classifier .zip")
     name = time.strftime("upload-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = runner.limits.runs_dir / name
     try:
@@ -480,23 +432,23 @@ def _finetune_panel(registry: ModelRegistry, runner: JobRunner) -> dict[str, Any
                 "come from a test split it never trains on.")
     with gr.Row():
         c["base"] = gr.Dropdown(registry.names(), value=registry.default(), label="Base model",
-                                allow_custom_value=True,  # runs trained since the page loaded; resolve_base checks
+                                allow_custom_value=True,  # runs trained since the page loaded; the registry checks
                                 info="shipped, trained in the Train tab, local, or GPT-2", elem_id="spam-ft-base")
-        c["head"] = gr.Radio(list(HEAD_TOKENS), value="last", label="The head reads",
-                             info="the last token has seen the whole message; the book also tries the first")
+        c["head_token"] = gr.Radio(list(choices(ClassifierConfig, "head_token")), value="last", label="The head reads",
+                                   info="the last token has seen the whole message; the book also tries the first")
     with gr.Row():
         c["trains"] = gr.Radio(list(TRAINS), value="last blocks", label="What trains", elem_id="spam-ft-trains",
                                info="last blocks: they, the final norm and the head; LoRA: adapters and the head")
-        c["blocks"] = gr.Slider(0, 48, value=2, step=1, label="Last blocks to train")
-        c["rank"] = gr.Slider(1, 64, value=8, step=1, label="LoRA rank", visible=False)
-        c["alpha"] = gr.Number(16, label="LoRA alpha (update scaled by alpha / rank)", visible=False)
+        c["blocks"] = slider(ClassifierConfig, "trainable_blocks", "Last blocks to train", 2)
+        c["lora_rank"] = slider(ClassifierConfig, "lora_rank", "LoRA rank", 8, low=1, visible=False)
+        c["lora_alpha"] = number(ClassifierConfig, "lora_alpha", "LoRA alpha (update scaled by alpha / rank)", 16,
+                                 visible=False)
     with gr.Row():
-        c["epochs"] = gr.Slider(1, MAX_EPOCHS, value=3, step=1, label="Epochs (the best is kept)",
-                                elem_id="spam-ft-epochs")
-        c["lr"] = gr.Number(1e-4, label="Learning rate", elem_id="spam-ft-lr")
-        c["seed"] = gr.Number(123, precision=0, label="Seed")
+        c["epochs"] = slider(ClassifierConfig, "epochs", "Epochs (the best is kept)", 3, elem_id="spam-ft-epochs")
+        c["lr"] = number(ClassifierConfig, "lr", "Learning rate", 1e-4, elem_id="spam-ft-lr")
+        c["seed"] = number(ClassifierConfig, "seed", "Seed", 123)
     with gr.Row():
-        c["data"] = gr.Radio([SMS_DATA, FILE_DATA], value=SMS_DATA, label="Data", elem_id="spam-ft-data",
+        c["data_choice"] = gr.Radio([SMS_DATA, FILE_DATA], value=SMS_DATA, label="Data", elem_id="spam-ft-data",
                              info=f"a file: a header 'text,label' (or two columns), at least {data.MIN_PER_CLASS} "
                                   "messages per class, labels that are names")
         c["file"] = gr.File(file_types=[".csv", ".tsv", ".txt"], type="filepath", elem_id="spam-ft-file",
@@ -522,7 +474,7 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
                              allow_custom_value=True,  # made since the page loaded: the registry checks the name
                              info="the shipped spam classifier, and every one finetuned or uploaded here",
                              elem_id="spam-classifier")
-    token = gr.BrowserState(None, storage_key="gpt-playground-owner")
+    token = owner_token()
     announced = gr.State(None)
     message, button, samples, label, notice, attended = _classify_panel(registry)
     gr.Markdown("### How good is it?")
@@ -557,14 +509,14 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     choices = user_errors(functools.partial(classifier_choices, registry))
     gr.on(None, choices, None, picker, api_visibility="private")  # on page load: classifiers made since
     tab.select(lambda: gr.Dropdown(choices=registry.names()), None, ft["base"], api_visibility="private")
-    ft["trains"].change(show_trains, ft["trains"], [ft["blocks"], ft["rank"], ft["alpha"]], api_visibility="private")
+    ft["trains"].change(show_trains, ft["trains"], [ft["blocks"], ft["lora_rank"], ft["lora_alpha"]],
+                        api_visibility="private")
 
     watch = user_errors(functools.partial(finetune_status, runner, registry))
     watched = [ft["line"], ft["curves"], ft["result"], ft["table"], ft["confusion"], timer, picker, announced]
-    settings = [ft[k] for k in ("base", "head", "trains", "blocks", "rank", "alpha", "epochs", "lr", "seed", "data",
-                                "file")]
-    ft["start"].click(user_errors(functools.partial(start_finetune, runner, registry)), [token, *settings],
-                      [ft["line"], token], api_name="spam_finetune_start").success(
+    fields = {name: ft[name] for name in FinetuneForm.__dataclass_fields__}  # the API's order: the form's
+    ft["start"].click(user_errors(on_form(FinetuneForm, functools.partial(start_finetune, runner, registry))), token,
+                      [ft["line"], token], inputs_kwargs=fields, api_name="spam_finetune_start").success(
         watch, [token, announced], watched, api_visibility="private")
     ft["stop"].click(user_errors(functools.partial(stop_finetune, runner)), token, ft["line"],
                      api_name="spam_finetune_stop")

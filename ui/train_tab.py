@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import functools
 import math
-import re
-import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,27 +22,31 @@ import plotly.graph_objects as go
 import torch
 
 from gpt.bpe import BytePairEncoder
-from gpt.config import PRESETS, GPTConfig
-from gpt.data.corpus import AUSTEN_NOVELS, HELD_OUT_NOVELS, MODERN_TITLES, hold_out_tails, join_documents, load_corpus
+from gpt.config import PRESETS, GPTConfig, check_option, choices
+from gpt.data.corpus import AUSTEN_NOVELS, HELD_OUT_NOVELS, MODERN_TITLES, hold_out_tails, join_documents, select_corpus
 from gpt.data.windows import SlidingWindowDataset
 from gpt.model import GPTModel
-from gpt.pretrain.archive import ArchiveError, read_run_archive, write_run_archive
-from gpt.pretrain.runs import train_run
+from gpt.pretrain.archive import write_run_archive
+from gpt.pretrain.runs import PretrainRun, train_run
 from gpt.pretrain.state import loss_figure
 from gpt.pretrain.trainer import PretrainConfig
 from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
+from gpt.training.events import TrainEvent
 from gpt.training.optim import seconds_per_step
 from ui.common import check_number, user_errors
-from ui.jobs import Job, JobError, JobRunner, state_line
+from ui.forms import check_field, number, on_form, reads_form, slider
+from ui.jobs import Job, JobRunner
 from ui.labels import piece_label, tokens_html
 from ui.registry import RUN_PREFIX, ModelRegistry
+from ui.training_panel import Panel, Submission, duration, loss_rows, owner_of, owner_token, receive_run_zip
 
 KJV = "King James Bible (61 books)"
-CORPORA = ({f"Austen: {name}": name for name in AUSTEN_NOVELS if name not in HELD_OUT_NOVELS} | {KJV: "kjv"}
-           | {title: source for source, title in MODERN_TITLES.items()})
+# The checkboxes' labels -> what `select_corpus` takes: a source, or one novel
+CORPORA = ({f"Austen: {name}": f"austen-{name}" for name in AUSTEN_NOVELS if name not in HELD_OUT_NOVELS}
+           | {KJV: "kjv"} | {title: source for source, title in MODERN_TITLES.items()})
 DEFAULT_CORPORA = ["Austen: prideprejudice"]
 MODEL_PRESETS = ("classroom", "tiny", "shipped-small", "custom")
-MIN_VOCAB, MAX_VOCAB = 257, 8192
+MIN_VOCAB = 257  # our BPE's smallest vocabulary: the 256 bytes and <|endoftext|>
 PASTED_HELD_OUT = 0.1  # the tail of pasted and uploaded text that is held out
 PREVIEW_TOKENS = 120
 WINDOW_TOKENS_SHOWN = 24  # of each window in the table: enough to see the shift by one
@@ -64,6 +65,34 @@ class TrainData:
     @property
     def n_chars(self) -> int:
         return sum(map(len, self.train)) + sum(map(len, self.held_out))
+
+
+@dataclass(frozen=True)
+class TrainForm:
+    """The tab's settings as the page (or an API caller) sends them: unchecked until a handler checks them.
+
+    The field order is the order of the values `/train_preview`, `/train_check` and `/train_start` take.
+    """
+
+    corpora: list[str] | None
+    pasted: str | None
+    files: list[str] | None
+    tokenizer_kind: str
+    vocab_size: float
+    preset: str
+    n_layers: float
+    n_heads: float
+    emb_dim: float
+    context_length: float
+    positions: str
+    drop_rate: float
+    max_steps: float
+    minutes: float
+    batch_size: float
+    lr: float
+    warmup_steps: float
+    weight_decay: float
+    seed: float
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -87,21 +116,8 @@ def gather_data(corpora: list[str] | None, pasted: str | None, files: list[str] 
     unknown = [c for c in corpora if c not in CORPORA]
     if unknown:
         raise ValueError(f"Unknown corpus {unknown[0]!r}; choose from: {', '.join(CORPORA)}.")
-    kinds = {CORPORA[c] for c in corpora}
-
-    novels = kinds & set(AUSTEN_NOVELS)
-
-    def chosen(doc_name: str, held_out: bool) -> bool:
-        """Austen novels ticked (and Persuasion, held out, with any of them); the other sources whole."""
-        source, _, book = doc_name.partition("-")
-        if source != "austen":
-            return source in kinds
-        return bool(novels) if held_out else book in kinds
-
-    sources = sorted((kinds - novels) | ({"austen"} if novels else set()))
-    split = load_corpus(sources=sources) if corpora else None
-    train = [d.text for d in split.train if chosen(d.name, False)] if split else []
-    held_out = [d.text for d in split.held_out if chosen(d.name, True)] if split else []
+    split = select_corpus(CORPORA[c] for c in corpora)
+    train, held_out = [d.text for d in split.train], [d.text for d in split.held_out]
     own = [t for t in [pasted or "", *(read_upload(f, max_upload_bytes) for f in files or [])] if t.strip()]
     if own:
         own_train, own_held = hold_out_tails(own, PASTED_HELD_OUT)
@@ -120,6 +136,11 @@ def gather_data(corpora: list[str] | None, pasted: str | None, files: list[str] 
     return data
 
 
+def form_data(runner: JobRunner, form: TrainForm) -> TrainData:
+    limits = runner.limits
+    return gather_data(form.corpora, form.pasted, form.files, limits.max_chars, limits.max_upload_mb * 2**20)
+
+
 @functools.lru_cache(maxsize=4)
 def _trained_bpe(text: str, vocab_size: int) -> Tokenizer:
     return BytePairEncoder.train(text, vocab_size).to_tokenizer("bpe")
@@ -134,21 +155,26 @@ def build_tokenizer(data: TrainData, kind: str, vocab_size: int) -> Tokenizer:
     return _trained_bpe("\n\n".join(data.train), vocab_size)
 
 
-def preview(runner: JobRunner, corpora: list[str], pasted: str, files: list[str] | None, tokenizer_kind: str,
-            vocab_size: float, preset: str, context_length: float, stride: float) -> tuple[str, pd.DataFrame, str]:
+def vocab_of(form: TrainForm) -> int:
+    """The vocabulary asked for: GPT-2's, or ours between a byte-level minimum and the config's bound."""
+    if form.tokenizer_kind == "gpt2":
+        return load_tokenizer("gpt2").n_vocab
+    return check_field(GPTConfig, "vocab_size", form.vocab_size, "Vocabulary size", low=MIN_VOCAB)
+
+
+def preview(runner: JobRunner, form: TrainForm, stride: float) -> tuple[str, pd.DataFrame, str]:
     """What the model will see: the first tokens, a few input/target windows, and how much data there is.
 
     The windows are as long as the model's context: the preset's, or the custom slider's.
     """
-    limits = runner.limits
-    data = gather_data(corpora, pasted, files, limits.max_chars, limits.max_upload_mb * 2**20)
-    vocab_size = check_number(vocab_size, "Vocabulary size", MIN_VOCAB, MAX_VOCAB, integer=True)
-    if preset in PRESETS:
-        context = PRESETS[preset].context_length
+    data = form_data(runner, form)
+    vocab_size = vocab_of(form)
+    if form.preset in PRESETS:
+        context = PRESETS[form.preset].context_length
     else:
-        context = check_number(context_length, "Context length", 8, 1024, integer=True)
-    stride = check_number(stride, "Stride", 1, 1024, integer=True)
-    tokenizer = build_tokenizer(data, tokenizer_kind, vocab_size)
+        context = check_field(GPTConfig, "context_length", form.context_length, "Context length")
+    stride = check_number(stride, "Stride", 1, context, integer=True)
+    tokenizer = build_tokenizer(data, form.tokenizer_kind, vocab_size)
     first = data.train[0][:4000]
     pieces = tokenizer.pieces(first)[:PREVIEW_TOKENS]
     ids = tokenizer.encode(join_documents(data.train))
@@ -160,10 +186,10 @@ def preview(runner: JobRunner, corpora: list[str], pasted: str, files: list[str]
                      _shown(tokenizer, y.tolist()[:WINDOW_TOKENS_SHOWN])))
     table = pd.DataFrame(rows, columns=["window", "start", "input (first tokens)", "target: the input shifted by one"])
     n_chars = sum(map(len, data.train))
-    requested = "" if tokenizer.n_vocab >= vocab_size or tokenizer_kind == "gpt2" else (
+    requested = "" if tokenizer.n_vocab >= vocab_size or form.tokenizer_kind == "gpt2" else (
         f" (you asked for {vocab_size:,}: the text has no more pairs to merge)")
     counts = (f"**{data.name}**: {n_chars:,} characters to train on, {sum(map(len, data.held_out)):,} held out. "
-              f"Tokenizer: {'GPT-2' if tokenizer_kind == 'gpt2' else 'our BPE'}, "
+              f"Tokenizer: {'GPT-2' if form.tokenizer_kind == 'gpt2' else 'our BPE'}, "
               f"**{tokenizer.n_vocab:,}** tokens{requested}; {len(ids):,} training tokens, "
               f"**{n_chars / max(len(ids), 1):.2f}** characters per token. "
               f"Windows of {context} tokens every {stride}: **{len(windows):,}**.")
@@ -177,34 +203,40 @@ def _shown(tokenizer: Tokenizer, ids: list[int]) -> str:
 
 # -- the model ---------------------------------------------------------------------------------------
 
-def model_config(preset: str, n_layers: float, n_heads: float, emb_dim: float, context_length: float,
-                 positions: str, drop_rate: float, vocab_size: int) -> GPTConfig:
+def model_config(form: TrainForm, vocab_size: int) -> GPTConfig:
     """The preset's shape, or the custom one; the vocabulary is the tokenizer's."""
-    if preset not in MODEL_PRESETS:
-        raise ValueError(f"Unknown model preset {preset!r}; choose one of {', '.join(MODEL_PRESETS)}.")
-    drop = check_number(drop_rate, "Dropout", 0, 0.5)
-    if preset == "custom":
-        cfg = GPTConfig(vocab_size=vocab_size,
-                        n_layers=check_number(n_layers, "Layers", 1, 24, integer=True),
-                        n_heads=check_number(n_heads, "Heads", 1, 32, integer=True),
-                        emb_dim=check_number(emb_dim, "Width", 8, 1024, integer=True),
-                        context_length=check_number(context_length, "Context length", 8, 1024, integer=True),
-                        drop_rate=drop, positions=positions)
-    else:
-        cfg = GPTConfig.preset(preset, vocab_size=vocab_size, drop_rate=drop, positions=positions)
-    return cfg
+    if form.preset not in MODEL_PRESETS:
+        raise ValueError(f"Unknown model preset {form.preset!r}; choose one of {', '.join(MODEL_PRESETS)}.")
+    drop = check_field(GPTConfig, "drop_rate", form.drop_rate, "Dropout")
+    positions = check_option(GPTConfig, "positions", form.positions, "Positions")
+    if form.preset != "custom":
+        return GPTConfig.preset(form.preset, vocab_size=vocab_size, drop_rate=drop, positions=positions)
+    return GPTConfig(vocab_size=vocab_size, n_layers=check_field(GPTConfig, "n_layers", form.n_layers, "Layers"),
+                     n_heads=check_field(GPTConfig, "n_heads", form.n_heads, "Heads"),
+                     emb_dim=check_field(GPTConfig, "emb_dim", form.emb_dim, "Width"),
+                     context_length=check_field(GPTConfig, "context_length", form.context_length, "Context length"),
+                     drop_rate=drop, positions=positions)
 
 
-def check_model(runner: JobRunner, preset: str, n_layers: float, n_heads: float, emb_dim: float,
-                context_length: float, positions: str, drop_rate: float, tokenizer_kind: str, vocab_size: float,
-                batch_size: float, max_steps: float, minutes: float) -> str:
+def check_size(runner: JobRunner, cfg: GPTConfig) -> None:
+    if cfg.n_params() > runner.limits.max_params:
+        raise ValueError(f"The model has {cfg.n_params() / 1e6:.1f}M parameters; the limit here is "
+                         f"{runner.limits.max_params / 1e6:.0f}M. Make it smaller (fewer layers, narrower, "
+                         f"or a smaller vocabulary).")
+
+
+def budget(runner: JobRunner, form: TrainForm) -> tuple[int, int, float]:
+    """(steps, batch size, minutes), checked: the config's bounds, within the app's limits."""
+    limits = runner.limits
+    return (check_field(PretrainConfig, "max_steps", form.max_steps, "Steps", high=limits.max_steps),
+            check_field(PretrainConfig, "batch_size", form.batch_size, "Batch size"),
+            check_number(form.minutes, "Minutes", 0.1, limits.max_minutes))
+
+
+def check_model(runner: JobRunner, form: TrainForm) -> str:
     """Parameters, memory and a measured time per step, before anything starts."""
-    vocab = 50257 if tokenizer_kind == "gpt2" else check_number(vocab_size, "Vocabulary size", MIN_VOCAB,
-                                                                  MAX_VOCAB, integer=True)
-    cfg = model_config(preset, n_layers, n_heads, emb_dim, context_length, positions, drop_rate, vocab)
-    batch = check_number(batch_size, "Batch size", 1, 128, integer=True)
-    steps = check_number(max_steps, "Steps", 1, runner.limits.max_steps, integer=True)
-    minutes = check_number(minutes, "Minutes", 0.1, runner.limits.max_minutes)
+    cfg = model_config(form, vocab_of(form))
+    steps, batch, minutes = budget(runner, form)
     check_size(runner, cfg)
     torch.manual_seed(0)
     seconds = seconds_per_step(GPTModel(cfg), torch.randint(0, cfg.vocab_size, (batch, cfg.context_length + 1)),
@@ -220,117 +252,7 @@ def check_model(runner: JobRunner, preset: str, n_layers: float, n_heads: float,
             f"{duration(planned)}.")
 
 
-def duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
-def check_size(runner: JobRunner, cfg: GPTConfig) -> None:
-    if cfg.n_params() > runner.limits.max_params:
-        raise ValueError(f"The model has {cfg.n_params() / 1e6:.1f}M parameters; the limit here is "
-                         f"{runner.limits.max_params / 1e6:.0f}M. Make it smaller (fewer layers, narrower, "
-                         f"or a smaller vocabulary).")
-
-
 # -- jobs --------------------------------------------------------------------------------------------
-
-TOKEN = re.compile(r"[A-Za-z0-9_-]{8,64}")
-
-
-def owner_of(token: str | None, request: gr.Request | None) -> str:
-    """Who is asking: the browser's stored token (survives a reload), else the connection's session."""
-    if isinstance(token, str) and TOKEN.fullmatch(token):
-        return token
-    session = getattr(request, "session_hash", None)
-    if not session:
-        raise ValueError("No session: reload the page.")
-    return str(session)
-
-
-def start_training(runner: JobRunner, token: str, corpora: list[str], pasted: str, files: list[str] | None,
-                   tokenizer_kind: str, vocab_size: float, preset: str, n_layers: float, n_heads: float,
-                   emb_dim: float, context_length: float, positions: str, drop_rate: float, max_steps: float,
-                   minutes: float, batch_size: float, lr: float, warmup_steps: float, weight_decay: float,
-                   seed: float, request: gr.Request = None) -> tuple[str, str]:
-    """Check every setting, then queue the training; returns the first status line and the owner.
-
-    The owner goes back into the browser's stored token: a page that started before its token was
-    set still finds its training after a reload.
-    """
-    owner = owner_of(token, request)
-    limits = runner.limits
-    data = gather_data(corpora, pasted, files, limits.max_chars, limits.max_upload_mb * 2**20)
-    vocab = check_number(vocab_size, "Vocabulary size", MIN_VOCAB, MAX_VOCAB, integer=True)
-    tokenizer = build_tokenizer(data, tokenizer_kind, vocab)
-    model = model_config(preset, n_layers, n_heads, emb_dim, context_length, positions, drop_rate, tokenizer.n_vocab)
-    check_size(runner, model)
-    steps = check_number(max_steps, "Steps", 1, limits.max_steps, integer=True)
-    peak_lr = check_number(lr, "Learning rate", 1e-5, 1e-1)
-    cfg = PretrainConfig(
-        model=model, max_steps=steps, batch_size=check_number(batch_size, "Batch size", 1, 128, integer=True),
-        lr=peak_lr, min_lr=peak_lr / 10,
-        warmup_steps=min(check_number(warmup_steps, "Warmup steps", 0, limits.max_steps, integer=True), steps),
-        weight_decay=check_number(weight_decay, "Weight decay", 0, 1),
-        eval_interval=max(1, steps // 20), checkpoint_interval=max(1, steps // 10), eval_windows=32,
-        seed=check_number(seed, "Seed", 0, 2**31 - 1, integer=True), sample_prompt=_sample_prompt(data),
-    )
-    minutes = check_number(minutes, "Minutes", 0.1, limits.max_minutes)
-    n_tokens = len(tokenizer.encode(join_documents(data.train)))
-    windows = (n_tokens - 1) // model.context_length
-    if windows < cfg.batch_size:
-        raise ValueError(f"The training text is {n_tokens:,} tokens: {windows} windows of {model.context_length} "
-                         f"tokens, fewer than a batch of {cfg.batch_size}. Add text, or lower the context length "
-                         f"or the batch size.")
-    name = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    out_dir = limits.runs_dir / name
-    out_dir.mkdir(parents=True)
-    spec = "gpt2"
-    if tokenizer_kind == "bpe":
-        spec = str(out_dir / "tokenizer.tiktoken")
-        BytePairEncoder(tokenizer.ranks).save(spec)  # the one trained for the preview: the child loads it
-    kwargs = {"cfg": cfg, "train_texts": data.train, "val_texts": data.held_out, "tokenizer_spec": spec,
-              "out_dir": out_dir, "data_name": data.name, "time_limit_s": 60 * minutes,
-              "baseline_orders": (5,)}
-    try:
-        job = runner.submit(owner, name, train_run, kwargs)
-    except JobError:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    place = runner.place_in_queue(job)
-    return (f"Queued: **{name}**, place {place} in the queue." if place else f"Started **{name}**."), owner
-
-
-def _sample_prompt(data: TrainData) -> str:
-    """The first few words of the training text: a prompt the model can make sense of."""
-    words = data.train[0].split()[:4]
-    return " ".join(words) if words else "The"
-
-
-def stop_training(runner: JobRunner, token: str, request: gr.Request = None) -> str:
-    runner.stop_latest(owner_of(token, request), "train", "training")
-    return "Stopping: the run writes a checkpoint and its model at the current step."
-
-
-def resume_training(runner: JobRunner, token: str, request: gr.Request = None) -> str:
-    """Continue the owner's stopped run from its checkpoint, with the same settings and data."""
-    owner = owner_of(token, request)
-    job = runner.job_of(owner, "train")
-    if job is None or job.active or job.result is None or job.result["steps"] >= job.result["max_steps"]:
-        raise ValueError("There is no unfinished run to resume: start a training; once it is stopped (or its "
-                         "time budget ran out), Resume continues it.")
-    new = runner.submit(owner, job.name, job.target, {**job.kwargs, "resume": True})
-    return f"Resuming **{new.name}** from step {job.result['steps']}."
-
-
-def event_rows(job: Job) -> list[dict[str, float]]:
-    """The job's events as the rows `loss_figure` draws: train loss per step, held-out loss per evaluation."""
-    rows = []
-    for e in job.events:
-        if e.kind == "step":
-            rows.append({"tokens_seen": e.tokens_seen, "train_loss": e.metrics["train_loss"]})
-        elif e.kind == "eval":
-            rows.append({"tokens_seen": e.tokens_seen, "val_loss": e.metrics["val_loss"]})
-    return rows
-
 
 def progress_line(job: Job) -> str:
     """Step, tokens/s, elapsed and an estimate of the time left."""
@@ -341,46 +263,98 @@ def progress_line(job: Job) -> str:
         return f"Trained {steps[-1].step:,} steps; scoring the whole held-out text and the baselines…"
     last = steps[-1]
     elapsed = last.metrics["elapsed_s"]
-    budget = job.kwargs.get("time_limit_s") or math.inf
+    budget_s = job.kwargs.get("time_limit_s") or math.inf
     first = steps[0]
     done_here = last.step - first.step + 1
     per_step = (elapsed - first.metrics["elapsed_s"]) / max(done_here - 1, 1) if done_here > 1 else elapsed
-    left = min((last.total_steps - last.step) * per_step, max(budget - (time.time() - (job.started or 0)), 0))
+    left = min((last.total_steps - last.step) * per_step, max(budget_s - (time.time() - (job.started or 0)), 0))
     return (f"Step **{last.step:,} / {last.total_steps:,}**, {last.tokens_seen:,} tokens seen, "
             f"train loss {last.metrics['train_loss']:.3f}, {last.metrics['tokens_per_s']:,.0f} tokens/s, "
             f"{elapsed:.0f} s elapsed, about {left:.0f} s left.")
 
 
-def result_markdown(meta: dict[str, Any], name: str) -> str:
-    rows = [("this model", meta["held_out_bits_per_byte"])] + list(meta.get("baselines", {}).items())
+def loss_curve(events: list[TrainEvent], title: str) -> go.Figure:
+    return loss_figure(loss_rows(events), title=title)
+
+
+PANEL = Panel(kind="train", what="training", prefix="", title="Training", progress=progress_line, curve=loss_curve,
+              stopping="Stopping: the run writes a checkpoint and its model at the current step.")
+
+
+def start_training(runner: JobRunner, token: str | None, form: TrainForm, request: gr.Request = None
+                   ) -> tuple[str, str]:
+    """Check every setting, then queue the training; returns the first status line and the owner.
+
+    The owner goes back into the browser's stored token: a page that started before its token was
+    set still finds its training after a reload.
+    """
+    owner = owner_of(token, request)
+    data = form_data(runner, form)
+    tokenizer = build_tokenizer(data, form.tokenizer_kind, vocab_of(form))
+    model = model_config(form, tokenizer.n_vocab)
+    check_size(runner, model)
+    steps, batch, minutes = budget(runner, form)
+    peak_lr = check_field(PretrainConfig, "lr", form.lr, "Learning rate")
+    cfg = PretrainConfig(
+        model=model, max_steps=steps, batch_size=batch, lr=peak_lr, min_lr=peak_lr / 10,
+        warmup_steps=min(check_field(PretrainConfig, "warmup_steps", form.warmup_steps, "Warmup steps",
+                                     high=runner.limits.max_steps), steps),
+        weight_decay=check_field(PretrainConfig, "weight_decay", form.weight_decay, "Weight decay"),
+        eval_interval=max(1, steps // 20), checkpoint_interval=max(1, steps // 10), eval_windows=32,
+        seed=check_field(PretrainConfig, "seed", form.seed, "Seed"), sample_prompt=_sample_prompt(data),
+    )
+    n_tokens = len(tokenizer.encode(join_documents(data.train)))
+    windows = (n_tokens - 1) // model.context_length
+    if windows < cfg.batch_size:
+        raise ValueError(f"The training text is {n_tokens:,} tokens: {windows} windows of {model.context_length} "
+                         f"tokens, fewer than a batch of {cfg.batch_size}. Add text, or lower the context length "
+                         f"or the batch size.")
+
+    def prepare(_: str, folder: Path) -> Submission:
+        spec = "gpt2"
+        if form.tokenizer_kind == "bpe":
+            spec = str(folder / "tokenizer.tiktoken")
+            BytePairEncoder(tokenizer.ranks).save(spec)  # the one trained for the preview: the child loads it
+        return Submission(train_run, {"cfg": cfg, "train_texts": data.train, "val_texts": data.held_out,
+                                      "tokenizer_spec": spec, "out_dir": folder, "data_name": data.name,
+                                      "time_limit_s": 60 * minutes, "baseline_orders": (5,)})
+
+    return PANEL.start(runner, owner, prepare), owner
+
+
+def _sample_prompt(data: TrainData) -> str:
+    """The first few words of the training text: a prompt the model can make sense of."""
+    words = data.train[0].split()[:4]
+    return " ".join(words) if words else "The"
+
+
+def stop_training(runner: JobRunner, token: str | None, request: gr.Request = None) -> str:
+    return PANEL.stop(runner, token, request)
+
+
+def resume_training(runner: JobRunner, token: str | None, request: gr.Request = None) -> str:
+    """Continue the owner's stopped run from its checkpoint, with the same settings and data."""
+    return PANEL.resume(runner, token, request)
+
+
+def result_markdown(run: PretrainRun, name: str) -> str:
+    rows = [("this model", run.held_out_bits_per_byte), *run.baselines.items()]
     table = "\n".join(f"| {n} | {b:.3f} |" for n, b in rows)
-    return (f"### {RUN_PREFIX}{name}\n\n{meta['steps']:,} steps, {meta['tokens_seen']:,} tokens seen, held-out loss "
-            f"{meta['held_out_loss']:.3f}. It is in the model picker above as `{RUN_PREFIX}{name}`: the Tokenizer, "
-            f"Attention and Generate tabs use it.\n\n| held out ({meta['held_out_bytes']:,} bytes) | bits per byte |"
+    return (f"### {RUN_PREFIX}{name}\n\n{run.steps:,} steps, {run.tokens_seen:,} tokens seen, held-out loss "
+            f"{run.held_out_loss:.3f}. It is in the model picker above as `{RUN_PREFIX}{name}`: the Tokenizer, "
+            f"Attention and Generate tabs use it.\n\n| held out ({run.held_out_bytes:,} bytes) | bits per byte |"
             f"\n|---|---|\n{table}\n\nLower is better; the baselines see the same held-out text.")
 
 
-def status(runner: JobRunner, registry: ModelRegistry, token: str, request: gr.Request = None
+def status(runner: JobRunner, registry: ModelRegistry, token: str | None, request: gr.Request = None
            ) -> tuple[str, go.Figure | None, pd.DataFrame, str, Any, Any]:
-    """The owner's job as the page shows it; other sessions' jobs only as a busy machine."""
-    owner = owner_of(token, request)
-    job = runner.job_of(owner, "train")
-    running, waiting = runner.busy()
-    keep_ticking = job is not None and job.active
-    if job is None:
-        busy = f" The machine is training for {running} other session(s), {waiting} waiting." if running else ""
-        return ("No training yet: set it up above and press Start." + busy, None, pd.DataFrame(), "",
-                gr.Timer(active=False), gr.skip())
-    samples = pd.DataFrame([(e.step, e.text) for e in job.events if e.kind == "sample"], columns=["step", "sample"])
-    figure = loss_figure(event_rows(job), title=f"Training {job.name}") if job.events else None
-    result, picker = "", gr.skip()
-    line = state_line(runner, job, progress_line)
-    if line is None:
-        ended = next((e.text for e in reversed(job.events) if e.kind in ("stopped", "done")), "")
-        line = f"Finished: {job.name} ({ended})."
-        result = result_markdown(job.result, job.name)
-        picker = gr.Dropdown(choices=registry.names())
-    return line, figure, samples, result, gr.Timer(active=keep_ticking), picker
+    """The owner's job as the page shows it: line, curve, samples, result, timer, model picker."""
+    view = PANEL.view(runner, token, request)
+    samples = pd.DataFrame([(e.step, e.text) for e in view.events if e.kind == "sample"], columns=["step", "sample"])
+    if not view.finished:
+        return view.line, view.figure, samples, "", view.timer, gr.skip()
+    return (view.line, view.figure, samples, result_markdown(view.job.result, view.job.name), view.timer,
+            gr.Dropdown(choices=registry.names()))
 
 
 def list_runs(registry: ModelRegistry) -> pd.DataFrame:
@@ -402,26 +376,6 @@ def download_run(registry: ModelRegistry, name: str) -> str:
     return str(write_run_archive(entry.path.parent, folder / f"{entry.path.parent.name}.zip"))
 
 
-def check_upload_size(runner: JobRunner, file: str | None, what: str) -> Path:
-    """An uploaded file's path, once it is there and within the upload limit."""
-    if not file:
-        raise ValueError(f"Choose a {what} to upload.")
-    size = Path(file).stat().st_size
-    if size > runner.limits.max_upload_mb * 2**20:
-        raise ValueError(f"The file is {size / 2**20:.1f} MB: the limit is {runner.limits.max_upload_mb} MB.")
-    return Path(file)
-
-
-def receive_run_zip(runner: JobRunner, file: str | None, prefix: str = "upload-") -> tuple[str, Path]:
-    """Unpack a run zip (as `download_run` makes them) into a new run folder: its name and its model folder."""
-    path = check_upload_size(runner, file, "run .zip")
-    name = prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    try:
-        return name, read_run_archive(path, runner.limits.runs_dir / name)
-    except ArchiveError as err:
-        raise ValueError(f"Not a run archive: {err}") from err
-
-
 def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
     """Load a run zip (as `download_run` makes them) into the runs folder and the model picker."""
     name, _ = receive_run_zip(runner, file)
@@ -434,20 +388,21 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
     gr.Markdown("Train a GPT from scratch here, on this machine's CPU: pick the text, see what the model will "
                 "read, choose its size and budget, and watch the loss fall and the samples turn from noise into "
                 "words. The defaults give word-like text in about two minutes.")
-    token = gr.BrowserState(None, storage_key="gpt-playground-owner")
+    token = owner_token()
     limits = runner.limits
+    form: dict[str, Any] = {}  # TrainForm's fields -> their components
     with gr.Accordion("1. Data", open=True):
         with gr.Row():
-            corpora = gr.CheckboxGroup(list(CORPORA), value=DEFAULT_CORPORA, label="Shipped corpora",
-                                       info="Persuasion and five books of the Bible are always held out",
-                                       elem_id="train-corpora")
-            files = gr.File(file_count="multiple", file_types=[".txt"], type="filepath",
-                            label=f"Upload .txt files (up to {limits.max_upload_mb} MB each)")
-        pasted = gr.Textbox(lines=4, label="Or paste text (its last tenth is held out)", elem_id="train-text")
+            form["corpora"] = gr.CheckboxGroup(list(CORPORA), value=DEFAULT_CORPORA, label="Shipped corpora",
+                                               info="Persuasion and five books of the Bible are always held out",
+                                               elem_id="train-corpora")
+            form["files"] = gr.File(file_count="multiple", file_types=[".txt"], type="filepath",
+                                    label=f"Upload .txt files (up to {limits.max_upload_mb} MB each)")
+        form["pasted"] = gr.Textbox(lines=4, label="Or paste text (its last tenth is held out)", elem_id="train-text")
         with gr.Row():
-            tokenizer_kind = gr.Radio([("our BPE, trained on this text", "bpe"), ("GPT-2's BPE", "gpt2")],
-                                      value="bpe", label="Tokenizer")
-            vocab = gr.Slider(MIN_VOCAB, MAX_VOCAB, value=1024, step=1, label="BPE vocabulary size")
+            form["tokenizer_kind"] = gr.Radio([("our BPE, trained on this text", "bpe"), ("GPT-2's BPE", "gpt2")],
+                                              value="bpe", label="Tokenizer")
+            form["vocab_size"] = slider(GPTConfig, "vocab_size", "BPE vocabulary size", 1024, low=MIN_VOCAB)
             stride = gr.Slider(1, 256, value=64, step=1, label="Stride of the windows shown")
         look = gr.Button("Show what the model will see", elem_id="train-preview")
         counts = gr.Markdown(elem_id="train-counts")
@@ -455,25 +410,26 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
         windows = gr.Dataframe(interactive=False, wrap=True, label="Input/target windows (the book's chapter 2)")
     with gr.Accordion("2. Model and budget", open=True):
         with gr.Row():
-            preset = gr.Dropdown(list(MODEL_PRESETS), value="classroom", label="Model", elem_id="train-preset",
-                                 info="classroom: about 1M parameters, two minutes; tiny: a minute; custom: "
-                                      "the sliders")
-            positions = gr.Radio(["learned", "sinusoidal"], value="learned", label="Positions")
-            drop = gr.Slider(0, 0.5, value=0.0, step=0.05, label="Dropout")
+            form["preset"] = gr.Dropdown(list(MODEL_PRESETS), value="classroom", label="Model", elem_id="train-preset",
+                                         info="classroom: about 1M parameters, two minutes; tiny: a minute; "
+                                              "custom: the sliders")
+            form["positions"] = gr.Radio(list(choices(GPTConfig, "positions")), value="learned", label="Positions")
+            form["drop_rate"] = slider(GPTConfig, "drop_rate", "Dropout", 0.0, step=0.05)
         with gr.Row():
-            layers = gr.Slider(1, 12, value=4, step=1, label="Layers (custom)")
-            heads = gr.Slider(1, 16, value=4, step=1, label="Heads (custom)")
-            width = gr.Slider(16, 512, value=128, step=16, label="Width (custom)")
-            context = gr.Slider(16, 512, value=128, step=16, label="Context length (custom)")
+            form["n_layers"] = slider(GPTConfig, "n_layers", "Layers (custom)", 4)
+            form["n_heads"] = slider(GPTConfig, "n_heads", "Heads (custom)", 4)
+            form["emb_dim"] = slider(GPTConfig, "emb_dim", "Width (custom)", 128, step=8)
+            form["context_length"] = slider(GPTConfig, "context_length", "Context length (custom)", 128, step=8)
         with gr.Row():
-            steps = gr.Slider(10, limits.max_steps, value=600, step=10, label="Steps", elem_id="train-steps")
-            minutes = gr.Number(3.0, minimum=0.1, maximum=limits.max_minutes, label="Minutes at most")
-            batch = gr.Slider(1, 64, value=16, step=1, label="Batch size")
+            form["max_steps"] = slider(PretrainConfig, "max_steps", "Steps", 600, high=limits.max_steps,
+                                       elem_id="train-steps")
+            form["minutes"] = gr.Number(3.0, minimum=0.1, maximum=limits.max_minutes, label="Minutes at most")
+            form["batch_size"] = slider(PretrainConfig, "batch_size", "Batch size", 16)
         with gr.Row():
-            lr = gr.Number(3e-3, label="Learning rate (peak; cosine to a tenth)")
-            warmup = gr.Number(30, precision=0, label="Warmup steps")
-            decay = gr.Number(0.1, label="Weight decay")
-            seed = gr.Number(123, precision=0, label="Seed")
+            form["lr"] = number(PretrainConfig, "lr", "Learning rate (peak; cosine to a tenth)", 3e-3)
+            form["warmup_steps"] = number(PretrainConfig, "warmup_steps", "Warmup steps", 30, high=limits.max_steps)
+            form["weight_decay"] = number(PretrainConfig, "weight_decay", "Weight decay", 0.1)
+            form["seed"] = number(PretrainConfig, "seed", "Seed", 123)
         check = gr.Button("Check the model (two-step probe)", elem_id="train-check")
         model_info = gr.Markdown(elem_id="train-model-info")
     with gr.Row():
@@ -494,17 +450,16 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
         uploaded = gr.Markdown()
     timer = gr.Timer(1.0, active=False)
 
-    data_inputs = [corpora, pasted, files, tokenizer_kind, vocab]
-    model_inputs = [preset, layers, heads, width, context, positions, drop]
-    look.click(user_errors(functools.partial(preview, runner)), [*data_inputs, preset, context, stride],
-               [tokens, windows, counts], api_name="train_preview")
-    check.click(user_errors(functools.partial(check_model, runner)),
-                [*model_inputs, tokenizer_kind, vocab, batch, steps, minutes], model_info, api_name="train_check")
+    fields = {name: form[name] for name in TrainForm.__dataclass_fields__}  # the API's order: the form's
+
+    look.click(user_errors(reads_form(TrainForm, functools.partial(preview, runner))), stride,
+               [tokens, windows, counts], inputs_kwargs=fields, api_name="train_preview")
+    check.click(user_errors(reads_form(TrainForm, functools.partial(check_model, runner))), None, model_info,
+                inputs_kwargs=fields, api_name="train_check")
     watch = user_errors(functools.partial(status, runner, registry))
     watched = [line, curve, samples, result, timer, picker]
-    start.click(user_errors(functools.partial(start_training, runner)),
-                [token, *data_inputs, *model_inputs, steps, minutes, batch, lr, warmup, decay, seed], [line, token],
-                api_name="train_start").success(watch, token, watched, api_visibility="private")
+    start.click(user_errors(on_form(TrainForm, functools.partial(start_training, runner))), token, [line, token],
+                inputs_kwargs=fields, api_name="train_start").success(watch, token, watched, api_visibility="private")
     stop.click(user_errors(functools.partial(stop_training, runner)), token, line, api_name="train_stop")
     resume.click(user_errors(functools.partial(resume_training, runner)), token, line,
                  api_name="train_resume").success(watch, token, watched, api_visibility="private")

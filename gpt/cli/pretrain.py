@@ -53,15 +53,15 @@ def run(args: argparse.Namespace) -> None:
     time_limit = None if args.time_limit_min is None else 60 * args.time_limit_min
     bar = TqdmListener("pretrain", enabled=not args.quiet and ddp.is_main)
     try:
-        meta = train_run(cfg, train_texts, val_texts, args.tokenizer, out_dir, corpus_name, ddp, resume=args.resume,
-                         time_limit_s=time_limit, monitor=TrainingMonitor(bar), progress=not args.quiet)
+        run = train_run(cfg, train_texts, val_texts, args.tokenizer, out_dir, corpus_name, ddp, resume=args.resume,
+                        time_limit_s=time_limit, monitor=TrainingMonitor(bar), progress=not args.quiet)
     finally:
         bar.close()
-    if meta is not None:
-        print(f"held-out loss {meta['held_out_loss']:.4f}, perplexity {meta['held_out_perplexity']:.2f}, "
-              f"{meta['held_out_bits_per_byte']:.4f} bits/byte over {meta['held_out_bytes']} bytes; "
-              f"model saved to {out_dir / 'model'}")
-        for name, bpb in meta["baselines"].items():
+    if run is not None:
+        print(f"held-out loss {run.held_out_loss:.4f}, perplexity {run.held_out_perplexity:.2f}, "
+              f"{run.held_out_bits_per_byte:.4f} bits/byte over {run.held_out_bytes} bytes; "
+              f"model saved to {run.model_dir}")
+        for name, bpb in run.baselines.items():
             print(f"  {name}: {bpb:.4f} bits/byte")
     if ddp.world_size > 1:
         dist.destroy_process_group()

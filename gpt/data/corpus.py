@@ -132,6 +132,26 @@ def load_corpus(directory: Path = CORPORA, sources: Iterable[str] = SOURCES) -> 
     return CorpusSplit(train=[d for d in docs if not is_held_out(d)], held_out=[d for d in docs if is_held_out(d)])
 
 
+def select_corpus(chosen: Iterable[str], directory: Path = CORPORA) -> CorpusSplit:
+    """The documents to train on and to hold out for the chosen sources (`SOURCES`) or single novels
+    ("austen-emma").
+
+    A source brings its fixed held-out documents; a novel trains alone and brings Persuasion, the
+    held-out novel, so that any choice is measured on text it never trained on.
+    """
+    chosen = set(chosen)
+    novels = {c for c in chosen if c.partition("-")[0] == "austen" and c != "austen"}
+    unknown = sorted(c for c in chosen - novels if c not in SOURCES) + sorted(
+        n for n in novels if n.partition("-")[2] not in AUSTEN_NOVELS or n.partition("-")[2] in HELD_OUT_NOVELS)
+    if unknown:
+        raise ValueError(f"unknown corpus {unknown[0]!r}; the shipped ones are {', '.join(SOURCES)}, or one "
+                         f"novel: {', '.join(f'austen-{n}' for n in AUSTEN_NOVELS if n not in HELD_OUT_NOVELS)}")
+    split = load_corpus(directory, [s for s in SOURCES if s in chosen or (s == "austen" and novels)])
+    if novels and "austen" not in chosen:
+        split = CorpusSplit([d for d in split.train if source_of(d) != "austen" or d.name in novels], split.held_out)
+    return split
+
+
 def join_documents(texts: Iterable[str]) -> str:
     """The text a model sees: every document's text followed by `<|endoftext|>`."""
     return "".join(text + END_OF_TEXT for text in texts)
@@ -151,7 +171,7 @@ def read_training_text(text_files: list[str], val_fraction: float) -> tuple[list
     Returns (train texts, held-out texts, a name for the data that goes into the model card).
     """
     if not text_files:
-        split = load_corpus()
+        split = select_corpus(SOURCES)
         return ([d.text for d in split.train], [d.text for d in split.held_out],
                 f"{'+'.join(SOURCES)} (gpt/data/corpus.py split)")
     train_texts, val_texts = hold_out_tails([read_text(Path(name)) for name in text_files], val_fraction)

@@ -6,14 +6,15 @@ held-out scores beside its base model's out.
 `max_train` entries, saves a full checkpoint to `OUT/` and scores it and its base on a bounded
 sample of the test split, a few questions per task family, with the same evaluation as the command
 line (64 questions by default, 4 of each of the shipped data's 16 families). The scores go to
-`OUT/eval.json`, the base's beside them. Asked to stop, it keeps what it has
-(the last finished epoch, or the weights so far) and still scores it.
+`OUT/eval.json`, the base's beside them; each answer scored is a "score" event. Asked to stop, it
+keeps what it has (the last finished epoch, or the weights so far) and still scores it.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,30 @@ from gpt.training.events import TrainEvent, TrainingMonitor
 EVAL_QUESTIONS = 64  # held-out questions scored per model, spread evenly over the task families (4 each of 16)
 MAX_VAL = 64  # validation entries whose loss is measured, several times an epoch (the shipped split has 1,363)
 PROMPT_FORMAT = "alpaca"  # recorded in the model's metadata: the Chat tab builds its prompts in this format
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    """What a finished (or stopped) run reports back; module level and plain values, so it crosses from the
+    app's training process to the server."""
+
+    steps: int
+    epochs_done: int
+    stopped: bool
+    train_losses: list[float]
+    val_losses: list[float]
+    n_train: int
+    trainable_params: int
+    total_params: int
+    peak_memory_mb: float
+    memory_measure: str
+    epoch_seconds: list[float]
+    seconds: float
+    method: str  # what trained, in words ("all layers", "LoRA rank 8 on ...")
+    n_scored: int  # held-out questions each model answered
+    base_model: str
+    scores: dict[str, float]  # per task family and "all"
+    base_scores: dict[str, float]
 
 
 def base_sha256(base: str | Path, checkpoint: Checkpoint) -> str:
@@ -62,7 +87,7 @@ def scores_by_task(report: dict[str, Any]) -> dict[str, float]:
 def finetune_run(base: str, data: str | Sequence[Entry], cfg: InstructConfig, out_dir: str | Path,
                  data_name: str = "", max_train: int | None = None, max_val: int = MAX_VAL,
                  eval_questions: int = EVAL_QUESTIONS, max_new_tokens: int = 64, base_name: str | None = None,
-                 device: torch.device | str = "cpu", monitor: TrainingMonitor | None = None) -> dict[str, Any] | None:
+                 device: torch.device | str = "cpu", monitor: TrainingMonitor | None = None) -> FinetuneRun | None:
     """Train a chat model on `data` (a name for `resolve_data`, or entries) and score it beside its base.
 
     Returns what the app shows (steps, losses, trainable parameters, memory, seconds per epoch, the
@@ -90,9 +115,9 @@ def finetune_run(base: str, data: str | Sequence[Entry], cfg: InstructConfig, ou
     def score(model: Checkpoint, is_base: bool) -> dict[str, Any]:
         done = []
 
-        def progress(response: str) -> None:  # a "sample" event per question answered: the app counts them
+        def progress(response: str) -> None:  # a "score" event per question answered: the app counts them
             done.append(response)
-            monitor.emit(TrainEvent("sample", result.steps, result.steps, result.tokens_seen, text=response,
+            monitor.emit(TrainEvent("score", result.steps, result.steps, result.tokens_seen, text=response,
                                     metrics={"scored": len(done), "to_score": len(sample), "base": float(is_base)}))
 
         return evaluate_instructions(model, sample, max_new_tokens, on_response=progress, seen_facts=seen_facts)
@@ -102,16 +127,16 @@ def finetune_run(base: str, data: str | Sequence[Entry], cfg: InstructConfig, ou
     sampled = f"{len(sample)} questions of the test split, the first of each task family in turn"
     save_model_eval(out_dir, report, data=meta["data"], split_seed=cfg.seed, n_train=len(train),
                     max_new_tokens=max_new_tokens, sample=sampled, base={"model": base_name, **base_report})
-    return summary(result, cfg, report, base_report, base_name, len(train))
+    return run_summary(result, cfg, report, base_report, base_name, len(train))
 
 
-def summary(result: InstructResult, cfg: InstructConfig, report: dict[str, Any], base_report: dict[str, Any],
-            base_name: str, n_train: int) -> dict[str, Any]:
-    """What a finished (or stopped) run reports back: plain values, so it crosses process boundaries."""
-    return {"steps": result.steps, "epochs_done": len(result.train_losses), "stopped": result.stopped,
-            "train_losses": result.train_losses, "val_losses": result.val_losses, "n_train": n_train,
-            "trainable_params": result.trainable_params, "total_params": result.total_params,
-            "peak_memory_mb": result.peak_memory_mb, "memory_measure": result.memory_measure,
-            "epoch_seconds": result.epoch_seconds, "seconds": result.seconds, "method": cfg.method,
-            "n_scored": report["n"], "base_model": base_name, "scores": scores_by_task(report),
-            "base_scores": scores_by_task(base_report)}
+def run_summary(result: InstructResult, cfg: InstructConfig, report: dict[str, Any], base_report: dict[str, Any],
+                base_name: str, n_train: int) -> FinetuneRun:
+    """The training's result and both models' reports, as the run reports them back."""
+    return FinetuneRun(steps=result.steps, epochs_done=len(result.train_losses), stopped=result.stopped,
+                       train_losses=result.train_losses, val_losses=result.val_losses, n_train=n_train,
+                       trainable_params=result.trainable_params, total_params=result.total_params,
+                       peak_memory_mb=result.peak_memory_mb, memory_measure=result.memory_measure,
+                       epoch_seconds=result.epoch_seconds, seconds=result.seconds, method=cfg.method,
+                       n_scored=report["n"], base_model=base_name, scores=scores_by_task(report),
+                       base_scores=scores_by_task(base_report))

@@ -7,6 +7,7 @@ tokenizer, training (resumable, stoppable), the held-out score of the whole held
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,35 @@ from gpt.training.events import TrainingMonitor
 CARD_FILE = "MODEL_CARD.md"
 
 
+@dataclass(frozen=True)
+class PretrainRun:
+    """What a finished (or stopped) run reports: the held-out figures of its exported model.
+
+    Module level and plain values: it crosses from the app's training process to the server.
+    """
+
+    steps: int
+    max_steps: int
+    tokens_seen: int
+    train_time_s: float
+    held_out_loss: float
+    held_out_perplexity: float
+    held_out_bits_per_byte: float
+    held_out_bytes: int
+    baselines: dict[str, float]  # bits per byte of `xz -9` and the n-grams on the same held-out text
+    model_dir: str
+
+    @property
+    def finished(self) -> bool:
+        """False when it stopped before its last step: it can be resumed."""
+        return self.steps >= self.max_steps
+
+
 def train_run(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], tokenizer_spec: str,
               out_dir: str | Path, data_name: str, ddp: Distributed | None = None, resume: bool = False,
               time_limit_s: float | None = None, monitor: TrainingMonitor | None = None,
-              progress: bool = False, baseline_orders: tuple[int, ...] = (3, 5)) -> dict[str, Any] | None:
-    """Train (or resume), then export `OUT/model/` and `OUT/MODEL_CARD.md`; returns the figures.
+              progress: bool = False, baseline_orders: tuple[int, ...] = (3, 5)) -> PretrainRun | None:
+    """Train (or resume), then export `OUT/model/` and `OUT/MODEL_CARD.md`; returns the held-out figures.
 
     A run stopped early is exported too (its card says how far it got). Returns None on the other
     processes of a data-parallel run, and when it was stopped before its first step (nothing to export).
@@ -39,7 +64,11 @@ def train_run(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str],
     baselines = heldout_baselines(join_documents(train_texts), join_documents(val_texts), baseline_orders)
     meta = export_model(result, cfg, tokenizer, val_texts, out_dir, data_name, baselines)
     write_text_atomic(out_dir / CARD_FILE, run_card(meta))
-    return meta
+    return PretrainRun(steps=meta["steps"], max_steps=meta["max_steps"], tokens_seen=meta["tokens_seen"],
+                       train_time_s=meta["train_time_s"], held_out_loss=meta["held_out_loss"],
+                       held_out_perplexity=meta["held_out_perplexity"],
+                       held_out_bits_per_byte=meta["held_out_bits_per_byte"], held_out_bytes=meta["held_out_bytes"],
+                       baselines=meta["baselines"], model_dir=str(out_dir / "model"))
 
 
 def run_card(meta: dict[str, Any]) -> str:

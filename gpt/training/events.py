@@ -1,10 +1,11 @@
 """How a training reports progress and is asked to stop: one small interface for the CLI and the app.
 
 A training function takes a `TrainingMonitor`, calls `emit` with a `TrainEvent` at each step,
-evaluation, sample, epoch and checkpoint, and checks `stop_requested` between steps. A stopped
-training writes what it has (a checkpoint, or the best epoch so far) and returns normally. The CLI
-renders the events with tqdm; the app streams them to the page. Each training owns its monitor,
-so two trainings in one process never see each other's events or stop requests.
+evaluation, sample (a text the model wrote), epoch and checkpoint, and at each held-out answer
+scored after training ("score": how many of how many, in `metrics`); it checks `stop_requested`
+between steps. A stopped training writes what it has (a checkpoint, or the best epoch so far) and
+returns normally. The CLI renders the events with tqdm; the app streams them to the page. Each
+training owns its monitor, so two trainings in one process never see each other's events or stop requests.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-EVENT_KINDS = ("start", "step", "eval", "sample", "epoch", "checkpoint", "stopped", "done")
+EVENT_KINDS = ("start", "step", "eval", "sample", "score", "epoch", "checkpoint", "stopped", "done")
 
 
 @dataclass(frozen=True)

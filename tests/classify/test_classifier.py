@@ -14,6 +14,7 @@ from gpt.classify import classifier
 from gpt.classify.classifier import ClassifierMetrics, dump_test_metrics, parse_test_metrics
 from gpt.classify.data import SMS_TEST
 from gpt.classify.finetune import CARD_FILE, ClassifierConfig
+from gpt.classify.record import read_record, stored_parameters
 from gpt.files import sha256_of
 
 
@@ -103,6 +104,19 @@ def test_saved_classifier_holds_only_the_trained_tensors(trained_dir, base_dir):
     assert f"{metrics.accuracy:.1%}" in card and metrics.n_test == 258
     assert set(metrics.examples) == {"ham", "spam"} and all(metrics.examples.values())
     assert not list(trained_dir.glob(".*.tmp"))  # every file was moved into place
+
+
+def test_the_folder_records_its_cost_and_figures(trained_dir):
+    record = read_record(trained_dir)
+    stored = load_file(str(trained_dir / classifier.CLASSIFIER_WEIGHTS))
+    assert record.trainable_params == stored_parameters(trained_dir / classifier.CLASSIFIER_WEIGHTS)
+    assert record.trainable_params == sum(t.numel() for t in stored.values())
+    history = record.config["meta"]["history"]
+    assert record.seconds == pytest.approx(sum(h["seconds"] for h in history)) and record.peak_memory_mb > 0
+    assert record.val_accuracy == max(h["val_accuracy"] for h in history)
+    assert record.test_set == SMS_TEST
+    assert record.test_accuracy == parse_test_metrics((trained_dir / classifier.METRICS_FILE).read_text())[
+        SMS_TEST].accuracy
 
 
 def test_storage_dtype_is_checked_and_applied(make_base, base_dir, tmp_path):

@@ -18,6 +18,7 @@ from gpt.data.corpus import (
     load_corpus,
     modern_documents,
     read_text,
+    select_corpus,
     source_of,
     unwrap_paragraphs,
 )
@@ -74,3 +75,19 @@ def test_read_text_reads_plain_gzip_and_xz(tmp_path):
     for name, pack in [("a.txt", bytes), ("a.txt.gz", gzip.compress), ("a.txt.xz", lzma.compress)]:
         (tmp_path / name).write_bytes(pack(b"line\r\nnext"))
         assert read_text(tmp_path / name) == "line\nnext"
+
+
+def test_a_chosen_novel_trains_alone_and_brings_the_held_out_novel():
+    split = select_corpus(["austen-emma", "kjv"])
+    assert [d.name for d in split.train if source_of(d) == "austen"] == ["austen-emma"]
+    assert [d.name for d in split.held_out if source_of(d) == "austen"] == ["austen-persuasion"]
+    assert sum(source_of(d) == "kjv" for d in split.train) == 61 and len(split.held_out) == 6
+    whole = select_corpus(["austen"])
+    assert len(whole.train) == 5 and [d.name for d in whole.held_out] == ["austen-persuasion"]
+    assert select_corpus([]).train == []
+
+
+@pytest.mark.parametrize("chosen", [["austen-persuasion"], ["austen-dracula"], ["gutenberg"]])
+def test_an_unknown_or_held_out_choice_is_refused(chosen):
+    with pytest.raises(ValueError, match="unknown corpus"):
+        select_corpus(chosen)

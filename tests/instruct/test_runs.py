@@ -41,16 +41,16 @@ def test_a_run_trains_saves_and_scores_the_model_beside_its_base(base, data, tmp
     events = []
     result = finetune_run(base, data, CFG, tmp_path / "run" / "model", data_name="test data", max_train=40,
                           eval_questions=6, max_new_tokens=4, base_name="base", monitor=TrainingMonitor(events.append))
-    assert result["steps"] == 2 * 10 and result["epochs_done"] == 2 and not result["stopped"]
-    assert result["method"] == "LoRA rank 4 on all layers" and result["trainable_params"] < result["total_params"]
-    assert len(result["epoch_seconds"]) == 2 and result["peak_memory_mb"] > 0
+    assert result.steps == 2 * 10 and result.epochs_done == 2 and not result.stopped
+    assert result.method == "LoRA rank 4 on all layers" and result.trainable_params < result.total_params
+    assert len(result.epoch_seconds) == 2 and result.peak_memory_mb > 0
     kinds = [e.kind for e in events]
     assert kinds.count("eval") == 8  # validation losses at steps 2, 4, 6, 8 (10 is an epoch's end) per epoch
     report = load_model_eval(tmp_path / "run" / "model")
     n = report["n"]  # at most 3 of each family: the 12 test entries hold 3 or more sums, fewer words
     assert 3 < n <= 6 and report["tasks"]["sum"]["n"] == 3 and report["base"]["n"] == n
-    assert set(result["scores"]) == set(result["base_scores"]) == {*report["tasks"], "all"}
-    answered = [e for e in events if e.kind == "sample"]
+    assert set(result.scores) == set(result.base_scores) == {*report["tasks"], "all"}
+    answered = [e for e in events if e.kind == "score"]
     assert [e.metrics["scored"] for e in answered] == [*range(1, n + 1)] * 2
     assert [e.metrics["base"] for e in answered] == [0.0] * n + [1.0] * n
     assert report["base"]["model"] == "base" and report["data"] == "test data" and report["n_train"] == 40

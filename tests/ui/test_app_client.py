@@ -152,9 +152,9 @@ def poll_status(client, until) -> tuple:
 
 
 def test_train_a_tiny_model_watch_it_stop_it_and_generate_with_it(client):
-    counts = client.predict(*TRAIN[1:6], "custom", 16, 8, api_name="/train_preview")[2]
+    counts = client.predict(8, *TRAIN[1:], api_name="/train_preview")[2]  # the stride, then the tab's settings
     assert "characters per token" in counts
-    assert "ms per step" in client.predict(*TRAIN[6:13], "bpe", 300, 4, 100, 1, api_name="/train_check")
+    assert "ms per step" in client.predict(*TRAIN[1:], api_name="/train_check")
     line, owner = client.predict(*TRAIN, api_name="/train_start")
     assert "Started" in line and owner  # the client's session owns it
     with pytest.raises(AppError, match="already have a training"):

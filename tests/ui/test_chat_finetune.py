@@ -51,8 +51,8 @@ def upload(tmp_path) -> str:
 
 
 def start(runner, registry, who: str, upload: str, **changes) -> str:
-    line, owner = chat_tab.start_finetune(runner, registry, None, **{**SETTINGS, "file": upload, **changes},
-                                          request=session(who))
+    form = chat_tab.ChatFinetuneForm(**{**SETTINGS, "file": upload, **changes})
+    line, owner = chat_tab.start_finetune(runner, registry, None, form, request=session(who))
     assert owner == who
     return line
 
@@ -71,7 +71,7 @@ def test_a_lora_finetune_runs_in_the_background_and_its_model_chats(runner, regi
     line, figure, result, timer, picker, left, right, base = chat_tab.finetune_status(runner, registry, None,
                                                                                       session("alice"))
     name = RUN_PREFIX + job.name
-    assert line == f"Finished: {name}." and not timer.active
+    assert line == f"Finished: {name} (finished 2 epochs (12 steps))." and not timer.active
     assert [t.name for t in figure.data] == ["train", "validation (held out)"]
     assert len(figure.data[0].y) == 12 and len(figure.data[1].y) >= 4  # 6 steps an epoch; ten points asked
     assert "LoRA rank 4 on all layers" in result and "| kind of question | base: base | this model |" in result
@@ -103,8 +103,8 @@ def test_a_stopped_finetune_keeps_the_weights_so_far_and_scores_them(runner, reg
         runner.wait(job, 0.1)
     assert "Stopping" in chat_tab.stop_finetune(runner, None, session("alice"))
     job = finished(runner, "alice")
-    assert job.state == "stopped" and job.result["stopped"] and 3 <= job.result["steps"] < 30
-    assert job.result["method"] == "all layers" and job.result["trainable_params"] == job.result["total_params"]
+    assert job.state == "stopped" and job.result.stopped and 3 <= job.result.steps < 30
+    assert job.result.method == "all layers" and job.result.trainable_params == job.result.total_params
     line, _, result, *_ = chat_tab.finetune_status(runner, registry, None, session("alice"))
     assert "(stopped early: these are the weights it had)" in result
     assert RUN_PREFIX + job.name in registry.chat_names()

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from gradio_client import Client
 
-from tests.helpers import REPO, STORY, free_port, make_model_folder
+from tests.helpers import REPO, free_port, make_model_folder
 from tests.ui.test_app_client import TRAIN
 from tests.ui.test_hostile_inputs import base_values, client_call, problem
 from ui.jobs import JobRunner, TrainLimits
@@ -56,8 +56,8 @@ MIX: dict[str, Callable[[int], list[Any]]] = {
     "/beam_search": lambda i: ["base", f"It is a {marker(i)}", 2, 6],
     "/classify": lambda i: [f"WIN a free prize now {marker(i)}"],
     "/spam_test_figures": lambda i: [],
-    "/train_preview": lambda i: [[], STORY, None, "bpe", 300, "custom", 16, 8],
-    "/train_check": lambda i: [*TRAIN[6:13], "bpe", 300, 4, 100, 1],
+    "/train_preview": lambda i: [8, *TRAIN[1:]],  # the stride, then the Train tab's settings
+    "/train_check": lambda i: TRAIN[1:],
     "/train_runs": lambda i: [],
 }
 SESSION_CHECKS = ("/one_token", "/chat", "/train_status")
@@ -162,7 +162,7 @@ def test_twenty_users_on_every_endpoint_while_a_training_runs(app_process):
     settings = list(TRAIN)
     settings[13:15] = [5000, 1.0]  # steps, minutes: it trains through the whole load
     line, _ = trainer.predict(*settings, api_name="/train_start")
-    run_name = re.search(r"\*\*([\w-]+)\*\*", line).group(1)
+    run_name = re.search(r"\*\*run:([\w-]+)\*\*", line).group(1)
     deadline = time.monotonic() + START_CAP_S
     while "Step" not in trainer.predict(None, api_name="/train_status")[0] and time.monotonic() < deadline:
         time.sleep(1)  # the training process is spawned and imports torch: the load starts once it trains

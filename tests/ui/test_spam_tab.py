@@ -115,7 +115,8 @@ SETTINGS = {"base": "base", "head_token": "last", "trains": "last blocks", "bloc
 
 def start(runner: JobRunner, registry: ModelRegistry, who: str, file: Path | None, **changes) -> str:
     settings = {**SETTINGS, "file": str(file) if file else None, **changes}
-    line, owner = spam_tab.start_finetune(runner, registry, None, **settings, request=session(who))
+    line, owner = spam_tab.start_finetune(runner, registry, None, spam_tab.FinetuneForm(**settings),
+                                          request=session(who))
     assert owner == who  # no browser token yet: the session owns it
     return line
 
@@ -128,7 +129,8 @@ def test_a_lora_finetune_runs_in_the_background_and_lands_in_the_picker_the_tabl
                                                                                                 tmp_path):
     table = write_table(tmp_path / "topics.csv")
     line = start(runner, tab_registry, "owner-one", table, trains="LoRA", head_token="mean", lora_rank=4)
-    assert line.startswith("Started **spam-") and "LoRA rank 4" in line and "3 classes (cooking, sport, travel)" in line
+    assert line.startswith("Started **run:spam-") and "LoRA rank 4" in line
+    assert "3 classes (cooking, sport, travel)" in line
     other = status(runner, tab_registry, "someone-else")
     assert "training for 1 other session" in other[0] and other[1] is None  # others see a busy machine, no more
     with pytest.raises(ValueError, match="no finetuning running"):
@@ -137,7 +139,7 @@ def test_a_lora_finetune_runs_in_the_background_and_lands_in_the_picker_the_tabl
     assert runner.wait(job, WAIT_S) and job.state == "done", job.error
     line, curves, result, per_class, confusion, timer, picker, announced = status(runner, tab_registry, "owner-one")
     name = RUN_PREFIX + job.name
-    assert line.startswith(f"Finished: {job.name}") and f"### {name}" in result and "trainable parameters" in result
+    assert line.startswith(f"Finished: {name}") and f"### {name}" in result and "trainable parameters" in result
     assert {trace.name for trace in curves.data} >= {"train loss", "validation accuracy"}
     assert per_class["class"].tolist() == ["cooking", "sport", "travel"] and len(confusion.data[0].z) == 3
     assert picker.value == name and name in [value for value, _ in picker.choices] and announced == job.id
@@ -319,3 +321,17 @@ def test_finetune_watch_classify_list_download_and_upload_through_the_api(client
     assert "Stopping" not in client.predict(None, api_name="/spam_finetune_status")[0]
     with pytest.raises(AppError, match="no finetuning running"):
         client.predict(None, api_name="/spam_finetune_stop")
+
+
+def test_a_base_model_is_what_a_training_process_loads(tab_registry, tiny_models):
+    from gpt.config import GPTConfig
+    from ui.registry import UnknownModelError
+
+    base = tab_registry.base_model("base")
+    assert (base.name, base.source, base.config.n_layers) == ("base", str(tiny_models / "base"), 2)
+    gpt2 = tab_registry.base_model(" gpt2-small ")
+    assert (gpt2.name, gpt2.source, gpt2.config) == ("gpt2-small", "gpt2-small", GPTConfig.preset("gpt2-small"))
+    with pytest.raises(UnknownModelError, match="unknown model 'spam'"):
+        tab_registry.base_model("spam")
+    with pytest.raises(ValueError, match="Pick a base model"):
+        tab_registry.base_model("  ")

@@ -12,7 +12,7 @@ import pytest
 from gpt.data.corpus import MODERN_TITLES
 from gpt.data.windows import SlidingWindowDataset
 from tests.helpers import STORY
-from ui import generate_tab, train_tab
+from ui import generate_tab, train_tab, training_panel
 from ui.jobs import JobError, JobRunner, TrainLimits
 from ui.registry import RUN_PREFIX, ModelRegistry
 
@@ -38,9 +38,13 @@ def registry(runner, tmp_path) -> ModelRegistry:
     return ModelRegistry(tmp_path / "models", runs_root=runner.limits.runs_dir)
 
 
+def form(**changes) -> train_tab.TrainForm:
+    """The tab's settings: a tiny model on the pasted story, with `changes`."""
+    return train_tab.TrainForm(**{**TINY_RUN, "pasted": STORY, "max_steps": 60, **changes})
+
+
 def start(runner: JobRunner, who: str, steps: int = 60, **changes) -> str:
-    settings = {**TINY_RUN, "pasted": STORY, "max_steps": steps, **changes}
-    line, owner = train_tab.start_training(runner, None, **settings, request=session(who))
+    line, owner = train_tab.start_training(runner, None, form(max_steps=steps, **changes), request=session(who))
     assert owner == who  # no browser token yet: the session owns it, and becomes the token
     return line
 
@@ -93,7 +97,7 @@ def test_uploads_must_be_utf8_and_small(tmp_path):
 
 
 def test_preview_shows_tokens_windows_and_counts(runner):
-    html, windows, counts = train_tab.preview(runner, [], STORY, None, "bpe", 300, "custom", 16, 8)
+    html, windows, counts = train_tab.preview(runner, form(context_length=16), 8)
     tokenizer = train_tab.build_tokenizer(train_tab.gather_data([], STORY, None, 10**8, 10**6), "bpe", 300)
     data = train_tab.gather_data([], STORY, None, 10**8, 10**6)
     n_windows = len(SlidingWindowDataset(tokenizer.encode(data.train[0] + "<|endoftext|>"), 16, 8))
@@ -104,24 +108,25 @@ def test_preview_shows_tokens_windows_and_counts(runner):
     inputs = first["input (first tokens)"].removesuffix(" …").split(" | ")
     targets = first["target: the input shifted by one"].removesuffix(" …").split(" | ")
     assert len(inputs) == len(targets) == 16 and targets[:-1] == inputs[1:]
-    _, _, gpt2_counts = train_tab.preview(runner, [], STORY, None, "gpt2", 300, "custom", 16, 8)
+    _, _, gpt2_counts = train_tab.preview(runner, form(tokenizer_kind="gpt2"), 8)
     assert "**50,257** tokens" in gpt2_counts
 
 
 def test_a_vocabulary_larger_than_the_text_allows_is_said(runner):
-    _, _, counts = train_tab.preview(runner, [], "abab cdcd " * 300, None, "bpe", 2000, "tiny", 16, 8)
+    _, _, counts = train_tab.preview(runner, form(pasted="abab cdcd " * 300, vocab_size=2000, preset="tiny"), 8)
     assert "you asked for 2,000: the text has no more pairs to merge" in counts
 
 
 def test_model_check_measures_a_step_and_refuses_too_large_models(runner):
-    info = train_tab.check_model(runner, "custom", 2, 4, 32, 16, "sinusoidal", 0.0, "bpe", 300, 4, 60, 1)
-    cfg = train_tab.model_config("custom", 2, 4, 32, 16, "sinusoidal", 0.0, 300)
+    info = train_tab.check_model(runner, form(positions="sinusoidal", minutes=1))
+    cfg = train_tab.model_config(form(positions="sinusoidal"), 300)
     assert f"**{cfg.n_params() / 1e6:.2f}M parameters**" in info and "sinusoidal positions" in info
     assert "ms per step" in info and "the budget stops it after" in info
     with pytest.raises(ValueError, match="the limit here is 30M"):
-        train_tab.check_model(runner, "custom", 24, 16, 1024, 512, "learned", 0.0, "gpt2", 300, 4, 60, 1)
+        train_tab.check_model(runner, form(n_layers=24, n_heads=16, emb_dim=1024, context_length=512,
+                                           tokenizer_kind="gpt2", minutes=1))
     with pytest.raises(ValueError, match="Steps must be between"):
-        train_tab.check_model(runner, "tiny", 2, 4, 32, 16, "learned", 0.0, "bpe", 300, 4, 10**9, 1)
+        train_tab.check_model(runner, form(preset="tiny", max_steps=10**9, minutes=1))
 
 
 # -- jobs --------------------------------------------------------------------------------------------
@@ -166,7 +171,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
         runner.wait(job, 0.2)
     train_tab.stop_training(runner, None, session("alice"))
     job = finished(runner, "alice")
-    stopped_at = job.result["steps"]
+    stopped_at = job.result.steps
     assert job.state == "stopped" and stopped_at >= 20
     assert (runner.limits.runs_dir / job.name / "model" / "config.json").is_file()
     assert "Resuming" in train_tab.resume_training(runner, None, session("alice"))
@@ -177,6 +182,29 @@ def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
     assert resumed.name == job.name and resumed.events[0].step == stopped_at  # "start" at the checkpoint
     train_tab.stop_training(runner, None, session("alice"))
     finished(runner, "alice")
+
+
+def test_the_curve_after_a_resume_shows_the_whole_run(runner, registry):
+    start(runner, "alice", steps=20_000)
+    job = runner.job_of("alice")
+    while sum(e.kind == "step" for e in job.events) < 5:
+        assert job.active, job.error
+        runner.wait(job, 0.2)
+    train_tab.stop_training(runner, None, session("alice"))
+    job = finished(runner, "alice")
+    before = [e for e in job.events if e.kind == "step"]
+    train_tab.resume_training(runner, None, session("alice"))
+    resumed = runner.job_of("alice")
+    while not any(e.kind == "step" for e in resumed.events):
+        assert resumed.active, resumed.error
+        runner.wait(resumed, 0.2)
+    train_tab.stop_training(runner, None, session("alice"))
+    finished(runner, "alice")
+    _, figure, *_ = train_tab.status(runner, registry, None, session("alice"))
+    after = [e for e in resumed.events if e.kind == "step"]
+    train = figure.data[0]
+    assert before[0].step == 1 and train.x[0] == before[0].tokens_seen  # the first point is step 1's
+    assert list(train.x) == [e.tokens_seen for e in before + after]
 
 
 def test_jobs_wait_in_a_queue_and_are_told_their_place(tmp_path):
@@ -268,7 +296,7 @@ def test_run_names_cannot_leave_the_runs_folder(registry):
 def test_event_rows_feed_the_loss_figure(runner):
     start(runner, "alice", steps=20)
     job = finished(runner, "alice")
-    rows = pd.DataFrame(train_tab.event_rows(job))
+    rows = pd.DataFrame(training_panel.loss_rows(job.events))
     assert rows["train_loss"].notna().sum() == 20 and rows["val_loss"].notna().sum() == 20
     assert Path(runner.limits.runs_dir / job.name / "MODEL_CARD.md").is_file()
 
@@ -287,3 +315,44 @@ def test_a_run_that_trained_further_is_loaded_anew(registry, tmp_path):
     save_checkpoint(GPTModel(GPTConfig.preset("tiny", vocab_size=50257)), folder, load_tokenizer("gpt2"),
                     meta={"steps": 2})
     assert registry.load("run:grown").meta["steps"] == 2
+
+
+# -- every training input's range is its config field's ------------------------------------------------
+
+def test_every_training_input_takes_its_range_from_its_config_field(runner, registry):
+    """A limit is changed in one place: the config's field. Where the app allows less, the cap is named here."""
+    from app import build_app
+    from gpt.classify.finetune import ClassifierConfig
+    from gpt.config import GPTConfig, bounds
+    from gpt.instruct.finetune import InstructConfig
+    from gpt.pretrain.trainer import PretrainConfig
+    from ui import chat_tab
+    from ui.forms import OPTION_CLASS
+
+    configs = {c.__name__: c for c in (GPTConfig, PretrainConfig, ClassifierConfig, InstructConfig)}
+    caps = {  # (low, high) of the app's own limits, where narrower than the field's
+        "GPTConfig.vocab_size": (train_tab.MIN_VOCAB, None),
+        "PretrainConfig.max_steps": (None, runner.limits.max_steps),
+        "PretrainConfig.warmup_steps": (None, runner.limits.max_steps),
+        "ClassifierConfig.lora_rank": (1, None),  # the LoRA choice: rank 0 would be no LoRA
+        "InstructConfig.epochs": (None, chat_tab.MAX_EPOCHS),
+        "InstructConfig.lora_rank": (None, chat_tab.MAX_RANK),
+    }
+    found = {}
+    for block in build_app(registry, runner).blocks.values():
+        option = next((c for c in getattr(block, "elem_classes", None) or [] if c.startswith(OPTION_CLASS)), None)
+        if option is None:
+            continue
+        key = option.removeprefix(OPTION_CLASS)
+        config, name = key.split(".")
+        low, high = bounds(configs[config], name)
+        cap_low, cap_high = caps.get(key, (None, None))
+        expected = (low if cap_low is None else max(low, cap_low), high if cap_high is None else min(high, cap_high))
+        found[key] = (block.minimum, block.maximum)
+        assert found[key] == expected, key
+    assert set(found) == {
+        *(f"GPTConfig.{n}" for n in ("vocab_size", "drop_rate", "n_layers", "n_heads", "emb_dim", "context_length")),
+        *(f"PretrainConfig.{n}" for n in ("max_steps", "batch_size", "lr", "warmup_steps", "weight_decay", "seed")),
+        *(f"ClassifierConfig.{n}" for n in ("trainable_blocks", "lora_rank", "lora_alpha", "epochs", "lr", "seed")),
+        *(f"InstructConfig.{n}" for n in ("epochs", "lr", "batch_size", "lora_rank", "lora_alpha")),
+    }

@@ -1,0 +1,179 @@
+"""The job panel of the three training rooms (Train, Spam, Chat), written once: each tab says what it starts,
+how its events are drawn and what its result shows; the panel owns the rest.
+
+Who owns a job (the browser's stored token), starting one (the run named once, its folder made, the
+job submitted to `ui/jobs.py`'s runner, the folder removed again if that fails), stopping it,
+resuming it, and what the page shows while it runs: the status line, the curve (a resumed run's
+earlier steps included) and whether the timer keeps ticking. Also the pieces the tabs' run uploads
+share: the size check and unpacking a run zip.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from gpt.pretrain.archive import ArchiveError, read_run_archive
+from gpt.training.events import TrainEvent
+from ui.jobs import Job, JobError, JobRunner, state_line
+from ui.registry import RUN_PREFIX, BaseModel, ModelRegistry
+
+TOKEN = re.compile(r"[A-Za-z0-9_-]{8,64}")
+TOKEN_KEY = "gpt-playground-owner"  # the browser's stored token: one owner per browser, for every tab
+
+
+def owner_of(token: str | None, request: gr.Request | None) -> str:
+    """Who is asking: the browser's stored token (survives a reload), else the connection's session."""
+    if isinstance(token, str) and TOKEN.fullmatch(token):
+        return token
+    session = getattr(request, "session_hash", None)
+    if not session:
+        raise ValueError("No session: reload the page.")
+    return str(session)
+
+
+def owner_token() -> gr.BrowserState:
+    """The component that holds the owner's token in the browser (written by the first start)."""
+    return gr.BrowserState(None, storage_key=TOKEN_KEY)
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def loss_rows(events: list[TrainEvent]) -> list[dict[str, float]]:
+    """Events as the rows `loss_figure` draws: train loss per step, validation loss at each evaluation or epoch."""
+    rows = []
+    for e in events:
+        if e.kind == "step":
+            rows.append({"tokens_seen": e.tokens_seen, "train_loss": e.metrics["train_loss"]})
+        elif e.kind in ("eval", "epoch") and "val_loss" in e.metrics:
+            rows.append({"tokens_seen": e.tokens_seen, "val_loss": e.metrics["val_loss"]})
+    return rows
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a tab starts: `target(monitor=..., **kwargs)` in the job runner, and a few words about it."""
+
+    target: Callable[..., Any]
+    kwargs: dict[str, Any]
+    about: str = ""
+
+
+@dataclass(frozen=True)
+class JobView:
+    """The owner's job (None before the first) as the page shows it; `finished` once it has a result to show."""
+
+    line: str
+    figure: go.Figure | None
+    timer: gr.Timer
+    job: Job | None = None
+    finished: bool = False
+
+    @property
+    def events(self) -> list[TrainEvent]:
+        """The run's events, a resumed run's earlier ones first."""
+        return self.job.before + self.job.events if self.job is not None else []
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One tab's job panel: which jobs are its own, and how its events are worded and drawn."""
+
+    kind: str  # the runner's job kind: "train", "classifier" or "instruct"
+    what: str  # the job in messages: "training", "finetuning"...
+    prefix: str  # of its run names, after the date
+    title: str  # of its curve: "Training", "Finetuning"
+    progress: Callable[[Job], str]  # a running job's status line
+    curve: Callable[[list[TrainEvent], str], go.Figure]  # events, a resumed run's earlier ones first
+    stopping: str  # what Stop answers
+
+    def start(self, runner: JobRunner, owner: str, prepare: Callable[[str, Path], Submission]) -> str:
+        """Name the run, make its folder, let `prepare(name, folder)` write what the job reads there and say what
+        to run, and submit it; the folder goes again if anything fails. Returns the first status line."""
+        name = self.prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        folder = runner.limits.runs_dir / name
+        folder.mkdir(parents=True)
+        try:
+            submission = prepare(name, folder)
+            job = runner.submit(owner, name, submission.target, submission.kwargs, kind=self.kind)
+        except (JobError, ValueError, OSError):
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        about = f" ({submission.about})" if submission.about else ""
+        place = runner.place_in_queue(job)
+        return (f"Queued **{RUN_PREFIX}{name}**{about}: place {place} in the queue." if place else
+                f"Started **{RUN_PREFIX}{name}**{about}.")
+
+    def stop(self, runner: JobRunner, token: str | None, request: gr.Request | None) -> str:
+        runner.stop_latest(owner_of(token, request), self.kind, self.what)
+        return self.stopping
+
+    def resume(self, runner: JobRunner, token: str | None, request: gr.Request | None) -> str:
+        """Continue the owner's stopped run from its checkpoint, with the same settings and data; its curve
+        keeps the steps before the stop."""
+        owner = owner_of(token, request)
+        job = runner.job_of(owner, self.kind)
+        if job is None or job.active or job.result is None or job.result.finished:
+            raise ValueError(f"There is no unfinished {self.what} to resume: start one; once it is stopped (or its "
+                             "time budget ran out), Resume continues it.")
+        new = runner.submit(owner, job.name, job.target, {**job.kwargs, "resume": True}, kind=self.kind,
+                            before=job.before + job.events)
+        return f"Resuming **{RUN_PREFIX}{new.name}** from step {job.result.steps}."
+
+    def view(self, runner: JobRunner, token: str | None, request: gr.Request | None) -> JobView:
+        """The owner's job: its status line and curve; other sessions' jobs only as a busy machine."""
+        job = runner.job_of(owner_of(token, request), self.kind)
+        if job is None:
+            running, waiting = runner.busy()
+            busy = f" The machine is training for {running} other session(s), {waiting} waiting." if running else ""
+            return JobView(f"No {self.what} yet: set it up above and press Start." + busy, None,
+                           gr.Timer(active=False))
+        events = job.before + job.events
+        figure = self.curve(events, f"{self.title} {job.name}") if events else None
+        line = state_line(runner, job, self.progress, self.what)
+        if line is not None:
+            return JobView(line, figure, gr.Timer(active=job.active), job)
+        ended = next((e.text for e in reversed(job.events) if e.kind in ("stopped", "done")), "")
+        return JobView(f"Finished: {RUN_PREFIX}{job.name}" + (f" ({ended})." if ended else "."), figure,
+                       gr.Timer(active=False), job, finished=True)
+
+
+def finetune_base(runner: JobRunner, registry: ModelRegistry, name: str) -> BaseModel:
+    """The base model to finetune, within the app's size limit."""
+    base = registry.base_model(name)
+    if base.config.n_params() > runner.limits.max_params:
+        raise ValueError(f"{base.name} has {base.config.n_params() / 1e6:.0f}M parameters; the limit here is "
+                         f"{runner.limits.max_params / 1e6:.0f}M. Pick a smaller base model.")
+    return base
+
+
+def check_upload(runner: JobRunner, file: str | None, what: str) -> Path:
+    """An uploaded file's path, once it is there and within the upload limit."""
+    if not file:
+        raise ValueError(f"Choose a {what} to upload.")
+    size = Path(file).stat().st_size
+    if size > runner.limits.max_upload_mb * 2**20:
+        raise ValueError(f"The file is {size / 2**20:.1f} MB: the limit is {runner.limits.max_upload_mb} MB.")
+    return Path(file)
+
+
+def receive_run_zip(runner: JobRunner, file: str | None, prefix: str = "upload-") -> tuple[str, Path]:
+    """Unpack a run zip (as the Train and Chat tabs' downloads make them) into a new run folder: its name and its
+    model folder."""
+    path = check_upload(runner, file, "run .zip")
+    name = prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    try:
+        return name, read_run_archive(path, runner.limits.runs_dir / name)
+    except ArchiveError as err:
+        raise ValueError(f"Not a run archive: {err}") from err
