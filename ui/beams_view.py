@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 
 import gradio as gr
@@ -10,6 +11,7 @@ import gradio as gr
 from gpt.generate import SamplingConfig, common_prefix, continuation_logprob, search_beams, stream
 from gpt.tokenizer import Tokenizer
 from ui.common import user_errors, with_notices
+from ui.forms import reads_form
 from ui.generation import Settings, beam_request
 from ui.inside import where
 from ui.labels import id_label
@@ -42,7 +44,7 @@ def beam_table(tokenizer: Tokenizer, rows: list[tuple[str, float, int, list[int]
             f"<th>continuation</th></tr>{body}</table>")
 
 
-def beam_tree(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, settings: Settings
+def beam_tree(registry: ModelRegistry, settings: Settings, model_name: str, prompt: str, num_beams: float
               ) -> tuple[str, str]:
     """The beams of `search_beams`, then greedy and a sample with the tab's `settings`, as one table; and a line on
     what it shows. Beams, greedy and sample all run to `settings.max_new_tokens`."""
@@ -70,19 +72,14 @@ def beam_tree(registry: ModelRegistry, model_name: str, prompt: str, num_beams: 
     return beam_table(tokenizer, rows, found[0].tokens), with_notices(info, *req.notices)
 
 
-def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, n_beams: gr.Slider, max_new: gr.Slider,
-          sampling: list[gr.components.Component]) -> None:
-    """`sampling`: the tab's temperature, top-k, top-p and seed, for the sampled row."""
+def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, n_beams: gr.Slider,
+          settings: dict[str, gr.components.Component]) -> None:
+    """`settings`: the tab's inputs of each `Settings` field by name (their order is the API's): the sampled row's,
+    and the new tokens of every row."""
     with gr.Accordion("Beam search: every beam, and where it splits", open=False, elem_id="beams"):
         gr.Markdown(EXPLAIN)
         button = gr.Button("Show the beams", variant="primary", elem_id="beams-run")
         info = gr.Markdown(elem_id="beams-info")
         table = gr.HTML(elem_id="beams-table")
-
-    def show(model_name: str, text: str, num_beams: float, max_new_tokens: float, temperature: float, top_k: float,
-             top_p: float, seed: float) -> tuple[str, str]:
-        """The page sends each setting on its own: gathered here into the tab's `Settings`."""
-        settings = Settings(temperature, top_k, top_p, max_new_tokens, seed)
-        return beam_tree(registry, model_name, text, num_beams, settings)
-
-    button.click(user_errors(show), [picker, prompt, n_beams, max_new, *sampling], [table, info], api_name="beam_tree")
+    fn = user_errors(reads_form(Settings, functools.partial(beam_tree, registry)))
+    button.click(fn, [picker, prompt, n_beams], [table, info], inputs_kwargs=settings, api_name="beam_tree")

@@ -175,7 +175,8 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     beam.click(user_errors(functools.partial(beams, registry)), [picker, prompt, n_beams, max_new], [output, notice],
                api_name="beam_search")
 
-    beams_view.build(registry, picker, prompt, n_beams, max_new, [temperature, top_k, top_p, seed])
+    settings = {"max_new_tokens": max_new, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+    beams_view.build(registry, picker, prompt, n_beams, settings)
     kv_cache_view.build(registry, picker, prompt, stepped)
     compare_view.build(registry, picker, prompt)
     precision_view.build(registry, picker)

@@ -205,15 +205,15 @@ def test_compare_two_models_with_one_tokenizer_and_with_two(registry):
 
 def test_beam_tree_lists_every_beam_then_greedy_and_sampled(registry):
     settings = generation.Settings(temperature=0.8, top_k=40, top_p=0.95, max_new_tokens=6, seed=1)
-    table, info = beams_view.beam_tree(registry, "base", TEXT, 3, settings)
+    table, info = beams_view.beam_tree(registry, settings, "base", TEXT, 3)
     assert table.count("<tr>") == 1 + 3 + 2 and "beam 1 (best)" in table and "greedy" in table
     assert "sampled (T=0.8, seed 1)" in table and "gpt.generate.search_beams" in info
-    table, _ = beams_view.beam_tree(registry, "base", TEXT, 1, settings)
+    table, _ = beams_view.beam_tree(registry, settings, "base", TEXT, 1)
     assert "greedy = beam 1" in table  # one beam is greedy
     with pytest.raises(ValueError, match="Beams must be between 1 and 8"):
-        beams_view.beam_tree(registry, "base", TEXT, 9, settings)
+        beams_view.beam_tree(registry, settings, "base", TEXT, 9)
     with pytest.raises(ValueError, match="Temperature"):
-        beams_view.beam_tree(registry, "base", TEXT, 2, dataclasses.replace(settings, temperature=99))
+        beams_view.beam_tree(registry, dataclasses.replace(settings, temperature=99), "base", TEXT, 2)
 
 
 def test_kv_cache_follows_the_prompt(registry):
