@@ -24,8 +24,6 @@ from gpt.instruct.finetune import InstructConfig
 from gpt.instruct.prompt import chat_prompt, chat_stream
 from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, FinetuneRun, finetune_run
 from gpt.pretrain.archive import write_run_archive
-from gpt.pretrain.state import loss_figure
-from gpt.training.events import TrainEvent
 from ui import preference_view
 from ui.common import check_number, clip_chars, public_message, user_errors
 from ui.forms import check_field, number, on_form, slider
@@ -37,7 +35,7 @@ from ui.training_panel import (
     Submission,
     duration,
     finetune_base,
-    loss_rows,
+    loss_curve,
     owner_of,
     owner_token,
     receive_run_zip,
@@ -216,7 +214,7 @@ def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None
                          "a smaller batch.")
     cfg = dataclasses.replace(cfg, eval_every=max(1, steps // 10))  # ten validation points on the curve
 
-    def prepare(_: str, folder: Path) -> Submission:
+    def prepare(folder: Path) -> Submission:
         source = form.data  # the training process reads the datasets by name, and keeps a copy of an uploaded file
         if form.data == "upload":
             source = str(save_entries(entries, folder / "instruction-data.json.gz"))
@@ -247,10 +245,6 @@ def progress_line(job: Job) -> str:
     left = elapsed / last.step * (last.total_steps - last.step)
     return (f"Epoch {last.epoch}, step **{last.step:,} / {last.total_steps:,}**, train loss "
             f"{last.metrics['train_loss']:.3f}, {duration(elapsed)} elapsed, about {duration(left)} of training left.")
-
-
-def loss_curve(events: list[TrainEvent], title: str) -> Any:
-    return loss_figure(loss_rows(events), title=title)
 
 
 PANEL = Panel(kind="instruct", what="chat finetune", prefix="chat-", title="Finetuning", progress=progress_line,

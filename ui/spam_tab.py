@@ -239,7 +239,7 @@ def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None
     cfg = finetune_config(form, base.config.n_layers)
     table, about_data = check_data(runner, form.data_choice, form.file)
 
-    def prepare(_: str, folder: Path) -> Submission:
+    def prepare(folder: Path) -> Submission:
         kwargs: dict[str, Any] = {"base": base.source, "cfg": cfg, "out": folder / RUN_CLASSIFIER,
                                   "data_source": "offline", "mix": "sms", "base_name": form.base.strip(),
                                   "data_file": None}

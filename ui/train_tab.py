@@ -28,17 +28,15 @@ from gpt.data.windows import SlidingWindowDataset
 from gpt.model import GPTModel
 from gpt.pretrain.archive import write_run_archive
 from gpt.pretrain.runs import PretrainRun, train_run
-from gpt.pretrain.state import loss_figure
 from gpt.pretrain.trainer import PretrainConfig
 from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
-from gpt.training.events import TrainEvent
 from gpt.training.optim import seconds_per_step
 from ui.common import check_number, user_errors
 from ui.forms import check_field, number, on_form, reads_form, slider
 from ui.jobs import Job, JobRunner
 from ui.labels import piece_label, tokens_html
 from ui.registry import RUN_PREFIX, ModelRegistry
-from ui.training_panel import Panel, Submission, duration, loss_rows, owner_of, owner_token, receive_run_zip
+from ui.training_panel import Panel, Submission, duration, loss_curve, owner_of, owner_token, receive_run_zip
 
 KJV = "King James Bible (61 books)"
 # The checkboxes' labels -> what `select_corpus` takes: a source, or one novel
@@ -273,10 +271,6 @@ def progress_line(job: Job) -> str:
             f"{elapsed:.0f} s elapsed, about {left:.0f} s left.")
 
 
-def loss_curve(events: list[TrainEvent], title: str) -> go.Figure:
-    return loss_figure(loss_rows(events), title=title)
-
-
 PANEL = Panel(kind="train", what="training", prefix="", title="Training", progress=progress_line, curve=loss_curve,
               stopping="Stopping: the run writes a checkpoint and its model at the current step.")
 
@@ -310,7 +304,7 @@ def start_training(runner: JobRunner, token: str | None, form: TrainForm, reques
                          f"tokens, fewer than a batch of {cfg.batch_size}. Add text, or lower the context length "
                          f"or the batch size.")
 
-    def prepare(_: str, folder: Path) -> Submission:
+    def prepare(folder: Path) -> Submission:
         spec = "gpt2"
         if form.tokenizer_kind == "bpe":
             spec = str(folder / "tokenizer.tiktoken")

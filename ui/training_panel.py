@@ -23,6 +23,7 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from gpt.pretrain.archive import ArchiveError, read_run_archive
+from gpt.pretrain.state import loss_figure
 from gpt.training.events import TrainEvent
 from ui.jobs import Job, JobError, JobRunner, state_line
 from ui.registry import RUN_PREFIX, BaseModel, ModelRegistry
@@ -59,6 +60,11 @@ def loss_rows(events: list[TrainEvent]) -> list[dict[str, float]]:
         elif e.kind in ("eval", "epoch") and "val_loss" in e.metrics:
             rows.append({"tokens_seen": e.tokens_seen, "val_loss": e.metrics["val_loss"]})
     return rows
+
+
+def loss_curve(events: list[TrainEvent], title: str) -> go.Figure:
+    """Training and validation loss against tokens seen (the Train and Chat tabs' curve)."""
+    return loss_figure(loss_rows(events), title=title)
 
 
 @dataclass(frozen=True)
@@ -98,14 +104,14 @@ class Panel:
     curve: Callable[[list[TrainEvent], str], go.Figure]  # events, a resumed run's earlier ones first
     stopping: str  # what Stop answers
 
-    def start(self, runner: JobRunner, owner: str, prepare: Callable[[str, Path], Submission]) -> str:
-        """Name the run, make its folder, let `prepare(name, folder)` write what the job reads there and say what
-        to run, and submit it; the folder goes again if anything fails. Returns the first status line."""
+    def start(self, runner: JobRunner, owner: str, prepare: Callable[[Path], Submission]) -> str:
+        """Name the run, make its folder, let `prepare(folder)` write what the job reads there and say what to run,
+        and submit it; the folder goes again if anything fails. Returns the first status line."""
         name = self.prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         folder = runner.limits.runs_dir / name
         folder.mkdir(parents=True)
         try:
-            submission = prepare(name, folder)
+            submission = prepare(folder)
             job = runner.submit(owner, name, submission.target, submission.kwargs, kind=self.kind)
         except (JobError, ValueError, OSError):
             shutil.rmtree(folder, ignore_errors=True)
