@@ -13,7 +13,7 @@ import argparse
 import math
 import os
 import shlex
-import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from gpt.model import GPTModel
 from gpt.precision import dtype_of
 from gpt.pretrained import PRETRAINED
 from gpt.tokenizer import Tokenizer
-from gpt.training.events import TrainEvent, TrainingMonitor
+from gpt.training.events import TrainingMonitor
 from gpt.training.limits import (
     MAX_BATCH,
     MAX_BLOCKS,
@@ -60,6 +60,7 @@ from gpt.training.limits import (
     MIN_LORA_ALPHA,
     MIN_LR,
 )
+from gpt.training.loop import EpochLoop, StepOutput
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -195,6 +196,40 @@ def loss_and_accuracy(model: GPTModel, loader: DataLoader, pad_id: int, max_batc
     return total_loss / seen, correct / seen
 
 
+class ShippedBatchOrder:
+    """The training loader as the shipped classifier read it: tqdm.auto wrapped it, which opens one extra,
+    unused iterator per epoch, and opening it draws a seed from the loader's generator. Doing the same
+    keeps the batch order, and so the shipped figures, reproducible."""
+
+    def __init__(self, loader: DataLoader):
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        iter(self.loader)
+        return iter(self.loader)
+
+
+@dataclass
+class RunningFigures:
+    """An epoch's training loss and accuracy so far, over the messages seen (dropout on)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
+        self.loss_sum += loss.item() * len(labels)
+        self.correct += (logits.argmax(-1) == labels).sum().item()
+        self.seen += len(labels)
+
+    def means(self) -> tuple[float, float]:
+        """Mean loss and accuracy; nan for an epoch stopped before its first step."""
+        return (self.loss_sum / self.seen, self.correct / self.seen) if self.seen else (math.nan, math.nan)
+
+
 def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: DataLoader, cfg: ClassifierConfig,
                      pad_id: int, device: torch.device | str = "cpu", monitor: TrainingMonitor | None = None
                      ) -> ClassifierTraining:
@@ -204,7 +239,6 @@ def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: Data
     epoch; with none finished, it evaluates the weights so far as a partial epoch and keeps those.
     Each epoch records its seconds and the peak memory so far (`gpt.memory.peak_memory`).
     """
-    monitor = TrainingMonitor() if monitor is None else monitor
     model.to(device)
     device = torch.device(device)
     if device.type == "cuda":
@@ -214,63 +248,49 @@ def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: Data
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total_steps = cfg.epochs * len(train_loader)
+    loop = EpochLoop(model, ShippedBatchOrder(train_loader), optimizer, cfg.epochs, monitor)
     history: list[EpochStats] = []
-    best, best_state = None, None
-    step, epoch, stopped, partial = 0, 0, "", False
+    best_state: dict[str, torch.Tensor] = {}
+    running = RunningFigures()
 
-    def emit(kind: str, **kwargs: Any) -> None:
-        monitor.emit(TrainEvent(kind, step, total_steps, **kwargs))
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
+        ids, labels = batch[0].to(device), batch[1].to(device)
+        logits = class_logits(model, ids, pad_id, cfg.head_token)
+        loss = F.cross_entropy(logits, labels)
+        running.add(logits, labels, loss)
+        return StepOutput(loss, {"train_loss": loss.item()})
 
-    emit("start", metrics={"trainable_params": sum(p.numel() for p in params),
-                           "total_params": sum(p.numel() for p in model.parameters()),
-                           "train_examples": len(train_loader.dataset)})
-    while epoch < cfg.epochs and not stopped:
-        epoch += 1
-        model.train()
-        start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        # The shipped classifier was trained with tqdm.auto wrapping the loader, which opens one extra,
-        # unused iterator per epoch; opening it draws a seed from the loader's generator. Doing the same
-        # keeps the batch order, and so the shipped figures, reproducible.
-        iter(train_loader)
-        for ids, labels in train_loader:
-            if monitor.stop_requested:
-                stopped = f"stopped at step {step} of {total_steps}, in epoch {epoch}: stop requested"
-                break
-            ids, labels = ids.to(device), labels.to(device)
-            logits = class_logits(model, ids, pad_id, cfg.head_token)
-            loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            loss_sum += loss.item() * len(labels)
-            correct += (logits.argmax(-1) == labels).sum().item()
-            seen += len(labels)
-            emit("step", epoch=epoch, metrics={"train_loss": loss.item()})
-            if cfg.eval_every and step % cfg.eval_every == 0:
-                quick_val, _ = loss_and_accuracy(model, val_loader, pad_id, cfg.eval_batches, cfg.head_token)
-                emit("eval", epoch=epoch, metrics={"val_loss": quick_val})
-        if stopped and history:
-            break  # a partial epoch is only kept when no epoch finished
-        partial = bool(stopped)
+    def quick_check() -> dict[str, float]:
+        return {"val_loss": loss_and_accuracy(model, val_loader, pad_id, cfg.eval_batches, cfg.head_token)[0]}
+
+    def end_epoch(partial: bool = False) -> None:
+        nonlocal running, best_state
         val_loss, val_accuracy = loss_and_accuracy(model, val_loader, pad_id, head_token=cfg.head_token)
-        train_loss, train_accuracy = (loss_sum / seen, correct / seen) if seen else (math.nan, math.nan)
-        stats = EpochStats(epoch, train_loss, train_accuracy, val_loss, val_accuracy, time.perf_counter() - start,
+        stats = EpochStats(loop.epoch, *running.means(), val_loss, val_accuracy, loop.epoch_seconds(),
                            peak_memory(device) / 2**20)
+        loop.end_epoch(loop.epoch, {k: getattr(stats, k) for k in EPOCH_METRICS}, "partial epoch" if partial else "")
+        if not history or stats.rank_key > max(h.rank_key for h in history):  # only the trained tensors change:
+            best_state = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}  # keep those
         history.append(stats)
-        emit("epoch", epoch=epoch, text="partial epoch" if partial else "",
-             metrics={k: getattr(stats, k) for k in EPOCH_METRICS})
-        if best is None or stats.rank_key > best.rank_key:
-            best = stats  # only the trained tensors change: keep a copy of those
-            best_state = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+        running = RunningFigures()
+
+    loop.emit("start", metrics={"trainable_params": sum(p.numel() for p in params),
+                                "total_params": sum(p.numel() for p in model.parameters()),
+                                "train_examples": len(train_loader.dataset)})
+    for _ in loop.epochs(step, quick_check, cfg.eval_every, eval_at_epoch_end=True):
+        end_epoch()
+    partial = loop.stopped and not history  # a partial epoch is only kept when no epoch finished
+    if partial:
+        end_epoch(partial=True)
     model.load_state_dict(best_state, strict=False)
     model.eval()
+    best = max(history, key=lambda h: h.rank_key)
     kept = f"kept the weights of {'the partial ' if partial else ''}epoch {best.epoch}"
-    finished = f"finished {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
-    summary = f"{stopped}; {kept}" if stopped else f"{finished}; {kept}"
-    emit("stopped" if stopped else "done", epoch=best.epoch, text=summary)
-    return ClassifierTraining(history, summary if stopped else "")
+    ended = (f"stopped at step {loop.step} of {loop.total_steps}, in epoch {loop.epoch}: stop requested"
+             if loop.stopped else f"finished {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}")
+    summary = f"{ended}; {kept}"
+    loop.emit("stopped" if loop.stopped else "done", best.epoch, text=summary)
+    return ClassifierTraining(history, summary if loop.stopped else "")
 
 
 # --- evaluation ---------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from gpt.memory import peak_memory, peak_memory_source
 from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.tokenizer import PRETOKENIZERS, Tokenizer
-from gpt.training.events import TrainEvent, TrainingMonitor, report_end
+from gpt.training.events import TrainingMonitor, report_end
 from gpt.training.freeze import freeze_all_but_last_blocks
 from gpt.training.limits import (
     MAX_BATCH,
@@ -45,6 +45,7 @@ from gpt.training.limits import (
     MIN_LORA_ALPHA,
     MIN_LR,
 )
+from gpt.training.loop import EpochLoop, StepOutput
 from gpt.training.loss import IGNORE_INDEX, lm_loss
 
 # -- data ----------------------------------------------------------------------------------------
@@ -273,7 +274,6 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
     A stop request is honoured between batches: the weights so far are saved (unless nothing was
     trained since the last checkpoint) and the result comes back with `stopped` set.
     """
-    monitor = monitor or TrainingMonitor()
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     if cfg.pretokenizer:  # the model then learns, and is saved and evaluated with, the new cut
@@ -292,14 +292,18 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
     params = select_trainable(model, cfg)
     result.trainable_params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total_steps = cfg.epochs * len(train_loader)
+    loop = EpochLoop(model, train_loader, optimizer, cfg.epochs, monitor)
     start = time.perf_counter()
     saved_at_step = 0  # the base weights are no finetuned checkpoint
 
-    def event(kind: str, epoch: int | None = None, **kwargs: Any) -> None:
-        monitor.emit(TrainEvent(kind, result.steps, total_steps, result.tokens_seen, epoch, **kwargs))
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
+        inputs, targets = batch[0].to(device), batch[1].to(device)
+        with autocast(cfg.autocast, device):
+            loss = batch_loss(model, inputs, targets)
+        return StepOutput(loss, {"train_loss": loss.item()}, inputs.numel())
 
     def measure() -> None:
+        result.steps, result.tokens_seen, result.stopped = loop.step, loop.tokens_seen, loop.stopped
         result.seconds = time.perf_counter() - start
         result.peak_memory_mb, result.memory_measure = peak_memory_mb(device)
 
@@ -312,46 +316,28 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
                                                      "epochs_done": epochs_done, **asdict(result)}, dtype=save_dtype)
         if adapted and base_sha256:
             save_adapters(model, out_dir, LoRAConfig(cfg.lora_rank, cfg.lora_alpha), base_sha256)
-        saved_at_step = result.steps
-        event("checkpoint", epochs_done, path=str(out_dir))
+        saved_at_step = loop.step
+        loop.emit("checkpoint", epochs_done, path=str(out_dir))
 
-    event("start", metrics={"train_entries": len(train), "val_entries": len(val),
-                            "trainable_params": result.trainable_params, "total_params": result.total_params})
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        total, epoch_start = 0.0, time.perf_counter()
-        for inputs, targets in train_loader:
-            if monitor.stop_requested:
-                result.stopped = True
-                break
-            inputs, targets = inputs.to(device), targets.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(cfg.autocast, device):
-                loss = batch_loss(model, inputs, targets)
-            loss.backward()
-            optimizer.step()
-            result.steps += 1
-            result.tokens_seen += inputs.numel()
-            total += loss.item()
-            event("step", epoch, metrics={"train_loss": loss.item()})
-            if cfg.eval_every and result.steps % cfg.eval_every == 0 and len(val_loader) \
-                    and result.steps % len(train_loader):  # an epoch's end measures it anyway
-                event("eval", epoch, metrics={"val_loss": loader_loss(model, val_loader, cfg.autocast)})
-        if result.stopped:
-            break
-        result.train_losses.append(total / len(train_loader))
-        result.val_losses.append(loader_loss(model, val_loader, cfg.autocast) if len(val_loader) else math.nan)
-        result.epoch_seconds.append(time.perf_counter() - epoch_start)
+    def val_loss() -> dict[str, float]:
+        return {"val_loss": loader_loss(model, val_loader, cfg.autocast)}
+
+    loop.emit("start", metrics={"train_entries": len(train), "val_entries": len(val),
+                                "trainable_params": result.trainable_params, "total_params": result.total_params})
+    for epoch, train_loss in loop.epochs(step, val_loss if len(val_loader) else None, cfg.eval_every):
+        result.train_losses.append(train_loss)
+        result.val_losses.append(val_loss()["val_loss"] if len(val_loader) else math.nan)
+        result.epoch_seconds.append(loop.epoch_seconds())
         measure()
-        event("epoch", epoch, metrics={"train_loss": result.train_losses[-1], "val_loss": result.val_losses[-1],
-                                       "epoch_s": result.epoch_seconds[-1], "peak_memory_mb": result.peak_memory_mb})
+        loop.end_epoch(epoch, {"train_loss": train_loss, "val_loss": result.val_losses[-1],
+                               "epoch_s": result.epoch_seconds[-1], "peak_memory_mb": result.peak_memory_mb})
         if out_dir is not None:
             save(epoch)
-    if result.stopped and out_dir is not None and saved_at_step != result.steps:
+    if loop.stopped and out_dir is not None and saved_at_step != loop.step:
         save(len(result.train_losses))
     if is_adapted(model):
         merge_lora(model)
     model.eval()
     measure()
-    report_end(event, result.stopped, result.steps, total_steps, cfg.epochs, result.seconds)
+    report_end(loop.emit, result.stopped, result.steps, loop.total_steps, cfg.epochs, result.seconds)
     return result

@@ -35,8 +35,9 @@ from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.preference.data import Pair, how_counts
 from gpt.tokenizer import Tokenizer
-from gpt.training.events import TrainEvent, TrainingMonitor, report_end
+from gpt.training.events import TrainingMonitor, report_end
 from gpt.training.limits import MAX_BATCH, MAX_EPOCHS, MAX_EVAL_EVERY, MAX_LR, MAX_SEED, MIN_LR
+from gpt.training.loop import EpochLoop, StepOutput
 from gpt.training.loss import IGNORE_INDEX, lm_loss
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets), both (2B, T): B chosen rows, then B rejected
@@ -260,7 +261,6 @@ def finetune_preference(checkpoint: Checkpoint, train_pairs: Sequence[Pair], val
     of each `how` and the figures. A stop request is honoured between batches: the weights so far are
     saved and the result comes back with `stopped` set.
     """
-    monitor = monitor or TrainingMonitor()
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     policy, tokenizer = checkpoint.model, checkpoint.tokenizer
@@ -271,49 +271,33 @@ def finetune_preference(checkpoint: Checkpoint, train_pairs: Sequence[Pair], val
     policy.to(device=device, dtype=torch.float32).requires_grad_(True)
     reference = frozen_copy(policy)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loop = EpochLoop(policy, loader, optimizer, cfg.epochs, monitor)
     result = PreferenceResult(pairs=how_counts(train_pairs))
-    total_steps = cfg.epochs * len(loader)
     start = time.perf_counter()
 
-    def event(kind: str, epoch: int | None = None, **kwargs: Any) -> None:
-        monitor.emit(TrainEvent(kind, result.steps, total_steps, result.tokens_seen, epoch, **kwargs))
+    def step(batch: Batch) -> StepOutput:
+        scores = score_batch(policy, reference, batch, cfg.beta, cfg.autocast)
+        result.pairs_seen += len(scores.chosen_rewards)
+        m = scores.metrics()
+        return StepOutput(scores.loss, {"train_loss": m.pop("loss"), **m}, batch[0].numel())
 
     def held_out() -> dict[str, float]:
         report = evaluate_preferences(policy, reference, tokenizer, val_pairs, cfg.beta, cfg.batch_size, cfg.autocast)
         return {f"val_{k}": v for k, v in report.items() if k in ("loss", "reward_accuracy", "reward_margin")}
 
-    event("start", metrics={"train_pairs": len(train_pairs), "val_pairs": len(val_pairs)})
-    for epoch in range(1, cfg.epochs + 1):
-        policy.train()
-        total = 0.0
-        for batch in loader:
-            if monitor.stop_requested:
-                result.stopped = True
-                break
-            optimizer.zero_grad(set_to_none=True)
-            scores = score_batch(policy, reference, batch, cfg.beta, cfg.autocast)
-            scores.loss.backward()
-            optimizer.step()
-            result.steps += 1
-            result.pairs_seen += len(scores.chosen_rewards)
-            result.tokens_seen += batch[0].numel()
-            total += scores.loss.item()
-            m = scores.metrics()
-            event("step", epoch, metrics={"train_loss": m.pop("loss"), **m})
-            if cfg.eval_every and val_pairs and result.steps % cfg.eval_every == 0 and result.steps % len(loader):
-                event("eval", epoch, metrics=held_out())  # an epoch's end measures it anyway
-        if result.stopped:
-            break
-        result.train_losses.append(total / len(loader))
+    loop.emit("start", metrics={"train_pairs": len(train_pairs), "val_pairs": len(val_pairs)})
+    for epoch, train_loss in loop.epochs(step, held_out if val_pairs else None, cfg.eval_every):
+        result.train_losses.append(train_loss)
         result.val.append(held_out() if val_pairs else {})
-        event("epoch", epoch, metrics={"train_loss": result.train_losses[-1], **result.val[-1]})
+        loop.end_epoch(epoch, {"train_loss": train_loss, **result.val[-1]})
     policy.eval()
+    result.steps, result.tokens_seen, result.stopped = loop.step, loop.tokens_seen, loop.stopped
     result.seconds = time.perf_counter() - start
     if out_dir is not None and result.steps:
         run = {**(meta or {}), "preference": asdict(cfg), **asdict(result)}
         save_checkpoint(policy, out_dir, tokenizer, run, dtype=save_dtype)
-        event("checkpoint", len(result.train_losses), path=str(out_dir))
-    report_end(event, result.stopped, result.steps, total_steps, cfg.epochs, result.seconds)
+        loop.emit("checkpoint", len(result.train_losses), path=str(out_dir))
+    report_end(loop.emit, result.stopped, result.steps, loop.total_steps, cfg.epochs, result.seconds)
     return result
 
 

@@ -6,6 +6,9 @@ the whole held-out text and saves `model/`, the checkpoint the app loads. It rep
 `TrainingMonitor` and stops cleanly (with a checkpoint) when asked. Launched through
 `torchrun --nproc_per_node N -m gpt pretrain ...` the same code trains data-parallel.
 
+The loop is a few small functions around one `Pretraining` (the run's model, optimizer, data and
+counters): `set_up` (with `resume_state`), `stop_reason`, `train_step`, `evaluate` and `checkpoint`.
+
 Data order is a pure function of (seed, step): each epoch is a seeded permutation of windows, so
 resuming needs only the step counter, and N processes split each global batch into N slices.
 """
@@ -17,7 +20,7 @@ import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +190,184 @@ class PretrainResult:
     elapsed_s: float
 
 
+@dataclass
+class Pretraining:
+    """A run under way: what its steps, evaluations and checkpoints share, and its counters."""
+
+    cfg: PretrainConfig
+    ddp: Distributed
+    monitor: TrainingMonitor
+    out_dir: Path
+    tokenizer: Tokenizer
+    model: GPTModel
+    optimizer: torch.optim.Optimizer
+    train_tokens: np.ndarray
+    val_tokens: np.ndarray
+    sampler: BatchSampler
+    runner: torch.nn.Module  # the model as trained: wrapped for data parallelism, compiled
+    data_sha256: str  # the text it reads: a resume on other text is refused
+    log: list[dict[str, float]] = field(default_factory=list)
+    step: int = 0
+    tokens_seen: int = 0
+    elapsed_before: float = 0.0  # seconds spent before this process resumed the run
+    started: float = 0.0  # perf_counter() when this process began stepping
+    window_start: float = 0.0  # tokens_per_s is a rate over the last (at most 20) steps: it follows the speed
+    window_tokens: int = 0
+
+    @property
+    def state_path(self) -> Path:
+        return self.out_dir / STATE_FILE
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def due(self, interval: int) -> bool:
+        """True every `interval` steps, and at the last step."""
+        return self.step % interval == 0 or self.step == self.cfg.max_steps
+
+    def event(self, kind: str, **kwargs: Any) -> None:
+        if self.ddp.is_main:
+            self.monitor.emit(TrainEvent(kind, self.step, self.cfg.max_steps, self.tokens_seen, **kwargs))
+
+
+def load_tokens(out_dir: Path, train_texts: list[str], val_texts: list[str], tokenizer: Tokenizer, ddp: Distributed,
+                resume: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The main process encodes the text; the others map the files it wrote."""
+    if ddp.is_main:
+        train_tokens = prepare_tokens(out_dir, "train", train_texts, tokenizer, reuse=resume)
+        val_tokens = prepare_tokens(out_dir, "val", val_texts, tokenizer, reuse=resume)
+    barrier(ddp)
+    if not ddp.is_main:
+        train_tokens = np.asarray(open_token_file(out_dir / "train.bin"))
+        val_tokens = np.asarray(open_token_file(out_dir / "val.bin"))
+    return train_tokens, val_tokens
+
+
+def set_up(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], tokenizer: Tokenizer, out_dir: Path,
+           ddp: Distributed, monitor: TrainingMonitor, resume: bool) -> Pretraining:
+    """The model (seeded), AdamW and the encoded text; the saved state too when resuming."""
+    if tokenizer.n_vocab > cfg.model.vocab_size:
+        raise ValueError(f"tokenizer has {tokenizer.n_vocab} tokens but the model only {cfg.model.vocab_size}")
+    if cfg.batch_size % ddp.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {ddp.world_size} processes")
+    if ddp.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    barrier(ddp)
+    torch.manual_seed(cfg.seed)
+    model = GPTModel(cfg.model).to(ddp.device)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
+                                  fused=ddp.device.type in ("cpu", "cuda"))
+    train_tokens, val_tokens = load_tokens(out_dir, train_texts, val_texts, tokenizer, ddp, resume)
+    run = Pretraining(cfg, ddp, monitor, out_dir, tokenizer, model, optimizer, train_tokens, val_tokens,
+                      sampler=BatchSampler(train_tokens, cfg.model.context_length, cfg.batch_size, cfg.seed),
+                      runner=model, data_sha256=texts_sha256(train_texts, val_texts))
+    if resume:
+        resume_state(run)
+    else:
+        torch.manual_seed(cfg.seed + ddp.rank)  # dropout masks: reproducible, different per process
+    if ddp.world_size > 1:
+        run.runner = torch.nn.parallel.DistributedDataParallel(model)
+    if cfg.compile:
+        run.runner = torch.compile(run.runner)
+    run.runner.train()
+    run.started = run.window_start = time.perf_counter()
+    return run
+
+
+def resume_state(run: Pretraining) -> None:
+    """Weights, AdamW's moments, the counters, this process's RNG and the log, as the last checkpoint left them."""
+    cfg, path = run.cfg, run.state_path
+    meta, rng = load_train_state(path, run.model, run.optimizer)
+    saved = PretrainConfig.from_dict(meta["config"])
+    if replace(saved, max_steps=cfg.max_steps) != cfg:
+        raise ValueError(f"{path} was written by a run with other settings; resume with the same flags "
+                         "(only --max-steps may change)")
+    run.step, run.tokens_seen, run.elapsed_before = meta["step"], meta["tokens_seen"], meta["elapsed_s"]
+    if cfg.max_steps < run.step:
+        raise ValueError(f"{path} is at step {run.step}, past --max-steps {cfg.max_steps}")
+    if meta.get("data_sha256") and meta["data_sha256"] != run.data_sha256:
+        raise ValueError(f"{path} was trained on other text; resume with the same --text (and held-out "
+                         "text) as the run began with, or start a new run in another folder")
+    # A changed max_steps lengthens or shortens the run: the cosine from here on ends at the new step.
+    # Resuming on more processes than saved the run: the new ones start from rank 0's state.
+    torch.set_rng_state(rng.get(f"rng.cpu.{run.ddp.rank}", rng["rng.cpu.0"]))
+    if "rng.cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["rng.cuda"])
+    run.log = [r for r in read_log(run.out_dir / LOG_FILE) if r["step"] <= run.step]
+
+
+def stop_reason(run: Pretraining, stop_step: int | None, time_limit_s: float | None) -> str:
+    """Why to stop before the next step, or '' to go on; every process gets the same answer."""
+    if stop_step is not None and run.step >= stop_step:
+        return f"stopped at step {run.step} as asked"
+    out_of_time = time_limit_s is not None and time.perf_counter() - run.started > time_limit_s
+    if any_process(out_of_time or run.monitor.stop_requested, run.ddp):
+        return f"stopped at step {run.step}: " + ("time limit reached" if out_of_time else "stop requested")
+    return ""
+
+
+def accumulate_gradients(run: Pretraining) -> float:
+    """Forward and backward over the step's micro-batches; their mean loss on this process."""
+    cfg, ddp = run.cfg, run.ddp
+    loss_sum = 0.0
+    for micro in range(cfg.grad_accum):
+        inputs, targets = run.sampler.batch(run.step * cfg.grad_accum + micro, ddp.rank, ddp.world_size)
+        inputs, targets = inputs.to(ddp.device), targets.to(ddp.device)
+        # DDP all-reduces gradients on every backward; accumulating, only the last micro-step needs it.
+        sync = ddp.world_size == 1 or micro == cfg.grad_accum - 1
+        with (nullcontext() if sync else run.runner.no_sync()), autocast(cfg.autocast, ddp.device):
+            loss = lm_loss(run.runner(inputs), targets)
+            (loss / cfg.grad_accum).backward()
+        loss_sum += loss.item()
+    return loss_sum / cfg.grad_accum
+
+
+def train_step(run: Pretraining) -> dict[str, float]:
+    """One optimizer step at the schedule's learning rate; its log row, reported as a "step" event."""
+    cfg = run.cfg
+    if run.step % 20 == 0:
+        run.window_start, run.window_tokens = time.perf_counter(), 0
+    lr = cfg.learning_rate(run.step)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    train_loss = accumulate_gradients(run)
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    run.tokens_seen += cfg.tokens_per_step
+    run.window_tokens += cfg.tokens_per_step
+    row: dict[str, float] = {
+        "step": run.step, "tokens_seen": run.tokens_seen, "train_loss": mean_over_processes(train_loss, run.ddp),
+        "lr": lr, "tokens_per_s": run.window_tokens / max(time.perf_counter() - run.window_start, 1e-9),
+        "elapsed_s": run.elapsed()}
+    run.event("step", metrics={k: row[k] for k in ("train_loss", "lr", "tokens_per_s", "elapsed_s")})
+    return row
+
+
+def evaluate(run: Pretraining) -> dict[str, float]:
+    """The loss on the fixed held-out windows (an "eval" event) and a sample (a "sample" event)."""
+    cfg = run.cfg
+    val_loss, _ = heldout_loss(run.model, run.val_tokens, cfg.eval_windows, precision=cfg.autocast)
+    row = {"val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50.0))}
+    run.event("eval", metrics=row)
+    if run.ddp.is_main:
+        run.event("sample", text=sample_text(run.model, run.tokenizer, cfg.sample_prompt, cfg.sample_tokens))
+    return row
+
+
+def checkpoint(run: Pretraining) -> None:
+    """The log, then the state to resume from (every process's RNG in it), then the loss figure."""
+    rng_states = gather_rng_states(run.ddp)
+    if run.ddp.is_main:
+        write_log(run.out_dir / LOG_FILE, run.log)  # the log first: a kill in between leaves rows that resume drops
+        save_train_state(run.state_path, run.model, run.optimizer, run.cfg.to_dict(), run.step, run.tokens_seen,
+                         run.elapsed(), rng_states, run.data_sha256)
+        write_figure(run.out_dir, run.log)
+    run.event("checkpoint", path=str(run.state_path))
+
+
 def pretrain(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], tokenizer: Tokenizer,
              out_dir: str | Path, ddp: Distributed | None = None, resume: bool = False, stop_step: int | None = None,
              time_limit_s: float | None = None, monitor: TrainingMonitor | None = None) -> PretrainResult:
@@ -195,136 +376,27 @@ def pretrain(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], 
     Each interruption saves a checkpoint without changing the schedule, so a later `resume=True`
     continues the very same run. `ddp` (from `init_distributed`) says the device and the processes.
     """
-    out_dir = Path(out_dir)
-    ddp = ddp or Distributed()
-    monitor = monitor or TrainingMonitor()
-    device = ddp.device
-    if tokenizer.n_vocab > cfg.model.vocab_size:
-        raise ValueError(f"tokenizer has {tokenizer.n_vocab} tokens but the model only {cfg.model.vocab_size}")
-    if cfg.batch_size % ddp.world_size:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {ddp.world_size} processes")
-    if ddp.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    barrier(ddp)
-
-    torch.manual_seed(cfg.seed)
-    model = GPTModel(cfg.model).to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
-                                  fused=device.type in ("cpu", "cuda"))
-    if ddp.is_main:
-        train_tokens = prepare_tokens(out_dir, "train", train_texts, tokenizer, reuse=resume)
-        val_tokens = prepare_tokens(out_dir, "val", val_texts, tokenizer, reuse=resume)
-    barrier(ddp)
-    if not ddp.is_main:
-        train_tokens = np.asarray(open_token_file(out_dir / "train.bin"))
-        val_tokens = np.asarray(open_token_file(out_dir / "val.bin"))
-
-    step, tokens_seen, elapsed_before = 0, 0, 0.0
-    data_sha256 = texts_sha256(train_texts, val_texts)
-    log: list[dict[str, float]] = []
-    state_path = out_dir / STATE_FILE
-    if resume:
-        meta, rng = load_train_state(state_path, model, optimizer)
-        saved = PretrainConfig.from_dict(meta["config"])
-        if replace(saved, max_steps=cfg.max_steps) != cfg:
-            raise ValueError(f"{state_path} was written by a run with other settings; resume with the same flags "
-                             "(only --max-steps may change)")
-        step, tokens_seen, elapsed_before = meta["step"], meta["tokens_seen"], meta["elapsed_s"]
-        if cfg.max_steps < step:
-            raise ValueError(f"{state_path} is at step {step}, past --max-steps {cfg.max_steps}")
-        if meta.get("data_sha256") and meta["data_sha256"] != data_sha256:
-            raise ValueError(f"{state_path} was trained on other text; resume with the same --text (and held-out "
-                             "text) as the run began with, or start a new run in another folder")
-        # A changed max_steps lengthens or shortens the run: the cosine from here on ends at the new step.
-        # Resuming on more processes than saved the run: the new ones start from rank 0's state.
-        torch.set_rng_state(rng.get(f"rng.cpu.{ddp.rank}", rng["rng.cpu.0"]))
-        if "rng.cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state(rng["rng.cuda"])
-        log = [r for r in read_log(out_dir / LOG_FILE) if r["step"] <= step]
-    else:
-        torch.manual_seed(cfg.seed + ddp.rank)  # dropout masks: reproducible, different per process
-
-    sampler = BatchSampler(train_tokens, cfg.model.context_length, cfg.batch_size, cfg.seed)
-    runner: torch.nn.Module = model
-    if ddp.world_size > 1:
-        runner = torch.nn.parallel.DistributedDataParallel(model)
-    if cfg.compile:
-        runner = torch.compile(runner)
-    runner.train()
-    start = time.perf_counter()
-
-    def event(kind: str, **kwargs: Any) -> None:
-        if ddp.is_main:
-            monitor.emit(TrainEvent(kind, step, cfg.max_steps, tokens_seen, **kwargs))
-
-    def checkpoint() -> None:
-        rng_states = gather_rng_states(ddp)
-        if ddp.is_main:
-            write_log(out_dir / LOG_FILE, log)  # the log first: a kill in between leaves rows that resume drops
-            save_train_state(state_path, model, optimizer, cfg.to_dict(), step, tokens_seen,
-                             elapsed_before + time.perf_counter() - start, rng_states, data_sha256)
-            write_figure(out_dir, log)
-        event("checkpoint", path=str(state_path))
-
-    def evaluation() -> dict[str, float]:
-        val_loss, _ = heldout_loss(model, val_tokens, cfg.eval_windows, precision=cfg.autocast)
-        row = {"val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50.0))}
-        event("eval", metrics=row)
-        if ddp.is_main:
-            event("sample", text=sample_text(model, tokenizer, cfg.sample_prompt, cfg.sample_tokens))
-        return row
-
-    event("start", metrics={"params": model.n_params(), "train_tokens": len(train_tokens),
-                            "val_tokens": len(val_tokens)})
-    window_start, window_tokens = time.perf_counter(), 0
+    run = set_up(cfg, train_texts, val_texts, tokenizer, Path(out_dir), ddp or Distributed(),
+                 monitor or TrainingMonitor(), resume)
+    run.event("start", metrics={"params": run.model.n_params(), "train_tokens": len(run.train_tokens),
+                                "val_tokens": len(run.val_tokens)})
     interrupted = ""
-    while step < cfg.max_steps:
-        out_of_time = time_limit_s is not None and time.perf_counter() - start > time_limit_s
-        if stop_step is not None and step >= stop_step:
-            interrupted = f"stopped at step {step} as asked"
-        elif any_process(out_of_time or monitor.stop_requested, ddp):
-            interrupted = f"stopped at step {step}: " + ("time limit reached" if out_of_time else "stop requested")
+    while run.step < cfg.max_steps:
+        interrupted = stop_reason(run, stop_step, time_limit_s)
         if interrupted:
             break
-        lr = cfg.learning_rate(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss_sum = 0.0
-        for micro in range(cfg.grad_accum):
-            inputs, targets = sampler.batch(step * cfg.grad_accum + micro, ddp.rank, ddp.world_size)
-            inputs, targets = inputs.to(device), targets.to(device)
-            # DDP all-reduces gradients on every backward; accumulating, only the last micro-step needs it.
-            sync = ddp.world_size == 1 or micro == cfg.grad_accum - 1
-            with (nullcontext() if sync else runner.no_sync()), autocast(cfg.autocast, device):
-                loss = lm_loss(runner(inputs), targets)
-                (loss / cfg.grad_accum).backward()
-            loss_sum += loss.item()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        tokens_seen += cfg.tokens_per_step
-        window_tokens += cfg.tokens_per_step
-        train_loss = mean_over_processes(loss_sum / cfg.grad_accum, ddp)
-        tokens_per_s = window_tokens / max(time.perf_counter() - window_start, 1e-9)
-        elapsed = elapsed_before + time.perf_counter() - start
-        row: dict[str, float] = {"step": step, "tokens_seen": tokens_seen, "train_loss": train_loss, "lr": lr,
-                                 "tokens_per_s": tokens_per_s, "elapsed_s": elapsed}
-        event("step", metrics={k: row[k] for k in ("train_loss", "lr", "tokens_per_s", "elapsed_s")})
-        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
-            row |= evaluation()
-        log.append(row)
-        if step % 20 == 0:
-            window_start, window_tokens = time.perf_counter(), 0
-        if step % cfg.checkpoint_interval == 0 or step == cfg.max_steps:
-            checkpoint()
-    if interrupted and step > 0:
-        checkpoint()
-    elapsed = elapsed_before + time.perf_counter() - start
-    event("stopped" if interrupted else "done", text=interrupted or f"finished {step} steps",
-          metrics={"elapsed_s": elapsed})
-    return PretrainResult(model, log, step, tokens_seen, elapsed)
+        row = train_step(run)
+        if run.due(cfg.eval_interval):
+            row |= evaluate(run)
+        run.log.append(row)
+        if run.due(cfg.checkpoint_interval):
+            checkpoint(run)
+    if interrupted and run.step > 0:
+        checkpoint(run)
+    elapsed = run.elapsed()
+    run.event("stopped" if interrupted else "done", text=interrupted or f"finished {run.step} steps",
+              metrics={"elapsed_s": elapsed})
+    return PretrainResult(run.model, run.log, run.step, run.tokens_seen, elapsed)
 
 
 def sample_text(model: GPTModel, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, seed: int = 0) -> str:
