@@ -319,14 +319,17 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
         saved_at_step = loop.step
         loop.emit("checkpoint", epochs_done, path=str(out_dir))
 
-    def val_loss() -> dict[str, float]:
-        return {"val_loss": loader_loss(model, val_loader, cfg.autocast)}
+    def val_loss() -> float:
+        return loader_loss(model, val_loader, cfg.autocast) if len(val_loader) else math.nan
+
+    def quick_check() -> dict[str, float]:
+        return {"val_loss": val_loss()}
 
     loop.emit("start", metrics={"train_entries": len(train), "val_entries": len(val),
                                 "trainable_params": result.trainable_params, "total_params": result.total_params})
-    for epoch, train_loss in loop.epochs(step, val_loss if len(val_loader) else None, cfg.eval_every):
+    for epoch, train_loss in loop.epochs(step, quick_check if len(val_loader) else None, cfg.eval_every):
         result.train_losses.append(train_loss)
-        result.val_losses.append(val_loss()["val_loss"] if len(val_loader) else math.nan)
+        result.val_losses.append(val_loss())
         result.epoch_seconds.append(loop.epoch_seconds())
         measure()
         loop.end_epoch(epoch, {"train_loss": train_loss, "val_loss": result.val_losses[-1],
