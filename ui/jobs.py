@@ -123,25 +123,6 @@ def _child(target: Callable[..., Any], kwargs: dict[str, Any], events: Any, stop
         events.put(("error", f"the training failed ({type(err).__name__}); details are in the server log"))
 
 
-def state_line(runner: JobRunner, job: Job, progress: Callable[[Job], str], what: str = "training") -> str | None:
-    """The status line of a job that has not finished with a result (None when it has: the tab shows it).
-
-    `progress(job)` words a running job's progress; `what` names the job ("training", "finetune").
-    """
-    if job.state == "queued":
-        running, _ = runner.busy()
-        return f"Waiting: place {runner.place_in_queue(job)} in the queue ({running} training running)."
-    if job.active:
-        return progress(job) + (" Stopping…" if job.state == "stopping" else "")
-    if job.state == "failed":
-        return f"⚠️ The {what} failed: {job.error}"
-    if job.state == "cancelled":
-        return "Cancelled before it started."
-    if job.result is None:
-        return "Stopped before the first step: there is no model yet."
-    return None
-
-
 class JobRunner:
     """Queue and run jobs, at most `limits.max_running` at once; thread-safe."""
 

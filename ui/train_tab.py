@@ -32,7 +32,7 @@ from gpt.pretrain.trainer import PretrainConfig
 from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
 from gpt.training.optim import seconds_per_step
 from ui.common import check_number, user_errors
-from ui.forms import check_field, number, on_form, reads_form, slider
+from ui.forms import check_field, field_range, number, on_form, reads_form, slider
 from ui.jobs import Job, JobRunner
 from ui.labels import piece_label, tokens_html
 from ui.registry import RUN_PREFIX, ModelRegistry
@@ -171,7 +171,7 @@ def preview(runner: JobRunner, form: TrainForm, stride: float) -> tuple[str, pd.
         context = PRESETS[form.preset].context_length
     else:
         context = check_field(GPTConfig, "context_length", form.context_length, "Context length")
-    stride = check_number(stride, "Stride", 1, context, integer=True)
+    stride = check_number(stride, "Stride", 1, field_range(GPTConfig, "context_length")[1], integer=True)
     tokenizer = build_tokenizer(data, form.tokenizer_kind, vocab_size)
     first = data.train[0][:4000]
     pieces = tokenizer.pieces(first)[:PREVIEW_TOKENS]

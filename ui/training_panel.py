@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 from gpt.pretrain.archive import ArchiveError, read_run_archive
 from gpt.pretrain.state import loss_figure
 from gpt.training.events import TrainEvent
-from ui.jobs import Job, JobError, JobRunner, state_line
+from ui.jobs import Job, JobError, JobRunner
 from ui.registry import RUN_PREFIX, BaseModel, ModelRegistry
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{8,64}")
@@ -90,6 +90,25 @@ class JobView:
     def events(self) -> list[TrainEvent]:
         """The run's events, a resumed run's earlier ones first."""
         return self.job.before + self.job.events if self.job is not None else []
+
+
+def state_line(runner: JobRunner, job: Job, progress: Callable[[Job], str], what: str) -> str | None:
+    """The status line of a job that has not finished with a result (None when it has: the tab shows it).
+
+    `progress(job)` words a running job's progress; `what` names the job ("training", "finetuning").
+    """
+    if job.state == "queued":
+        running, _ = runner.busy()
+        return f"Waiting: place {runner.place_in_queue(job)} in the queue ({running} training running)."
+    if job.active:
+        return progress(job) + (" Stopping…" if job.state == "stopping" else "")
+    if job.state == "failed":
+        return f"⚠️ The {what} failed: {job.error}"
+    if job.state == "cancelled":
+        return "Cancelled before it started."
+    if job.result is None:
+        return "Stopped before the first step: there is no model yet."
+    return None
 
 
 @dataclass(frozen=True)
