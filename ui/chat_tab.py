@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from gpt.instruct.evaluate import format_base_comparison, format_task_report, lo
 from gpt.instruct.finetune import InstructConfig
 from gpt.instruct.prompt import chat_prompt, chat_stream
 from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, FinetuneRun, finetune_run
-from gpt.pretrain.archive import write_run_archive
 from ui import preference_view
 from ui.common import check_number, clip_chars, public_message, user_errors
 from ui.forms import check_field, number, on_form, slider
@@ -39,6 +37,7 @@ from ui.training_panel import (
     owner_of,
     owner_token,
     receive_run_zip,
+    run_zip,
 )
 
 CHAT_MODEL = "instruct"
@@ -293,8 +292,7 @@ def download_chat(registry: ModelRegistry, name: str) -> str:
     if entry.kind != "run" or name not in registry.chat_names():
         raise ValueError(f"{name!r} is not a chat model finetuned here: pick one of yours (run:…) in the chat "
                          "model picker.")
-    folder = Path(tempfile.mkdtemp(prefix="chat-zip-"))
-    return str(write_run_archive(entry.path.parent, folder / f"{entry.path.parent.name}.zip"))
+    return run_zip(entry.path)
 
 
 def upload_chat(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:

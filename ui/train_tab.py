@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import math
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from gpt.config import PRESETS, GPTConfig, check_option, choices
 from gpt.data.corpus import AUSTEN_NOVELS, HELD_OUT_NOVELS, MODERN_TITLES, hold_out_tails, join_documents, select_corpus
 from gpt.data.windows import SlidingWindowDataset
 from gpt.model import GPTModel
-from gpt.pretrain.archive import write_run_archive
 from gpt.pretrain.runs import PretrainRun, train_run
 from gpt.pretrain.trainer import PretrainConfig
 from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
@@ -36,7 +34,7 @@ from ui.forms import check_field, field_range, number, on_form, reads_form, slid
 from ui.jobs import Job, JobRunner
 from ui.labels import piece_label, tokens_html
 from ui.registry import RUN_PREFIX, ModelRegistry
-from ui.training_panel import Panel, Submission, duration, loss_curve, owner_of, owner_token, receive_run_zip
+from ui.training_panel import Panel, Submission, duration, loss_curve, owner_of, owner_token, receive_run_zip, run_zip
 
 KJV = "King James Bible (61 books)"
 # The checkboxes' labels -> what `select_corpus` takes: a source, or one novel
@@ -366,8 +364,7 @@ def download_run(registry: ModelRegistry, name: str) -> str:
     entry = registry.resolve(name)
     if entry.kind != "run" or not entry.path.is_dir():
         raise ValueError(f"{name!r} is not a run trained here; pick one from the list of runs.")
-    folder = Path(tempfile.mkdtemp(prefix="run-zip-"))
-    return str(write_run_archive(entry.path.parent, folder / f"{entry.path.parent.name}.zip"))
+    return run_zip(entry.path)
 
 
 def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
-from gpt.pretrain.archive import ArchiveError, read_run_archive
+from gpt.pretrain.archive import ArchiveError, read_run_archive, write_run_archive
 from gpt.pretrain.state import loss_figure
 from gpt.training.events import TrainEvent
 from ui.jobs import Job, JobError, JobRunner
@@ -193,8 +194,15 @@ def check_upload(runner: JobRunner, file: str | None, what: str) -> Path:
     return Path(file)
 
 
+def run_zip(model_folder: Path) -> str:
+    """A run (the folder above its model folder) as one zip in a fresh temporary folder, as `receive_run_zip`
+    takes it back."""
+    run = model_folder.parent
+    return str(write_run_archive(run, Path(tempfile.mkdtemp(prefix="run-zip-")) / f"{run.name}.zip"))
+
+
 def receive_run_zip(runner: JobRunner, file: str | None, prefix: str = "upload-") -> tuple[str, Path]:
-    """Unpack a run zip (as the Train and Chat tabs' downloads make them) into a new run folder: its name and its
+    """Unpack a run zip (as `run_zip` makes them) into a new run folder: its name and its
     model folder."""
     path = check_upload(runner, file, "run .zip")
     name = prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
