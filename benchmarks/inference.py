@@ -1,8 +1,9 @@
 """Inference speed of our model beside Hugging Face transformers' GPT2LMHeadModel, in one run.
 
 Both get the same random weights of one shape (gpt2-small by default, or the shape of a checkpoint
-folder such as assets/models/base), the same threads and the same inputs; the machines are shared,
-so the ratio is the figure to read, not the absolute speed. Each precision of ours is timed beside
+folder such as assets/models/base), the same threads and the same inputs; ours runs with its fast
+modules (`to_precision` swaps them in, as for the app and the CLI). The machines are shared, so the
+ratio is the figure to read, not the absolute speed. Each precision of ours is timed beside
 transformers in the same precision (int8, which transformers has no CPU path for, beside its
 float32). A decode step reads every weight once, so the weights' bytes over the memory bandwidth
 is the fastest decoding can be: the share of that limit reached is printed. The bandwidth is

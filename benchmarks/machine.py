@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 
 from gpt.config import GPTConfig
-from gpt.kernels import _onednn_available, _onednn_mm
+from gpt.kernels import _onednn_mm, _onednn_supports
 
 
 def memory_read(n_bytes: int = 2 * 1024**3) -> Callable[[], torch.Tensor]:
@@ -27,7 +27,7 @@ def matmul_peak(dtype: torch.dtype = torch.float32, repeats: int = 7) -> float:
     single call, since a peak is what the machine reaches when nothing else runs."""
     x, w = torch.randn(2048, 768, dtype=dtype), torch.randn(3072, 768, dtype=dtype)
     steps = {"aten": lambda: torch.nn.functional.linear(x, w)}
-    if _onednn_available():
+    if _onednn_supports(dtype):
         steps["onednn"] = lambda: _onednn_mm(x, w, None)
     for step in steps.values():
         step()

@@ -2,9 +2,10 @@
 
 Both models get the same architecture, the same random batch, the same fused AdamW, the same
 gradient clipping, the same threads and the same precision (fp32, or bf16 autocast over fp32
-master weights). A step is forward, cross-entropy, backward, clip, optimizer step. The machines
-are shared, so read the ratio rather than the absolute tokens/s. Each row also gives the model FLOP
-utilisation: training FLOP/s over the matrix-product peak measured in the same run.
+master weights); ours runs with its fast modules (`gpt.kernels.accelerate`). A step is forward,
+cross-entropy, backward, clip, optimizer step. The machines are shared, so read the ratio rather
+than the absolute tokens/s. Each row also gives the model FLOP utilisation: training FLOP/s over the
+matrix-product peak measured in the same run.
 
     python -m benchmarks.training                      # shipped-small at 16x256 and gpt2-small at 4x256, fp32
     python -m benchmarks.training --autocast bfloat16
@@ -20,6 +21,7 @@ import torch
 from benchmarks.common import format_table, hf_model, interleaved_median_seconds, throughput_row
 from benchmarks.machine import matmul_peak, training_flops_per_token
 from gpt.config import GPTConfig
+from gpt.kernels import accelerate
 from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES
 from gpt.training.optim import training_step
@@ -35,7 +37,7 @@ def run_benchmarks(workloads=WORKLOADS, precision: str = "float32", repeats: int
         cfg = GPTConfig.preset(preset, context_length=max(seq_len, 256), drop_rate=0.0)
         batch = torch.randint(0, cfg.vocab_size, (batch_size, seq_len + 1))
         tokens = batch_size * seq_len
-        ours = GPTModel(cfg).train()
+        ours = accelerate(GPTModel(cfg)).train()
         steps = {"ours": training_step(ours, ours, batch, precision)}
         if with_hf:
             hf = hf_model(cfg).train()

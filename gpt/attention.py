@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from gpt.config import GPTConfig
-from gpt.kernels import Linear
 
 
 class KVCache:
@@ -47,8 +46,8 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
         self.layer_idx = layer_idx
-        self.qkv = Linear(cfg.emb_dim, 3 * cfg.emb_dim, bias=cfg.qkv_bias)  # fused W_query|W_key|W_value
-        self.out_proj = Linear(cfg.emb_dim, cfg.emb_dim)
+        self.qkv = nn.Linear(cfg.emb_dim, 3 * cfg.emb_dim, bias=cfg.qkv_bias)  # fused W_query|W_key|W_value
+        self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim)
         self.drop_rate = cfg.drop_rate
         self.attn_dropout = nn.Dropout(cfg.drop_rate)
 
@@ -68,7 +67,7 @@ class CausalSelfAttention(nn.Module):
         if T > 1 and past > 0:
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
 
-        if need_weights:
+        if need_weights:  # the explicit product, for the heatmaps: the fused kernel does not return its weights
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, H, T, past+T)
             if T > 1:
                 allowed = mask if mask is not None else torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
@@ -76,15 +75,15 @@ class CausalSelfAttention(nn.Module):
             weights = torch.softmax(scores, dim=-1)
             y = self.attn_dropout(weights) @ v
         else:
-            weights, dtype = None, q.dtype
-            # A decoding step in half precision on a CPU: PyTorch's attention kernel is several times slower
-            # in bfloat16 than in float32 for one query, so the small q, k, v are widened (which is also
-            # more exact) and the result narrowed back.
-            if T == 1 and not self.training and x.device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
-                q, k, v = q.float(), k.float(), v.float()
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, is_causal=(T > 1 and mask is None),
-                dropout_p=self.drop_rate if self.training else 0.0,
-            ).to(dtype)
+            weights, y = None, self.attend(q, k, v, mask)  # (B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, C)  # re-assemble the heads side by side
         return self.out_proj(y), weights
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """softmax(q k^T / sqrt(hd)) v, (B, H, T, hd), by PyTorch's fused kernel, which never forms the weights.
+
+        A method of its own so that the fast variant (gpt/kernels.py) can change this step alone.
+        """
+        T = q.shape[2]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=(T > 1 and mask is None),
+                                              dropout_p=self.drop_rate if self.training else 0.0)

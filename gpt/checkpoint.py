@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from gpt.config import GPTConfig
 from gpt.files import atomic_path, sha256_of, write_text_atomic
+from gpt.kernels import accelerate
 from gpt.memory import require_memory
 from gpt.model import GPTModel, sinusoidal_positions
 from gpt.quantize import QuantizedLinear, is_quantized, quantized_skeleton
@@ -182,6 +183,7 @@ def load_checkpoint_tokenizer(directory: str | Path) -> Tokenizer:
 
 
 def load_checkpoint(directory: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Checkpoint:
+    """The saved model with its fast modules swapped in (`gpt.kernels.accelerate`), its tokenizer and metadata."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: checkpoint folder not found")
@@ -197,6 +199,6 @@ def load_checkpoint(directory: str | Path, dtype: torch.dtype = torch.float32, d
     verify_checksum(directory, config, WEIGHTS_FILE)
     model = GPTModel(cfg) if quantization is None else int8_skeleton(cfg, quantization, directory / CONFIG_FILE)
     load_weights_into(model, load_state_dict(directory / WEIGHTS_FILE), directory / WEIGHTS_FILE)
-    model.to(device=device, dtype=dtype).eval()
+    accelerate(model).to(device=device, dtype=dtype).eval()
     return Checkpoint(model, tokenizer, config.get("meta", {}))
 

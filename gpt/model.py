@@ -9,7 +9,6 @@ from torch import nn
 
 from gpt.attention import CausalSelfAttention, KVCache
 from gpt.config import GPTConfig
-from gpt.kernels import Linear, matmul_route, weight_key
 
 
 def sinusoidal_positions(context_length: int, emb_dim: int) -> torch.Tensor:
@@ -33,9 +32,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.fc = Linear(cfg.emb_dim, 4 * cfg.emb_dim)
+        self.fc = nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim)
         self.gelu = nn.GELU(approximate="tanh")
-        self.proj = Linear(4 * cfg.emb_dim, cfg.emb_dim)
+        self.proj = nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.gelu(self.fc(x)))
@@ -75,11 +74,9 @@ class GPTModel(nn.Module):
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(cfg.emb_dim, eps=1e-5)
-        self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.out_head.weight = self.tok_emb.weight
-        self._head_t_key: tuple | None = None  # see _head_weight_t
-        self._head_t = torch.empty(0)
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/sqrt(2 * n_layers) so the stream's variance
         # does not grow with depth.
@@ -119,29 +116,10 @@ class GPTModel(nn.Module):
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False) -> torch.Tensor:
         """idx (B, T) -> logits (B, T, vocab), or (B, 1, vocab) for the last position only."""
-        x, _ = self.hidden_states(idx, cache)
+        x, _ = self.hidden_states(idx, cache)  # (B, T, C)
         if last_only:
-            x = x[:, -1:]  # decoding needs one row of the (large) output projection, not T
-            if (x.device.type == "cpu" and not torch.is_grad_enabled() and isinstance(self.out_head, nn.Linear)
-                    and matmul_route(x.dtype, 1) == "aten"):
-                logits = x @ self._head_weight_t()
-                return logits if self.out_head.bias is None else logits + self.out_head.bias
+            x = x[:, -1:]  # (B, 1, C): generating needs one row of the (large) output head, not T
         return self.out_head(x)
-
-    def _head_weight_t(self) -> torch.Tensor:
-        """The output head's weight as a contiguous (C, vocab) copy, remade whenever the weight changes.
-
-        Used where PyTorch's default route decodes (gpt/kernels.py packs the weight where oneDNN is
-        faster). For one row of activations, x @ W.T over the row-major (vocab, C) weight streams
-        memory at about half the rate of x @ W_t over a contiguous (C, vocab) copy on the CPUs
-        measured. The head is a third of GPT-2 small's weights, so decoding trades the copy's memory
-        for speed.
-        """
-        w = self.out_head.weight
-        key = weight_key(w)
-        if self._head_t_key != key:
-            self._head_t, self._head_t_key = w.detach().t().contiguous(), key
-        return self._head_t
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:

@@ -23,6 +23,7 @@ from huggingface_hub.utils import httpx, silent_tqdm  # httpx: the HTTP client t
 
 from gpt.checkpoint import WEIGHTS_FILE, Checkpoint, load_checkpoint, load_state_dict, load_weights_into
 from gpt.config import PRESETS, GPTConfig
+from gpt.kernels import accelerate
 from gpt.memory import require_disk, require_memory
 from gpt.model import GPTModel
 from gpt.precision import name_of
@@ -157,7 +158,8 @@ def _empty_model(cfg: GPTConfig, dtype: torch.dtype) -> GPTModel:
 
 
 def load_gpt2_file(path: str | Path, cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel:
-    """Our model from a local safetensors file in the Hub's layout or ours; mismatches name the tensor."""
+    """Our model (with its fast modules, `gpt.kernels.accelerate`) from a local safetensors file in the Hub's
+    layout or ours; mismatches name the tensor."""
     name_of(dtype)  # refuse an unsupported dtype before reading gigabytes
     state = load_state_dict(path)
     source = str(path)
@@ -166,7 +168,7 @@ def load_gpt2_file(path: str | Path, cfg: GPTConfig, dtype: torch.dtype = torch.
         source += " (GPT-2 Hub layout, names and shapes mapped to ours)"
     model = _empty_model(cfg, dtype)
     load_weights_into(model, state, source)
-    return model.eval()
+    return accelerate(model).eval()
 
 
 def load_pretrained(name: str, dtype: torch.dtype = torch.float32, progress: bool = True,

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt.kernels import FEW_ROWS, median_seconds_in_turns
+from gpt.kernels import FEW_ROWS, accelerate, median_seconds_in_turns
 from gpt.model import GPTModel
 
 KERNELS = ("pack", "dequant")
@@ -189,13 +189,14 @@ def format_errors(errors: list[LayerError]) -> str:
 
 
 def to_precision(model: GPTModel, precision: str, group_size: int | None = None) -> GPTModel:
-    """The model in `precision` (float32, bfloat16 or int8), changed in place: the one path the CLI and app use."""
+    """The model in `precision` (float32, bfloat16 or int8) with its fast modules (`gpt.kernels.accelerate`),
+    changed in place: the one path the CLI and app use."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "int8":
         if not is_quantized(model):
             quantize_model(model, group_size)
-        return model.eval()
+        return accelerate(model).eval()
     if is_quantized(model):
         raise ValueError("an int8 model has no float weights to go back to: load the float checkpoint instead")
-    return model.to(torch.bfloat16 if precision == "bfloat16" else torch.float32).eval()
+    return accelerate(model).to(torch.bfloat16 if precision == "bfloat16" else torch.float32).eval()

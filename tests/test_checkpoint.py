@@ -17,6 +17,7 @@ from gpt.checkpoint import (
     save_checkpoint,
 )
 from gpt.config import GPTConfig
+from gpt.kernels import DecodeAttention, Linear, OutputHead, accelerate
 from gpt.memory import InsufficientResourcesError
 from gpt.model import GPTModel
 from gpt.tokenizer import load_tokenizer
@@ -40,6 +41,15 @@ def test_round_trip(saved, tiny_model: GPTModel) -> None:
         torch.testing.assert_close(ckpt.model(idx), tiny_model(idx))
     assert ckpt.model.out_head.weight is ckpt.model.tok_emb.weight  # tying survives the file
     assert not list(folder.glob("*.tmp"))
+
+
+def test_a_loaded_checkpoint_has_the_fast_modules(saved) -> None:
+    """Loading swaps in gpt/kernels.py's modules (`accelerate`): the saved teaching model, computing faster."""
+    model = load_checkpoint(saved[0], dtype=torch.bfloat16).model
+    assert type(model.out_head) is OutputHead and model.out_head.weight is model.tok_emb.weight
+    for block in model.trf_blocks:
+        assert type(block.att) is DecodeAttention
+        assert all(type(layer) is Linear for layer in (block.att.qkv, block.att.out_proj, block.ff.fc, block.ff.proj))
 
 
 def test_bfloat16_file_is_half_the_size(tmp_path) -> None:
@@ -104,7 +114,7 @@ def test_tokenizer_larger_than_the_model_is_refused(tmp_path, tiny_model: GPTMod
 
 def test_sinusoidal_model_round_trips_without_a_position_tensor(tmp_path) -> None:
     torch.manual_seed(0)
-    model = GPTModel(GPTConfig.preset("tiny", vocab_size=300, positions="sinusoidal")).eval()
+    model = accelerate(GPTModel(GPTConfig.preset("tiny", vocab_size=300, positions="sinusoidal"))).eval()
     bpe = BytePairEncoder.train("the cat sat on the mat; the dog sat on the log. " * 50, vocab_size=300)
     save_checkpoint(model, tmp_path, bpe.to_tokenizer())
     assert not any(name.startswith("pos") for name in load_state_dict(tmp_path / WEIGHTS_FILE))

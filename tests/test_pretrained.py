@@ -23,6 +23,8 @@ from gpt import pretrained
 from gpt.checkpoint import WEIGHTS_FILE, CheckpointError, state_for_saving
 from gpt.config import GPTConfig
 from gpt.generate import SamplingConfig, generate
+from gpt.kernels import DecodeAttention, OutputHead
+from gpt.model import GPTModel
 from gpt.pretrained import PretrainedModel, WeightsUnavailableError, load_pretrained
 from gpt.tokenizer import load_tokenizer
 from tests.helpers import COMMIT, PROMPTS, TINY, TINY_NAME, TINY_REPO, put_in_hub_cache, random_hf_gpt2
@@ -77,7 +79,11 @@ def test_loads_from_the_hub_cache_with_logits_parity(tiny_cached, tiny_hf):
     ckpt = load_pretrained(TINY_NAME, progress=False)
     assert ckpt.meta["weights"] == str(tiny_cached) and ckpt.meta["repo_id"] == TINY_REPO
     assert ckpt.model.out_head.weight is ckpt.model.tok_emb.weight
+    assert type(ckpt.model.out_head) is OutputHead and type(ckpt.model.trf_blocks[0].att) is DecodeAttention
     assert_parity(ckpt.model, hf, PROMPTS)
+    teaching = GPTModel(ckpt.model.cfg).eval()  # the model as the book builds it, without gpt/kernels.py
+    teaching.load_state_dict(ckpt.model.state_dict())
+    assert_parity(teaching, hf, PROMPTS)
 
 
 def assert_parity(model, hf: GPT2LMHeadModel, prompts: list[str]) -> None:

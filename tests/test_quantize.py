@@ -11,6 +11,7 @@ from gpt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gpt.cli import main
 from gpt.config import GPTConfig
 from gpt.generate import SamplingConfig, generate
+from gpt.kernels import DecodeAttention, Linear, OutputHead
 from gpt.model import GPTModel
 from gpt.quantize import KERNEL_ENV, QuantizedLinear, quantize_model, to_precision, weight_bytes
 from tests.helpers import TRAINING_TEXT
@@ -101,6 +102,7 @@ def test_save_and_load_back_without_a_float_copy(tmp_path, tokenizer):
     config = json.loads((tmp_path / "q" / "config.json").read_text())
     assert config["quantization"] == {"scheme": "int8", "group_size": None}
     loaded = load_checkpoint(tmp_path / "q").model
+    assert all(type(block.att) is DecodeAttention for block in loaded.trf_blocks)  # accelerated as it loads
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
     assert all(m.weight_int8.dtype == torch.int8 for m in loaded.modules() if isinstance(m, QuantizedLinear))
@@ -156,6 +158,7 @@ def test_float_weights_where_int8_belongs_are_refused(tmp_path, tokenizer):
 def test_to_precision_names_the_choices():
     model = tiny_model()
     assert to_precision(model, "bfloat16").tok_emb.weight.dtype == torch.bfloat16
+    assert type(model.out_head) is OutputHead and type(model.trf_blocks[0].ff.fc) is Linear  # with the fast modules
     to_precision(model, "int8")
     with pytest.raises(ValueError, match="int8 model"):
         to_precision(model, "float32")
