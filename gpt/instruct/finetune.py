@@ -31,7 +31,7 @@ from gpt.memory import peak_memory, peak_memory_source
 from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.tokenizer import PRETOKENIZERS, Tokenizer
-from gpt.training.events import TrainingMonitor, report_end
+from gpt.training.events import TrainingMonitor
 from gpt.training.freeze import freeze_all_but_last_blocks
 from gpt.training.limits import (
     MAX_BATCH,
@@ -342,5 +342,5 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
         merge_lora(model)
     model.eval()
     measure()
-    report_end(loop.emit, result.stopped, result.steps, loop.total_steps, cfg.epochs, result.seconds)
+    loop.finish(result.seconds)
     return result

@@ -35,7 +35,7 @@ from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.preference.data import Pair, how_counts
 from gpt.tokenizer import Tokenizer
-from gpt.training.events import TrainingMonitor, report_end
+from gpt.training.events import TrainingMonitor
 from gpt.training.limits import MAX_BATCH, MAX_EPOCHS, MAX_EVAL_EVERY, MAX_LR, MAX_SEED, MIN_LR
 from gpt.training.loop import EpochLoop, StepOutput
 from gpt.training.loss import IGNORE_INDEX, lm_loss
@@ -297,7 +297,7 @@ def finetune_preference(checkpoint: Checkpoint, train_pairs: Sequence[Pair], val
         run = {**(meta or {}), "preference": asdict(cfg), **asdict(result)}
         save_checkpoint(policy, out_dir, tokenizer, run, dtype=save_dtype)
         loop.emit("checkpoint", len(result.train_losses), path=str(out_dir))
-    report_end(loop.emit, result.stopped, result.steps, loop.total_steps, cfg.epochs, result.seconds)
+    loop.finish(result.seconds)
     return result
 
 

@@ -53,13 +53,3 @@ class TrainingMonitor:
     @property
     def stop_requested(self) -> bool:
         return self._stop.is_set()
-
-
-def report_end(event: Callable[..., None], stopped: bool, steps: int, total_steps: int, epochs: int,
-               seconds: float) -> None:
-    """A finetuning's last event: stopped on request (what it saved is still returned), or done."""
-    if stopped:
-        event("stopped", text=f"stopped at step {steps} of {total_steps}: stop requested",
-              metrics={"elapsed_s": seconds})
-    else:
-        event("done", text=f"finished {epochs} epochs ({steps} steps)", metrics={"elapsed_s": seconds})

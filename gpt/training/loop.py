@@ -82,3 +82,12 @@ class EpochLoop:
     def end_epoch(self, epoch: int, metrics: Metrics, text: str = "") -> None:
         """The epoch's figures, once its end is measured."""
         self.emit("epoch", epoch, metrics=metrics, text=text)
+
+    def finish(self, seconds: float) -> None:
+        """The last event: stopped on request (what was saved is still returned), or done."""
+        if self.stopped:
+            self.emit("stopped", text=f"stopped at step {self.step} of {self.total_steps}: stop requested",
+                      metrics={"elapsed_s": seconds})
+        else:
+            self.emit("done", text=f"finished {self.n_epochs} epochs ({self.step} steps)",
+                      metrics={"elapsed_s": seconds})
