@@ -2,9 +2,9 @@
 
 A finetuning hands `EpochLoop.epochs` a `step(batch)` that runs its forward pass and returns the loss
 with the figures its step events show; the loop does the rest the same way for all three: the
-optimizer step, the step counts, the stop requests (checked between batches), the step and quick
-evaluation events, and the epoch events. What happens at an epoch's end (a full evaluation, keeping
-the best epoch, a checkpoint) stays with each finetuning, in the body of its `for` over the epochs.
+optimizer step, the step counts, the stop requests (checked between batches), and the step, quick
+evaluation, epoch and closing events. What happens at an epoch's end (a full evaluation, keeping the
+best epoch, a checkpoint) stays with each finetuning, in the body of its `for` over the epochs.
 """
 
 from __future__ import annotations
