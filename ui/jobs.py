@@ -237,25 +237,27 @@ class JobRunner:
         except Exception:  # noqa: BLE001 - a supervisor that dies would leave the slot taken forever
             log.exception("job %s: supervising failed", job.name)
         if outcome is None:
-            job.state, job.error = "failed", "the training process ended without a result (out of memory?)"
+            state, job.error = "failed", "the training process ended without a result (out of memory?)"
         elif outcome[0] == "error":
-            job.state, job.error = "failed", outcome[1]
+            state, job.error = "failed", outcome[1]
         else:
             job.result = outcome[1]
-            job.state = "stopped" if job._stop.is_set() else "done"
+            state = "stopped" if job._stop.is_set() else "done"
         job.finished = time.time()
         with self._lock:
             self._running -= 1
-        self._prune_runs()
+        self._prune_runs(ended=job)
+        job.state = state  # last: whoever waits for the job finds the old runs already pruned
         self._start_waiting()
 
-    def _prune_runs(self) -> None:
-        """Keep the newest `keep_runs` run folders; never one that a queued or running job uses."""
+    def _prune_runs(self, ended: Job) -> None:
+        """Keep the newest `keep_runs` run folders; never one that a queued or running job uses (`ended`, whose
+        process has just ended, is not in use any more)."""
         root = self.limits.runs_dir
         if not root.is_dir():
             return
         with self._lock:
-            in_use = {j.name for j in self._jobs.values() if j.active}
+            in_use = {j.name for j in self._jobs.values() if j.active and j is not ended}
         runs = sorted((d for d in root.iterdir() if d.is_dir() and d.name not in in_use),
                       key=lambda d: d.stat().st_mtime, reverse=True)
         for old in runs[self.limits.keep_runs:]:

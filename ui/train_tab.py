@@ -67,7 +67,8 @@ class TrainData:
 class TrainForm:
     """The tab's settings as the page (or an API caller) sends them: unchecked until a handler checks them.
 
-    The field order is the order of the values `/train_preview`, `/train_check` and `/train_start` take.
+    The field order is the order of the values `/train_check` and `/train_start` take (`/train_preview`
+    takes the stride of the windows shown first).
     """
 
     corpora: list[str] | None
