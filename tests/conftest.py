@@ -22,6 +22,22 @@ if TYPE_CHECKING:
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before any test imports gradio
 
+# Fixtures that train a model, serve the app or open a browser. A test that uses one is `slow` wherever it is
+# written, so the fast tier (`pytest -m "not slow"`) never waits on them; tests that train by themselves carry
+# the mark in their own module.
+SLOW_FIXTURES = frozenset({
+    "trained_dir", "mixed_dir", "lora_run",  # tests/classify/conftest.py: finetunings through the command line
+    "run_dir",  # tests/pretrain/test_archive.py: a pretraining run
+    "client", "serve_app", "app_process",  # the app served on 127.0.0.1
+    "app_url", "browser", "page",  # the app in Chromium
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def _keep_torch_threads():

@@ -45,6 +45,7 @@ def test_flags_come_from_the_config_over_a_preset():
         parser().parse_args(["--mix", "everything"])
 
 
+@pytest.mark.slow
 def test_reload_measures_the_stored_figures(trained_dir, capsys):
     stored = parse_test_metrics((trained_dir / METRICS_FILE).read_text())
     assert measure_classifier(trained_dir) == stored

@@ -55,6 +55,7 @@ def classifier_model(make_base, blocks: int = 2):
     return model
 
 
+@pytest.mark.slow
 def test_short_training_run_beats_chance_and_reports_in_order(make_base, tokenizer, loaders):
     train_loader, val_loader = loaders
     model = classifier_model(make_base)
@@ -87,6 +88,7 @@ def test_short_training_run_beats_chance_and_reports_in_order(make_base, tokeniz
             assert event.metrics["val_loss"] == history[event.epoch - 1].val_loss
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_at", ["step 3", "step 2 of epoch 2"])
 def test_a_stop_request_keeps_a_partial_or_the_best_finished_epoch(make_base, tokenizer, loaders, stop_at):
     """Asked to stop in the first epoch, the weights so far are evaluated and kept; asked later, the best
@@ -130,6 +132,7 @@ def test_a_stop_request_keeps_a_partial_or_the_best_finished_epoch(make_base, to
     assert (val_loss, val_accuracy) == pytest.approx((training.history[0].val_loss, training.history[0].val_accuracy))
 
 
+@pytest.mark.slow
 def test_a_stopped_finetuning_still_writes_a_classifier_that_says_so(base_dir, tmp_path):
     def stop_early(event: TrainEvent) -> None:
         if event.kind == "step" and event.step == 2:
@@ -147,6 +150,7 @@ def test_a_stopped_finetuning_still_writes_a_classifier_that_says_so(base_dir, t
     assert load_classifier(out).test_metrics == classifier.test_metrics
 
 
+@pytest.mark.slow
 def test_openai_weights_are_fetched_by_name(tiny_cached, tmp_path):
     """`--model gpt2-...` goes through gpt.pretrained; here an offline Hub cache holds a tiny GPT-2."""
     cfg = ClassifierConfig(epochs=1, lr=2e-3, batch_size=32)
@@ -206,6 +210,7 @@ def test_the_shipped_classifier_measures_the_figures_its_card_states():
             assert f"| true {label} | {' | '.join(map(str, counts))} |" in section, (name, label)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_finetuning_on_cuda_ships_a_classifier_that_loads_on_the_cpu(base_dir, tmp_path):
     cfg = ClassifierConfig(trainable_blocks=1, epochs=1, lr=2e-3, batch_size=32)

@@ -20,6 +20,7 @@ def data(entries, tmp_path):
     return str(save_entries([{**e, "fact": e["instruction"]} for e in entries * 2], tmp_path / "data.json.gz"))
 
 
+@pytest.mark.slow
 def test_cli_finetunes_and_evaluates(make_checkpoint, data, tmp_path, capsys):
     base = make_checkpoint(context_length=128)
     save_checkpoint(base.model, tmp_path / "base", base.tokenizer)
@@ -51,6 +52,7 @@ def test_cli_finetunes_and_evaluates(make_checkpoint, data, tmp_path, capsys):
                  "--out", str(out)]) == 2
 
 
+@pytest.mark.slow
 def test_config_flags_and_the_seed_reach_the_run(make_checkpoint, data, tmp_path):
     base = make_checkpoint(context_length=128)
     save_checkpoint(base.model, tmp_path / "base", base.tokenizer)
@@ -77,6 +79,7 @@ def test_config_flags_and_the_seed_reach_the_run(make_checkpoint, data, tmp_path
                                     {"from": str(out), "epochs": 2, "lr": 5e-5}]
 
 
+@pytest.mark.slow
 def test_gpt2_models_come_from_the_weight_loader_with_the_books_preset(make_checkpoint, data, tmp_path,
                                                                         monkeypatch):
     loaded = []
@@ -90,6 +93,7 @@ def test_gpt2_models_come_from_the_weight_loader_with_the_books_preset(make_chec
     assert meta["base_model"] == "gpt2-small" and meta["finetune"]["lr"] == 5e-5 and not meta["finetune"]["mask_prompt"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("flags", "method", "trainable"), [
     ([], "all layers", None),
     (["--trainable-blocks", "1"], "the last 1 block", None),

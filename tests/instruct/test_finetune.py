@@ -90,6 +90,7 @@ def test_config_checks_its_values():
     assert InstructConfig(lora_rank=8, trainable_blocks=1).method == "LoRA rank 8 on the last 1 block"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_short_training_run_lowers_the_loss_reports_and_writes_a_checkpoint(entries, tokenizer, make_checkpoint,
                                                                            tmp_path, device):
@@ -117,6 +118,7 @@ def test_short_training_run_lowers_the_loss_reports_and_writes_a_checkpoint(entr
     assert len(saved.meta["train_losses"]) == 3 and saved.meta["finetune"]["autocast"] == "float32"
 
 
+@pytest.mark.slow
 def test_a_stop_request_returns_normally_with_a_checkpoint(entries, make_checkpoint, tmp_path):
     checkpoint = make_checkpoint()
     monitor = TrainingMonitor()
@@ -159,6 +161,7 @@ def snapshot(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_lora_trains_only_the_adapters_and_saves_the_merged_model_and_the_adapters(entries, tokenizer,
                                                                                   make_checkpoint, tmp_path, device):
@@ -201,6 +204,7 @@ def test_lora_trains_only_the_adapters_and_saves_the_merged_model_and_the_adapte
         load_adapters(make_checkpoint().model, tmp_path / "ft", "c" * 64)
 
 
+@pytest.mark.slow
 def test_trainable_blocks_trains_only_the_last_blocks(entries, make_checkpoint, tmp_path):
     checkpoint = make_checkpoint(tie_weights=False)
     before = snapshot(checkpoint.model)
@@ -215,6 +219,7 @@ def test_trainable_blocks_trains_only_the_last_blocks(entries, make_checkpoint, 
         finetune_instruct(make_checkpoint(), entries, entries[:8], InstructConfig(**FAST, trainable_blocks=3))
 
 
+@pytest.mark.slow
 def test_lora_on_the_last_block_leaves_the_first_untouched(entries, make_checkpoint):
     checkpoint = make_checkpoint()
     before = snapshot(checkpoint.model)
@@ -228,6 +233,7 @@ def test_lora_on_the_last_block_leaves_the_first_untouched(entries, make_checkpo
                                                                                   trainable_blocks=3))
 
 
+@pytest.mark.slow
 def test_eval_every_reports_validation_losses_within_an_epoch(entries, make_checkpoint):
     events = []
     finetune_instruct(make_checkpoint(), entries, entries[:8], InstructConfig(**FAST, eval_every=3),
@@ -237,6 +243,7 @@ def test_eval_every_reports_validation_losses_within_an_epoch(entries, make_chec
     assert all(e.metrics["val_loss"] > 0 for e in evals)
 
 
+@pytest.mark.slow
 def test_a_new_pretokenizer_trains_and_is_saved_with_the_model(entries, make_checkpoint, tmp_path):
     """`pretokenizer="digits"`: the sums are learnt on digit tokens, and the saved model keeps the cut."""
     entries = [*entries, {"instruction": "What is 12 + 30?", "input": "", "output": "42"}]

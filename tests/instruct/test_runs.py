@@ -37,6 +37,7 @@ def test_the_sample_spreads_over_the_task_families():
     assert len(held_out_sample(untagged, total=8)) == 8
 
 
+@pytest.mark.slow
 def test_a_run_trains_saves_and_scores_the_model_beside_its_base(base, data, tmp_path):
     events = []
     result = finetune_run(base, data, CFG, tmp_path / "run" / "model", data_name="test data", max_train=40,
@@ -59,6 +60,7 @@ def test_a_run_trains_saves_and_scores_the_model_beside_its_base(base, data, tmp
     assert (tmp_path / "run" / "model" / ADAPTERS_CONFIG).is_file()
 
 
+@pytest.mark.slow
 def test_a_run_stopped_before_its_first_step_keeps_nothing(base, data, tmp_path):
     monitor = TrainingMonitor()
     monitor.request_stop()

@@ -10,6 +10,8 @@ from gpt.files import SHIPPED_MODELS
 from gpt.instruct.data import SHIPPED_DATA, load_entries, split_entries
 from gpt.instruct.evaluate import evaluate_instructions, load_model_eval
 
+pytestmark = pytest.mark.slow  # re-measures a shipped model's card on its real data
+
 CHAT_MODELS = ["instruct", "chat-dpo"]
 # Families cheap enough to generate in full: the times tables, word forms, greetings.
 FAMILIES = ["multiplication", "comparative", "small talk"]

@@ -27,6 +27,7 @@ def instruct_data(entries, tmp_path):
     return str(save_entries(entries * 2, tmp_path / "instruct.json.gz"))
 
 
+@pytest.mark.slow
 def test_cli_tunes_and_reports_before_and_after(base, pairs, instruct_data, tmp_path, capsys):
     tagged = [{**p, "split": "test" if i < 4 else "val" if i < 6 else "train"} for i, p in enumerate(pairs)]
     data = str(save_entries(tagged, tmp_path / "pairs.json.gz"))

@@ -74,6 +74,7 @@ def test_only_response_tokens_count(pairs, make_checkpoint):
         assert sequence_logprobs(model, other)[0].item() != pytest.approx(logps[0].item(), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_the_reference_gets_no_gradient_and_does_not_move(pairs, make_checkpoint, monkeypatch):
     checkpoint = make_checkpoint()
     start = {k: v.clone() for k, v in checkpoint.model.state_dict().items()}
@@ -86,6 +87,7 @@ def test_the_reference_gets_no_gradient_and_does_not_move(pairs, make_checkpoint
     assert not all(torch.equal(checkpoint.model.state_dict()[k], v) for k, v in start.items())  # the policy moved
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_raises_the_reward_accuracy(pairs, make_checkpoint):
     checkpoint = make_checkpoint()
     reference = frozen_copy(checkpoint.model)
@@ -124,6 +126,7 @@ def test_pair_logprobs_are_the_batch_figures(pairs, make_checkpoint):
     assert figures["chosen_tokens"] == len(checkpoint.tokenizer.encode(pair["chosen"])) + 1  # and the end-of-text
 
 
+@pytest.mark.slow
 def test_the_run_is_saved_with_what_made_it_and_a_stop_keeps_the_weights(pairs, make_checkpoint, tmp_path):
     checkpoint = make_checkpoint()
     result = finetune_preference(checkpoint, pairs, pairs[:4], CFG, tmp_path / "dpo", meta={"base_model": "tiny"})

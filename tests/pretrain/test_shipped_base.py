@@ -19,6 +19,8 @@ from gpt.pretrain.baselines import model_bits_per_byte
 from gpt.training.loss import bits_per_byte, heldout_loss
 from ui.registry import MODELS_DIR, ModelRegistry
 
+pytestmark = pytest.mark.slow  # re-measures a shipped model's card on its real data
+
 BASE = MODELS_DIR / "base"
 WORD = re.compile(r"[A-Za-z]+")
 

@@ -58,6 +58,7 @@ def test_batch_sampler_is_a_function_of_the_step_and_splits_across_processes():
 
 
 # -- training ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_loss_decreases_on_a_tiny_corpus(tmp_path, tokenizer):
     result = pretrain(tiny_cfg(max_steps=40, eval_interval=20), [TEXT], [TEXT[:400]], tokenizer, tmp_path)
     first, last = np.mean(losses(result.log)[:3]), np.mean(losses(result.log)[-3:])
@@ -67,6 +68,7 @@ def test_loss_decreases_on_a_tiny_corpus(tmp_path, tokenizer):
     assert result.tokens_seen == 40 * 4 * TINY.context_length
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, tokenizer):
     cfg = tiny_cfg(grad_accum=2)  # dropout on: its RNG state must be restored too
     full = pretrain(cfg, [TEXT], [TEXT[:400]], tokenizer, tmp_path / "full")
@@ -80,6 +82,7 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, tokenize
     assert [r["step"] for r in read_log(tmp_path / "cut" / "log.csv")] == list(range(1, cfg.max_steps + 1))
 
 
+@pytest.mark.slow
 def test_a_new_run_in_an_old_folder_encodes_its_own_text(tmp_path, tokenizer):
     """Token files are reused only by --resume: a fresh run with other text must not train on the old tokens."""
     other = TEXT[::-1]
@@ -89,6 +92,7 @@ def test_a_new_run_in_an_old_folder_encodes_its_own_text(tmp_path, tokenizer):
     assert np.asarray(open_token_file(tmp_path / "train.bin")).tolist() == expected
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_run_with_other_settings(tmp_path, tokenizer):
     pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path)
     with pytest.raises(ValueError, match="other settings"):
@@ -99,6 +103,7 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path, tokenizer):
         pretrain(tiny_cfg(max_steps=3), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True)
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_text(tmp_path, tokenizer):
     """Resuming on other text would train one model on two corpora and score it on the wrong held-out text."""
     pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=2)
@@ -109,6 +114,7 @@ def test_resume_refuses_other_text(tmp_path, tokenizer):
     assert pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True).step == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_a_damaged_training_state_is_a_clear_message(tmp_path, tokenizer, damage):
     pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=2)
@@ -119,6 +125,7 @@ def test_a_damaged_training_state_is_a_clear_message(tmp_path, tokenizer, damage
         pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True)
 
 
+@pytest.mark.slow
 def test_a_resumed_log_keeps_its_counts_whole(tmp_path, tokenizer):
     pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=2)
     pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True)
@@ -126,6 +133,7 @@ def test_a_resumed_log_keeps_its_counts_whole(tmp_path, tokenizer):
     assert [row.split(",")[:2] for row in rows] == [[str(s), str(s * 4 * TINY.context_length)] for s in range(1, 5)]
 
 
+@pytest.mark.slow
 def test_resume_may_lengthen_or_shorten_a_run(tmp_path, tokenizer):
     """Only max_steps may change: the run goes on to the new end, its learning rate on the new cosine."""
     pretrain(tiny_cfg(max_steps=8), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=2)
@@ -134,6 +142,7 @@ def test_resume_may_lengthen_or_shorten_a_run(tmp_path, tokenizer):
     assert result.log[-1]["lr"] == pytest.approx(tiny_cfg(max_steps=5).learning_rate(4))  # the lr of the 5th step
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_intact(tmp_path, tokenizer, monkeypatch):
     cfg = tiny_cfg(max_steps=8)
     pretrain(cfg, [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=4)
@@ -154,6 +163,7 @@ def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_intact(t
     assert meta["step"] == 4 and "rng.cpu.0" in rng and len(optimizer.state) == len(list(model.parameters()))
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trips_optimizer_state(tmp_path, tokenizer):
     result = pretrain(tiny_cfg(max_steps=3), [TEXT], [TEXT[:400]], tokenizer, tmp_path)
     model = GPTModel(TINY)
@@ -168,6 +178,7 @@ def test_checkpoint_round_trips_optimizer_state(tmp_path, tokenizer):
     assert path.is_file() and sorted(p.name for p in tmp_path.glob(".*tmp")) == []
 
 
+@pytest.mark.slow
 def test_log_and_figure_are_written(tmp_path, tokenizer):
     pretrain(tiny_cfg(max_steps=8), [TEXT], [TEXT[:400]], tokenizer, tmp_path)
     rows = read_log(tmp_path / "log.csv")
@@ -181,6 +192,7 @@ def test_log_and_figure_are_written(tmp_path, tokenizer):
 
 
 # -- events and stop requests ------------------------------------------------------------------
+@pytest.mark.slow
 def test_events_report_steps_evaluations_samples_and_checkpoints(tmp_path, tokenizer):
     events = []
     result = pretrain(tiny_cfg(max_steps=8), [TEXT], [TEXT[:400]], tokenizer, tmp_path,
@@ -199,6 +211,7 @@ def test_events_report_steps_evaluations_samples_and_checkpoints(tmp_path, token
     assert [e.step for e in events if e.kind == "checkpoint"] == [4, 8]
 
 
+@pytest.mark.slow
 def test_a_stop_request_writes_a_checkpoint_and_resume_continues_the_same_run(tmp_path, tokenizer):
     cfg = tiny_cfg()
     full = pretrain(cfg, [TEXT], [TEXT[:400]], tokenizer, tmp_path / "full")
@@ -220,6 +233,7 @@ def test_a_stop_request_writes_a_checkpoint_and_resume_continues_the_same_run(tm
     assert losses(resumed.log) == losses(full.log)
 
 
+@pytest.mark.slow
 def test_each_training_has_its_own_stop_flag_and_listeners(tmp_path, tokenizer):
     stopped, running = TrainingMonitor(), TrainingMonitor()
     stopped.request_stop()
@@ -230,6 +244,7 @@ def test_each_training_has_its_own_stop_flag_and_listeners(tmp_path, tokenizer):
     assert seen[-1].kind == "done" and not running.stop_requested
 
 
+@pytest.mark.slow
 def test_the_log_is_written_before_the_state_it_belongs_to(tmp_path, tokenizer, monkeypatch):
     """A kill between the two writes must not lose log rows: the log runs ahead and resume drops the extra."""
     order = []

@@ -63,6 +63,7 @@ def finished(runner: JobRunner, who: str):
     return job
 
 
+@pytest.mark.slow
 def test_a_lora_finetune_runs_in_the_background_and_its_model_chats(runner, registry, upload):
     line = start(runner, registry, "alice", upload)
     assert line.startswith("Started **run:chat-") and "LoRA rank 4 on all layers, 51 entries, 2 epoch(s)" in line
@@ -95,6 +96,7 @@ def test_a_lora_finetune_runs_in_the_background_and_its_model_chats(runner, regi
     assert chat_tab.model_info(registry, again)[1] == scores
 
 
+@pytest.mark.slow
 def test_a_stopped_finetune_keeps_the_weights_so_far_and_scores_them(runner, registry, upload):
     start(runner, registry, "alice", upload, epochs=5, lora_rank=0, max_entries=48, digits=False)
     job = runner.job_of("alice", "instruct")
@@ -113,6 +115,7 @@ def test_a_stopped_finetune_keeps_the_weights_so_far_and_scores_them(runner, reg
         chat_tab.stop_finetune(runner, None, session("alice"))
 
 
+@pytest.mark.slow
 def test_one_job_per_session_and_others_see_a_busy_machine(runner, registry, upload):
     start(runner, registry, "alice", upload, epochs=5)
     with pytest.raises(JobError, match="already have a training"):

@@ -125,6 +125,7 @@ def status(runner: JobRunner, registry: ModelRegistry, who: str, announced: str 
     return spam_tab.finetune_status(runner, registry, None, announced, request=session(who))
 
 
+@pytest.mark.slow
 def test_a_lora_finetune_runs_in_the_background_and_lands_in_the_picker_the_table_and_a_zip(runner, tab_registry,
                                                                                                 tmp_path):
     table = write_table(tmp_path / "topics.csv")
@@ -170,6 +171,7 @@ def test_a_lora_finetune_runs_in_the_background_and_lands_in_the_picker_the_tabl
     assert again == pytest.approx(probs, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_stop_keeps_the_weights_so_far_and_still_writes_a_classifier(runner, tab_registry, tmp_path):
     start(runner, tab_registry, "owner-two", write_table(tmp_path / "topics.csv"), epochs=20)
     assert "Stopping" in spam_tab.stop_finetune(runner, None, request=session("owner-two"))

@@ -131,6 +131,7 @@ def test_model_check_measures_a_step_and_refuses_too_large_models(runner):
 
 # -- jobs --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_training_runs_in_the_background_and_its_run_joins_the_picker(runner, registry):
     assert "Started" in start(runner, "alice", steps=80)
     job = finished(runner, "alice")
@@ -148,6 +149,7 @@ def test_a_training_runs_in_the_background_and_its_run_joins_the_picker(runner, 
     assert runs["model"].tolist() == [name] and runs["steps"].tolist() == [80]
 
 
+@pytest.mark.slow
 def test_one_training_per_session_and_only_the_owner_stops_it(runner, registry):
     start(runner, "alice", steps=20_000)
     with pytest.raises(JobError, match="already have a training"):
@@ -163,6 +165,7 @@ def test_one_training_per_session_and_only_the_owner_stops_it(runner, registry):
     assert finished(runner, "alice").state == "stopped"
 
 
+@pytest.mark.slow
 def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
     start(runner, "alice", steps=20_000)
     job = runner.job_of("alice")
@@ -184,6 +187,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
     finished(runner, "alice")
 
 
+@pytest.mark.slow
 def test_the_curve_after_a_resume_shows_the_whole_run(runner, registry):
     start(runner, "alice", steps=20_000)
     job = runner.job_of("alice")
@@ -207,6 +211,7 @@ def test_the_curve_after_a_resume_shows_the_whole_run(runner, registry):
     assert list(train.x) == [e.tokens_seen for e in before + after]
 
 
+@pytest.mark.slow
 def test_jobs_wait_in_a_queue_and_are_told_their_place(tmp_path):
     runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1, max_running=1, max_queued=1))
     start(runner, "alice", steps=20_000)
@@ -232,6 +237,7 @@ def test_a_text_too_short_for_one_batch_is_refused_before_anything_starts(runner
     assert runner.job_of("alice") is None and not runner.limits.runs_dir.exists()
 
 
+@pytest.mark.slow
 def test_a_failed_training_is_a_message_and_frees_the_slot(runner, registry):
     runner.submit("alice", "doomed", failing_training, {})
     job = finished(runner, "alice")
@@ -250,6 +256,7 @@ def test_limits_come_from_the_environment(monkeypatch, tmp_path):
         TrainLimits.from_env()
 
 
+@pytest.mark.slow
 def test_old_runs_beyond_the_limit_are_removed(tmp_path):
     runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1, keep_runs=1))
     for who in ("alice", "bob"):
@@ -260,6 +267,7 @@ def test_old_runs_beyond_the_limit_are_removed(tmp_path):
 
 # -- runs as zips ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_downloaded_run_uploads_again_as_a_new_run(runner, registry):
     start(runner, "alice", steps=10)
     job = finished(runner, "alice")
@@ -293,6 +301,7 @@ def test_run_names_cannot_leave_the_runs_folder(registry):
             registry.resolve(name)
 
 
+@pytest.mark.slow
 def test_event_rows_feed_the_loss_figure(runner):
     start(runner, "alice", steps=20)
     job = finished(runner, "alice")
