@@ -21,27 +21,23 @@ import sys
 from pathlib import Path
 
 from gpt.config import GPTConfig
-from gpt.data.corpus import AUSTEN_NOVELS, join_documents, load_corpus
-from gpt.pretrain.runs import train_run
+from gpt.data.corpus import join_documents, select_corpus
+from gpt.pretrain.runs import PretrainRun, train_run
 from gpt.pretrain.trainer import PretrainConfig
 from ui.jobs import JobRunner, TrainLimits
 
 THREADS = 2
 # (name, preset, data): the Train tab's default, and the shipped base model's shape on the shipped corpora.
-SETTINGS = (("Train tab default (classroom, Pride and Prejudice)", "classroom", ("prideprejudice",)),
-            ("shipped-small on the shipped corpora", "shipped-small", AUSTEN_NOVELS + ("kjv",)))
+SETTINGS = (("Train tab default (classroom, Pride and Prejudice)", "classroom", ("austen-prideprejudice",)),
+            ("shipped-small on the shipped corpora", "shipped-small", ("austen", "kjv")))
 BATCH = 16
 
 
-def corpus(books: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """The chosen documents of the shipped corpora and their fixed held-out documents."""
-    split = load_corpus(sources=("austen", "kjv"))  # the benchmark's books are Austen's and the Bible's
-
-    def chosen(name: str) -> bool:
-        source, _, book = name.partition("-")
-        return "kjv" in books if source == "kjv" else book in books or book == "persuasion"
-
-    return [d.text for d in split.train if chosen(d.name)], [d.text for d in split.held_out if chosen(d.name)]
+def corpus(chosen: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The chosen shipped corpora (sources or single novels) and their fixed held-out documents, as the Train tab
+    picks them."""
+    split = select_corpus(chosen)
+    return [d.text for d in split.train], [d.text for d in split.held_out]
 
 
 def config(preset: str, steps: int) -> PretrainConfig:
@@ -50,7 +46,7 @@ def config(preset: str, steps: int) -> PretrainConfig:
                           checkpoint_interval=max(1, steps // 10), eval_windows=32, seed=123)
 
 
-def app_run(cfg: PretrainConfig, train: list[str], val: list[str], out: Path, seconds: float) -> dict:
+def app_run(cfg: PretrainConfig, train: list[str], val: list[str], out: Path, seconds: float) -> PretrainRun:
     """Through the app's job runner, exactly as the Train tab starts it."""
     runner = JobRunner(TrainLimits(runs_dir=out.parent, threads=THREADS))
     kwargs = {"cfg": cfg, "train_texts": train, "val_texts": val, "tokenizer_spec": "bpe", "out_dir": out,
@@ -102,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         text = args.out / f"train-{i}.txt"
         text.write_text(join_documents(train))
         cli = cli_run(cfg, preset, text, args.out / f"cli-{i}", args.seconds)
-        app_speed = app["tokens_seen"] / app["train_time_s"]
+        app_speed = app.tokens_seen / app.train_time_s
         cli_speed = cli["tokens_seen"] / cli["train_time_s"]
         speed[preset] = app_speed
         print(f"| {name} | {app_speed:,.0f} | {cli_speed:,.0f} | {app_speed / cli_speed:.2f} |", flush=True)
@@ -114,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for minutes in args.budgets:
         steps = max(1, int(minutes * 60 * speed["classroom"] / tokens_per_step))
-        meta = app_run(config("classroom", steps), train, val, args.out / f"budget-{minutes:g}", 60 * minutes * 1.5)
-        base = meta["baselines"]
-        print(f"| {minutes:g} min | {meta['steps']:,} | {meta['tokens_seen']:,} | {meta['held_out_bits_per_byte']:.3f} "
+        run = app_run(config("classroom", steps), train, val, args.out / f"budget-{minutes:g}", 60 * minutes * 1.5)
+        base = run.baselines
+        print(f"| {minutes:g} min | {run.steps:,} | {run.tokens_seen:,} | {run.held_out_bits_per_byte:.3f} "
               f"| {base['xz -9 (after the training text)']:.3f} | {base['Kneser-Ney byte 5-gram']:.3f} |", flush=True)
     return 0
 
