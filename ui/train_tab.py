@@ -152,11 +152,13 @@ def build_tokenizer(data: TrainData, kind: str, vocab_size: int) -> Tokenizer:
     return _trained_bpe("\n\n".join(data.train), vocab_size)
 
 
-def vocab_of(form: TrainForm) -> int:
-    """The vocabulary asked for: GPT-2's, or ours between a byte-level minimum and the config's bound."""
+def vocab_of(runner: JobRunner, form: TrainForm) -> int:
+    """The vocabulary asked for: GPT-2's, or ours between a byte-level minimum and the app's limit (its BPE is
+    trained inside the request)."""
     if form.tokenizer_kind == "gpt2":
         return load_tokenizer("gpt2").n_vocab
-    return check_field(GPTConfig, "vocab_size", form.vocab_size, "Vocabulary size", low=MIN_VOCAB)
+    return check_field(GPTConfig, "vocab_size", form.vocab_size, "Vocabulary size", low=MIN_VOCAB,
+                       high=runner.limits.max_vocab)
 
 
 def preview(runner: JobRunner, form: TrainForm, stride: float) -> tuple[str, pd.DataFrame, str]:
@@ -165,7 +167,7 @@ def preview(runner: JobRunner, form: TrainForm, stride: float) -> tuple[str, pd.
     The windows are as long as the model's context: the preset's, or the custom slider's.
     """
     data = form_data(runner, form)
-    vocab_size = vocab_of(form)
+    vocab_size = vocab_of(runner, form)
     if form.preset in PRESETS:
         context = PRESETS[form.preset].context_length
     else:
@@ -232,7 +234,7 @@ def budget(runner: JobRunner, form: TrainForm) -> tuple[int, int, float]:
 
 def check_model(runner: JobRunner, form: TrainForm) -> str:
     """Parameters, memory and a measured time per step, before anything starts."""
-    cfg = model_config(form, vocab_of(form))
+    cfg = model_config(form, vocab_of(runner, form))
     steps, batch, minutes = budget(runner, form)
     check_size(runner, cfg)
     torch.manual_seed(0)
@@ -283,7 +285,7 @@ def start_training(runner: JobRunner, token: str | None, form: TrainForm, reques
     """
     owner = owner_of(token, request)
     data = form_data(runner, form)
-    tokenizer = build_tokenizer(data, form.tokenizer_kind, vocab_of(form))
+    tokenizer = build_tokenizer(data, form.tokenizer_kind, vocab_of(runner, form))
     model = model_config(form, tokenizer.n_vocab)
     check_size(runner, model)
     steps, batch, minutes = budget(runner, form)
@@ -394,7 +396,8 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
         with gr.Row():
             form["tokenizer_kind"] = gr.Radio([("our BPE, trained on this text", "bpe"), ("GPT-2's BPE", "gpt2")],
                                               value="bpe", label="Tokenizer")
-            form["vocab_size"] = slider(GPTConfig, "vocab_size", "BPE vocabulary size", 1024, low=MIN_VOCAB)
+            form["vocab_size"] = slider(GPTConfig, "vocab_size", "BPE vocabulary size", 1024, low=MIN_VOCAB,
+                                        high=limits.max_vocab)
             stride = gr.Slider(1, 256, value=64, step=1, label="Stride of the windows shown")
         look = gr.Button("Show what the model will see", elem_id="train-preview")
         counts = gr.Markdown(elem_id="train-counts")

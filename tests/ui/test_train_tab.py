@@ -340,7 +340,7 @@ def test_every_training_input_takes_its_range_from_its_config_field(runner, regi
 
     configs = {c.__name__: c for c in (GPTConfig, PretrainConfig, ClassifierConfig, InstructConfig)}
     caps = {  # (low, high) of the app's own limits, where narrower than the field's
-        "GPTConfig.vocab_size": (train_tab.MIN_VOCAB, None),
+        "GPTConfig.vocab_size": (train_tab.MIN_VOCAB, runner.limits.max_vocab),
         "PretrainConfig.max_steps": (None, runner.limits.max_steps),
         "PretrainConfig.warmup_steps": (None, runner.limits.max_steps),
         "ClassifierConfig.lora_rank": (1, None),  # the LoRA choice: rank 0 would be no LoRA
