@@ -2,7 +2,7 @@
 
 Importing this module skips the importing test module where Chromium or playwright is absent. A test module
 takes the fixtures by name (`page = app_browser.page`, and `app_url`, `browser`); the app runs on the shipped
-models when all three are there, otherwise on a tiny random model folder.
+models (they ship with it: the tests fail where one is missing).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, app_process, make_model_folder
+from tests.helpers import REPO, app_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -25,15 +25,9 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-def shipped_complete() -> bool:
-    return all((SHIPPED / name / f).is_file() for name, f in
-               (("base", "config.json"), ("instruct", "config.json"), ("spam", "classifier.json")))
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory):
-    models = SHIPPED if shipped_complete() else make_model_folder(tmp_path_factory.mktemp("models"))
-    with app_process(models, tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("app") / "app.log") as url:
+    with app_process(SHIPPED, tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("app") / "app.log") as url:
         yield url
 
 
