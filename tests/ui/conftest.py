@@ -13,7 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 from tests.helpers import free_port  # noqa: E402
-from ui.jobs import JobRunner  # noqa: E402
+from ui.jobs import JobRunner, TrainLimits  # noqa: E402
 from ui.registry import MODELS_DIR, SHIPPED_CLASSIFIER, SHIPPED_LANGUAGE_MODELS, ModelRegistry  # noqa: E402
 
 
@@ -25,6 +25,12 @@ def shipped_models() -> Path:
     assert all(map(registry.has, SHIPPED_LANGUAGE_MODELS)), "a shipped language model is missing from assets/models"
     assert SHIPPED_CLASSIFIER in registry.classifier_names(), "the shipped classifier is missing from assets/models"
     return Path(MODELS_DIR)
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> JobRunner:
+    """A job runner on this test's own runs folder, with one thread."""
+    return JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1))
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from tests.helpers import STORY  # noqa: E402
 from tests.ui import app_client  # noqa: E402
+from tests.ui.app_client import TRAIN  # noqa: E402
 
 ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token_probs", "/one_token",
              "/beam_search", "/classify", "/spam_test_figures", "/chat", "/train_preview", "/train_check",
@@ -33,10 +33,6 @@ ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token
              "/memory_table", "/model_card",
              # precision (Generate tab) and preference tuning (Chat tab)
              "/precision", "/preference_pair"}
-# The Train tab's settings for a tiny model on pasted text: token (None: the client's session), corpora,
-# pasted text, files, tokenizer, vocabulary, preset, layers, heads, width, context, positions, dropout,
-# steps, minutes, batch, learning rate, warmup, weight decay, seed.
-TRAIN = [None, [], STORY, None, "bpe", 300, "custom", 2, 4, 32, 16, "learned", 0.0, 20_000, 5.0, 4, 3e-3, 5, 0.1, 1]
 POLL_S = 180  # a bound on a hung training, not a speed target
 GEN = (0.8, 40, 0.95)  # temperature, top-k, top-p
 registry, client = app_client.registry, app_client.client  # the app on tiny models, served

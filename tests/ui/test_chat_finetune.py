@@ -14,23 +14,15 @@ from gpt.generate import SamplingConfig
 from gpt.instruct import data as instruct_data
 from gpt.instruct.prompt import chat_stream
 from tests.helpers import make_model_folder
-from tests.ui import test_train_tab
+from tests.ui.helpers import ENTRIES, choices, session
 from ui import chat_tab
 from ui.jobs import JobError, JobRunner
 from ui.registry import RUN_PREFIX, ModelRegistry
 
 WAIT_S = 180  # a bound on a hung child process, not a speed target
-# 60 entries in two kinds: 51 train, 6 held out, 3 validation; a random tiny model answers them fast.
-ENTRIES = [{"instruction": f"What is {a} + {b}?", "output": str(a + b), "task": "addition"} for a in range(5)
-           for b in range(10)] + [{"instruction": "Name a colour.", "input": "", "output": c, "task": "colour"}
-                                  for c in ("red", "blue", "green", "white", "black", "pink", "grey", "gold",
-                                            "teal", "navy")]
 # base, data, entries, file, epochs, lr, batch, LoRA rank, alpha, mask prompt, digits (the file goes in by fixture)
 SETTINGS = dict(base="base", data="upload", max_entries=1000, epochs=2, lr=3e-3, batch_size=8, lora_rank=4,
                 lora_alpha=8.0, mask_prompt=True, digits=True)
-
-
-runner, session, choices = test_train_tab.runner, test_train_tab.session, test_train_tab.choices  # as there
 
 
 @pytest.fixture(scope="module")

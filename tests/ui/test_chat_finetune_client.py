@@ -16,13 +16,13 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from tests.ui import test_app_client  # noqa: E402
-from tests.ui.test_chat_finetune import ENTRIES  # noqa: E402
+from tests.ui import app_client  # noqa: E402
+from tests.ui.helpers import ENTRIES  # noqa: E402
 
 CHAT_ENDPOINTS = {"/chat", "/chat_model", "/chat_compare", "/chat_finetune_start", "/chat_finetune_stop",
                   "/chat_finetune_status", "/chat_download", "/chat_upload"}
 POLL_S = 180  # a bound on a hung finetune, not a speed target
-registry, client = test_app_client.registry, test_app_client.client  # the app on tiny models, served as there
+registry, client = app_client.registry, app_client.client  # the app on tiny models, served
 
 
 @pytest.fixture(scope="module")

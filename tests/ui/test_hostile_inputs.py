@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import tempfile
 import threading
 import time
@@ -25,10 +24,10 @@ from typing import Any
 import httpx
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import AppError
 from huggingface_hub import constants
 
 from tests.helpers import REPO, free_port
+from tests.ui.endpoints import CALL_TIMEOUT_S, base_values, client_call, kind, problem
 from ui.jobs import JobRunner, TrainLimits
 from ui.registry import ModelRegistry
 
@@ -46,15 +45,7 @@ HOSTILE = {
     "file": ["nope.txt", 12, {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}],
     "other": [None, 12, "x" * 300, {"a": [1]}],
 }
-KINDS = {"slider": "number", "number": "number", "textbox": "text", "dropdown": "choice", "radio": "choice",
-         "checkboxgroup": "choices", "checkbox": "check", "file": "file"}
-SHORT = 400  # characters: a message, not a dump
-NOT_A_MESSAGE = ("Traceback", 'File "', "upstream Gradio app", "Something went wrong", "Could not preprocess",
-                 "didn't receive enough input values", "surrogates not allowed")
-# A path of two or more parts that starts at the root (or at ~), outside a URL.
-ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])~?/[\w.@+-]+/[\w.@+-]+")
 JSON = {"content-type": "application/json"}
-CALL_TIMEOUT_S = 120  # a bound on a hung call, not a speed target
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +60,6 @@ def app_url(serve_app, shipped_models, tmp_path_factory: pytest.TempPathFactory)
 def server_paths(app_url: str) -> list[str]:
     """Where the server keeps things: none of these may appear in a message."""
     return [str(REPO), str(Path.home()), tempfile.gettempdir() + "/", str(constants.HF_HUB_CACHE)]
-
-
-def kind(param: dict) -> str:
-    return KINDS.get(param["component"].lower(), "other")
-
-
-def base_values(endpoint: dict) -> list[Any]:
-    """The endpoint's example values, but no files (the examples are URLs on the internet) and no corpora
-    ticked (the example ticks a novel, which each call would then read and tokenize)."""
-    empty = {"file": None, "choices": []}
-    return [empty.get(kind(p), p.get("example_input")) for p in endpoint["parameters"]]
 
 
 def json_safe(value: Any) -> bool:
@@ -114,25 +94,6 @@ def cases(api: dict, client: bool) -> list[tuple[str, str, list[Any]]]:
     return out
 
 
-def problem(outcome: tuple, server_paths: list[str]) -> str | None:
-    """What is wrong with how a call ended, or None: a value, or a short clean message, is right."""
-    how, detail = outcome
-    if how == "value":
-        return None
-    if how == "http" and detail[0] in (413, 422):  # refused at the door: FastAPI's or our short reply
-        detail = detail[1]
-    elif how != "error":
-        return f"{how}: {str(detail)[:300]}"
-    if not isinstance(detail, str) or not detail.strip():
-        return f"no message: {detail!r}"
-    if len(detail) > SHORT:
-        return f"a message of {len(detail):,} characters: {detail[:120]!r}..."
-    bad = [s for s in NOT_A_MESSAGE if s in detail] + [p for p in server_paths if p in detail]
-    if bad or ABSOLUTE_PATH.search(detail):
-        return f"{bad or ABSOLUTE_PATH.search(detail).group(0)} in {detail!r}"
-    return None
-
-
 def raw_call(url: str, endpoint: str, data: Any, http: httpx.Client | None = None) -> tuple:
     """POST the values as JSON (NaN, inf and escaped surrogates included), then read the event stream to its end."""
     body = json.dumps({"data": data}).encode()
@@ -153,15 +114,6 @@ def raw_call(url: str, endpoint: str, data: Any, http: httpx.Client | None = Non
     if event == "error":
         return "error", data.get("error") if isinstance(data, dict) else data
     return "stream", f"ended with {event!r}: {str(payload)[:200]}"
-
-
-def client_call(client: Client, endpoint: str, data: list[Any]) -> tuple:
-    try:
-        return "value", client.submit(*data, api_name=endpoint).result(timeout=CALL_TIMEOUT_S)
-    except AppError as err:
-        return "error", err.message
-    except Exception as err:  # noqa: BLE001 - any other failure is what the sweep is looking for
-        return "client", f"{type(err).__name__}: {err}"
 
 
 def serving(url: str) -> bool:

@@ -26,8 +26,8 @@ import pytest
 from gradio_client import Client
 
 from tests.helpers import REPO, free_port, make_model_folder
-from tests.ui.test_app_client import TRAIN
-from tests.ui.test_hostile_inputs import base_values, client_call, problem
+from tests.ui.app_client import TRAIN
+from tests.ui.endpoints import base_values, client_call, problem
 from ui.jobs import JobRunner, TrainLimits
 from ui.registry import ModelRegistry
 

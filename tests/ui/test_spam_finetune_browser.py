@@ -6,26 +6,20 @@ Chromium driven by playwright. The screenshot goes to `screenshots/` (git-ignore
 
 from __future__ import annotations
 
-import os
+import contextlib
 
 import pytest
 
 from tests.helpers import REPO, app_process, make_model_folder
-from tests.ui.test_spam_tab import write_table
+from tests.ui import app_browser  # skips this module where Chromium is absent
+from tests.ui.app_browser import WAIT_MS
+from tests.ui.helpers import write_table
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+browser = app_browser.browser  # Chromium; the app is this module's own `app_url`, on a tiny model folder
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 SHOTS = REPO / "screenshots"
-WAIT_MS = 60_000
 FINETUNE_WAIT_MS = 240_000  # a bound on a hung finetuning, not a speed target
-
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium: bash tests/run.sh does)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +30,10 @@ def app_url(tmp_path_factory: pytest.TempPathFactory):
         yield url
 
 
-def test_finetune_a_classifier_by_clicking_then_classify_with_it(app_url, tmp_path):
+def test_finetune_a_classifier_by_clicking_then_classify_with_it(browser, app_url, tmp_path):
     table = write_table(tmp_path / "topics.csv")
     SHOTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+    with contextlib.closing(browser.new_page(viewport={"width": 1280, "height": 900})) as page:
         page.set_default_timeout(WAIT_MS)
         page.goto(app_url)
         page.locator("#model-summary").filter(has_text="parameters").wait_for()  # the page's load events ran
@@ -75,4 +67,3 @@ def test_finetune_a_classifier_by_clicking_then_classify_with_it(app_url, tmp_pa
         assert all(label in verdict for label in ("cooking", "sport", "travel"))
         page.screenshot(path=str(SHOTS / "spam-finetune.png"), full_page=True)
         assert "Traceback" not in page.locator("body").inner_text()
-        browser.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import types
 import zipfile
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from gpt.classify.classifier import CLASSIFIER_CONFIG, METRICS_FILE, ClassifierM
 from gpt.classify.data import MODERN_TEST, SET_TITLES, SMS_TEST, SPAMASSASSIN_TEST
 from gpt.files import SHIPPED_MODELS, write_text_atomic
 from tests.helpers import make_model_folder
+from tests.ui.helpers import TOPICS, WORDS, session, write_table
 from ui import spam_tab
 from ui.jobs import JobRunner, TrainLimits
 from ui.registry import RUN_PREFIX, ModelRegistry
@@ -71,31 +71,7 @@ def test_the_shipped_classifier_calls_every_example_of_the_tab_by_its_label():
 
 # -- finetuning in the tab: tiny models through the job runner ---------------------------------------
 
-TOPICS = {
-    "cooking": ["Simmer the {} sauce for ten minutes", "Chop the {} and fry it in butter", "Bake the {} bread at 200"],
-    "sport": ["The {} team won the match", "She ran the {} race in record time", "A late goal for the {} side"],
-    "travel": ["Our {} flight leaves at noon", "Book a hotel near the {} station", "The {} train was delayed again"],
-}
-WORDS = ("red", "old", "north", "big")
 WAIT_S = 180  # a bound on a hung child process, not a speed target
-
-
-def write_table(path: Path, header: bool = True) -> Path:
-    """A CSV of three topics, 12 messages each: enough for a 70/10/20 split within each class."""
-    rows = [(t.format(w), label) for label, templates in TOPICS.items() for t in templates for w in WORDS]
-    lines = (["text,label"] if header else []) + [f'"{text}",{label}' for text, label in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def session(name: str) -> types.SimpleNamespace:
-    """A request from session `name` (session names are at least 8 characters, like Gradio's)."""
-    return types.SimpleNamespace(session_hash=name)
-
-
-@pytest.fixture
-def runner(tmp_path) -> JobRunner:
-    return JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import types
 import zipfile
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from gpt.data.corpus import MODERN_TITLES
 from gpt.data.windows import SlidingWindowDataset
 from tests.helpers import STORY
+from tests.ui.helpers import choices, session
 from ui import generate_tab, train_tab, training_panel
 from ui.jobs import JobError, JobRunner, TrainLimits
 from ui.registry import RUN_PREFIX, ModelRegistry
@@ -21,16 +21,6 @@ TINY_RUN = dict(corpora=[], files=None, tokenizer_kind="bpe", vocab_size=300, pr
                 n_heads=4, emb_dim=32, context_length=16, positions="learned", drop_rate=0.0, minutes=2.0,
                 batch_size=4, lr=3e-3, warmup_steps=5, weight_decay=0.1, seed=1)
 WAIT_S = 180  # a bound on a hung child process, not a speed target: a training here takes seconds
-
-
-def session(name: str) -> types.SimpleNamespace:
-    """A request from session `name` (session names are at least 8 characters, like Gradio's)."""
-    return types.SimpleNamespace(session_hash=name)
-
-
-@pytest.fixture
-def runner(tmp_path) -> JobRunner:
-    return JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1))
 
 
 @pytest.fixture
@@ -47,10 +37,6 @@ def start(runner: JobRunner, who: str, steps: int = 60, **changes) -> str:
     line, owner = train_tab.start_training(runner, None, form(max_steps=steps, **changes), request=session(who))
     assert owner == who  # no browser token yet: the session owns it, and becomes the token
     return line
-
-
-def choices(dropdown) -> list[str]:
-    return [value for value, _ in dropdown.choices]
 
 
 def finished(runner: JobRunner, who: str):
