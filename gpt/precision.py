@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager, nullcontext
+from functools import cache
 
 import torch
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# What training may compute in: exact float32, or bfloat16 matrix products over float32 master weights.
-AUTOCAST_CHOICES = ("float32", "bfloat16")
+# What training may compute in: exact float32, bfloat16 matrix products over float32 master weights, or
+# `auto`: bfloat16 where the machine multiplies it faster than float32, float32 elsewhere.
+AUTOCAST_CHOICES = ("auto", "float32", "bfloat16")
 
 
 def dtype_of(name: str) -> torch.dtype:
@@ -31,10 +34,41 @@ def bytes_per_element(name: str) -> int:
     return dtype_of(name).itemsize
 
 
-def autocast(precision: str, device: torch.device | str) -> AbstractContextManager:
-    """`float32`: nothing changes; `bfloat16`: autocast on the device's type (CPU, CUDA or MPS)."""
+@cache
+def fast_bfloat16(device_type: str) -> bool:
+    """Whether bfloat16 matrix products beat float32 ones here, measured once per process on the CPU.
+
+    A CPU without bfloat16 instructions (an x86 one with AVX2 but no AVX-512 BF16 or AMX) converts
+    every element and runs many times slower than in float32; one with them runs about twice as fast.
+    A CUDA device says what it supports; other devices keep float32.
+    """
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    a, b = torch.randn(64, 256), torch.randn(256, 256)
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16, torch.float32, torch.bfloat16):  # in turns, after a warm-up
+        x, y = a.to(dtype), b.to(dtype)
+        start = time.perf_counter()
+        for _ in range(2):
+            x @ y
+        best[dtype] = min(best.get(dtype, float("inf")), time.perf_counter() - start)
+    return best[torch.bfloat16] < best[torch.float32]
+
+
+def resolve_autocast(precision: str, device: torch.device | str) -> str:
+    """What `precision` computes in on `device`: `auto` becomes bfloat16 or float32 (`fast_bfloat16`)."""
     if precision not in AUTOCAST_CHOICES:
         raise ValueError(f"autocast must be one of {', '.join(AUTOCAST_CHOICES)}, got {precision!r}")
-    if precision == "float32":
+    if precision == "auto":
+        return "bfloat16" if fast_bfloat16(torch.device(device).type) else "float32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device | str) -> AbstractContextManager:
+    """`float32`: nothing changes; `bfloat16`: autocast on the device's type (CPU, CUDA or MPS); `auto`: either,
+    by what the device multiplies faster."""
+    if resolve_autocast(precision, device) == "float32":
         return nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from gpt import memory
 from gpt.bpe import BytePairEncoder
 from gpt.checkpoint import (
     CONFIG_FILE,
@@ -184,11 +185,21 @@ def test_a_config_from_before_checksums_still_loads(saved, tiny_model) -> None:
 
 
 @pytest.mark.parametrize("change", [{"vocab_size": 1_000_000_000}, {"n_layers": 1_000_000}])
-def test_an_absurd_config_is_refused_before_allocating(saved, change) -> None:
+def test_a_config_out_of_its_bounds_is_refused_before_allocating(saved, change) -> None:
     folder, _ = saved
     config = json.loads((folder / CONFIG_FILE).read_text())
     config["model"].update(change)
     (folder / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=f"GPTConfig.{next(iter(change))} must be between"):
+        load_checkpoint(folder)
+
+
+def test_a_model_larger_than_the_free_memory_is_refused_before_allocating(saved, monkeypatch) -> None:
+    folder, _ = saved
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config["model"].update(GPTConfig.preset("gpt2-xl").to_dict())  # within every bound: 1.6B parameters
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**30)  # a machine with 1 GB free
     with pytest.raises(InsufficientResourcesError, match="needs about .* GB of memory; this machine has"):
         load_checkpoint(folder)
 

@@ -24,6 +24,7 @@ from gpt.bpe import BytePairEncoder
 from gpt.config import PRESETS, GPTConfig, check_option, choices
 from gpt.data.corpus import AUSTEN_NOVELS, HELD_OUT_NOVELS, MODERN_TITLES, hold_out_tails, join_documents, select_corpus
 from gpt.data.windows import SlidingWindowDataset
+from gpt.kernels import accelerate
 from gpt.model import GPTModel
 from gpt.pretrain.runs import PretrainRun, train_run
 from gpt.pretrain.trainer import PretrainConfig
@@ -238,8 +239,8 @@ def check_model(runner: JobRunner, form: TrainForm) -> str:
     steps, batch, minutes = budget(runner, form)
     check_size(runner, cfg)
     torch.manual_seed(0)
-    seconds = seconds_per_step(GPTModel(cfg), torch.randint(0, cfg.vocab_size, (batch, cfg.context_length + 1)),
-                               PROBE_STEPS)
+    batch_tokens = torch.randint(0, cfg.vocab_size, (batch, cfg.context_length + 1))
+    seconds = seconds_per_step(accelerate(GPTModel(cfg)), batch_tokens, PROBE_STEPS)  # the model the training runs
     tokens_per_step = batch * cfg.context_length
     planned = min(steps * seconds, 60 * minutes)
     return (f"**{cfg.n_params() / 1e6:.2f}M parameters** ({cfg.n_layers} layers, {cfg.n_heads} heads, "

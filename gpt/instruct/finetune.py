@@ -156,7 +156,8 @@ class InstructConfig:
     group_by_length: bool = option(False, "batch training entries of about the same length together (less padding)")
     seed: int = option(123, "seeds the training (batch order, dropout) and, on the command line, the split",
                        low=0, high=MAX_SEED)
-    autocast: str = option("bfloat16", "bfloat16: matmuls in bf16 over fp32 master weights; float32: exact",
+    autocast: str = option("auto", "bfloat16: matmuls in bf16 over fp32 master weights; float32: exact; auto: "
+                           "bfloat16 where this machine multiplies it faster (gpt.precision.fast_bfloat16)",
                            choices=AUTOCAST_CHOICES)
     lora_rank: int = option(0, "0: the weights themselves train; N > 0: LoRA adapters of rank N on the attention "
                                "and MLP linears train, every weight frozen (the saved model is the merged one)",

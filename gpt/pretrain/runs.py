@@ -98,7 +98,8 @@ def run_card(meta: dict[str, Any]) -> str:
 {meta['steps']:,} steps{stopped} of {tc['batch_size']} x {m['context_length']} tokens:
 {meta['tokens_seen']:,} tokens seen in {meta['train_time_s']:.0f} s. AdamW, learning rate {tc['lr']:g}
 (warmup {tc['warmup_steps']} steps, cosine to {tc['min_lr']:g}), weight decay {tc['weight_decay']:g},
-dropout {m['drop_rate']:g}, seed {tc['seed']}, {tc['autocast']} arithmetic; torch {meta['torch']}.
+dropout {m['drop_rate']:g}, seed {tc['seed']}, {meta.get('arithmetic', tc['autocast'])} arithmetic;
+torch {meta['torch']}.
 
 ## Held-out figures (the whole held-out text)
 

@@ -34,8 +34,9 @@ from gpt.data.corpus import join_documents
 from gpt.data.windows import open_token_file, tokenize_to_file
 from gpt.files import write_text_atomic
 from gpt.generate import SamplingConfig, generate
+from gpt.kernels import accelerate
 from gpt.model import GPTModel
-from gpt.precision import AUTOCAST_CHOICES, autocast
+from gpt.precision import AUTOCAST_CHOICES, autocast, resolve_autocast
 from gpt.pretrain.state import (
     LOG_FILE,
     STATE_FILE,
@@ -72,7 +73,8 @@ class PretrainConfig:
                                low=1, high=10_000)
     checkpoint_interval: int = option(100, "steps between checkpoints", low=1, high=MAX_STEPS)
     seed: int = option(123, "seeds the initialisation, the data order and dropout", low=0, high=MAX_SEED)
-    autocast: str = option("bfloat16", "bfloat16: matmuls in bf16 over fp32 master weights; float32: exact",
+    autocast: str = option("auto", "bfloat16: matmuls in bf16 over fp32 master weights; float32: exact; auto: "
+                           "bfloat16 where this machine multiplies it faster (gpt.precision.fast_bfloat16)",
                            choices=AUTOCAST_CHOICES)
     compile: bool = option(False, "torch.compile the model (slow start, maybe faster steps)")
     sample_prompt: str = option("It is a truth universally acknowledged", "prompt of the samples at evaluations")
@@ -254,7 +256,7 @@ def set_up(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], to
         out_dir.mkdir(parents=True, exist_ok=True)
     barrier(ddp)
     torch.manual_seed(cfg.seed)
-    model = GPTModel(cfg.model).to(ddp.device)
+    model = accelerate(GPTModel(cfg.model)).to(ddp.device)  # the fast modules: the same numbers, sooner
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
                                   fused=ddp.device.type in ("cpu", "cuda"))
     train_tokens, val_tokens = load_tokens(out_dir, train_texts, val_texts, tokenizer, ddp, resume)
@@ -430,6 +432,7 @@ def export_model(result: PretrainResult, cfg: PretrainConfig, tokenizer: Tokeniz
         "params": result.model.n_params(), "tokenizer": tokenizer.name,
         "baselines": {name: round(bpb, 4) for name, bpb in (baselines or {}).items()},
         "train_config": cfg.to_dict(), "torch": torch.__version__,
+        "arithmetic": resolve_autocast(cfg.autocast, result.model.tok_emb.weight.device),
     }
     save_checkpoint(result.model, directory, tokenizer, meta, dtype=torch.bfloat16)
     write_text_atomic(directory / "metrics.json", json.dumps(meta, indent=2) + "\n")

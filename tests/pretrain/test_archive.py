@@ -16,6 +16,7 @@ import gpt.archive as archive_module
 from gpt.bpe import BytePairEncoder
 from gpt.checkpoint import load_checkpoint, save_checkpoint
 from gpt.config import GPTConfig
+from gpt.kernels import accelerate
 from gpt.model import GPTModel
 from gpt.pretrain.archive import ArchiveError, read_run_archive, write_run_archive
 from gpt.pretrain.trainer import PretrainConfig, export_model, pretrain
@@ -96,8 +97,8 @@ def test_an_empty_destination_folder_is_accepted(saved_archive, tmp_path) -> Non
 def test_a_sinusoidal_run_without_a_model_card_round_trips(tmp_path) -> None:
     run = tmp_path / "run"
     tokenizer = BytePairEncoder.train(TEXT, 300).to_tokenizer("test-bpe")
-    model = GPTModel(GPTConfig.preset("tiny", vocab_size=300, positions="sinusoidal")).eval()
-    save_checkpoint(model, run / "model", tokenizer)
+    model = accelerate(GPTModel(GPTConfig.preset("tiny", vocab_size=300, positions="sinusoidal"))).eval()
+    save_checkpoint(model, run / "model", tokenizer)  # loaded back with the fast modules: compared like for like
     (run / "log.csv").write_text("step,train_loss\n1,5.0\n")
     path = write_run_archive(run, tmp_path / "run.zip")
     with zipfile.ZipFile(path) as zf:
