@@ -45,6 +45,9 @@ def marker(user: int) -> str:
     return f"zebra{user:02d}"
 
 
+# The Train tab's settings with 5,000 steps and one minute (the server below allows two): the training runs
+# through the whole load.
+LOAD_TRAIN = [*TRAIN[:13], 5000, 1.0, *TRAIN[15:]]
 # The realistic mix: (endpoint, arguments for user i). Endpoints not named here run with their
 # example values from view_api (they must answer with a value or a short message).
 MIX: dict[str, Callable[[int], list[Any]]] = {
@@ -56,8 +59,8 @@ MIX: dict[str, Callable[[int], list[Any]]] = {
     "/beam_search": lambda i: ["base", f"It is a {marker(i)}", 2, 6],
     "/classify": lambda i: [f"WIN a free prize now {marker(i)}"],
     "/spam_test_figures": lambda i: [],
-    "/train_preview": lambda i: [8, *TRAIN[1:]],  # the stride, then the Train tab's settings
-    "/train_check": lambda i: TRAIN[1:],
+    "/train_preview": lambda i: [8, *LOAD_TRAIN[1:]],  # the stride, then the Train tab's settings
+    "/train_check": lambda i: LOAD_TRAIN[1:],
     "/train_runs": lambda i: [],
 }
 SESSION_CHECKS = ("/one_token", "/chat", "/train_status")
@@ -159,9 +162,7 @@ def test_twenty_users_on_every_endpoint_while_a_training_runs(app_process):
         timed(trainer, endpoint, arguments(endpoint, 99, examples), warm)
     before = rss_mb(server.pid)
 
-    settings = list(TRAIN)
-    settings[13:15] = [5000, 1.0]  # steps, minutes: it trains through the whole load
-    line, _ = trainer.predict(*settings, api_name="/train_start")
+    line, _ = trainer.predict(*LOAD_TRAIN, api_name="/train_start")
     run_name = re.search(r"\*\*run:([\w-]+)\*\*", line).group(1)
     deadline = time.monotonic() + START_CAP_S
     while "Step" not in trainer.predict(None, api_name="/train_status")[0] and time.monotonic() < deadline:
