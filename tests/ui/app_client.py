@@ -2,7 +2,8 @@
 
 A test module takes them with `registry, client = app_client.registry, app_client.client`; one that wants
 other models defines its own `registry` fixture, and `client` then serves those. `TRAIN` is the Train tab's
-API values for a tiny model (the client tests and the load test send it).
+API values for a tiny model (the client tests and the load test send it); `greedy_reply` what a chat model
+answers one message at temperature 0, computed here, to compare with what the server sent.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 from gradio_client import Client  # noqa: E402
 
+from gpt.generate import SamplingConfig  # noqa: E402
+from gpt.instruct.prompt import chat_stream  # noqa: E402
 from tests.helpers import STORY, make_model_folder  # noqa: E402
+from ui.chat_tab import EMPTY_REPLY  # noqa: E402
 from ui.jobs import JobRunner, TrainLimits  # noqa: E402
 from ui.registry import ModelRegistry  # noqa: E402
 
@@ -36,3 +40,10 @@ def client(registry: ModelRegistry, serve_app, tmp_path_factory: pytest.TempPath
     """The app as `python app.py` serves it (its limits included), on the tiny models."""
     runner = JobRunner(TrainLimits(runs_dir=tmp_path_factory.mktemp("runs"), threads=1))
     return Client(serve_app(registry, runner), verbose=False)
+
+
+def greedy_reply(registry: ModelRegistry, model: str, message: str, max_new_tokens: int) -> str:
+    """The reply of `model` to `message` alone (no earlier turns), greedy, as the Chat tab shows it."""
+    greedy = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
+    replies = list(chat_stream(registry.load(model), [], message, greedy))
+    return (replies[-1] if replies else "") or EMPTY_REPLY

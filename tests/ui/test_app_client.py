@@ -91,9 +91,10 @@ def test_classify_and_test_figures(client):
     assert "75.0%" in summary and confusion["type"] == "plotly"
 
 
-def test_chat(client):
+def test_chat(client, registry):
     reply, prompt = client.predict("Name a colour.", 0.0, 8, 1, api_name="/chat")
-    assert isinstance(reply, str) and "### Instruction:\nName a colour." in prompt
+    assert reply == app_client.greedy_reply(registry, "instruct", "Name a colour.", 8)
+    assert "### Instruction:\nName a colour." in prompt
 
 
 # Sliders and numbers are range-checked by Gradio itself; the event functions check again (tested

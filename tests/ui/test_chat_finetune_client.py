@@ -42,7 +42,7 @@ def test_every_chat_action_has_a_named_endpoint(client):
     assert set(client.view_api(return_format="dict", print_info=False)["named_endpoints"]) >= CHAT_ENDPOINTS
 
 
-def test_finetune_a_tiny_chat_model_then_chat_compare_download_and_upload_it(client, data):
+def test_finetune_a_tiny_chat_model_then_chat_compare_download_and_upload_it(client, registry, data):
     line, owner = client.predict(*settings(data), api_name="/chat_finetune_start")
     assert line.startswith("Started **run:chat-") and owner
     deadline = time.monotonic() + POLL_S
@@ -56,11 +56,12 @@ def test_finetune_a_tiny_chat_model_then_chat_compare_download_and_upload_it(cli
     assert "| kind of question | base: base | this model |" in result
     assert [trace["name"] for trace in json.loads(curve["plot"])["data"]] == ["train", "validation (held out)"]
     reply, prompt = client.predict("What is 2 + 3?", 0.0, 4, 1, name, api_name="/chat")
-    assert isinstance(reply, str) and "### Instruction:\nWhat is 2 + 3?" in prompt
+    assert reply == app_client.greedy_reply(registry, name, "What is 2 + 3?", 4)
+    assert "### Instruction:\nWhat is 2 + 3?" in prompt
     info, scores = client.predict(name, api_name="/chat_model")
     assert "Finetuned from **base**" in info and "base: base" in scores
     left, right = client.predict("base", name, "What is 2 + 3?", 4, api_name="/chat_compare")
-    assert isinstance(left, str) and isinstance(right, str)
+    assert [left, right] == [app_client.greedy_reply(registry, model, "What is 2 + 3?", 4) for model in ("base", name)]
     archive = client.predict(name, api_name="/chat_download")
     message, _ = client.predict(handle_file(archive), api_name="/chat_upload")
     assert "Loaded as `run:chat-upload-" in message
