@@ -47,19 +47,8 @@ from gpt.model import GPTModel
 from gpt.precision import dtype_of
 from gpt.pretrained import PRETRAINED
 from gpt.tokenizer import Tokenizer
+from gpt.training import limits
 from gpt.training.events import TrainingMonitor
-from gpt.training.limits import (
-    MAX_BATCH,
-    MAX_BLOCKS,
-    MAX_EPOCHS,
-    MAX_EVAL_EVERY,
-    MAX_LORA_ALPHA,
-    MAX_LORA_RANK,
-    MAX_LR,
-    MAX_SEED,
-    MIN_LORA_ALPHA,
-    MIN_LR,
-)
 from gpt.training.loop import EpochLoop, StepOutput
 
 CARD_FILE = "MODEL_CARD.md"
@@ -83,20 +72,21 @@ class ClassifierConfig:
 
     trainable_blocks: int | None = option(
         1, "how many last transformer blocks to train (with the final norm and the head); 'all' (None): every layer",
-        low=0, high=MAX_BLOCKS, parse=_blocks)
-    epochs: int = option(5, "passes over the training split; the best epoch is kept", low=1, high=MAX_EPOCHS)
-    batch_size: int = option(8, "messages per optimizer step", low=1, high=MAX_BATCH)
-    lr: float = option(5e-5, "AdamW learning rate", low=MIN_LR, high=MAX_LR)
+        low=0, high=limits.MAX_BLOCKS, parse=_blocks)
+    epochs: int = option(5, "passes over the training split; the best epoch is kept", low=1, high=limits.MAX_EPOCHS)
+    batch_size: int = option(8, "messages per optimizer step", low=1, high=limits.MAX_BATCH)
+    lr: float = option(5e-5, "AdamW learning rate", low=limits.MIN_LR, high=limits.MAX_LR)
     weight_decay: float = option(0.1, "AdamW weight decay", low=0.0, high=1.0)
-    eval_every: int = option(50, "steps between quick validation-loss checks (0: none)", low=0, high=MAX_EVAL_EVERY)
+    eval_every: int = option(50, "steps between quick validation-loss checks (0: none)", low=0,
+                             high=limits.MAX_EVAL_EVERY)
     eval_batches: int = option(5, "validation batches a quick check reads", low=1, high=10_000)
     seed: int = option(123, "seeds the head's initialisation, dropout and the order of the batches",
-                       low=0, high=MAX_SEED)
+                       low=0, high=limits.MAX_SEED)
     lora_rank: int = option(0, "LoRA: rank of the adapters on every attention and MLP linear layer; they and the "
                                "head train, everything else is frozen (needs --trainable-blocks 0); 0: no LoRA",
-                            low=0, high=MAX_LORA_RANK)
+                            low=0, high=limits.MAX_LORA_RANK)
     lora_alpha: float = option(16.0, "LoRA: the adapters' update is scaled by alpha / rank",
-                               low=MIN_LORA_ALPHA, high=MAX_LORA_ALPHA)
+                               low=limits.MIN_LORA_ALPHA, high=limits.MAX_LORA_ALPHA)
     head_token: str = option("last", "where the head reads the message: its last token (the only one that has "
                                      "seen all of it), its first, or the mean over its tokens", choices=HEAD_TOKENS)
 

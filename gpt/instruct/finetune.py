@@ -31,20 +31,9 @@ from gpt.memory import peak_memory, peak_memory_source
 from gpt.model import GPTModel
 from gpt.precision import AUTOCAST_CHOICES, autocast
 from gpt.tokenizer import PRETOKENIZERS, Tokenizer
+from gpt.training import limits
 from gpt.training.events import TrainingMonitor
 from gpt.training.freeze import freeze_all_but_last_blocks
-from gpt.training.limits import (
-    MAX_BATCH,
-    MAX_BLOCKS,
-    MAX_EPOCHS,
-    MAX_EVAL_EVERY,
-    MAX_LORA_ALPHA,
-    MAX_LORA_RANK,
-    MAX_LR,
-    MAX_SEED,
-    MIN_LORA_ALPHA,
-    MIN_LR,
-)
 from gpt.training.loop import EpochLoop, StepOutput
 from gpt.training.loss import IGNORE_INDEX, lm_loss
 
@@ -148,28 +137,28 @@ class InstructConfig:
     """Hyperparameters of an instruction finetuning run."""
 
     epochs: int = option(2, "passes over the training entries; a checkpoint is written after each",
-                         low=1, high=MAX_EPOCHS)
-    batch_size: int = option(8, "entries per optimizer step", low=1, high=MAX_BATCH)
-    lr: float = option(5e-5, "AdamW learning rate (constant)", low=MIN_LR, high=MAX_LR)
+                         low=1, high=limits.MAX_EPOCHS)
+    batch_size: int = option(8, "entries per optimizer step", low=1, high=limits.MAX_BATCH)
+    lr: float = option(5e-5, "AdamW learning rate (constant)", low=limits.MIN_LR, high=limits.MAX_LR)
     weight_decay: float = option(0.1, "AdamW weight decay", low=0.0, high=1.0)
     mask_prompt: bool = option(False, "learn the response only: the prompt's targets are left out of the loss")
     group_by_length: bool = option(False, "batch training entries of about the same length together (less padding)")
     seed: int = option(123, "seeds the training (batch order, dropout) and, on the command line, the split",
-                       low=0, high=MAX_SEED)
+                       low=0, high=limits.MAX_SEED)
     autocast: str = option("auto", "bfloat16: matmuls in bf16 over fp32 master weights; float32: exact; auto: "
                            "bfloat16 where this machine multiplies it faster (gpt.precision.fast_bfloat16)",
                            choices=AUTOCAST_CHOICES)
     lora_rank: int = option(0, "0: the weights themselves train; N > 0: LoRA adapters of rank N on the attention "
                                "and MLP linears train, every weight frozen (the saved model is the merged one)",
-                            low=0, high=MAX_LORA_RANK)
+                            low=0, high=limits.MAX_LORA_RANK)
     lora_alpha: float = option(16.0, "LoRA's scale: the adapters' update is multiplied by alpha / rank",
-                               low=MIN_LORA_ALPHA, high=MAX_LORA_ALPHA)
+                               low=limits.MIN_LORA_ALPHA, high=limits.MAX_LORA_ALPHA)
     trainable_blocks: int | None = option(
         None, "train only the last N transformer blocks (with the final norm, and the head when it is not tied to "
               "the embedding); with LoRA, adapt only those blocks; 'all' (None): every layer",
-        low=0, high=MAX_BLOCKS, parse=_blocks)
+        low=0, high=limits.MAX_BLOCKS, parse=_blocks)
     eval_every: int = option(0, "steps between validation losses within an epoch (0: only at the end of each)",
-                             low=0, high=MAX_EVAL_EVERY)
+                             low=0, high=limits.MAX_EVAL_EVERY)
     pretokenizer: str | None = option(
         None, "cut text before the BPE with another pattern than the base's: 'digits' gives every digit its own "
               "token, so sums are learnt digit by digit (the saved model keeps it); default: the base's",
