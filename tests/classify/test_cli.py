@@ -70,6 +70,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, base_dir, capsys):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # refused before anything was written
 
 
+@pytest.mark.slow  # reads the finetuned runs' fixtures by name (request.getfixturevalue)
 @pytest.mark.parametrize("run, mix", [("trained_dir", "sms"), ("mixed_dir", "mixed"), ("lora_run", "file")])
 def test_the_cards_reproduce_command_parses_back_to_the_same_run(request, base_dir, table_file, run, mix):
     trained_dir = request.getfixturevalue(run)

@@ -12,6 +12,7 @@ from gpt.cli import main
 from tests.helpers import STORY as TEXT
 
 
+@pytest.mark.slow
 def test_pretrain_command_trains_exports_and_resumes(tmp_path, capsys):
     corpus = tmp_path / "story.txt.gz"
     corpus.write_bytes(gzip.compress(TEXT.encode()))
