@@ -151,13 +151,18 @@ def test_one_training_per_session_and_only_the_owner_stops_it(runner, registry):
     assert finished(runner, "alice").state == "stopped"
 
 
+def wait_for_steps(runner: JobRunner, job, n: int) -> None:
+    """Until the running `job` has reported `n` steps."""
+    while sum(e.kind == "step" for e in job.events) < n:
+        assert job.active, job.error
+        runner.wait(job, 0.2)
+
+
 @pytest.mark.slow
 def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
     start(runner, "alice", steps=20_000)
     job = runner.job_of("alice")
-    while sum(e.kind == "step" for e in job.events) < 20:
-        assert job.active, job.error
-        runner.wait(job, 0.2)
+    wait_for_steps(runner, job, 20)
     train_tab.stop_training(runner, None, session("alice"))
     job = finished(runner, "alice")
     stopped_at = job.result.steps
@@ -165,9 +170,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
     assert (runner.limits.runs_dir / job.name / "model" / "config.json").is_file()
     assert "Resuming" in train_tab.resume_training(runner, None, session("alice"))
     resumed = runner.job_of("alice")
-    while not any(e.kind == "step" for e in resumed.events):
-        assert resumed.active, resumed.error
-        runner.wait(resumed, 0.2)
+    wait_for_steps(runner, resumed, 1)
     assert resumed.name == job.name and resumed.events[0].step == stopped_at  # "start" at the checkpoint
     train_tab.stop_training(runner, None, session("alice"))
     finished(runner, "alice")
@@ -177,17 +180,13 @@ def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
 def test_the_curve_after_a_resume_shows_the_whole_run(runner, registry):
     start(runner, "alice", steps=20_000)
     job = runner.job_of("alice")
-    while sum(e.kind == "step" for e in job.events) < 5:
-        assert job.active, job.error
-        runner.wait(job, 0.2)
+    wait_for_steps(runner, job, 5)
     train_tab.stop_training(runner, None, session("alice"))
     job = finished(runner, "alice")
     before = [e for e in job.events if e.kind == "step"]
     train_tab.resume_training(runner, None, session("alice"))
     resumed = runner.job_of("alice")
-    while not any(e.kind == "step" for e in resumed.events):
-        assert resumed.active, resumed.error
-        runner.wait(resumed, 0.2)
+    wait_for_steps(runner, resumed, 1)
     train_tab.stop_training(runner, None, session("alice"))
     finished(runner, "alice")
     _, figure, *_ = train_tab.status(runner, registry, None, session("alice"))
