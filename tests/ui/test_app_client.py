@@ -36,6 +36,7 @@ ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token
 POLL_S = 180  # a bound on a hung training, not a speed target
 GEN = (0.8, 40, 0.95)  # temperature, top-k, top-p
 registry, client = app_client.registry, app_client.client  # the app on tiny models, served
+pytestmark = pytest.mark.slow  # every test here talks to the served app
 
 
 def test_every_action_has_a_named_endpoint(client):

@@ -23,6 +23,7 @@ CHAT_ENDPOINTS = {"/chat", "/chat_model", "/chat_compare", "/chat_finetune_start
                   "/chat_finetune_status", "/chat_download", "/chat_upload"}
 POLL_S = 180  # a bound on a hung finetune, not a speed target
 registry, client = app_client.registry, app_client.client  # the app on tiny models, served
+pytestmark = pytest.mark.slow  # every test here talks to the served app
 
 
 @pytest.fixture(scope="module")

@@ -158,19 +158,26 @@ def wait_for_steps(runner: JobRunner, job, n: int) -> None:
         runner.wait(job, 0.2)
 
 
-@pytest.mark.slow
-def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
+def stop_then_resume(runner: JobRunner, steps: int):
+    """Alice's long training stopped after `steps` steps, then resumed: (the stopped job, Resume's message, the
+    resumed job once it has trained a step)."""
     start(runner, "alice", steps=20_000)
-    job = runner.job_of("alice")
-    wait_for_steps(runner, job, 20)
+    wait_for_steps(runner, runner.job_of("alice"), steps)
     train_tab.stop_training(runner, None, session("alice"))
     job = finished(runner, "alice")
+    message = train_tab.resume_training(runner, None, session("alice"))
+    resumed = runner.job_of("alice")
+    wait_for_steps(runner, resumed, 1)
+    return job, message, resumed
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
+    job, message, resumed = stop_then_resume(runner, 20)
     stopped_at = job.result.steps
     assert job.state == "stopped" and stopped_at >= 20
     assert (runner.limits.runs_dir / job.name / "model" / "config.json").is_file()
-    assert "Resuming" in train_tab.resume_training(runner, None, session("alice"))
-    resumed = runner.job_of("alice")
-    wait_for_steps(runner, resumed, 1)
+    assert "Resuming" in message
     assert resumed.name == job.name and resumed.events[0].step == stopped_at  # "start" at the checkpoint
     train_tab.stop_training(runner, None, session("alice"))
     finished(runner, "alice")
@@ -178,15 +185,8 @@ def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
 
 @pytest.mark.slow
 def test_the_curve_after_a_resume_shows_the_whole_run(runner, registry):
-    start(runner, "alice", steps=20_000)
-    job = runner.job_of("alice")
-    wait_for_steps(runner, job, 5)
-    train_tab.stop_training(runner, None, session("alice"))
-    job = finished(runner, "alice")
+    job, _, resumed = stop_then_resume(runner, 5)
     before = [e for e in job.events if e.kind == "step"]
-    train_tab.resume_training(runner, None, session("alice"))
-    resumed = runner.job_of("alice")
-    wait_for_steps(runner, resumed, 1)
     train_tab.stop_training(runner, None, session("alice"))
     finished(runner, "alice")
     _, figure, *_ = train_tab.status(runner, registry, None, session("alice"))
