@@ -48,7 +48,7 @@ def beam_tree(registry: ModelRegistry, settings: Settings, model_name: str, prom
               ) -> tuple[str, str]:
     """The beams of `search_beams`, then greedy and a sample with the tab's `settings`, as one table; and a line on
     what it shows. Beams, greedy and sample all run to `settings.max_new_tokens`."""
-    req = beam_request(registry, model_name, prompt, num_beams, settings.max_new_tokens)
+    req = beam_request(registry, model_name, prompt, num_beams, settings.max_new_tokens, settings.wrap)
     ids, new_tokens = req.ids, req.new_tokens
     model, tokenizer = req.ckpt.model, req.ckpt.tokenizer
     eot, n_vocab = tokenizer.eot_id, tokenizer.n_vocab
@@ -75,7 +75,7 @@ def beam_tree(registry: ModelRegistry, settings: Settings, model_name: str, prom
 def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, n_beams: gr.Slider,
           settings: dict[str, gr.components.Component]) -> None:
     """`settings`: the tab's inputs of each `Settings` field by name (their order is the API's): the sampled row's,
-    and the new tokens of every row."""
+    the new tokens of every row, and whether a chat model reads the prompt in its chat prompt."""
     with gr.Accordion("Beam search: every beam, and where it splits", open=False, elem_id="beams"):
         gr.Markdown(EXPLAIN)
         button = gr.Button("Show the beams", variant="primary", elem_id="beams-run")

@@ -12,7 +12,7 @@ from gpt.checkpoint import Checkpoint
 from gpt.generate import SamplingConfig, next_token_logits, stream
 from gpt.tokenizer import END_OF_TEXT, Tokenizer
 from ui.common import check_number, clip_chars, fit_context, require_text, user_errors, with_notices
-from ui.inside import load_two, other_dropdown, same_tokenizer, where
+from ui.inside import chat_prompt_option, load_two, model_text, other_dropdown, same_tokenizer, where
 from ui.labels import bytes_label
 from ui.registry import ModelRegistry
 
@@ -47,16 +47,19 @@ def distributions_figure(pair: list[tuple[str, Checkpoint, torch.Tensor]]) -> tu
     return fig, missing
 
 
-def compare(registry: ModelRegistry, model_name: str, other: str, prompt: str, max_new_tokens: float
-            ) -> tuple[go.Figure, str, str, str]:
-    """The chart, the picked model's and the other model's greedy continuations, and a line on them."""
+def compare(registry: ModelRegistry, model_name: str, other: str, prompt: str, max_new_tokens: float,
+            wrap: bool = False) -> tuple[go.Figure, str, str, str]:
+    """The chart, the picked model's and the other model's greedy continuations, and a line on them. With `wrap`,
+    a chat model reads the prompt inside its chat prompt and a plain model reads it as it is: each as it is used."""
     prompt, cut = clip_chars(require_text(prompt, "prompt"))
     new_tokens = check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS, integer=True)
-    pair, texts, notices = [], [], [cut]
+    pair, texts, notices, reads = [], [], [cut], []
     for name, ckpt in zip((model_name, other), load_two(registry, model_name, other), strict=True):
         tokenizer = ckpt.tokenizer
-        ids, too_long = fit_context(tokenizer.encode(prompt), ckpt.model.cfg.context_length)
-        notices.append(too_long and f"{name}: {too_long}")
+        read = model_text(ckpt, name, prompt, wrap)
+        reads.append((name, read.wrapped))
+        ids, too_long = fit_context(tokenizer.encode(read.text), ckpt.model.cfg.context_length)
+        notices += [read.notice, too_long and f"{name}: {too_long}"]
         probs = torch.softmax(next_token_logits(ckpt.model, ids, tokenizer.n_vocab), dim=-1)
         pair.append((name, ckpt, probs))
         greedy = stream(ckpt.model, ids, SamplingConfig(max_new_tokens=new_tokens, temperature=0),
@@ -69,6 +72,9 @@ def compare(registry: ModelRegistry, model_name: str, other: str, prompt: str, m
         "The two models have different tokenizers: bars are matched by the token's text, and a bar is "
         "missing where that text is not one token of the other vocabulary"
         + (f" (no token {', '.join(missing)})." if missing else "."))
+    if any(wrapped for _, wrapped in reads):
+        info += " " + "; ".join(f"**{name}** reads " + ("the chat prompt above, yours inside it" if wrapped else
+                                                        "your prompt as it is") for name, wrapped in reads) + "."
     return fig, texts[0], texts[1], with_notices(f"{info}\n\n{where(next_token_logits, stream)}", *notices)
 
 
@@ -80,10 +86,11 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox) -> N
             other = other_dropdown(registry, accordion, "Against the picked model", "compare-other")
             new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=30, step=1, label="Greedy tokens", scale=2)
             button = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=1)
+        wrap = chat_prompt_option(registry, [picker, other], prompt, "compare")
         info = gr.Markdown(elem_id="compare-info")
         plot = gr.Plot(label="Next-token probabilities, both models", elem_id="compare-plot")
         with gr.Row():
             first = gr.Textbox(label="The picked model, greedy", lines=4, elem_id="compare-a")
             second = gr.Textbox(label="The other model, greedy", lines=4, elem_id="compare-b")
     fn = user_errors(functools.partial(compare, registry))
-    button.click(fn, [picker, other, prompt, new_tokens], [plot, first, second, info], api_name="compare_models")
+    button.click(fn, [picker, other, prompt, new_tokens, wrap], [plot, first, second, info], api_name="compare_models")

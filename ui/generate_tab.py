@@ -22,6 +22,7 @@ from ui.generation import (
     beam_request,
     make_request,
 )
+from ui.inside import chat_prompt_option
 from ui.labels import id_label
 from ui.registry import ModelRegistry
 
@@ -34,9 +35,9 @@ EXAMPLE_PROMPTS = [EXAMPLE_PROMPT, "And God said unto Noah,", "The Roman Empire 
 
 
 def generate(registry: ModelRegistry, model_name: str, prompt: str, temperature: float, top_k: float, top_p: float,
-             max_new_tokens: float, seed: float) -> Iterator[tuple[str, str]]:
+             max_new_tokens: float, seed: float, wrap: bool = False) -> Iterator[tuple[str, str]]:
     """Stream the continuation as it grows (the prompt is not repeated), with any notice."""
-    req = make_request(registry, model_name, prompt, Settings(temperature, top_k, top_p, max_new_tokens, seed))
+    req = make_request(registry, model_name, prompt, Settings(temperature, top_k, top_p, max_new_tokens, seed, wrap))
     new_ids: list[int] = []
     notice = join_notices(*req.notices)
     yield "", notice
@@ -97,17 +98,20 @@ def temperature_figure(req: Request, logits: torch.Tensor) -> go.Figure:
 
 
 def next_token_charts(registry: ModelRegistry, model_name: str, prompt: str, temperature: float, top_k: float,
-                      top_p: float) -> tuple[go.Figure, go.Figure, str]:
+                      top_p: float, wrap: bool = False) -> tuple[go.Figure, go.Figure, str]:
     """Before/after bars and the temperature plot for the prompt's next token."""
-    req = make_request(registry, model_name, prompt, Settings(temperature, top_k, top_p, max_new_tokens=1, seed=0))
+    settings = Settings(temperature, top_k, top_p, max_new_tokens=1, seed=0, wrap=wrap)
+    req = make_request(registry, model_name, prompt, settings)
     logits = last_logits(req)
     return before_after_figure(req, logits), temperature_figure(req, logits), join_notices(*req.notices)
 
 
 def one_token(registry: ModelRegistry, model_name: str, prompt: str, temperature: float, top_k: float, top_p: float,
-              seed: float) -> tuple[str, go.Figure, str]:
-    """Draw a single token, append it to the prompt, and show the distribution it came from."""
-    req = make_request(registry, model_name, prompt, Settings(temperature, top_k, top_p, max_new_tokens=1, seed=seed))
+              seed: float, wrap: bool = False) -> tuple[str, go.Figure, str]:
+    """Draw a single token, append it to the prompt, and show the distribution it came from. A wrapped prompt
+    comes back as the chat prompt it became: the next step reads it as it is, so the answer grows in place."""
+    settings = Settings(temperature, top_k, top_p, max_new_tokens=1, seed=seed, wrap=wrap)
+    req = make_request(registry, model_name, prompt, settings)
     logits = last_logits(req)
     probs = next_token_probs(logits, req.sampling)
     gen = torch.Generator().manual_seed(req.sampling.seed + len(req.ids))  # reproducible, yet new at each step
@@ -116,7 +120,7 @@ def one_token(registry: ModelRegistry, model_name: str, prompt: str, temperature
     info = f"Picked token {picked} {label!r} with probability {float(probs[picked]):.3f}."
     if picked == req.ckpt.tokenizer.eot_id:
         info += " That is <|endoftext|>: the model thinks the text is over."
-    text = prompt + req.ckpt.tokenizer.decode([picked])
+    text = (req.prompt if req.wrapped else prompt) + req.ckpt.tokenizer.decode([picked])
     return text, before_after_figure(req, logits, picked), with_notices(info, *req.notices)
 
 
@@ -125,10 +129,10 @@ def one_line(text: str) -> str:
     return text.replace("\n", " ↵ ")
 
 
-def beams(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float
-          ) -> tuple[str, str]:
+def beams(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float,
+          wrap: bool = False) -> tuple[str, str]:
     """The most likely continuation under beam search (`gpt.generate.beam_search`), beside the greedy one."""
-    req = beam_request(registry, model_name, prompt, num_beams, max_new_tokens)
+    req = beam_request(registry, model_name, prompt, num_beams, max_new_tokens, wrap)
     model, tokenizer = req.ckpt.model, req.ckpt.tokenizer
     best = beam_search(model, req.ids, req.n_beams, req.new_tokens, eot_id=tokenizer.eot_id,
                        vocab_size=tokenizer.n_vocab)
@@ -144,8 +148,10 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
                 "distribution before a token is drawn. Temperature 0 always takes the most likely token.")
     prompt = gr.Textbox(EXAMPLE_PROMPT, lines=3, label="Prompt", elem_id="gen-prompt")
     gr.Examples([[p] for p in EXAMPLE_PROMPTS], prompt, label="Openings in the style of the base model's sources")
+    wrap = chat_prompt_option(registry, [picker], prompt, "gen")
     with gr.Row():
-        temperature = gr.Slider(0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature")
+        temperature = gr.Slider(0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
+                                elem_id="gen-temperature")
         top_k = gr.Slider(0, 200, value=40, step=1, label="Top-k", info="0 = off")
         top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p", info="1 = off")
         max_new = gr.Slider(1, MAX_NEW_TOKENS, value=60, step=1, label="Max new tokens")
@@ -164,19 +170,21 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
         bars = gr.Plot(label="Next-token probabilities", elem_id="gen-bars")
         temps = gr.Plot(label="The temperature plot", elem_id="gen-temps")
 
+    # `wrap` is each event's last value: API callers that send the values they sent before wrap nothing.
     charts = user_errors(functools.partial(next_token_charts, registry))
     settings = [picker, prompt, temperature, top_k, top_p]
     streaming = run.click(user_errors(functools.partial(generate, registry)),
-                          [*settings, max_new, seed], [output, notice], api_name="generate")
-    run.click(charts, settings, [bars, temps, notice], api_name="next_token_probs")
+                          [*settings, max_new, seed, wrap], [output, notice], api_name="generate")
+    run.click(charts, [*settings, wrap], [bars, temps, notice], api_name="next_token_probs")
     stop.click(None, cancels=[streaming])
-    stepped = step.click(user_errors(functools.partial(one_token, registry)), [*settings, seed],
+    stepped = step.click(user_errors(functools.partial(one_token, registry)), [*settings, seed, wrap],
                          [prompt, bars, notice], api_name="one_token")
-    beam.click(user_errors(functools.partial(beams, registry)), [picker, prompt, n_beams, max_new], [output, notice],
-               api_name="beam_search")
+    beam.click(user_errors(functools.partial(beams, registry)), [picker, prompt, n_beams, max_new, wrap],
+               [output, notice], api_name="beam_search")
 
-    settings = {"max_new_tokens": max_new, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+    settings = {"max_new_tokens": max_new, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed,
+                "wrap": wrap}
     beams_view.build(registry, picker, prompt, n_beams, settings)
-    kv_cache_view.build(registry, picker, prompt, stepped)
+    kv_cache_view.build(registry, picker, prompt, wrap, stepped)
     compare_view.build(registry, picker, prompt)
     precision_view.build(registry, picker)

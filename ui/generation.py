@@ -1,7 +1,8 @@
 """The requests the Generate tab and its views share: the page's settings, checked, with the model and the prompt.
 
 The tab and each view (`beams_view`, `kv_cache_view`) build their requests here, so a view never
-imports the tab it sits in.
+imports the tab it sits in. A chat model reads the prompt inside its chat prompt when the page's
+`wrap` is on (`ui.inside.model_text`); the request keeps the text it read.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from gpt.checkpoint import Checkpoint
 from gpt.generate import SamplingConfig
 from ui.common import check_number, clip_chars, fit_context, require_text
+from ui.inside import model_text
 from ui.registry import ModelRegistry
 
 MAX_TEMPERATURE = 5.0
@@ -23,13 +25,15 @@ MAX_BEAM_TOKENS = 128  # each step runs every beam: bounded so one request stays
 
 @dataclass(frozen=True)
 class Settings:
-    """The sampling settings as the page sends them: unchecked numbers, so that `sampling` can say what is wrong."""
+    """The sampling settings as the page sends them: unchecked numbers, so that `sampling` can say what is wrong;
+    and whether a chat model reads the prompt inside its chat prompt (off for API callers that never say)."""
 
     temperature: float
     top_k: float
     top_p: float
     max_new_tokens: float
     seed: float
+    wrap: bool = False
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(
@@ -49,9 +53,11 @@ class Request:
     """A checked prompt and sampling settings, ready for the model."""
 
     ckpt: Checkpoint
+    prompt: str  # what the model reads: the prompt (cut to 100k characters), or a chat prompt around it
+    wrapped: bool
     ids: list[int]
     sampling: SamplingConfig
-    notices: tuple[str, ...]  # what was cut, for the user
+    notices: tuple[str, ...]  # what was cut, or read bare by a chat model, for the user
 
 
 @dataclass(frozen=True)
@@ -66,22 +72,26 @@ class BeamRequest:
 
 
 def make_request(registry: ModelRegistry, model_name: str, prompt: str, settings: Settings) -> Request:
-    """The prompt cut to the model's window (its start dropped), every setting checked before the model loads."""
+    """The prompt (in a chat model's prompt, if `settings.wrap`) cut to the model's window (its start dropped),
+    every setting checked before the model loads."""
     prompt, cut = clip_chars(require_text(prompt, "prompt"))
     sampling = settings.sampling()
     ckpt = registry.load(model_name)
-    ids, too_long = fit_context(ckpt.tokenizer.encode(prompt), ckpt.model.cfg.context_length)
-    return Request(ckpt, ids, sampling, (cut, too_long))
+    read = model_text(ckpt, model_name, prompt, settings.wrap)
+    ids, too_long = fit_context(ckpt.tokenizer.encode(read.text), ckpt.model.cfg.context_length)
+    return Request(ckpt, read.text, read.wrapped, ids, sampling, (cut, read.notice, too_long))
 
 
-def beam_request(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float
-                 ) -> BeamRequest:
-    """Beams and new tokens checked; the prompt cut so that it and the new tokens fit the window."""
+def beam_request(registry: ModelRegistry, model_name: str, prompt: str, num_beams: float, max_new_tokens: float,
+                 wrap: bool = False) -> BeamRequest:
+    """Beams and new tokens checked; the prompt (in a chat model's prompt, if `wrap`) cut so that it and the new
+    tokens fit the window."""
     prompt, cut = clip_chars(require_text(prompt, "prompt"))
     n_beams = check_number(num_beams, "Beams", 1, MAX_BEAMS, integer=True)
     new_tokens = check_number(max_new_tokens, "Max new tokens", 1, MAX_BEAM_TOKENS, integer=True)
     ckpt = registry.load(model_name)
     context = ckpt.model.cfg.context_length
     new_tokens = min(new_tokens, context - 1)
-    ids, too_long = fit_context(ckpt.tokenizer.encode(prompt), context - new_tokens)
-    return BeamRequest(ckpt, ids, n_beams, new_tokens, (cut, too_long))
+    read = model_text(ckpt, model_name, prompt, wrap)
+    ids, too_long = fit_context(ckpt.tokenizer.encode(read.text), context - new_tokens)
+    return BeamRequest(ckpt, ids, n_beams, new_tokens, (cut, read.notice, too_long))

@@ -1,18 +1,25 @@
-"""What the views inside the model share: where their code is, a cut text, a second model (token labels: `ui.labels`).
+"""What the views inside the model share: where their code is, a cut text, a second model, a chat model's prompt
+(token labels: `ui.labels`).
 
 Each view (`ui/*_view.py`) is built from inside the tab it belongs to and calls one library
 function; `where` names that function and its file, so a student can open it beside the picture.
+A chat model reads text inside its chat prompt: the views that send it text (and the Generate tab)
+offer to wrap it (`chat_prompt_option`) and say when it reads the text bare (`model_text`).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from gpt.checkpoint import Checkpoint
+from gpt.checkpoint import Checkpoint, read_config
+from gpt.instruct.prompt import is_chat_model, is_chat_prompt, wrap_in_chat_prompt
 from gpt.tokenizer import Tokenizer, TokenPiece
 from ui.common import clip_chars, require_text
 from ui.registry import SHIPPED_LANGUAGE_MODELS, ModelRegistry
@@ -74,3 +81,84 @@ def load_two(registry: ModelRegistry, first: str, second: str) -> tuple[Checkpoi
 def same_tokenizer(a: Tokenizer, b: Tokenizer) -> bool:
     """The same vocabulary: token ids mean the same pieces, so the two models can be compared token by token."""
     return a is b or a.ranks == b.ranks
+
+
+# -- a chat model's prompt ---------------------------------------------------------------------------
+
+WRAP_LABEL = "Wrap in the chat prompt"
+
+
+@dataclass(frozen=True)
+class ModelText:
+    """A text as one model reads it, and a notice where a chat model reads it bare."""
+
+    text: str
+    wrapped: bool
+    notice: str
+
+
+def model_text(ckpt: Checkpoint, name: str, text: str, wrap: bool) -> ModelText:
+    """The text inside the model's chat prompt where it is a chat model and `wrap` is on; else as it is, said
+    plainly for a chat model (bare text gets gibberish from it)."""
+    read = wrap_in_chat_prompt(ckpt.meta, text, wrap)
+    bare = is_chat_model(ckpt.meta) and read == text and not is_chat_prompt(text)
+    notice = (f"{name} is a chat model, finetuned to answer text inside its chat prompt; here it reads the text "
+              f"bare, which it was not trained on (tick *{WRAP_LABEL}*).") if bare else ""
+    return ModelText(read, read != text, notice)
+
+
+def model_meta(registry: ModelRegistry, name: str | None) -> dict[str, Any]:
+    """A model's recorded metadata, from its config alone: switching the picker never loads weights for this.
+    GPT-2 sizes have none; a name that is no model has none either (the view that loads it says why)."""
+    try:
+        entry = registry.resolve(name)
+        meta = read_config(entry.path).get("meta", {}) if entry.path is not None else {}
+    except (ValueError, OSError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def chat_prompt_shown(registry: ModelRegistry, names: Sequence[str | None], text: str | None, wrap: bool) -> str:
+    """The chat prompt the view's chat model reads (every chat model here reads the same one), or "" when none of
+    `names` is a chat model, `wrap` is off or there is no text."""
+    chat = next((meta for meta in map(functools.partial(model_meta, registry), names) if is_chat_model(meta)), None)
+    if not wrap or chat is None or not text or not text.strip():
+        return ""
+    return wrap_in_chat_prompt(chat, text)
+
+
+def chat_prompt_option(registry: ModelRegistry, models: Sequence[gr.components.Component], text: gr.Textbox,
+                       elem_id: str, on_when_any: bool = True) -> gr.Checkbox:
+    """The "Wrap in the chat prompt" checkbox and the exact prompt it makes, shown while one of `models` is a
+    chat model. A new model puts the box back to its default: ticked when any of them is a chat model, or (with
+    `on_when_any` off, where wrapping changes what every model reads) only when the first is.
+
+    The prompt beside it follows every keystroke, outside the queue: formatting it takes no model.
+    """
+
+    def state(names: Sequence[str | None]) -> tuple[bool, bool]:  # (shown, ticked)
+        chat = [is_chat_model(model_meta(registry, name)) for name in names]
+        return any(chat), any(chat) if on_when_any else chat[0]
+
+    shown, ticked = state([m.value for m in models])
+    with gr.Group(visible=shown) as group:
+        wrap = gr.Checkbox(ticked, label=WRAP_LABEL, elem_id=f"{elem_id}-wrap",
+                           info="A chat model was finetuned to answer an instruction inside this prompt; "
+                                "bare text gets gibberish from it.")
+        prompt = gr.Textbox(chat_prompt_shown(registry, [m.value for m in models], text.value, ticked), lines=4,
+                            max_lines=12, interactive=False, elem_id=f"{elem_id}-chat-prompt",
+                            label="The exact text the chat model reads: yours, inside its chat prompt")
+
+    def on_model(*values: Any) -> tuple[gr.Group, bool, str]:
+        *names, typed = values
+        visible, default = state(names)
+        return gr.Group(visible=visible), default, chat_prompt_shown(registry, names, typed, default)
+
+    def on_text(*values: Any) -> str:
+        *names, typed, wrapped = values
+        return chat_prompt_shown(registry, names, typed, wrapped)
+
+    gr.on([m.change for m in models], on_model, [*models, text], [group, wrap, prompt], queue=False,
+          api_visibility="private")
+    gr.on([text.change, wrap.change], on_text, [*models, text, wrap], prompt, queue=False, api_visibility="private")
+    return wrap

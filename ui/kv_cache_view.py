@@ -4,6 +4,7 @@ time, and what weights plus cache take in memory for every preset."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 
 import gradio as gr
@@ -51,11 +52,13 @@ def growth_figure(cfg: GPTConfig, tokens: int, dtype: str) -> go.Figure:
     return fig
 
 
-def kv_cache(registry: ModelRegistry, model_name: str, prompt: str, dtype: str) -> tuple[str, go.Figure]:
-    """The cache once the prompt (as it stands after the last step) has been read: shape, bytes, a chart."""
+def kv_cache(registry: ModelRegistry, model_name: str, prompt: str, dtype: str, wrap: bool = False
+             ) -> tuple[str, go.Figure]:
+    """The cache once the prompt (as it stands after the last step; in a chat model's prompt if `wrap`) has been
+    read: shape, bytes, a chart."""
     if dtype not in DTYPES:
         raise ValueError(f"Precision must be one of {', '.join(DTYPES)}, got {dtype!r}.")
-    req = make_request(registry, model_name, prompt, GREEDY_STEP)
+    req = make_request(registry, model_name, prompt, dataclasses.replace(GREEDY_STEP, wrap=wrap))
     cfg, tokens = req.ckpt.model.cfg, len(req.ids)
     shape = " × ".join(map(str, cache_shape(cfg, tokens)))
     info = (f"After reading {tokens} tokens the cache holds keys **({shape})** (layers × batch × heads × tokens × "
@@ -65,10 +68,10 @@ def kv_cache(registry: ModelRegistry, model_name: str, prompt: str, dtype: str) 
     return with_notices(info, *req.notices), growth_figure(cfg, tokens, dtype)
 
 
-def kv_timing(registry: ModelRegistry, model_name: str, prompt: str, n_tokens: float) -> str:
+def kv_timing(registry: ModelRegistry, model_name: str, prompt: str, n_tokens: float, wrap: bool = False) -> str:
     """Greedy decoding of `n_tokens` after the prompt, timed per token with the cache and without it."""
     n_tokens = check_number(n_tokens, "Tokens to time", 2, MAX_TIMED_TOKENS, integer=True)
-    req = make_request(registry, model_name, prompt, GREEDY_STEP)  # the prompt as the model reads it
+    req = make_request(registry, model_name, prompt, dataclasses.replace(GREEDY_STEP, wrap=wrap))  # as it is read
     model = req.ckpt.model
     ids = req.ids[-min(MAX_TIMED_PROMPT, model.cfg.context_length - n_tokens):]
     cut = "" if len(ids) == len(req.ids) else f"Only the prompt's last {len(ids)} tokens are used for the timing."
@@ -101,8 +104,10 @@ def memory_table(registry: ModelRegistry, model_name: str, dtype: str, context: 
                                        f"KV cache (batch {batch})", "total"])
 
 
-def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, step: gr.events.Dependency) -> None:
-    """`step`: the one-token click, after which the cache view follows the grown prompt."""
+def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, wrap: gr.Checkbox,
+          step: gr.events.Dependency) -> None:
+    """`step`: the one-token click, after which the cache view follows the grown prompt; `wrap`: the tab's
+    "Wrap in the chat prompt"."""
     with gr.Accordion("The KV cache: memory for speed", open=False, elem_id="kv") as accordion:
         gr.Markdown(EXPLAIN)
         dtype = gr.Radio(list(DTYPES), value="float32", label="Precision")
@@ -119,9 +124,10 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, step
             batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch size")
         table = gr.Dataframe(interactive=False, elem_id="kv-table")
     state = user_errors(functools.partial(kv_cache, registry))
-    step.success(state, [picker, prompt, dtype], [info, growth], api_name="kv_cache")
-    gr.on([accordion.expand, dtype.change], state, [picker, prompt, dtype], [info, growth], api_visibility="private")
-    time_it.click(user_errors(functools.partial(kv_timing, registry)), [picker, prompt, n_tokens], timing,
+    step.success(state, [picker, prompt, dtype, wrap], [info, growth], api_name="kv_cache")
+    gr.on([accordion.expand, dtype.change], state, [picker, prompt, dtype, wrap], [info, growth],
+          api_visibility="private")
+    time_it.click(user_errors(functools.partial(kv_timing, registry)), [picker, prompt, n_tokens, wrap], timing,
                   api_name="kv_timing")
     calculator = user_errors(functools.partial(memory_table, registry))
     gr.on([accordion.expand, dtype.change, context.release, batch.release], calculator,

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
+from gpt.checkpoint import Checkpoint
+from gpt.instruct.prompt import wrap_in_chat_prompt
 from gpt.lens import LogitLens, logit_lens
-from ui.common import check_number, user_errors, with_notices
-from ui.inside import where, window_pieces
+from gpt.tokenizer import TokenPiece
+from ui.common import check_number, clip_chars, require_text, user_errors, with_notices
+from ui.inside import chat_prompt_option, model_text, where, window_pieces
 from ui.labels import id_label
 from ui.registry import ModelRegistry
 
 MAX_TOKENS = 48  # columns of the grid: each cell carries a token's text, so it must stay readable
+MAX_CHAT_TOKENS = 256  # a chat prompt is read whole up to this (the grid shows its end): every layer scores each
 EXPLAIN = ("**The logit lens.** After each block the residual stream is read through the final LayerNorm and the "
            "output head, as if the model ended there: each cell is the token that layer finds most likely next, "
            "coloured by its probability. The bottom row reads the embeddings alone; the top row is the model's "
@@ -63,22 +68,48 @@ def lens_trace(result: LogitLens, final: str, after: str, pos: int) -> go.Figure
     return fig
 
 
-def lens(registry: ModelRegistry, model_name: str, text: str, position: float) -> tuple[go.Figure, go.Figure, str]:
-    """The grid, the trace at `position` (1-based; 0 = the last token), and a line on what is shown."""
+def last_positions(result: LogitLens, n: int) -> LogitLens:
+    """The lens at the last `n` positions alone."""
+    return LogitLens(**{f.name: getattr(result, f.name)[..., -n:] for f in dataclasses.fields(result)})
+
+
+def chat_window(ckpt: Checkpoint, prompt: str) -> tuple[list[TokenPiece], str]:
+    """A chat prompt's tokens as the model reads them (its last `MAX_CHAT_TOKENS`, at most its window), and a
+    notice of what was cut. The prompt starts with fixed text: its end, where the answer starts, matters."""
+    pieces = ckpt.tokenizer.pieces(prompt)
+    limit = min(MAX_CHAT_TOKENS, ckpt.model.cfg.context_length)
+    if len(pieces) <= limit:
+        return pieces, ""
+    return pieces[-limit:], f"The chat prompt has {len(pieces):,} tokens; only its last {limit:,} are read."
+
+
+def lens(registry: ModelRegistry, model_name: str, text: str, position: float, wrap: bool = False
+         ) -> tuple[go.Figure, go.Figure, str]:
+    """The grid, the trace at `position` (1-based among the columns; 0 = the last token), and a line on what is
+    shown. With `wrap`, a chat model reads its chat prompt around the text, and the grid shows the prompt's end."""
     ckpt = registry.load(model_name)
     tokenizer, cfg = ckpt.tokenizer, ckpt.model.cfg
-    pieces, cut = window_pieces(tokenizer, text, min(MAX_TOKENS, cfg.context_length))
-    pos = check_number(position, "Position", 0, len(pieces), integer=True) or len(pieces)
-    result = logit_lens(ckpt.model, [p.id for p in pieces], tokenizer.n_vocab)
+    read = model_text(ckpt, model_name, clip_chars(require_text(text))[0], wrap)
+    if read.wrapped:
+        pieces, cut = chat_window(ckpt, read.text)
+    else:
+        pieces, cut = window_pieces(tokenizer, text, min(MAX_TOKENS, cfg.context_length))
+    shown = min(len(pieces), MAX_TOKENS)
+    line = (f"The model reads the chat prompt around your text ({len(pieces)} tokens, shown above); the grid shows "
+            f"the last {shown}, where the answer starts." if read.wrapped else "")
+    pos = check_number(position, "Position", 0, shown, integer=True) or shown
+    result = last_positions(logit_lens(ckpt.model, [p.id for p in pieces], tokenizer.n_vocab), shown)
+    pieces = pieces[-shown:]
     inputs = [id_label(tokenizer, p.id) for p in pieces]
     top = [[id_label(tokenizer, i) for i in row] for row in result.top_ids.tolist()]
     final = top[-1][pos - 1]
     settled = max((i + 1 for i, rank in enumerate(result.final_ranks[:, pos - 1].tolist()) if rank), default=0)
+    code = (logit_lens, wrap_in_chat_prompt) if read.wrapped else (logit_lens,)
     info = (f"{len(pieces)} tokens × {cfg.n_layers} layers. After {inputs[pos - 1]!r} the model predicts {final!r} "
             f"(p = {float(result.final_probs[-1, pos - 1]):.3f}); it is the top guess from "
-            f"{layer_names(cfg.n_layers)[settled]} on.\n\n{where(logit_lens)}")
+            f"{layer_names(cfg.n_layers)[settled]} on.")
     return lens_grid(result, inputs, top, pos - 1), lens_trace(result, final, inputs[pos - 1], pos - 1), \
-        with_notices(info, cut)
+        with_notices("\n\n".join(filter(None, [info, line, where(*code)])), cut, read.notice)
 
 
 def build(registry: ModelRegistry, picker: gr.Dropdown, text: gr.Textbox) -> None:
@@ -89,8 +120,9 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, text: gr.Textbox) -> Non
             position = gr.Slider(0, MAX_TOKENS, value=0, step=1, label="Position to follow", scale=3,
                                  info="1 = the first token, 0 = the last")
             button = gr.Button("Read every layer", variant="primary", elem_id="lens-run", scale=1)
+        wrap = chat_prompt_option(registry, [picker], text, "lens")
         info = gr.Markdown(elem_id="lens-info")
         grid = gr.Plot(label="Logit lens", elem_id="lens-grid")
         trace = gr.Plot(label="The final prediction, layer by layer", elem_id="lens-trace")
     fn = user_errors(functools.partial(lens, registry))
-    button.click(fn, [picker, text, position], [grid, trace, info], api_name="logit_lens")
+    button.click(fn, [picker, text, position, wrap], [grid, trace, info], api_name="logit_lens")

@@ -10,10 +10,11 @@ import gradio as gr
 import pandas as pd
 
 from gpt.checkpoint import Checkpoint
+from gpt.instruct.prompt import wrap_in_chat_prompt
 from gpt.lens import bits_by_word, surprisal_bits
 from gpt.tokenizer import TokenPiece
 from ui.common import clip_chars, require_text, user_errors, with_notices
-from ui.inside import load_two, other_dropdown, same_tokenizer, where
+from ui.inside import chat_prompt_option, load_two, model_text, other_dropdown, same_tokenizer, where
 from ui.labels import bytes_label, id_label
 from ui.registry import ModelRegistry
 
@@ -98,13 +99,21 @@ def summary(scored: list[Scored], n_bytes: int) -> str:
     return "\n".join(["| model | tokens | bits | bits per token | bits per byte |", "|---|---|---|---|---|", *rows])
 
 
-def surprisal(registry: ModelRegistry, model_name: str, text: str, other: str | None
+def surprisal(registry: ModelRegistry, model_name: str, text: str, other: str | None, wrap: bool = False
               ) -> tuple[str, str, str, pd.DataFrame]:
-    """Coloured text for the picked model (and `other`, unless 'none'), the figures, and the largest differences."""
+    """Coloured text for the picked model (and `other`, unless 'none'), the figures, and the largest differences.
+
+    With `wrap` and a chat model here, every model scores the chat prompt around the text (what the chat model
+    reads): the models are compared on one text, never each on its own."""
     text, cut = clip_chars(require_text(text))
     two = other not in (None, "", NONE)
     ckpts = load_two(registry, model_name, other) if two else (registry.load(model_name),)
     names = [model_name, other][: len(ckpts)]
+    reads = [model_text(ckpt, name, text, wrap) for ckpt, name in zip(ckpts, names, strict=True)]
+    chat = next((name for name, read in zip(names, reads, strict=True) if read.wrapped), None)
+    bare = [read.notice for read in reads]
+    if chat is not None:
+        text, bare = reads[names.index(chat)].text, []
     end = min(readable_end(ckpt, text) for ckpt in ckpts)
     if end < len(text):
         cut = (f"Only the first {end:,} of {len(text):,} characters are scored: what fits every model's window "
@@ -120,9 +129,13 @@ def surprisal(registry: ModelRegistry, model_name: str, text: str, other: str | 
                  f"\n\nThe two models cut the text into different tokens ({len(scored[0].pieces)} and "
                  f"{len(scored[1].pieces)}), so the table compares them word by word: each token's bits go to "
                  f"the word it is part of (a token never spans two words).")
-    info += f"\n\n{where(surprisal_bits, bits_by_word)}"
+    if chat is not None:
+        info += (f"\n\n{'Both models score' if two else 'The model scores'} the chat prompt around your text, as "
+                 f"**{chat}** reads it (shown above).")
+    code = (surprisal_bits, bits_by_word) + ((wrap_in_chat_prompt,) if chat is not None else ())
+    info += f"\n\n{where(*code)}"
     views = [surprisal_html(ckpt, s) for ckpt, s in zip(ckpts, scored, strict=True)] + [""]
-    return views[0], views[1], with_notices(info, cut), table
+    return views[0], views[1], with_notices(info, cut, *bare), table
 
 
 def build(registry: ModelRegistry, picker: gr.Dropdown, text: gr.Textbox) -> None:
@@ -132,10 +145,11 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, text: gr.Textbox) -> Non
         with gr.Row(equal_height=True):
             other = other_dropdown(registry, accordion, "Beside the picked model", "surprisal-other", NONE)
             button = gr.Button("Score the text", variant="primary", elem_id="surprisal-run", scale=1)
+        wrap = chat_prompt_option(registry, [picker, other], text, "surprisal", on_when_any=False)
         info = gr.Markdown(elem_id="surprisal-info")
         with gr.Row():
             first = gr.HTML(elem_id="surprisal-a")
             second = gr.HTML(elem_id="surprisal-b")
         table = gr.Dataframe(label="Where they differ most", interactive=False, elem_id="surprisal-table")
     fn = user_errors(functools.partial(surprisal, registry))
-    button.click(fn, [picker, text, other], [first, second, info, table], api_name="surprisal")
+    button.click(fn, [picker, text, other, wrap], [first, second, info, table], api_name="surprisal")

@@ -17,9 +17,10 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import ui.registry  # noqa: E402
-from gpt.checkpoint import save_checkpoint  # noqa: E402
+from gpt.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from gpt.config import PRESETS  # noqa: E402
 from gpt.generate import SamplingConfig, generate  # noqa: E402
+from gpt.instruct.prompt import format_prompt, is_chat_model, is_chat_prompt, wrap_in_chat_prompt  # noqa: E402
 from gpt.lens import surprisal_bits  # noqa: E402
 from gpt.pretrained import load_gpt2_file  # noqa: E402
 from gpt.tokenizer import load_tokenizer  # noqa: E402
@@ -41,6 +42,8 @@ from ui import (  # noqa: E402
 from ui.registry import ModelRegistry  # noqa: E402
 
 GPT2 = "local:gpt2-tiny"  # GPT-2's layout and tokenizer: the tiny Hub-layout model, converted by gpt/pretrained.py
+CHAT = "local:chat"  # the tiny instruct model's weights, with the metadata of a chat model (its prompt format)
+QUESTION = "What is the plural of mouse?"
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
 LONG_TEXT = "word " * 20_000  # 100,000 characters
 ENDPOINTS = {"/embeddings", "/logit_lens", "/surprisal", "/compare_models", "/beam_tree", "/kv_cache", "/kv_timing",
@@ -52,6 +55,8 @@ CARD_ENDPOINT = "/model_card"  # built under the picker by app.py (ui.model_card
 def models(tmp_path_factory: pytest.TempPathFactory, tiny_hf):
     root = make_model_folder(tmp_path_factory.mktemp("models"))
     save_checkpoint(load_gpt2_file(tiny_hf[1], TINY), root / "gpt2-tiny", load_tokenizer("gpt2"))
+    instruct = load_checkpoint(root / "instruct")
+    save_checkpoint(instruct.model, root / "chat", instruct.tokenizer, meta={"prompt_format": "alpaca"})
     (root / "base" / "MODEL_CARD.md").write_text("# base\nA tiny random model for the tests.")
     (root / "base" / "log.csv").write_text("step,tokens_seen,train_loss,val_loss\n1,64,5.9,\n2,128,5.1,5.3\n")
     (root / "base" / "metrics.json").write_text(json.dumps({"held_out_bits_per_byte": 2.0,
@@ -253,6 +258,117 @@ def test_kv_timing_and_memory_table(registry):
             kv_cache_view.memory_table(registry, "base", *bad)
 
 
+# -- a chat model reads its chat prompt (issue 30) ----------------------------------------------------
+
+def wrapped(text: str = QUESTION) -> str:
+    return format_prompt({"instruction": text, "input": ""})
+
+
+def greedy_text(registry: ModelRegistry, name: str, prompt: str, new_tokens: int) -> str:
+    ckpt = registry.load(name)
+    tok = ckpt.tokenizer
+    cfg = SamplingConfig(max_new_tokens=new_tokens, temperature=0)
+    return tok.decode(generate(ckpt.model, tok.encode(prompt), cfg, tok.eot_id, vocab_size=tok.n_vocab))
+
+
+def test_a_chat_model_is_told_by_its_metadata_and_its_text_wrapped_once():
+    chat = {"prompt_format": "alpaca", "steps": 3}
+    assert is_chat_model(chat) and not is_chat_model({"steps": 3}) and not is_chat_model(None)
+    assert wrap_in_chat_prompt(chat, f" {QUESTION}\n") == wrapped() and is_chat_prompt(wrapped())
+    assert wrap_in_chat_prompt(chat, wrapped() + "mi") == wrapped() + "mi"  # a chat prompt already: as it is
+    assert wrap_in_chat_prompt(chat, QUESTION, wrap=False) == QUESTION == wrap_in_chat_prompt({}, QUESTION)
+
+
+def test_the_chat_prompt_shown_is_the_one_a_chat_model_reads(registry):
+    assert inside.chat_prompt_shown(registry, [CHAT], QUESTION, True) == wrapped()
+    assert inside.chat_prompt_shown(registry, ["base", CHAT], QUESTION, True) == wrapped()
+    for names, wrap in (([CHAT], False), (["base"], True), (["base", GPT2, "gpt2-small", "gpt-5", None], True)):
+        assert inside.chat_prompt_shown(registry, names, QUESTION, wrap) == ""
+    assert inside.chat_prompt_shown(registry, [CHAT], "  ", True) == ""
+
+
+def test_generate_wraps_a_chat_models_prompt_and_a_plain_models_not(registry):
+    text, notice = list(generate_tab.generate(registry, CHAT, QUESTION, 0.0, 0, 1.0, 6, 0, True))[-1]
+    assert text == greedy_text(registry, CHAT, wrapped(), 6) and "chat model" not in notice
+    req = generation.make_request(registry, CHAT, QUESTION, generation.Settings(0, 0, 1, 1, 0, wrap=True))
+    assert req.wrapped and req.prompt == wrapped() and req.ids == registry.tokenizer(CHAT).encode(wrapped())
+    text, notice = list(generate_tab.generate(registry, CHAT, QUESTION, 0.0, 0, 1.0, 6, 0, False))[-1]
+    assert text == greedy_text(registry, CHAT, QUESTION, 6) and "local:chat is a chat model" in notice
+    assert "Wrap in the chat prompt" in notice  # bare text for a chat model is said, never silent
+    plain = generation.make_request(registry, "base", QUESTION, generation.Settings(0, 0, 1, 1, 0, wrap=True))
+    assert not plain.wrapped and plain.prompt == QUESTION and not any(plain.notices)
+    text, notice = list(generate_tab.generate(registry, "base", QUESTION, 0.0, 0, 1.0, 6, 0, True))[-1]
+    assert text == greedy_text(registry, "base", QUESTION, 6) and notice == ""
+
+
+def test_one_token_beams_and_charts_read_the_chat_prompt(registry):
+    text, _, _ = generate_tab.one_token(registry, CHAT, QUESTION, 0.0, 0, 1.0, 0, True)
+    first = greedy_text(registry, CHAT, wrapped(), 1)
+    assert text == wrapped() + first  # the box now holds the chat prompt: the next step reads it as it is
+    again, _, _ = generate_tab.one_token(registry, CHAT, text, 0.0, 0, 1.0, 0, True)
+    assert again == wrapped() + greedy_text(registry, CHAT, wrapped(), 2)
+    assert generate_tab.one_token(registry, "base", QUESTION, 0.0, 0, 1.0, 0, True)[0].startswith(QUESTION)
+    best, notice = generate_tab.beams(registry, CHAT, QUESTION, 1, 4, True)
+    assert best == greedy_text(registry, CHAT, wrapped(), 4) and "chat model" not in notice
+    bars, _, notice = generate_tab.next_token_charts(registry, CHAT, QUESTION, 1.0, 0, 1.0, True)
+    assert notice == "" and "chat model" in generate_tab.next_token_charts(registry, CHAT, QUESTION, 1.0, 0, 1.0)[2]
+    settings = generation.Settings(temperature=0.8, top_k=40, top_p=0.95, max_new_tokens=4, seed=1, wrap=True)
+    table, info = beams_view.beam_tree(registry, settings, CHAT, QUESTION, 1)
+    assert "greedy = beam 1" in table and "chat model" not in info
+    assert "chat model" in beams_view.beam_tree(registry, dataclasses.replace(settings, wrap=False), CHAT, QUESTION,
+                                                1)[1]
+
+
+def test_the_kv_cache_holds_the_chat_prompt(registry):
+    n = len(registry.tokenizer(CHAT).encode(wrapped()))
+    info, _ = kv_cache_view.kv_cache(registry, CHAT, QUESTION, "float32", True)
+    assert f"After reading {n} tokens" in info
+    info, _ = kv_cache_view.kv_cache(registry, "base", QUESTION, "float32", True)
+    assert f"After reading {len(registry.tokenizer('base').encode(QUESTION))} tokens" in info
+    assert "with the KV cache" in kv_cache_view.kv_timing(registry, CHAT, QUESTION, 2, True)
+
+
+def test_compare_wraps_the_chat_models_prompt_alone(registry):
+    _, first, second, info = compare_view.compare(registry, "base", CHAT, QUESTION, 4, True)
+    assert first == greedy_text(registry, "base", QUESTION, 4) and second == greedy_text(registry, CHAT, wrapped(), 4)
+    assert "**base** reads your prompt as it is; **local:chat** reads the chat prompt above" in info
+    _, first, second, info = compare_view.compare(registry, "base", CHAT, QUESTION, 4, False)
+    assert second == greedy_text(registry, CHAT, QUESTION, 4) and "local:chat is a chat model" in info
+    _, first, _, info = compare_view.compare(registry, "base", "instruct", QUESTION, 4, True)
+    assert first == greedy_text(registry, "base", QUESTION, 4) and "chat" not in info
+
+
+def test_surprisal_scores_the_chat_prompt_with_every_model(registry):
+    n = len(registry.tokenizer(CHAT).encode(wrapped()))
+    first, second, info, table = surprisal_view.surprisal(registry, CHAT, QUESTION, "base", True)
+    assert first.count('class="tok"') == second.count('class="tok"') == n + 7  # the legend's seven
+    assert "Both models score the chat prompt around your text, as **local:chat** reads it" in info
+    assert "gpt.instruct.prompt.wrap_in_chat_prompt" in info and table.columns[0] == "token"
+    first, _, info, _ = surprisal_view.surprisal(registry, CHAT, QUESTION, surprisal_view.NONE, False)
+    assert first.count('class="tok"') == len(registry.tokenizer(CHAT).encode(QUESTION)) + 7
+    assert "local:chat is a chat model" in info
+    first, _, info, _ = surprisal_view.surprisal(registry, "base", QUESTION, surprisal_view.NONE, True)
+    assert first.count('class="tok"') == len(registry.tokenizer("base").encode(QUESTION)) + 7 and "chat" not in info
+
+
+def test_logit_lens_reads_the_chat_prompt_and_shows_its_end(registry):
+    ckpt = registry.load(CHAT)
+    ids = ckpt.tokenizer.encode(wrapped())
+    assert len(ids) > lens_view.MAX_TOKENS  # the grid shows the prompt's end, where the answer starts
+    grid, _, info = lens_view.lens(registry, CHAT, QUESTION, 0, True)
+    with torch.no_grad():
+        argmax = ckpt.model(torch.tensor([ids]))[0, -lens_view.MAX_TOKENS:, : ckpt.tokenizer.n_vocab].argmax(-1)
+    assert list(grid.data[0].text[-1]) == [labels.id_label(ckpt.tokenizer, i) for i in argmax.tolist()]
+    assert list(grid.layout.xaxis.ticktext) == [labels.id_label(ckpt.tokenizer, i) for i in ids[-lens_view.MAX_TOKENS:]]
+    assert f"the chat prompt around your text ({len(ids)} tokens" in info and "wrap_in_chat_prompt" in info
+    grid, _, info = lens_view.lens(registry, CHAT, QUESTION, 0, False)
+    assert len(grid.data[0].z[0]) == len(ckpt.tokenizer.encode(QUESTION)) and "local:chat is a chat model" in info
+    grid, _, info = lens_view.lens(registry, "base", QUESTION, 0, True)
+    assert len(grid.data[0].z[0]) == len(registry.tokenizer("base").encode(QUESTION)) and "chat" not in info
+    with pytest.raises(ValueError, match="Position must be between 0 and 48"):
+        lens_view.lens(registry, CHAT, QUESTION, 49, True)
+
+
 # -- how the model was made (under the picker) ---------------------------------------------------
 
 def test_model_card_shows_card_curve_and_baselines(registry):
@@ -315,6 +431,26 @@ def test_endpoints_answer(client):
     assert "without (the whole text again)" in client.predict("base", TEXT, 2, api_name="/kv_timing")
     table = client.predict("base", "float32", 512, 1, api_name="/memory_table")
     assert [row[0] for row in table["data"]] == ["base (picked)", *PRESETS]
+
+
+def test_endpoints_take_wrap_last_and_leave_it_off_when_not_sent(client, registry):
+    """`wrap` is each endpoint's last value: callers that send what they sent before get the text read as it is."""
+    text, notice = client.predict(CHAT, QUESTION, 0.0, 0, 1.0, 4, 0, True, api_name="/generate")
+    assert text == greedy_text(registry, CHAT, wrapped(), 4) and not notice
+    text, notice = client.predict(CHAT, QUESTION, 0.0, 0, 1.0, 4, 0, api_name="/generate")
+    assert text == greedy_text(registry, CHAT, QUESTION, 4) and "local:chat is a chat model" in notice
+    text, _, _ = client.predict(CHAT, QUESTION, 0.0, 0, 1.0, 0, True, api_name="/one_token")
+    assert text.startswith(wrapped())
+    *_, info = client.predict(CHAT, QUESTION, 0, True, api_name="/logit_lens")
+    assert "the chat prompt around your text" in info
+    *_, info, _ = client.predict(CHAT, QUESTION, "none", True, api_name="/surprisal")
+    assert "The model scores the chat prompt" in info
+    *_, second, info = client.predict("base", CHAT, QUESTION, 4, True, api_name="/compare_models")
+    assert second == greedy_text(registry, CHAT, wrapped(), 4)
+    table, info = client.predict(CHAT, QUESTION, 1, 4, 0.8, 40, 0.95, 1, True, api_name="/beam_tree")
+    assert "greedy = beam 1" in table and "chat model" not in info
+    n = len(registry.tokenizer(CHAT).encode(wrapped()))
+    assert f"After reading {n} tokens" in client.predict(CHAT, QUESTION, "float32", True, api_name="/kv_cache")[0]
 
 
 def test_model_card_endpoint(client):

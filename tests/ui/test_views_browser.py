@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gpt.instruct.prompt import format_prompt
 from tests.ui import app_browser  # skips this module where Chromium is absent
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -122,3 +123,30 @@ def test_preference_pair_in_chat(page, shots):
     page.locator("#dpo-line").filter(has_text="Reward margin").wait_for()
     assert "rejected" in page.locator("#dpo-table").inner_text()
     shot(page, "dpo", shots, "9-dpo")
+
+
+def test_a_chat_model_in_generate_reads_its_chat_prompt(page, shots):
+    """Picking `instruct` ticks *Wrap in the chat prompt* and shows the prompt; at temperature 0 the shipped model
+    answers this held-in kind of question right ('mice', measured), where bare text gets it rambling."""
+    page.get_by_role("tab", name="Generate").click()
+    page.locator("#gen-prompt").wait_for()
+    assert not page.locator("#gen-wrap").is_visible()  # the base model: no chat prompt, no option
+    page.locator("#model-picker input").click()
+    page.get_by_role("option", name="instruct", exact=True).click()
+    page.locator("#gen-wrap").wait_for(state="visible")
+    assert page.locator("#gen-wrap input[type=checkbox]").is_checked()
+    page.locator("#gen-prompt textarea").fill("What is the plural of mouse?")
+    temperature = page.locator("#gen-temperature input[type=number]")
+    temperature.fill("0")
+    temperature.press("Enter")
+    shown = page.locator("#gen-chat-prompt textarea")
+    page.wait_for_function("el => el.value.endsWith('### Instruction:\\nWhat is the plural of mouse?\\n\\n"
+                           "### Response:\\n')", arg=shown.element_handle())
+    assert shown.input_value() == format_prompt({"instruction": "What is the plural of mouse?", "input": ""})
+    page.locator("#gen-run").click()
+    output = page.locator("#gen-output textarea")
+    page.wait_for_function("el => el.value.trim() === 'mice'", arg=output.element_handle())
+    page.wait_for_timeout(500)
+    page.locator("#gen-output").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "view-10-generate-chat.png"), full_page=True)
+    assert output.input_value().strip() == "mice" and "is a chat model" not in page.locator("#gen-notice").inner_text()
