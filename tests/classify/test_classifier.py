@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from gpt.checkpoint import WEIGHTS_FILE, save_checkpoint
 from gpt.classify import classifier
 from gpt.classify.classifier import ClassifierMetrics, dump_test_metrics, parse_test_metrics
-from gpt.classify.data import SMS_TEST
+from gpt.classify.data import MODERN_TEST, SMS_TEST, SPAMASSASSIN_TEST
 from gpt.classify.finetune import CARD_FILE, ClassifierConfig
 from gpt.classify.record import read_record, stored_parameters
 from gpt.files import sha256_of
@@ -94,14 +94,17 @@ def test_saved_classifier_holds_only_the_trained_tensors(trained_dir, base_dir):
     assert {"out_head.weight", "out_head.bias"} <= names
     config = json.loads((trained_dir / classifier.CLASSIFIER_CONFIG).read_text())
     assert config["base"]["sha256"] == sha256_of(base_dir / WEIGHTS_FILE)
-    assert config["meta"]["data"]["sizes"] == {"train": 898, "val": 128, "test": 258}
-    assert config["meta"]["data"]["mix"] == "sms" and set(config["meta"]["data"]["parts"]) == {"sms"}
+    assert config["meta"]["data"]["sizes"] == {"train": 898, "val": 128, "test": 258 + 634 + 250}
+    assert config["meta"]["data"]["mix"] == "sms"
+    assert set(config["meta"]["data"]["parts"]) == {"sms", "spamassassin", "modern"}
     assert config["meta"]["device"] == "cpu" and "stopped" not in config["meta"]
     card = (trained_dir / CARD_FILE).read_text()
     evaluations = parse_test_metrics((trained_dir / classifier.METRICS_FILE).read_text())
-    assert list(evaluations) == [SMS_TEST]
+    assert list(evaluations) == [SMS_TEST, SPAMASSASSIN_TEST, MODERN_TEST]  # trained on SMS, measured on each
     metrics = evaluations[SMS_TEST]
     assert f"{metrics.accuracy:.1%}" in card and metrics.n_test == 258
+    assert "898 train, 128 validation, 258 test messages" in card
+    assert "SpamAssassin test split (634 mails) and the modern held-out file (250 messages)" in card
     assert set(metrics.examples) == {"ham", "spam"} and all(metrics.examples.values())
     assert not list(trained_dir.glob(".*.tmp"))  # every file was moved into place
 
