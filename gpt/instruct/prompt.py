@@ -1,15 +1,18 @@
 """The Alpaca prompt (the book's chapter 7), the response read back out of generated text, and chat.
 
 A chat is folded into one Alpaca prompt: the new message is the instruction, the earlier turns the
-input. The instruct model was only ever trained on single prompts, and this keeps it on them.
+input, as many as the model was trained on and its context holds (`ChatPrompt` says how many were
+left out, and why). The instruct model is trained on prompts of this one shape.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from gpt.checkpoint import Checkpoint
 from gpt.generate import SamplingConfig, stream
@@ -67,67 +70,176 @@ def respond(model: GPTModel, tokenizer: Tokenizer, prompt: str, cfg: SamplingCon
 
 def message_text(message: dict) -> str:
     """A chat message's text. Content is a string, or a list of typed parts (the role/content format
-    of Gradio 6 and OpenAI-style clients): its "text" parts are joined, files and images skipped."""
+    of Gradio 6 and OpenAI-style clients): its "text" parts are joined, files and images skipped, and
+    anything else (a number, None, a malformed part) reads as no text."""
     content = message.get("content", "")
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return "".join(p["text"] for p in content
+                       if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str))
     return ""
 
 
 def chat_line(role: str, text: str) -> str:
-    """One earlier turn as the prompt's input shows it ("User: ..." or "Assistant: ..."); the instruction
+    """One earlier message as the prompt's input shows it ("User: ..." or "Assistant: ..."); the instruction
     data writes its chat histories with this too, so the model is trained on the format it is sent."""
     return f"{'User' if role == 'user' else 'Assistant'}: {text}"
 
 
-MAX_TURNS = 50  # the most recent messages a chat prompt reads; older ones never fit a small model's context
+MAX_TURNS = 25  # the most earlier turns a chat prompt reads, whatever the model: more never fit a small context
+MAX_MESSAGES = 2 * MAX_TURNS  # the messages looked at, from the end: a long history is cut before it is read
+
+
+def chat_turns(messages: Sequence[Any]) -> list[list[str]]:
+    """The turns of a conversation, oldest first: each a user message and the replies to it, as prompt lines.
+
+    A turn starts at each user message (replies before the first one are a turn of their own). Anything
+    that is not a user or assistant message with text is skipped: API callers can send anything.
+    """
+    turns: list[list[str]] = []
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            continue
+        text = message_text(message).strip()
+        if text:
+            if message["role"] == "user" or not turns:
+                turns.append([])
+            turns[-1].append(chat_line(message["role"], text))
+    return turns
+
+
+def turns_were(n: int, which: str) -> str:
+    """'the 3 oldest turns were', 'the oldest turn was', '2 more turns were', 'the earlier turn was'..."""
+    if which == "more":
+        return f"{n:,} more {'turn was' if n == 1 else 'turns were'}"
+    return f"the {which} turn was" if n == 1 else f"the {n:,} {which} turns were"
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A conversation folded into one prompt, with the earlier turns it left out and why: the page says so."""
+
+    text: str
+    turns: int  # earlier turns in the conversation
+    over_limit: int  # the oldest ones left out because they are more than `limit`
+    no_room: int  # then the oldest ones left out to fit the context window
+    limit: int  # the most earlier turns read
+    model_limit: bool  # `limit` is the model's (the most it was trained on), not this module's MAX_TURNS
+    context_length: int
+    max_new_tokens: int
+
+    @property
+    def kept(self) -> int:
+        return self.turns - self.over_limit - self.no_room
+
+    def notice(self) -> str:
+        """What was left out of the prompt and why, in a sentence or two; empty when nothing was."""
+        said = []
+        if self.over_limit and self.model_limit and self.limit == 0:
+            said.append("This model was trained on single questions, not conversations: "
+                        f"{turns_were(self.over_limit, 'earlier')} left out of its prompt.")
+        elif self.over_limit:
+            why = (f"This model was trained on conversations of up to {self.limit} earlier "
+                   f"turn{'s' * (self.limit != 1)}" if self.model_limit
+                   else f"The prompt holds at most the last {self.limit} earlier turns")
+            said.append(f"{why}: {turns_were(self.over_limit, 'oldest')} left out of its prompt.")
+        if self.no_room:
+            fit = (f"To fit the model's context of {self.context_length} tokens ({self.max_new_tokens} kept for "
+                   "the reply)")
+            if not self.kept:
+                said.append(f"{fit}, no earlier turn was kept: the model reads your message alone.")
+            elif self.over_limit:
+                said.append(f"{fit}, {turns_were(self.no_room, 'more')} left out.")
+            else:
+                said.append(f"{fit}, {turns_were(self.no_room, 'oldest')} left out of its prompt.")
+        return " ".join(said)
+
+
+def trained_turns(meta: dict[str, Any]) -> int | None:
+    """The most earlier turns the model was trained on (its `chat_turns`), None when not recorded."""
+    turns = meta.get("chat_turns")
+    return turns if isinstance(turns, int) and not isinstance(turns, bool) and turns >= 0 else None
 
 
 def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenizer, context_length: int,
-                      max_new_tokens: int) -> str:
+                      max_new_tokens: int, max_turns: int | None = None) -> ChatPrompt:
     """One Alpaca prompt for a conversation: the new message is the instruction, earlier turns the input.
 
-    Only the last `MAX_TURNS` messages are read, and the oldest of those are dropped until prompt +
-    `max_new_tokens` fit the context window. The whole prompt is encoded once: each turn starts a
-    line, and GPT-2's pre-tokenizer splits at a newline before a letter, so the tokens from a turn
-    on are those the prompt keeps when the turns before it are dropped.
+    Only the last `max_turns` turns (a user message and its replies) are read, at most `MAX_TURNS`,
+    and the oldest of those are dropped, whole turns as the instruction data drops them, until prompt
+    + `max_new_tokens` fit the context window. Nothing is encoded before the history and the message
+    are cut to what could fit (a token holds at most the characters of the longest in the vocabulary),
+    and the prompt is encoded once: each turn starts a line, and GPT-2's pre-tokenizer splits at a
+    newline before a letter, so the tokens from a turn on are those the prompt keeps when the turns
+    before it are dropped.
     """
-    message = (message or "").strip()
-    if not message:
-        raise ValueError("the message is empty")
+    if not isinstance(message, str) or not message.strip():
+        raise ValueError("The message is empty: type something first.")
+    if history is None:
+        history = []
+    if not isinstance(history, (list, tuple)):
+        raise ValueError(f"The conversation must be a list of messages, got {type(history).__name__}.")
+    message = message.strip()
     budget = context_length - max_new_tokens
     if budget <= 0:
         raise ValueError(f"max_new_tokens ({max_new_tokens}) must be below the context length ({context_length})")
-    turns = [(m["role"], message_text(m).strip()) for m in (history or [])[-MAX_TURNS:]
-             if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
-    lines = [chat_line(role, text) for role, text in turns if text]
-    bare = format_prompt({"instruction": message, "input": ""})
-    if lines:
+    most_chars = budget * max(map(len, tokenizer.ranks))  # more characters than this are more than `budget` tokens
+    if len(message) > most_chars:
+        raise ValueError(f"The message is too long for this model: {len(message):,} characters, and its prompt "
+                         f"has room for {budget} tokens (a context of {context_length}, less {max_new_tokens} for "
+                         "the reply). Shorten it.")
+    older, recent = history[:-MAX_MESSAGES], history[-MAX_MESSAGES:]
+    if older:  # a turn cut in two by the cap is counted with the older ones
+        while recent and not (isinstance(recent[0], dict) and recent[0].get("role") == "user"):
+            recent = recent[1:]
+    turns = chat_turns(recent)
+    n_turns = sum(isinstance(m, dict) and m.get("role") == "user" for m in older) + len(turns)
+    limit = MAX_TURNS if max_turns is None else min(max_turns, MAX_TURNS)
+    turns = turns[-limit:] if limit else []
+    room: list[list[str]] = []
+    chars = 0
+    for turn in reversed(turns):  # the newest turns whose characters could fit
+        chars += sum(len(line) + 1 for line in turn)
+        if chars > most_chars:
+            break
+        room.insert(0, turn)
+    fold = functools.partial(ChatPrompt, turns=n_turns, over_limit=n_turns - len(turns), limit=limit,
+                             model_limit=max_turns is not None and max_turns <= MAX_TURNS,
+                             context_length=context_length, max_new_tokens=max_new_tokens)
+    if room:
+        lines = [line for turn in room for line in turn]
         full = format_prompt({"instruction": message, "input": "\n".join(lines)})
         head = len(format_input({"instruction": message, "input": "x"})) - 1  # where the first turn starts
         starts = [head]
-        for line in lines[:-1]:
-            starts.append(starts[-1] + len(line) + 1)
+        for turn in room[:-1]:
+            starts.append(starts[-1] + sum(len(line) + 1 for line in turn))
         token_starts = [piece.start for piece in tokenizer.pieces(full)]
         n_head = bisect.bisect_left(token_starts, head)
-        for start in starts:  # the tokens kept when the turns before `start` are dropped
+        for dropped, start in enumerate(starts):  # the tokens kept when the turns before `start` are dropped
             if n_head + len(token_starts) - bisect.bisect_left(token_starts, start) <= budget:
                 prompt = full[:head] + full[start:]
                 if len(tokenizer.encode(prompt)) <= budget:  # a check: the count above is exact for BPE
-                    return prompt
+                    return fold(text=prompt, no_room=len(turns) - len(room) + dropped)
+    bare = format_prompt({"instruction": message, "input": ""})
     n_tokens = len(tokenizer.encode(bare))
     if n_tokens <= budget:
-        return bare
-    raise ValueError(f"the message is too long: its prompt takes {n_tokens} tokens, and {budget} fit "
-                     f"(context {context_length} minus {max_new_tokens} new tokens)")
+        return fold(text=bare, no_room=len(turns))
+    raise ValueError(f"The message is too long for this model: its prompt takes {n_tokens:,} tokens, and {budget} "
+                     f"fit (a context of {context_length}, less {max_new_tokens} for the reply). Shorten it.")
+
+
+def fold_chat(checkpoint: Checkpoint, history: Sequence[dict], message: str,
+              sampling_cfg: SamplingConfig) -> ChatPrompt:
+    """The conversation as the prompt `chat_stream` sends, read to the most earlier turns the model was
+    trained on (its `chat_turns`), with what was left out."""
+    return build_chat_prompt(history, message, checkpoint.tokenizer, checkpoint.model.cfg.context_length,
+                             sampling_cfg.max_new_tokens, trained_turns(checkpoint.meta))
 
 
 def chat_prompt(checkpoint: Checkpoint, history: Sequence[dict], message: str, sampling_cfg: SamplingConfig) -> str:
     """The exact Alpaca prompt `chat_stream` sends for this conversation."""
-    return build_chat_prompt(history, message, checkpoint.tokenizer, checkpoint.model.cfg.context_length,
-                             sampling_cfg.max_new_tokens)
+    return fold_chat(checkpoint, history, message, sampling_cfg).text
 
 
 def chat_stream(checkpoint: Checkpoint, history: Sequence[dict], message: str,
@@ -135,3 +247,30 @@ def chat_stream(checkpoint: Checkpoint, history: Sequence[dict], message: str,
     """The assistant's reply to `message` after `history` (role/content dicts), as growing text."""
     prompt = chat_prompt(checkpoint, history, message, sampling_cfg)
     yield from respond(checkpoint.model, checkpoint.tokenizer, prompt, replace(sampling_cfg, stop_at_eot=True))
+
+
+# -- a text for a chat model outside the Chat tab (Generate, Compare, Surprisal, the logit lens) --------------
+
+CHAT_PROMPT_FORMAT = "alpaca"  # the `prompt_format` a chat model's metadata records (`gpt.instruct.runs`)
+
+
+def is_chat_model(meta: dict | None) -> bool:
+    """Whether a checkpoint was finetuned to read this module's prompt, as its metadata records.
+
+    A chat model learnt to write after `### Response:`; handed bare text, it writes gibberish, so
+    whatever sends it text must wrap it first (`wrap_in_chat_prompt`).
+    """
+    return isinstance(meta, dict) and meta.get("prompt_format") == CHAT_PROMPT_FORMAT
+
+
+def is_chat_prompt(text: str) -> bool:
+    """Whether the text is a chat prompt already (it has the response header): wrapping it again would nest two."""
+    return RESPONSE_HEADER.strip() in text
+
+
+def wrap_in_chat_prompt(meta: dict | None, text: str, wrap: bool = True) -> str:
+    """The text as the model should read it: a chat model's prompt with the text as its instruction, when `wrap`
+    is asked for; a plain language model, or a text that is a chat prompt already, reads the text as it is."""
+    if wrap and is_chat_model(meta) and not is_chat_prompt(text):
+        return format_prompt({"instruction": text.strip(), "input": ""})
+    return text
