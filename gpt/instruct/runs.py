@@ -2,10 +2,11 @@
 held-out scores beside its base model's out.
 
 `finetune_run` loads the base (a checkpoint folder or a GPT-2 size), splits the data as
-`python -m gpt finetune-instruct` does (so the held-out questions are the same), trains on at most
-`max_train` entries, saves a full checkpoint to `OUT/` and scores it and its base on a bounded
-sample of the test split, a few questions per task family, with the same evaluation as the command
-line (64 questions by default, 4 of each of the shipped data's 16 families). The scores go to
+`python -m gpt finetune-instruct` does (so the held-out questions are the same), keeps only the task
+`families` asked for (a few minutes on two cores teach a few kinds of question, not all sixteen),
+trains on at most `max_train` entries, saves a full checkpoint to `OUT/` and scores it and its base
+on a bounded sample of the test split, a few questions per task family, with the same evaluation as
+the command line (64 questions by default, 4 of each of the shipped data's 16 families). The scores go to
 `OUT/eval.json`, the base's beside them; each answer scored is a "score" event. Asked to stop, it
 keeps what it has (the last finished epoch, or the weights so far) and still scores it.
 """
@@ -79,23 +80,37 @@ def held_out_sample(entries: Sequence[Entry], total: int = EVAL_QUESTIONS) -> li
     return sample
 
 
+def of_families(entries: Sequence[Entry], families: Sequence[str]) -> list[Entry]:
+    """The entries of the named task families; all of them when none is named."""
+    if not families:
+        return list(entries)
+    kept = [e for e in entries if e.get("task") in families]
+    if not kept:
+        known = sorted({str(e.get("task")) for e in entries if e.get("task")})
+        raise ValueError(f"no entries of the families {', '.join(map(repr, families))}; the data has "
+                         f"{', '.join(known) or 'no task families'}")
+    return kept
+
+
 def scores_by_task(report: dict[str, Any]) -> dict[str, float]:
     """A report's score per task family and overall ("all"): what the app shows beside the base's."""
     return {**{task: t["score"] for task, t in report["tasks"].items()}, "all": report["score"]}
 
 
 def finetune_run(base: str, data: str | Sequence[Entry], cfg: InstructConfig, out_dir: str | Path,
-                 data_name: str = "", max_train: int | None = None, max_val: int = MAX_VAL,
-                 eval_questions: int = EVAL_QUESTIONS, max_new_tokens: int = 64, base_name: str | None = None,
-                 device: torch.device | str = "cpu", monitor: TrainingMonitor | None = None) -> FinetuneRun | None:
-    """Train a chat model on `data` (a name for `resolve_data`, or entries) and score it beside its base.
+                 data_name: str = "", max_train: int | None = None, families: Sequence[str] = (),
+                 max_val: int = MAX_VAL, eval_questions: int = EVAL_QUESTIONS, max_new_tokens: int = 64,
+                 base_name: str | None = None, device: torch.device | str = "cpu",
+                 monitor: TrainingMonitor | None = None) -> FinetuneRun | None:
+    """Train a chat model on `data` (a name for `resolve_data`, or entries), its task `families` only when
+    some are named, and score it beside its base on held-out questions of the same families.
 
     Returns what the app shows (steps, losses, trainable parameters, memory, seconds per epoch, the
     scores per task family of both models), or None when it was stopped before its first step.
     """
     monitor = monitor or TrainingMonitor()
     out_dir = Path(out_dir)
-    entries = resolve_data(data) if isinstance(data, str) else list(data)
+    entries = of_families(resolve_data(data) if isinstance(data, str) else data, families)
     split = split_entries(entries, cfg.seed)
     train = split.train[:max_train] if max_train else split.train
     val = split.val[:max_val]
@@ -103,7 +118,10 @@ def finetune_run(base: str, data: str | Sequence[Entry], cfg: InstructConfig, ou
     seen_facts = {e["fact"] for e in train if "fact" in e}
     base_name = base_name or str(base)
     checkpoint = load_model(base, device=str(device))
-    meta = {"base_model": base_name, "data": data_name or str(data), "split_seed": cfg.seed, "n_train": len(train),
+    data_name = data_name or str(data)
+    if families:
+        data_name += f" ({', '.join(families)})"
+    meta = {"base_model": base_name, "data": data_name, "split_seed": cfg.seed, "n_train": len(train),
             "n_val": len(val), "prompt_format": PROMPT_FORMAT}
     digest = base_sha256(base, checkpoint) if cfg.lora_rank else None
     result = finetune_instruct(checkpoint, train, val, cfg, out_dir, meta, device=device, monitor=monitor,

@@ -8,7 +8,7 @@ from gpt.checkpoint import save_checkpoint
 from gpt.instruct.data import save_entries
 from gpt.instruct.evaluate import format_base_comparison, load_model_eval
 from gpt.instruct.finetune import InstructConfig
-from gpt.instruct.runs import finetune_run, held_out_sample
+from gpt.instruct.runs import finetune_run, held_out_sample, of_families
 from gpt.lora import ADAPTERS_CONFIG
 from gpt.training.events import TrainingMonitor
 
@@ -35,6 +35,15 @@ def test_the_sample_spreads_over_the_task_families():
     assert sample == [e for e in entries if e in sample]  # in order
     untagged = [{"instruction": f"q{i}", "input": "", "output": "a"} for i in range(30)]
     assert len(held_out_sample(untagged, total=8)) == 8
+
+
+def test_the_families_picked_are_the_only_ones_trained_and_scored(base, data, tmp_path):
+    entries = [{"instruction": f"q{i}", "input": "", "output": "a", "task": "abc"[i % 3]} for i in range(9)]
+    assert [e["instruction"] for e in of_families(entries, ["a", "c"])] == ["q0", "q2", "q3", "q5", "q6", "q8"]
+    assert of_families(entries, []) == entries
+    with pytest.raises(ValueError, match="no entries of the families 'cooking'; the data has sum, words"):
+        finetune_run(base, data, CFG, tmp_path / "run" / "model", families=["cooking"])
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
