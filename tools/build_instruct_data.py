@@ -27,8 +27,23 @@ from pathlib import Path
 from typing import Any
 
 from gpt.data.corpus import CORPORA, MODERN_SOURCES, is_held_out, modern_documents
-from gpt.instruct.data import SHIPPED_DATA, SPLIT_SEED, Entry, deduplicate, save_entries, split_entries
+from gpt.checkpoint import load_checkpoint_tokenizer
+from gpt.data.splits import PARTS
+from gpt.files import ASSETS
+from gpt.instruct.data import (
+    SHIPPED_DATA,
+    SPLIT_FRACTIONS,
+    SPLIT_SEED,
+    Entry,
+    deduplicate,
+    save_entries,
+    split_entries,
+)
 from gpt.instruct.prompt import chat_line
+from tools.instruct_conversations import conversation_entries, heldout_phrasings, new_refusals
+
+CHAT_TOKENIZER = ASSETS / "models" / "instruct"  # the chat models' tokenizer: earlier turns are cut to its tokens
+HELDOUT_PHRASINGS = SHIPPED_DATA.with_name("heldout-phrasings.json.gz")
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 
@@ -428,13 +443,14 @@ class BuildConfig:
     refusals: int = 1500
     follow_ups: int = 300
     with_history: int = 600  # questions asked after one or two earlier turns, as the Chat tab sends them
+    new_refusals: int = 700  # jokes and harmful requests (tools.instruct_conversations)
 
 
 PRESETS = {
     "shipped": BuildConfig(),
     "tiny": BuildConfig(n_common_words=400, plural=40, singular=20, past=30, comparative=15, superlative=15,
                         antonym=30, synonym=10, define=20, add=40, sub=30, mul=30, div=10, facts=20, small_talk=30,
-                        refusals=40, follow_ups=10, with_history=20),
+                        refusals=40, follow_ups=10, with_history=20, new_refusals=20),
 }
 
 
@@ -670,8 +686,9 @@ def with_history(cfg: BuildConfig, rng: random.Random, entries: Sequence[Entry])
 
 
 def build_dataset(cfg: BuildConfig = PRESETS["shipped"], wordnet_dir: Path = WORDNET_DIR,
-                  corpora: Path = CORPORA) -> list[Entry]:
-    """Every family, deduplicated, in a seeded random order."""
+                  corpora: Path = CORPORA, conversations: bool = True) -> list[Entry]:
+    """Every family, deduplicated, in a seeded random order; with `conversations`, tagged with their split
+    and asked again in conversations and casual phrasings (without: the first shipped dataset, untagged)."""
     if not (wordnet_dir / "data.noun").is_file():
         raise FileNotFoundError(f"WordNet not found in {wordnet_dir} (Debian: apt-get install wordnet-base)")
     if not (corpora / "wiki.jsonl.xz").is_file():
@@ -687,7 +704,31 @@ def build_dataset(cfg: BuildConfig = PRESETS["shipped"], wordnet_dir: Path = WOR
     entries += with_history(cfg, rng, entries)
     entries = deduplicate(entries)
     random.Random(cfg.seed).shuffle(entries)
-    return entries
+    return with_conversations(cfg, entries, [n for n, _ in plurals]) if conversations else entries
+
+
+def with_conversations(cfg: BuildConfig, entries: Sequence[Entry], nouns: Sequence[str]) -> list[Entry]:
+    """The entries tagged with their seeded split, then each split's conversations, casual phrasings,
+    follow-ups and new refusals (`tools.instruct_conversations`), in a seeded order. A prompt already
+    asked keeps its first answer: the new entries never change an old one or move it to another split."""
+    rng = random.Random(cfg.seed + 1)
+    encode = load_checkpoint_tokenizer(CHAT_TOKENIZER).encode
+    split = split_entries(entries, cfg.seed)
+    refusals: dict[str, list[Entry]] = {part: [] for part in PARTS}
+    for e in new_refusals(rng, nouns, cfg.new_refusals):
+        refusals[rng.choices(list(SPLIT_FRACTIONS), weights=list(SPLIT_FRACTIONS.values()))[0]].append(e)
+    tagged = [{**e, "split": part} for part in PARTS for e in getattr(split, part)]
+    for part in PARTS:
+        tagged += conversation_entries(rng, part, getattr(split, part), encode, refusals[part])
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for e in tagged:
+        key = (e["instruction"].strip().lower(), e["input"].strip().lower())
+        if key not in seen:
+            seen.add(key)
+            kept.append(e)
+    rng.shuffle(kept)
+    return kept
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -700,6 +741,9 @@ def main(argv: list[str] | None = None) -> None:
     entries = build_dataset(replace(PRESETS[args.preset], seed=args.seed), args.wordnet)
     path = save_entries(entries, args.out)
     split = split_entries(entries, args.seed)
+    phrasings = save_entries(heldout_phrasings(random.Random(args.seed), split.test),
+                             args.out.with_name(HELDOUT_PHRASINGS.name))
+    print(f"held-out phrasings of test facts -> {phrasings}")
     print(f"{len(entries)} entries ({len(split.train)} train / {len(split.test)} test / {len(split.val)} validation) "
           f"-> {path} ({path.stat().st_size / 1e6:.2f} MB)")
     for task, n in sorted(Counter(e["task"] for e in entries).items()):

@@ -32,7 +32,7 @@ from gpt.cli.options import (
 from gpt.cli.progress import TqdmListener
 from gpt.config import GPT2_SIZES
 from gpt.files import SHIPPED_BASE, write_text_atomic
-from gpt.instruct.data import resolve_data, split_entries
+from gpt.instruct.data import earlier_turns, resolve_data, split_entries
 from gpt.instruct.evaluate import (
     MODEL_EVAL_FILE,
     evaluate_instructions,
@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-limit", type=int, help="score only the first N test entries")
     parser.add_argument("--max-new-tokens", type=int, default=64,
                         help="the longest response generated for scoring (default: %(default)s)")
+    parser.add_argument("--conversation-turns", type=int, default=6,
+                        help="also ask the test questions one after another in chats of this many earlier turns "
+                             "plus one, the model's own replies in the history; 0: one per chat only "
+                             "(default: %(default)s)")
     parser.add_argument("--judge", metavar="OLLAMA_MODEL", help="also score with an LLM judge on a local Ollama")
     parser.add_argument("--no-eval", action="store_true", help="train only")
     add_finetune_arguments(parser, InstructConfig)
@@ -98,10 +102,13 @@ def run(args: argparse.Namespace) -> None:
 
     seen_facts = {e["fact"] for e in train if "fact" in e}  # what training asked, in any phrasing
 
+    n_asked = len(test) + (sum(not e["input"] for e in test) if args.conversation_turns else 0)
+
     def evaluate(checkpoint: Checkpoint, desc: str) -> dict[str, Any]:
-        with tqdm(total=len(test), desc=desc, unit="entry", disable=args.quiet) as bar:
+        with tqdm(total=n_asked, desc=desc, unit="entry", disable=args.quiet) as bar:
             return evaluate_instructions(checkpoint, test, args.max_new_tokens, args.judge,
-                                         on_response=lambda _: bar.update(), seen_facts=seen_facts)
+                                         on_response=lambda _: bar.update(), seen_facts=seen_facts,
+                                         conversation_turns=args.conversation_turns)
 
     reports: dict[str, dict[str, Any]] = {}
     own: dict[str, Any] | None = None  # the report of the model saved in --out
@@ -117,7 +124,7 @@ def run(args: argparse.Namespace) -> None:
         earlier, source = finetune_stages(checkpoint.meta), model_ref(args.model)
         meta = {"base_model": earlier[0]["from"] if earlier else source, "data": args.data,
                 "split_seed": cfg.seed, "n_train": len(train), "n_test": len(test), "n_val": len(split.val),
-                "prompt_format": PROMPT_FORMAT,
+                "prompt_format": PROMPT_FORMAT, "chat_turns": max(map(earlier_turns, train), default=0),
                 "stages": [*earlier, {"from": source, "epochs": cfg.epochs, "lr": cfg.lr}]}
         digest = base_sha256(args.model, checkpoint) if cfg.lora_rank else None
         bar = TqdmListener("finetune", enabled=not args.quiet)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gpt.data.corpus import read_text
 from gpt.data.download import DownloadError, RemoteFile, fetch_cached
-from gpt.data.splits import Split, seeded_split
+from gpt.data.splits import PARTS, Split, seeded_split
 from gpt.files import ASSETS, write_bytes_atomic
 
 SHIPPED_DATA = ASSETS / "instruct" / "instruction-data.json.gz"
@@ -47,7 +47,7 @@ class InstructDataUnavailableError(DownloadError):
     """The book's dataset is neither cached nor downloadable (offline, or the file changed)."""
 
 
-OPTIONAL_TEXT = ("input", "task", "fact")  # strings when present; a missing input is an empty one
+OPTIONAL_TEXT = ("input", "task", "fact", "split")  # strings when present; a missing input is an empty one
 JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
               bool: "true or false", type(None): "null"}
 EXAMPLE_ENTRY = '{"instruction": "...", "input": "... (optional)", "output": "..."}'
@@ -157,8 +157,18 @@ def resolve_data(name_or_path: str) -> list[Entry]:
 
 
 def split_entries(entries: Sequence[Entry], seed: int = SPLIT_SEED) -> Split[Entry]:
-    """The instruction split: a seeded shuffle, then 85 % train / 10 % test / 5 % validation (the book's cuts)."""
+    """The instruction split: the entries' own `split` tags where every entry has one (the shipped data
+    fixes its split, so that entries added to it never move an old test question into training), else
+    a seeded shuffle, then 85 % train / 10 % test / 5 % validation (the book's cuts)."""
+    tags = {e.get("split") for e in entries}
+    if tags <= set(PARTS):
+        return Split(**{part: tuple(e for e in entries if e["split"] == part) for part in PARTS})
     return seeded_split(entries, SPLIT_FRACTIONS, seed)
+
+
+def earlier_turns(entry: Entry) -> int:
+    """How many earlier user turns an entry's input holds, written as the Chat tab writes them."""
+    return sum(line.startswith("User: ") for line in entry.get("input", "").splitlines())
 
 
 def deduplicate(entries: Iterable[Entry]) -> list[Entry]:

@@ -25,7 +25,7 @@ from gpt.checkpoint import WEIGHTS_FILE, Checkpoint
 from gpt.files import sha256_of, write_text_atomic
 from gpt.generate import SamplingConfig
 from gpt.instruct.data import Entry
-from gpt.instruct.prompt import format_input, format_prompt, respond
+from gpt.instruct.prompt import chat_prompt, format_input, format_prompt, respond
 
 SHORT_ANSWER_WORDS = 3  # references this short are scored by exact match; longer ones by ROUGE-L
 EXAMPLES_PER_TASK = 3  # right and wrong responses kept per task, to show what the model does
@@ -141,6 +141,27 @@ def generate_responses(checkpoint: Checkpoint, entries: Sequence[Entry], max_new
     return responses
 
 
+def conversation_responses(checkpoint: Checkpoint, entries: Sequence[Entry], turns: int, max_new_tokens: int = 64,
+                           on_response: Callable[[str], None] | None = None) -> list[str]:
+    """Greedy replies to the entries asked one after another, `turns + 1` questions to a conversation:
+    each question is sent as the Chat tab sends it, after the earlier questions and the model's own
+    replies to them, so a wrong or rambling reply stays in the history it reads next."""
+    cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
+    responses: list[str] = []
+    history: list[dict[str, str]] = []
+    for i, entry in enumerate(entries):
+        if i % (turns + 1) == 0:
+            history = []
+        prompt = chat_prompt(checkpoint, history, entry["instruction"], cfg)
+        growing = deque(respond(checkpoint.model, checkpoint.tokenizer, prompt, cfg), maxlen=1)
+        text = growing[0] if growing else ""
+        history += [{"role": "user", "content": entry["instruction"]}, {"role": "assistant", "content": text}]
+        responses.append(text)
+        if on_response is not None:
+            on_response(text)
+    return responses
+
+
 class JudgeUnavailableError(ValueError):
     """No Ollama server answered at the given address."""
 
@@ -167,10 +188,21 @@ def ollama_scores(entries: Sequence[Entry], responses: Sequence[str], model: str
 
 def evaluate_instructions(checkpoint: Checkpoint, entries: Sequence[Entry], max_new_tokens: int = 64,
                           judge: str | None = None, on_response: Callable[[str], None] | None = None,
-                          seen_facts: Set[str] = frozenset()) -> dict[str, Any]:
-    """The `summarize` report of the model's greedy responses, the judge's mean if asked, and 5 examples."""
+                          seen_facts: Set[str] = frozenset(), conversation_turns: int = 0) -> dict[str, Any]:
+    """The `summarize` report of the model's greedy responses, the judge's mean if asked, and 5 examples.
+
+    With `conversation_turns`, the entries without earlier turns are also scored on their own
+    (`single`: one question per chat) and asked again one after another in conversations of
+    `conversation_turns + 1` questions (`conversation`): the same questions, so the two compare.
+    """
     responses = generate_responses(checkpoint, entries, max_new_tokens, on_response)
     report = summarize(entries, responses, seen_facts)
+    if conversation_turns:
+        singles = [(e, r) for e, r in zip(entries, responses, strict=True) if not e["input"]]
+        questions = [e for e, _ in singles]
+        report["single"] = summarize(questions, [r for _, r in singles], seen_facts)
+        in_chats = conversation_responses(checkpoint, questions, conversation_turns, max_new_tokens, on_response)
+        report["conversation"] = summarize(questions, in_chats, seen_facts) | {"turns": conversation_turns}
     if judge:
         judged = [s for s in ollama_scores(entries, responses, judge) if s is not None]
         report["judge"] = {"model": judge, "mean": round(sum(judged) / len(judged), 1) if judged else math.nan}

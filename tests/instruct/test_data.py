@@ -46,10 +46,18 @@ def test_split_is_the_old_85_10_5_cut_and_disjoint(n):
     assert split_entries(entries, seed=2).train != split.train
 
 
-def test_the_shipped_split_is_the_one_the_shipped_model_was_measured_on():
-    split = split_entries(load_entries(SHIPPED_DATA))
-    assert (len(split.train), len(split.test), len(split.val)) == (23163, 2725, 1363)  # assets/instruct/README.md
-    assert list(split.test) == old_split(load_entries(SHIPPED_DATA), 123)[1]
+def test_the_shipped_split_is_the_tagged_one():
+    entries = load_entries(SHIPPED_DATA)
+    split = split_entries(entries, seed=7)  # tags win over any seed
+    assert (len(split.train), len(split.test), len(split.val)) == (46499, 5502, 2701)  # assets/instruct/README.md
+    assert split.test == tuple(e for e in entries if e["split"] == "test")
+
+
+def test_entries_without_a_split_tag_on_every_one_are_shuffled():
+    entries = [{"instruction": f"q{i}", "input": "", "output": str(i), "split": "test"} for i in range(20)]
+    assert len(split_entries(entries).test) == 20
+    entries[3] = {k: v for k, v in entries[3].items() if k != "split"}
+    assert len(split_entries(entries).test) == 2
 
 
 def test_deduplicate_drops_prompts_with_conflicting_answers():

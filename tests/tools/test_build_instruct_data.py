@@ -9,9 +9,11 @@ from collections import Counter
 import pytest
 
 from gpt.data.corpus import is_held_out, modern_documents
-from gpt.instruct.data import SHIPPED_DATA, load_entries
+from gpt.checkpoint import load_checkpoint_tokenizer
+from gpt.instruct.data import SHIPPED_DATA, earlier_turns, load_entries, split_entries
 from gpt.instruct.prompt import chat_line
 from tools import build_instruct_data as builder
+from tools import instruct_conversations as conversations
 
 HAS_WORDNET = (builder.WORDNET_DIR / "data.noun").is_file()
 needs_wordnet = pytest.mark.skipif(not HAS_WORDNET, reason="Debian wordnet-base not installed")
@@ -157,7 +159,91 @@ def test_chat_history_is_written_as_the_chat_tab_sends_it():
 def test_the_command_rebuilds_the_shipped_file_byte_for_byte(tmp_path, capsys):
     builder.main(["--out", str(tmp_path / "data.json.gz")])
     assert (tmp_path / "data.json.gz").read_bytes() == SHIPPED_DATA.read_bytes()
-    assert "27251 entries (23163 train / 2725 test / 1363 validation)" in capsys.readouterr().out
+    assert (tmp_path / builder.HELDOUT_PHRASINGS.name).read_bytes() == builder.HELDOUT_PHRASINGS.read_bytes()
+    assert "54702 entries (46499 train / 5502 test / 2701 validation)" in capsys.readouterr().out
     builder.main(["--preset", "tiny", "--seed", "5", "--out", str(tmp_path / "tiny.json.gz")])
     tiny = load_entries(tmp_path / "tiny.json.gz")
     assert 200 < len(tiny) < 1000 and tiny != load_entries(SHIPPED_DATA)[: len(tiny)]
+
+
+@needs_wordnet
+def test_old_entries_keep_their_split_and_new_ones_ask_within_theirs():
+    """The entries of the first shipped dataset (27,251, seeded split) are where the first chat model was
+    measured: rebuilt with conversations, each keeps its split, and an entry's earlier turns come from its
+    own split."""
+    cfg = builder.PRESETS["tiny"]
+    core = builder.build_dataset(builder.replace(cfg, new_refusals=0), conversations=False)
+    split = split_entries(core, cfg.seed)
+    tagged = builder.build_dataset(cfg)
+    where = {(e["instruction"], e["input"]): e["split"] for e in tagged}
+    for part in ("train", "val", "test"):
+        assert all(where[(e["instruction"], e["input"])] == part for e in getattr(split, part))
+    with_turns = [e for e in tagged if e["input"]]
+    assert 3 <= max(map(earlier_turns, with_turns)) <= conversations.MAX_EARLIER_TURNS
+    shipped_turns = Counter(earlier_turns(e) for e in load_entries(SHIPPED_DATA))
+    assert set(shipped_turns) == set(range(conversations.MAX_EARLIER_TURNS + 1))
+    assert {e["task"] for e in with_turns} >= TASKS - {"synonym", "definition", "fact"}
+
+
+def test_casual_phrasings_keep_the_answer_and_the_word_asked():
+    rng = random.Random(0)
+    plural = builder.entry("plural", "What is the plural of 'mouse'?", "mice", "plural:mouse")
+    product = builder.entry("multiplication", "What is 12 times 7?", "84", "mul:7x12")
+    for _ in range(200):
+        assert "mouse" in conversations.phrased(rng, plural).lower()
+        text = conversations.phrased(rng, product)
+        assert ("12" in text or "twelve" in text) and ("7" in text or "seven" in text)
+    assert conversations.number_words(42) == "forty-two" and conversations.number_words(144) == \
+        "one hundred and forty-four"
+    assert conversations.typo(random.Random(1), "What is the plural of mouse?", {"mouse", "plural"}) != \
+        "What is the plural of mouse?"
+
+
+def test_earlier_turns_are_cut_to_the_chat_prompt_budget():
+    tokenizer = load_checkpoint_tokenizer(builder.CHAT_TOKENIZER)
+    question = builder.entry("plural", "Plural of cat?", "cats", "plural:cat")
+    long_turns = [(f"Tell me about thing number {i} in a long sentence, please.", "A long answer " * 8)
+                  for i in range(6)]
+    made = conversations.with_turns(question, long_turns, tokenizer.encode)
+    assert made is not None and conversations.fits(made, tokenizer.encode)
+    assert 0 < earlier_turns(made) < 6 and made["input"].endswith(chat_line("assistant", long_turns[-1][1]))
+
+
+def test_follow_ups_need_the_turn_before_them():
+    rng = random.Random(0)
+    singles = [builder.entry("plural", f"Plural of w{i}?", f"w{i}s", f"plural:w{i}") for i in range(6)]
+    singles += [builder.entry("addition", f"What is {i} plus 2?", str(i + 2), f"add:2+{i}") for i in range(3, 9)]
+    encode = load_checkpoint_tokenizer(builder.CHAT_TOKENIZER).encode
+    made = list(conversations.follow_ups(rng, singles, 40, encode))
+    assert len(made) > 20
+    for e in made:
+        last_user = [line for line in e["input"].splitlines() if line.startswith("User: ")][-1]
+        if e["task"] == "follow-up" and e["fact"].startswith("plural:"):
+            assert last_user.startswith("User: Plural of") and e["output"] == e["fact"].split(":")[1] + "s"
+        if e["task"] == "follow-up" and e["fact"].startswith("add:"):
+            assert "plus" in last_user and str(sum(map(int, re.findall(r"\d+", e["instruction"])))) == e["output"]
+
+
+def test_held_out_phrasings_are_none_of_the_training_templates():
+    training = {t for ts in [*builder.WORD_QUESTIONS.values(), *builder.ARITHMETIC_QUESTIONS.values()] for t in ts}
+    held_out = {t for ts in [*conversations.HELDOUT_WORD_QUESTIONS.values(),
+                             *conversations.HELDOUT_ARITHMETIC.values()] for t in ts}
+    assert not {t.lower() for t in training} & {t.lower() for t in held_out}
+    phrasings = load_entries(builder.HELDOUT_PHRASINGS)
+    shipped = load_entries(SHIPPED_DATA)
+    trained = {e["instruction"].lower() for e in shipped if e["split"] == "train"}
+    test_facts = {e["fact"] for e in shipped if e["split"] == "test"}
+    assert len(phrasings) >= 300 and all(e["split"] == "test" for e in phrasings)
+    assert not {e["instruction"].lower() for e in phrasings} & trained
+    asked = [e for e in phrasings if e["task"] not in ("small talk", "refusal")]
+    assert all(e["fact"] in test_facts for e in asked)
+
+
+def test_a_split_s_conversations_draw_their_earlier_turns_from_that_split_only():
+    encode = load_checkpoint_tokenizer(builder.CHAT_TOKENIZER).encode
+    test = [builder.entry("plural", f"Plural of w{i}?", f"w{i}s", f"plural:w{i}") for i in range(30)]
+    made = conversations.conversation_entries(random.Random(0), "test", test, encode, [])
+    answers = {e["output"] for e in test} | {"You are welcome!"}
+    replies = [line.removeprefix("Assistant: ") for e in made for line in e["input"].splitlines()
+               if line.startswith("Assistant: ")]
+    assert replies and set(replies) <= answers and all(e["split"] == "test" for e in made)
