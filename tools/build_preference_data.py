@@ -2,7 +2,7 @@
 
 `python -m tools.build_preference_data` splits the instruction data as every finetuning does (seed
 123), asks the shipped chat model for its greedy answer to a seeded sample of training entries, the
-first validation entries and every test entry, and pairs each reference answer (chosen) with the
+first validation entries and the first (or every) test entry, and pairs each reference answer (chosen) with the
 model's own answer where it is wrong, else with a rewrite of the reference the task does not want
 (`gpt.preference.data.build_pairs`). The same seed, data and model give the same pairs.
 """
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=SHIPPED_DATA, help="instruction data (default: %(default)s)")
     parser.add_argument("--n-train", type=int, default=4000, help="training entries sampled (default: %(default)s)")
     parser.add_argument("--n-val", type=int, default=400, help="validation entries paired (default: %(default)s)")
+    parser.add_argument("--n-test", type=int, help="test entries paired, the first N (default: every one)")
     parser.add_argument("--seed", type=int, default=SPLIT_SEED, help="seeds the split, the sample and the rewrites")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="the longest answer generated")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         with tqdm(total=len(entries), desc="greedy answers", unit="entry") as bar:
             return generate_responses(checkpoint, entries, args.max_new_tokens, on_response=lambda _: bar.update())
 
-    pairs = build_pairs(split, respond, args.n_train, args.n_val, args.seed)
+    pairs = build_pairs(split, respond, args.n_train, args.n_val, args.seed, args.n_test)
     path = save_entries(pairs, args.out)
     print(f"{len(pairs)} pairs, {path.stat().st_size / 2**20:.2f} MB: {path}")
     for (part, how), n in sorted(Counter((p["split"], p["how"]) for p in pairs).items()):

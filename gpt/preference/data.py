@@ -168,13 +168,14 @@ def make_pair(entry: Entry, response: str, split: str, rng: random.Random) -> Pa
 
 
 def build_pairs(split: Split[Entry], respond: Callable[[Sequence[Entry]], list[str]], n_train: int,
-                n_val: int, seed: int = SPLIT_SEED) -> list[Pair]:
+                n_val: int, seed: int = SPLIT_SEED, n_test: int | None = None) -> list[Pair]:
     """Pairs for a seeded sample of `n_train` training entries, the first `n_val` validation entries and
-    every test entry; `respond` gives the model's greedy answers to a list of entries. Training pairs
-    come from the training split only, so the held-out ones ask nothing training saw in those words."""
+    the first `n_test` test entries (None: every one); `respond` gives the model's greedy answers to a list
+    of entries. Training pairs come from the training split only, so the held-out ones ask nothing
+    training saw in those words."""
     rng = random.Random(seed)
     parts = {"train": rng.sample(list(split.train), min(n_train, len(split.train))),
-             "val": list(split.val[:n_val]), "test": list(split.test)}
+             "val": list(split.val[:n_val]), "test": list(split.test[:n_test])}
     pairs = []
     for name, entries in parts.items():
         for entry, response in zip(entries, respond(entries), strict=True):

@@ -10,6 +10,7 @@ from gpt.generate import SamplingConfig, generate
 from gpt.instruct.data import SHIPPED_DATA, load_entries, split_entries
 from gpt.instruct.evaluate import (
     JudgeUnavailableError,
+    conversation_responses,
     evaluate_instructions,
     exact_match,
     format_report,
@@ -22,6 +23,7 @@ from gpt.instruct.evaluate import (
     summarize,
     token_f1,
 )
+from gpt.instruct import evaluate as evaluate_module
 from gpt.instruct.prompt import format_prompt
 from tests.helpers import LocalServer
 
@@ -100,6 +102,29 @@ def test_evaluation_reports_every_entry_and_calls_back(entries, make_checkpoint)
     assert [x["response"] for x in report["examples"]] == responses  # greedy: the same responses again
     table = format_report({"a": report, "b": report})
     assert table.splitlines()[0] == "| | a | b |" and "| score (EM short / ROUGE-L long) |" in table
+
+
+def test_conversations_ask_the_same_questions_after_the_model_s_own_replies(entries, make_checkpoint, monkeypatch):
+    checkpoint = make_checkpoint()
+    questions = [e for e in entries if not e["input"]][:7]
+    seen: list[str] = []
+    report = evaluate_instructions(checkpoint, questions, max_new_tokens=3, conversation_turns=2,
+                                   on_response=seen.append)
+    assert len(seen) == 14 and report["single"]["n"] == report["conversation"]["n"] == 7
+    assert report["conversation"]["turns"] == 2
+    replies = conversation_responses(checkpoint, questions, turns=2, max_new_tokens=3)
+    assert replies == seen[7:]  # greedy: the same replies again
+    sent: list[str] = []
+    original = evaluate_module.chat_prompt
+
+    def spy(ckpt, history, message, cfg):  # what each question is sent after
+        sent.append(" | ".join(m["content"] for m in history))
+        return original(ckpt, history, message, cfg)
+
+    monkeypatch.setattr(evaluate_module, "chat_prompt", spy)
+    conversation_responses(checkpoint, questions, turns=2, max_new_tokens=3)
+    first_chat = [f"{q['instruction']} | {r}" for q, r in zip(questions[:2], replies[:2], strict=True)]
+    assert sent[:4] == ["", first_chat[0], " | ".join(first_chat), ""]  # three to a chat, then a new one
 
 
 def test_ollama_judge_scores_and_reports_a_missing_server(entries):
