@@ -202,7 +202,9 @@ def evaluate_instructions(checkpoint: Checkpoint, entries: Sequence[Entry], max_
         questions = [e for e, _ in singles]
         report["single"] = summarize(questions, [r for _, r in singles], seen_facts)
         in_chats = conversation_responses(checkpoint, questions, conversation_turns, max_new_tokens, on_response)
-        report["conversation"] = summarize(questions, in_chats, seen_facts) | {"turns": conversation_turns}
+        report["conversation"] = summarize(questions, in_chats, seen_facts) | {
+            "turns": conversation_turns,  # and each question's score, so a prefix of the chats can be re-measured
+            "scores": [round(score(r, e["output"])["score"], 3) for e, r in zip(questions, in_chats, strict=True)]}
     if judge:
         judged = [s for s in ollama_scores(entries, responses, judge) if s is not None]
         report["judge"] = {"model": judge, "mean": round(sum(judged) / len(judged), 1) if judged else math.nan}
