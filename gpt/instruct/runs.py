@@ -23,7 +23,7 @@ import torch
 
 from gpt.checkpoint import WEIGHTS_FILE, Checkpoint, load_checkpoint
 from gpt.files import sha256_of
-from gpt.instruct.data import Entry, resolve_data, split_entries
+from gpt.instruct.data import Entry, earlier_turns, resolve_data, split_entries
 from gpt.instruct.evaluate import evaluate_instructions, save_model_eval
 from gpt.instruct.finetune import InstructConfig, InstructResult, finetune_instruct
 from gpt.pretrained import PRETRAINED, load_model
@@ -122,7 +122,8 @@ def finetune_run(base: str, data: str | Sequence[Entry], cfg: InstructConfig, ou
     if families:
         data_name += f" ({', '.join(families)})"
     meta = {"base_model": base_name, "data": data_name, "split_seed": cfg.seed, "n_train": len(train),
-            "n_val": len(val), "prompt_format": PROMPT_FORMAT}
+            "n_val": len(val), "prompt_format": PROMPT_FORMAT,
+            "chat_turns": max(map(earlier_turns, train), default=0)}  # the chat reads no more earlier turns
     digest = base_sha256(base, checkpoint) if cfg.lora_rank else None
     result = finetune_instruct(checkpoint, train, val, cfg, out_dir, meta, device=device, monitor=monitor,
                                base_sha256=digest)

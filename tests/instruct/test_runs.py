@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpt.checkpoint import save_checkpoint
+from gpt.checkpoint import read_config, save_checkpoint
 from gpt.instruct.data import save_entries
 from gpt.instruct.evaluate import format_base_comparison, load_model_eval
 from gpt.instruct.finetune import InstructConfig
@@ -67,6 +67,7 @@ def test_a_run_trains_saves_and_scores_the_model_beside_its_base(base, data, tmp
     table = format_base_comparison(report)
     assert "| task | held-out questions | base: base | this model |" in table and "| sum | 3 |" in table
     assert (tmp_path / "run" / "model" / ADAPTERS_CONFIG).is_file()
+    assert read_config(tmp_path / "run" / "model")["meta"]["chat_turns"] == 0  # single questions: no earlier turns
 
 
 @pytest.mark.slow
