@@ -1,6 +1,7 @@
-"""Tab 5, Chat: talk to an instruction-finetuned model, see the exact prompt it was sent and its held-out
-scores per kind of question, put two models side by side, and finetune a chat model of your own
-(every weight, or LoRA adapters) in the app's job runner (`ui/jobs.py`, `gpt.instruct.runs.finetune_run`)."""
+"""Tab 5, Chat: talk to an instruction-finetuned model, see the exact prompt it was sent (and which earlier
+turns it left out) and its held-out scores per kind of question, start a new chat, put two models side by
+side, and finetune a chat model of your own (every weight, or LoRA adapters) in the app's job runner
+(`ui/jobs.py`, `gpt.instruct.runs.finetune_run`)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from gpt.generate import SamplingConfig
 from gpt.instruct.data import Entry, read_uploaded_entries, resolve_data, save_entries, split_entries
 from gpt.instruct.evaluate import format_base_comparison, format_task_report, load_model_eval
 from gpt.instruct.finetune import InstructConfig
-from gpt.instruct.prompt import chat_prompt, chat_stream
-from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, FinetuneRun, finetune_run
+from gpt.instruct.prompt import chat_prompt, chat_stream, fold_chat
+from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, FinetuneRun, finetune_run, of_families
 from ui import preference_view
-from ui.common import check_number, clip_chars, public_message, user_errors
+from ui.common import check_number, join_notices, public_message, user_errors
 from ui.forms import check_field, number, on_form, slider
 from ui.jobs import Job, JobRunner
 from ui.picker import describe
@@ -43,19 +44,21 @@ from ui.training_panel import (
 CHAT_MODEL = "instruct"
 MAX_NEW_TOKENS = 256
 EMPTY_REPLY = "(the model answered with nothing: try again with a higher temperature)"
-# Questions of the held-out (test) split of the shipped data, one per kind the model does well;
-# tests/ui/test_chat_tab.py checks that they are held out and that the shipped model answers them right.
-EXAMPLES = ["What's the plural of 'wife'?", "What is take in the past tense?", "What is the product of 7 and 12?",
-            "What's 61 plus 73?", "what's the opposite of 'unconscious'?", "Good morning.",
+# Questions of the held-out (test) split of the shipped data, one per kind the model does well, in the order
+# of a conversation; tests/ui/test_chat_tab.py checks that they are held out and that the shipped model
+# answers them right, each in a new chat and all one after another in one chat.
+EXAMPLES = ["Good morning.", "What's the plural of 'wife'?", "What is take in the past tense?",
+            "What is the product of 7 and 12?", "What's 61 plus 73?", "what's the opposite of 'unconscious'?",
             "Translate this sentence into Hindi: I like diamonds.", "Write a speech about chickens.",
-            "How many times does 91 go into 9075?"]
+            "tell me a joke??", "What's 50 divided by 5?"]
 NO_SCORES = ("No held-out scores for these weights: `python -m gpt finetune-instruct --evaluate FOLDER --out FOLDER` "
              "measures them.")
-DATA_CHOICES = [("the shipped instruction set (27,251 entries, 16 kinds of question)", "shipped"),
+DATA_CHOICES = [("the shipped instruction set (54,702 entries, 16 kinds of question)", "shipped"),
                 ("the book's instruction-data.json (1,100 entries; downloaded once)", "book"),
                 ("your own Alpaca JSON file (upload it below)", "upload")]
-MAX_ENTRIES = 23_163  # the shipped training split: a cap, not a target
-DEFAULT_ENTRIES = 1_600  # 100 steps of 16: a few minutes on two CPU cores, scoring included
+MAX_ENTRIES = 46_499  # the shipped training split: a cap, not a target
+FAMILIES = ("small talk", "multiplication", "addition", "subtraction", "division", "plural", "singular", "past tense",
+            "comparative", "superlative", "antonym", "synonym", "definition", "fact", "refusal", "follow-up")
 MAX_EPOCHS = 5  # the app's cap on InstructConfig's epochs: an epoch of the shipped set is long on two cores
 MAX_RANK = 64  # and on its LoRA rank
 
@@ -67,6 +70,7 @@ class ChatFinetuneForm:
 
     base: str
     data: str
+    families: list[str]
     max_entries: float
     file: str | None
     epochs: float
@@ -76,6 +80,19 @@ class ChatFinetuneForm:
     lora_alpha: float
     mask_prompt: bool
     digits: bool
+
+
+# The panel's defaults: a few minutes on two cores that teach the shipped base some kinds of question well
+# (times tables take far longer). DEFAULTS_REACH says before a start what they reached, measured with these
+# very settings by the command in docs/chat.md.
+DEFAULT_FORM = ChatFinetuneForm(base="base", data="shipped", families=["small talk", "refusal"], max_entries=2_400,
+                                file=None, epochs=1, lr=2e-3, batch_size=8, lora_rank=0, lora_alpha=16.0,
+                                mask_prompt=True, digits=True)
+DEFAULTS_REACH = (
+    "**With the defaults** (the shipped `base`; small talk and refusals, 2,400 entries, 300 steps of 8) the run took "
+    "**6 minutes** here on one thread, scoring included, while other trainings shared this 2-core machine (4 "
+    "CPU-minutes), and the model answered held-out questions **90%** right on refusals and **71%** on small talk, "
+    "where its base scores 3%. Measured 2026-12-07 (docs/chat.md).")
 
 
 # -- chat ----------------------------------------------------------------------------------------------
@@ -91,20 +108,40 @@ def chat_model(registry: ModelRegistry, name: str | None) -> Checkpoint:
 
 def chat(registry: ModelRegistry, message: str, history: list[dict], temperature: float, max_new_tokens: float,
          seed: float, model: str = CHAT_MODEL) -> Iterator[tuple[str, str]]:
-    """Stream the reply; alongside it, the Alpaca prompt built from the conversation (what the model reads)."""
-    message, _ = clip_chars(message or "")
+    """Stream the reply; alongside it, the Alpaca prompt built from the conversation (what the model reads).
+
+    An empty message, one too long for the model and a history that is not a list are refused with a
+    message before any token is encoded; malformed history entries are skipped (`gpt.instruct.prompt`).
+    """
     sampling = SamplingConfig(
         max_new_tokens=check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS, integer=True),
         temperature=check_number(temperature, "Temperature", 0, 2),
         seed=check_number(seed, "Seed", 0, 2**31 - 1, integer=True),
     )
     ckpt = chat_model(registry, model)
-    prompt = chat_prompt(ckpt, history, message, sampling)  # raises a clear ValueError for an empty message
+    prompt = chat_prompt(ckpt, history, message, sampling)
     reply = ""
     for reply in chat_stream(ckpt, history, message, sampling):
         yield reply, prompt
     if not reply:
         yield EMPTY_REPLY, prompt
+
+
+def chat_notice(registry: ModelRegistry, prompt: str | None, message: str, history: list[dict],
+                max_new_tokens: float, model: str = CHAT_MODEL) -> str:
+    """Which earlier turns the prompt just sent left out, and why (the model's turn limit, its context), as the
+    page says it; nothing before a prompt was sent. Worked out again from the turn's own inputs, so `/chat`
+    keeps its two outputs (reply, prompt)."""
+    if not prompt:
+        return ""
+    sampling = SamplingConfig(max_new_tokens=check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS,
+                                                          integer=True))
+    return join_notices(fold_chat(chat_model(registry, model), history, message, sampling).notice())
+
+
+def new_chat() -> tuple[list, list, list, str, str]:
+    """An empty conversation (the chat box, and the history the next message is sent with), prompt and notice."""
+    return [], [], [], "", ""
 
 
 def held_out_scores(folder: Path | None) -> str:
@@ -153,7 +190,6 @@ def finetune_method(recorded: Any) -> str:
 def compare(registry: ModelRegistry, left: str, right: str, message: str, max_new_tokens: float
             ) -> Iterator[tuple[str, str]]:
     """One message, two models, greedy: each model's reply to the same single-turn Alpaca prompt."""
-    message, _ = clip_chars(message or "")
     sampling = SamplingConfig(max_new_tokens=check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS,
                                                           integer=True), temperature=0.0)
     models = [chat_model(registry, left), chat_model(registry, right)]
@@ -186,6 +222,13 @@ def gather_instructions(runner: JobRunner, kind: str, file: str | None) -> tuple
     raise ValueError(f"Unknown data {kind!r}: choose shipped, book or upload.")
 
 
+def picked_families(families: Any) -> list[str]:
+    """The kinds of question ticked, checked (API callers can send anything); none means all of them."""
+    if not isinstance(families, list) or not all(isinstance(f, str) and f in FAMILIES for f in families):
+        raise ValueError(f"Kinds of question: pick among {', '.join(FAMILIES)} (none: all of them).")
+    return [f for f in FAMILIES if f in families]
+
+
 def instruct_config(form: ChatFinetuneForm) -> InstructConfig:
     """The panel's settings as an InstructConfig (validation ten times a run comes later), every number checked."""
     rank = check_field(InstructConfig, "lora_rank", form.lora_rank, "LoRA rank", high=MAX_RANK)
@@ -198,29 +241,36 @@ def instruct_config(form: ChatFinetuneForm) -> InstructConfig:
         pretokenizer="digits" if form.digits else None)
 
 
+def scheduled(cfg: InstructConfig, n_train: int) -> tuple[InstructConfig, int]:
+    """The run's config, with ten validation points on the loss curve, and its number of steps."""
+    steps = cfg.epochs * (n_train // cfg.batch_size)
+    if steps == 0:
+        raise ValueError(f"{n_train} training entries make no batch of {cfg.batch_size}: use more data or "
+                         "a smaller batch.")
+    return dataclasses.replace(cfg, eval_every=max(1, steps // 10)), steps
+
+
 def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None, form: ChatFinetuneForm,
                    request: gr.Request = None) -> tuple[str, str]:
     """Check every setting, then queue the finetune; returns the first status line and the owner."""
     owner = owner_of(token, request)
     cfg = instruct_config(form)
     n_entries = check_number(form.max_entries, "Training entries", 1, MAX_ENTRIES, integer=True)
+    families = picked_families(form.families) if form.data == "shipped" else []
     base = finetune_base(runner, registry, form.base)
     entries, data_name = gather_instructions(runner, form.data, form.file)
-    n_train = min(n_entries, len(split_entries(entries).train))
-    steps = cfg.epochs * (n_train // cfg.batch_size)
-    if steps == 0:
-        raise ValueError(f"{n_train} training entries make no batch of {cfg.batch_size}: use more data or "
-                         "a smaller batch.")
-    cfg = dataclasses.replace(cfg, eval_every=max(1, steps // 10))  # ten validation points on the curve
+    n_train = min(n_entries, len(split_entries(of_families(entries, families)).train))
+    cfg, steps = scheduled(cfg, n_train)
 
     def prepare(folder: Path) -> Submission:
         source = form.data  # the training process reads the datasets by name, and keeps a copy of an uploaded file
         if form.data == "upload":
             source = str(save_entries(entries, folder / "instruction-data.json.gz"))
         kwargs = {"base": base.source, "data": source, "cfg": cfg, "out_dir": folder / RUN_MODEL,
-                  "data_name": data_name, "max_train": n_train, "base_name": form.base}
+                  "data_name": data_name, "max_train": n_train, "families": families, "base_name": form.base}
+        kinds = f" of {', '.join(families)}" if families else ""
         return Submission(finetune_run, kwargs,
-                          f"{cfg.method}, {n_train:,} entries, {cfg.epochs} epoch(s), {steps:,} steps")
+                          f"{cfg.method}, {n_train:,} entries{kinds}, {cfg.epochs} epoch(s), {steps:,} steps")
 
     return PANEL.start(runner, owner, prepare), owner
 
@@ -320,10 +370,13 @@ def _chat_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Markdown, gr.M
     settings = [  # rendered by the ChatInterface, inside its "Sampling settings" accordion
         gr.Slider(0, 2, value=0.0, step=0.05, label="Temperature", info="0 = always the most likely token",
                   render=False),
-        gr.Slider(1, MAX_NEW_TOKENS, value=96, step=1, label="Max new tokens", render=False),
+        gr.Slider(1, MAX_NEW_TOKENS, value=96, step=1, label="Max new tokens", elem_id="chat-max-new", render=False),
         gr.Number(123, precision=0, minimum=0, label="Seed", render=False),
     ]
-    gr.ChatInterface(
+    with gr.Row(equal_height=True):
+        new = gr.Button("New chat", variant="secondary", size="sm", scale=0, min_width=110, elem_id="chat-new")
+        notice = gr.Markdown(elem_id="chat-notice")  # which earlier turns the last prompt left out, and why
+    conversation = gr.ChatInterface(
         user_errors(functools.partial(chat, registry)),
         textbox=gr.Textbox(placeholder="Type an instruction…", scale=7, submit_btn=True, stop_btn=True,
                            elem_id="chat-input", render=False),
@@ -337,6 +390,13 @@ def _chat_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Markdown, gr.M
     )
     with gr.Accordion("The exact prompt sent to the model", open=False):
         prompt.render()
+    new.click(new_chat, None, [conversation.chatbot, conversation.chatbot_state, conversation.chatbot_value, prompt,
+                               notice], api_visibility="private", queue=False)
+    conversation.chatbot.clear(lambda: ("", ""), None, [prompt, notice], api_visibility="private", queue=False)
+    # Each turn's prompt, once shown, brings its notice: the message and the history it was sent with.
+    prompt.change(user_errors(functools.partial(chat_notice, registry)),
+                  [prompt, conversation.saved_input, conversation.chatbot_state, settings[1], picker], notice,
+                  api_visibility="private")
     return picker, info, scores
 
 
@@ -369,31 +429,36 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
     form: dict[str, Any] = {}  # ChatFinetuneForm's fields -> their components
     with gr.Accordion("Finetune your own chat model", open=False):
         gr.Markdown(f"Teach a language model to follow instructions (the book's chapter 7): every weight learns, "
-                    f"or only small LoRA adapters (appendix E; rank 0 = every weight). The defaults take a few "
-                    f"minutes; at the end the model answers {EVAL_QUESTIONS} held-out questions beside its base.")
+                    f"or only small LoRA adapters (appendix E; rank 0 = every weight). At the end the model answers "
+                    f"{EVAL_QUESTIONS} held-out questions beside its base. {DEFAULTS_REACH}",
+                    elem_id="chat-ft-intro")
         with gr.Row():
-            form["base"] = gr.Dropdown(registry.names(), value=registry.default(), allow_custom_value=True,
+            form["base"] = gr.Dropdown(registry.names(), value=DEFAULT_FORM.base, allow_custom_value=True,
                                        label="Base model", elem_id="chat-ft-base")
-            form["data"] = gr.Radio(DATA_CHOICES, value="shipped", label="Instruction data", elem_id="chat-ft-data")
+            form["data"] = gr.Radio(DATA_CHOICES, value=DEFAULT_FORM.data, label="Instruction data",
+                                    elem_id="chat-ft-data")
+        form["families"] = gr.CheckboxGroup(list(FAMILIES), value=DEFAULT_FORM.families, elem_id="chat-ft-families",
+                                            label="Kinds of question (of the shipped set; none ticked: all 16)")
         with gr.Row():
-            form["max_entries"] = gr.Slider(16, MAX_ENTRIES, value=DEFAULT_ENTRIES, step=1,
+            form["max_entries"] = gr.Slider(16, MAX_ENTRIES, value=DEFAULT_FORM.max_entries, step=1,
                                             label="Training entries (at most)", elem_id="chat-ft-entries")
             form["file"] = gr.File(file_types=[".json"], type="filepath", elem_id="chat-ft-file", height=120,
                                    label=f"Alpaca JSON: a list of instruction, input (optional), output "
                                          f"(up to {limits.max_upload_mb} MB)")
         with gr.Row():
-            form["epochs"] = slider(InstructConfig, "epochs", "Epochs", 1, high=MAX_EPOCHS)
-            form["lr"] = number(InstructConfig, "lr", "Learning rate", 1e-3)
-            form["batch_size"] = slider(InstructConfig, "batch_size", "Batch size", 16)
+            form["epochs"] = slider(InstructConfig, "epochs", "Epochs", DEFAULT_FORM.epochs, high=MAX_EPOCHS)
+            form["lr"] = number(InstructConfig, "lr", "Learning rate", DEFAULT_FORM.lr)
+            form["batch_size"] = slider(InstructConfig, "batch_size", "Batch size", DEFAULT_FORM.batch_size)
         with gr.Row():
-            form["lora_rank"] = slider(InstructConfig, "lora_rank", "LoRA rank (0 = every weight trains)", 0,
-                                       high=MAX_RANK, elem_id="chat-ft-rank")
+            form["lora_rank"] = slider(InstructConfig, "lora_rank", "LoRA rank (0 = every weight trains)",
+                                       DEFAULT_FORM.lora_rank, high=MAX_RANK, elem_id="chat-ft-rank")
             form["lora_alpha"] = number(InstructConfig, "lora_alpha", "LoRA alpha (the update is scaled by alpha / "
-                                        "rank)", 16.0)
-            form["mask_prompt"] = gr.Checkbox(True, label="Mask the prompt from the loss (learn the answers only)")
-            form["digits"] = gr.Checkbox(True, label="Numbers digit by digit (\"137\" as 1 3 7, as the shipped chat "
-                                                     "model reads them: sums are learnt per digit)",
-                                         elem_id="chat-ft-digits")
+                                        "rank)", DEFAULT_FORM.lora_alpha)
+            form["mask_prompt"] = gr.Checkbox(DEFAULT_FORM.mask_prompt,
+                                              label="Mask the prompt from the loss (learn the answers only)")
+            form["digits"] = gr.Checkbox(DEFAULT_FORM.digits, elem_id="chat-ft-digits",
+                                         label="Numbers digit by digit (\"137\" as 1 3 7, as the shipped chat model "
+                                               "reads them: sums are learnt per digit)")
         with gr.Row():
             start = gr.Button("Start finetuning", variant="primary", elem_id="chat-ft-start")
             stop = gr.Button("Stop", variant="stop", elem_id="chat-ft-stop")

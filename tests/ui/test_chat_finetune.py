@@ -12,6 +12,7 @@ from gpt.checkpoint import load_checkpoint_tokenizer, save_checkpoint
 from gpt.data.download import DownloadError
 from gpt.generate import SamplingConfig
 from gpt.instruct import data as instruct_data
+from gpt.instruct.data import SHIPPED_DATA, load_entries, split_entries
 from gpt.instruct.prompt import chat_stream
 from tests.helpers import make_model_folder
 from tests.ui.helpers import ENTRIES, choices, session
@@ -20,9 +21,10 @@ from ui.jobs import JobError, JobRunner
 from ui.registry import RUN_PREFIX, ModelRegistry
 
 WAIT_S = 180  # a bound on a hung child process, not a speed target
-# base, data, entries, file, epochs, lr, batch, LoRA rank, alpha, mask prompt, digits (the file goes in by fixture)
-SETTINGS = dict(base="base", data="upload", max_entries=1000, epochs=2, lr=3e-3, batch_size=8, lora_rank=4,
-                lora_alpha=8.0, mask_prompt=True, digits=True)
+# base, data, kinds of question, entries, file, epochs, lr, batch, LoRA rank, alpha, mask prompt, digits (the file
+# goes in by fixture; the kinds filter the shipped set only)
+SETTINGS = dict(base="base", data="upload", families=["small talk"], max_entries=1000, epochs=2, lr=3e-3, batch_size=8,
+                lora_rank=4, lora_alpha=8.0, mask_prompt=True, digits=True)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +109,26 @@ def test_a_stopped_finetune_keeps_the_weights_so_far_and_scores_them(runner, reg
         chat_tab.stop_finetune(runner, None, session("alice"))
 
 
+def test_the_default_finetune_trains_on_the_kinds_of_question_picked(runner, registry, monkeypatch, tmp_path):
+    """The shipped set, cut to the defaults' kinds of question before the entries are counted and sent."""
+    sent = []
+
+    class Capture:  # the panel, up to the job runner: what would be started
+        def start(self, runner, owner, prepare):
+            sent.append(prepare(tmp_path))
+            return sent[-1].about
+
+    monkeypatch.setattr(chat_tab, "PANEL", Capture())
+    form = chat_tab.DEFAULT_FORM
+    line, _ = chat_tab.start_finetune(runner, registry, None, form, request=session("alice"))
+    available = sum(e["task"] in form.families for e in split_entries(load_entries(SHIPPED_DATA)).train)
+    n_train = min(form.max_entries, available)
+    steps = n_train // form.batch_size
+    assert line == f"all layers, {n_train:,} entries of {', '.join(form.families)}, 1 epoch(s), {steps:,} steps"
+    assert sent[0].kwargs["families"] == form.families and sent[0].kwargs["max_train"] == n_train
+    assert sent[0].kwargs["cfg"].eval_every == steps // 10
+
+
 @pytest.mark.slow
 def test_one_job_per_session_and_others_see_a_busy_machine(runner, registry, upload):
     start(runner, registry, "alice", upload, epochs=5)
@@ -132,6 +154,8 @@ BAD = [
     ({"max_entries": "lots"}, "Training entries must be a number"),
     ({"batch_size": 64, "max_entries": 40}, "40 training entries make no batch of 64"),
     ({"data": "mystery"}, "Unknown data 'mystery'"),
+    ({"data": "shipped", "families": ["cooking"]}, "Kinds of question: pick among small talk, multiplication"),
+    ({"data": "shipped", "families": "small talk"}, "Kinds of question: pick among"),
     ({"file": None}, "Choose an Alpaca-format .json file"),
 ]
 

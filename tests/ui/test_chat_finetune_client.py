@@ -34,9 +34,9 @@ def data(tmp_path_factory) -> str:
 
 
 def settings(file: str | None, base: str = "base") -> list:
-    """token (None: the client's session), base, data, entries, file, epochs, lr, batch, LoRA rank, alpha, mask,
-    digits."""
-    return [None, base, "upload", 1000, handle_file(file) if file else None, 2, 3e-3, 8, 4, 8.0, True, True]
+    """token (None: the client's session), base, data, kinds of question (the shipped set's), entries, file, epochs,
+    lr, batch, LoRA rank, alpha, mask, digits."""
+    return [None, base, "upload", [], 1000, handle_file(file) if file else None, 2, 3e-3, 8, 4, 8.0, True, True]
 
 
 def test_every_chat_action_has_a_named_endpoint(client):

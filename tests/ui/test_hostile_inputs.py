@@ -2,11 +2,11 @@
 
 The sweep is made from `view_api`, so a new endpoint is covered without a change here: each
 parameter in turn gets the hostile values of its kind (a number field "12", None, NaN, inf...; a
-textbox None, 5 MB, a lone surrogate, a list; a dropdown 12, 300 characters...), the others their
-example values, through `gradio_client` and through raw HTTP (POST /gradio_api/call/<name>, then
-its event stream). Every call must return a value or a short message with no traceback, no
-"Something went wrong" and no server path, and the server must keep serving. It prints pass/total
-per endpoint. The limits: request size, upload size and queue size.
+textbox None, 5 MB, a lone surrogate, a list, whitespace only, emoji only; a dropdown 12, 300
+characters...), the others their example values, through `gradio_client` and through raw HTTP
+(POST /gradio_api/call/<name>, then its event stream). Every call must return a value or a short
+message with no traceback, no "Something went wrong" and no server path, and the server must keep
+serving. It prints pass/total per endpoint. The limits: request size, upload size and queue size.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ui.registry import ModelRegistry
 MB = 2**20
 TEXT_MB = 5
 NUMBER = ["12", None, [1], math.nan, math.inf, -1e308, True]
-TEXT = [None, "x" * (TEXT_MB * MB), "a lone surrogate \ud800 here", ["a list"]]
+TEXT = [None, "x" * (TEXT_MB * MB), "a lone surrogate \ud800 here", ["a list"], " \n\t ", "😀🎉🙂"]
 CHOICE = [12, "x" * 300, "local:" + "a" * 300]
 HOSTILE = {
     "number": NUMBER,
