@@ -46,7 +46,8 @@ def test_the_shipped_model_answers_the_examples_one_after_another_in_one_chat():
     history: list[dict] = []
     for example in chat_tab.EXAMPLES:
         reply, _ = list(chat_tab.chat(SHIPPED, example, history, 0.0, 96, 123))[-1]
-        assert exact_match(reply, HELD_OUT[example]["output"]) == 1.0, f"after {len(history) // 2} turns, {example!r}: {reply!r}"
+        assert exact_match(reply, HELD_OUT[example]["output"]) == 1.0, \
+            f"after {len(history) // 2} turns, {example!r}: {reply!r}"
         history += [{"role": "user", "content": example}, {"role": "assistant", "content": reply}]
 
 
@@ -78,7 +79,7 @@ def turns(n: int) -> list[dict]:
 
 
 def answered(message: str, history: list, max_new_tokens: int = 8) -> tuple[str, str, str, float]:
-    """The page's last reply and prompt, the notice shown under the chat, and the seconds it all took."""
+    """The page's last reply and prompt, the notice shown above the chat, and the seconds it all took."""
     began = time.monotonic()
     reply, prompt = list(PAGE_CHAT(message, history, 0.0, max_new_tokens, 123))[-1]
     notice = chat_tab.chat_notice(SHIPPED, prompt, message, history, max_new_tokens)
