@@ -26,8 +26,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from gpt.data.corpus import CORPORA, MODERN_SOURCES, is_held_out, modern_documents
 from gpt.checkpoint import load_checkpoint_tokenizer
+from gpt.data.corpus import CORPORA, MODERN_SOURCES, is_held_out, modern_documents
 from gpt.data.splits import PARTS
 from gpt.files import ASSETS
 from gpt.instruct.data import (

@@ -7,6 +7,7 @@ import pytest
 from gpt.checkpoint import WEIGHTS_FILE, load_checkpoint
 from gpt.files import SHIPPED_MODELS
 from gpt.generate import SamplingConfig, generate
+from gpt.instruct import evaluate as evaluate_module
 from gpt.instruct.data import SHIPPED_DATA, load_entries, split_entries
 from gpt.instruct.evaluate import (
     JudgeUnavailableError,
@@ -23,7 +24,6 @@ from gpt.instruct.evaluate import (
     summarize,
     token_f1,
 )
-from gpt.instruct import evaluate as evaluate_module
 from gpt.instruct.prompt import format_prompt
 from tests.helpers import LocalServer
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from gpt.data.corpus import is_held_out, modern_documents
 from gpt.checkpoint import load_checkpoint_tokenizer
+from gpt.data.corpus import is_held_out, modern_documents
 from gpt.instruct.data import SHIPPED_DATA, earlier_turns, load_entries, split_entries
 from gpt.instruct.prompt import chat_line
 from tools import build_instruct_data as builder
