@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gpt.classify import data
+from gpt.classify.app_defaults import DEFAULTS, LORA, DefaultsMeasurement, read_measurement
 from gpt.classify.archive import read_classifier_archive, write_classifier_archive
 from gpt.classify.classifier import (
     CLASSIFIER_CONFIG,
@@ -34,8 +35,15 @@ from gpt.classify.classifier import (
     parse_test_metrics,
     read_classifier_config,
 )
-from gpt.classify.data import FILE_TEST, MODERN_TEST, SET_TITLES, SMS_TEST
-from gpt.classify.finetune import HEAD_READS, ClassifierConfig, describe_training, finetune_job, resources_line
+from gpt.classify.data import SET_TITLES
+from gpt.classify.finetune import (
+    CLASSIFIER_PRESETS,
+    HEAD_READS,
+    ClassifierConfig,
+    describe_training,
+    finetune_job,
+    resources_line,
+)
 from gpt.classify.record import read_record
 from gpt.config import choices
 from gpt.pretrain.archive import ArchiveError
@@ -49,17 +57,28 @@ from ui.training_panel import Panel, Submission, check_upload, duration, finetun
 CSS = (".attended {line-height: 2}\n"
        ".attended span {padding: 1px 2px; margin: 1px; border-radius: 3px; font-family: monospace; "
        "white-space: pre; color: #111}\n")
-FALLBACK_EXAMPLES = {  # used only when the classifier ships without test examples
-    "ham": ["Are we still on for dinner tonight? I'll be there at 7."],
-    "spam": ["WINNER!! You have been selected for a £1000 prize. Call 09061701461 now to claim."],
-}
-# The examples come from these test sets, today's messages first; SpamAssassin's mails are too long to show.
-EXAMPLE_SETS = (MODERN_TEST, SMS_TEST, FILE_TEST)
-EXAMPLES_PER_CLASS = 3
+# The examples the tab offers for the spam data, picked by hand from messages no classifier of that data trains
+# on (the modern held-out file, then the SMS test split): clear cases, fit for a classroom. tests/ui/test_spam_tab.py
+# checks that each is held out and fit to show, and that the shipped classifier labels each one right.
+EXAMPLES: tuple[tuple[str, str], ...] = (  # (message, its true label), in the order shown
+    ("Congratulations! You have won a $1000 Walmart gift card. Click here to claim your prize now!", "spam"),
+    ("Your Nintendo eShop receipt: Mario Kart 8 Deluxe, £49.99. Happy racing!", "ham"),
+    ("Courier alert: missed drop-off. Confirm your postcode and pay 79p to rebook at courier-rebook.help", "spam"),
+    ("I just won the office raffle lol, a free spa day!!", "ham"),
+    ("Your bank account has been locked. Please verify your identity to unlock it: secure-bank-unlock.com", "spam"),
+    ("Your WhatsApp code: 294-117. Don't share this code with others", "ham"),
+    ("Congratulations! You have received a $500 crypto bonus. Withdraw it now at bonus-wallet.io", "spam"),
+    ("Your appointment at City Physio is on Monday 9 Sept at 11:15. Call us if you need to change it.", "ham"),
+    ("Camera - You are awarded a SiPix Digital Camera! call 09061221066 fromm landline. Delivery within 28 days",
+     "spam"),
+    ("Ok both our days. So what are you making for dinner tonite? Am I invited?", "ham"),
+)
+EXAMPLES_PER_CLASS = 3  # of a classifier's own test messages, for one of other data
 KIND = "classifier"  # the runner's job kind of this tab
 TRAINS = ("last blocks", "all layers", "LoRA")
 SMS_DATA, FILE_DATA = "SMS Spam Collection (the shipped copy)", "my CSV/TSV file"
 DATA_COPY = "data"  # the run folder's copy of an uploaded table
+APP, APP_LORA = CLASSIFIER_PRESETS[DEFAULTS], CLASSIFIER_PRESETS[LORA]  # where the form starts
 
 
 @dataclass(frozen=True)
@@ -165,14 +184,18 @@ def test_figures(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER
 
 
 def labelled_examples(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER) -> list[tuple[str, str]]:
-    """(message, its true label): a few of each class from the classifier's own test sets when it has them."""
+    """(message, its true label): for a classifier of the shipped spam data (or none), the examples picked by
+    hand; for one of other data, a few of each class from its own test split."""
     try:
-        evaluations = classifier(registry, name).test_metrics
+        model = classifier(registry, name)
     except (ValueError, FileNotFoundError):
-        evaluations = {}
-    sets = [evaluations[s].examples for s in EXAMPLE_SETS if s in evaluations and evaluations[s].examples]
-    return [(text, label) for by_label in sets or [FALLBACK_EXAMPLES] for label, texts in by_label.items()
-            for text in texts[:EXAMPLES_PER_CLASS]]
+        return list(EXAMPLES)
+    if model.config.get("meta", {}).get("data", {}).get("mix") not in data.MIXES:
+        for metrics in model.test_metrics.values():
+            if metrics.examples:
+                return [(text, label) for label, texts in metrics.examples.items()
+                        for text in texts[:EXAMPLES_PER_CLASS]]
+    return list(EXAMPLES)
 
 
 def examples(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER) -> list[str]:
@@ -406,8 +429,8 @@ def _classify_panel(registry: ModelRegistry) -> tuple[Any, ...]:
                                  placeholder="Type a message, or pick an example below")
             button = gr.Button("Classify", variant="primary", elem_id="spam-run")
             samples = gr.Dataset(components=[message], samples=[[t] for t in examples(registry)],
-                                 label="Examples: held-out messages it labels right (its mistakes count in the "
-                                       "figures)",
+                                 label="Examples: held-out messages, never trained on (picked by hand for the "
+                                       "spam data)",
                                  elem_id="spam-examples")
         with gr.Column(scale=2):
             label = gr.Label(label="Verdict", elem_id="spam-label")
@@ -425,28 +448,45 @@ def show_trains(trains: str) -> tuple[Any, Any, Any]:
             gr.Number(visible=trains == "LoRA"))
 
 
+def defaults_note(measured: DefaultsMeasurement | None) -> str:
+    """What the form's defaults reach and cost, and LoRA's cost per step beside them, as measured; nothing where
+    there are no figures or they are of other settings."""
+    if measured is None or not measured.matches(APP, APP_LORA):
+        return ""
+    accuracy = ", ".join(f"{SET_TITLES.get(name, name)} **{value:.1%}**" for name, value in measured.accuracy.items())
+    return (f"**With these defaults** (the `{measured.base}` model, trained on the SMS data alone): about "
+            f"**{duration(measured.seconds)}** on {measured.threads} thread of {measured.machine}; test accuracy: "
+            f"{accuracy}. **LoRA** (rank {measured.lora['lora_rank']}) trains fewer weights but is "
+            f"**{measured.lora_slowdown:.1f}× slower per step** there ({measured.lora_seconds_per_step:.2f} s against "
+            f"{measured.seconds_per_step:.2f} s): its gradients go back through every block. Measured "
+            f"{measured.date} by `python -m gpt.classify.app_defaults`.")
+
+
 def _finetune_panel(registry: ModelRegistry, runner: JobRunner) -> dict[str, Any]:
     c: dict[str, Any] = {}
     gr.Markdown("Finetune a language model of this app into a classifier, in the background on this machine: "
                 "the book's chapter 6, with LoRA (appendix E) as a third way to choose what learns. The figures "
-                "come from a test split it never trains on.")
+                "come from test sets it never trains on.")
+    gr.Markdown(defaults_note(read_measurement()), elem_id="spam-ft-defaults")
     with gr.Row():
         c["base"] = gr.Dropdown(registry.names(), value=registry.default(), label="Base model",
                                 allow_custom_value=True,  # runs trained since the page loaded; the registry checks
                                 info="shipped, trained in the Train tab, local, or GPT-2", elem_id="spam-ft-base")
-        c["head_token"] = gr.Radio(list(choices(ClassifierConfig, "head_token")), value="last", label="The head reads",
+        c["head_token"] = gr.Radio(list(choices(ClassifierConfig, "head_token")), value=APP.head_token,
+                                   label="The head reads",
                                    info="the last token has seen the whole message; the book also tries the first")
     with gr.Row():
         c["trains"] = gr.Radio(list(TRAINS), value="last blocks", label="What trains", elem_id="spam-ft-trains",
                                info="last blocks: they, the final norm and the head; LoRA: adapters and the head")
-        c["blocks"] = slider(ClassifierConfig, "trainable_blocks", "Last blocks to train", 2)
-        c["lora_rank"] = slider(ClassifierConfig, "lora_rank", "LoRA rank", 8, low=1, visible=False)
-        c["lora_alpha"] = number(ClassifierConfig, "lora_alpha", "LoRA alpha (update scaled by alpha / rank)", 16,
-                                 visible=False)
+        c["blocks"] = slider(ClassifierConfig, "trainable_blocks", "Last blocks to train", APP.trainable_blocks)
+        c["lora_rank"] = slider(ClassifierConfig, "lora_rank", "LoRA rank", APP_LORA.lora_rank, low=1, visible=False)
+        c["lora_alpha"] = number(ClassifierConfig, "lora_alpha", "LoRA alpha (update scaled by alpha / rank)",
+                                 APP_LORA.lora_alpha, visible=False)
     with gr.Row():
-        c["epochs"] = slider(ClassifierConfig, "epochs", "Epochs (the best is kept)", 3, elem_id="spam-ft-epochs")
-        c["lr"] = number(ClassifierConfig, "lr", "Learning rate", 1e-4, elem_id="spam-ft-lr")
-        c["seed"] = number(ClassifierConfig, "seed", "Seed", 123)
+        c["epochs"] = slider(ClassifierConfig, "epochs", "Epochs (the best is kept)", APP.epochs,
+                             elem_id="spam-ft-epochs")
+        c["lr"] = number(ClassifierConfig, "lr", "Learning rate", APP.lr, elem_id="spam-ft-lr")
+        c["seed"] = number(ClassifierConfig, "seed", "Seed", APP.seed)
     with gr.Row():
         c["data_choice"] = gr.Radio([SMS_DATA, FILE_DATA], value=SMS_DATA, label="Data", elem_id="spam-ft-data",
                              info=f"a file: a header 'text,label' (or two columns), at least {data.MIN_PER_CLASS} "

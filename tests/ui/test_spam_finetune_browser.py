@@ -40,6 +40,8 @@ def test_finetune_a_classifier_by_clicking_then_classify_with_it(browser, app_ur
         page.get_by_role("tab", name="Spam").click()
         page.locator("#spam-summary").filter(has_text="Test accuracy").wait_for()
         page.get_by_text("Finetune your own classifier").click()
+        defaults = page.locator("#spam-ft-defaults").filter(has_text="With these defaults")
+        assert "slower per step" in defaults.inner_text()  # measured, shown before anything starts
         epochs = page.locator("#spam-ft-epochs input[type=number]")
         epochs.fill("1")
         epochs.press("Enter")

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from gpt.classify import data
+from gpt.classify.app_defaults import read_measurement
 from gpt.classify.archive import MEMBERS
 from gpt.classify.classifier import CLASSIFIER_CONFIG, METRICS_FILE, ClassifierMetrics, dump_test_metrics
 from gpt.classify.data import MODERN_TEST, SET_TITLES, SMS_TEST, SPAMASSASSIN_TEST
@@ -36,11 +39,58 @@ def mixed_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_examples_are_modern_held_out_messages_then_sms_test_ones(mixed_models):
-    pairs = spam_tab.labelled_examples(ModelRegistry(mixed_models))
-    assert pairs == [(f"{name} {label} {j}", label) for name in (MODERN_TEST, SMS_TEST) for label in ("ham", "spam")
-                     for j in range(spam_tab.EXAMPLES_PER_CLASS)]  # no SpamAssassin mail: too long to show
-    assert spam_tab.examples(ModelRegistry(mixed_models)) == [text for text, _ in pairs]
+def test_examples_are_the_hand_picked_ones_for_the_spam_data_else_the_classifiers_own(mixed_models, tmp_path):
+    """A classifier with no record of its data (as the tiny one) offers its first set's stored test messages."""
+    own = spam_tab.labelled_examples(ModelRegistry(mixed_models))
+    assert own == [(f"{SMS_TEST} {label} {j}", label) for label in ("ham", "spam")
+                   for j in range(spam_tab.EXAMPLES_PER_CLASS)]
+    for mix in data.MIXES:  # a classifier of the shipped spam data, finetuned in the tab or shipped
+        models = tmp_path / mix
+        shutil.copytree(mixed_models, models)
+        config = json.loads((models / "spam" / CLASSIFIER_CONFIG).read_text())
+        config["meta"]["data"] = {"kind": "offline", "mix": mix}
+        (models / "spam" / CLASSIFIER_CONFIG).write_text(json.dumps(config))
+        assert spam_tab.labelled_examples(ModelRegistry(models)) == list(spam_tab.EXAMPLES)
+    assert spam_tab.examples(ModelRegistry(tmp_path / "none")) == [text for text, _ in spam_tab.EXAMPLES]
+
+
+UNFIT_WORDS = ("sex", "sexy", "laid", "dogging", "naked", "nude", "porn", "xxx", "horny", "explicit", "erotic")
+
+
+def test_the_examples_are_held_out_and_fit_for_a_classroom():
+    """Picked from messages no classifier of the spam data trains on (mostly today's), each labelled as its set
+    labels it; no HTML entity (the SMS collection has `&lt;#&gt;`), no sexual word, no receipt called spam."""
+    modern = {m.text: data.LABELS[m.label] for m in data.load_modern(data.MODERN_HELDOUT).messages}
+    sms = {m.text: data.LABELS[m.label] for m in data.balanced_split(data.load_corpus("offline")).test}
+    assert [(text, label) for text, label in spam_tab.EXAMPLES if {**sms, **modern}.get(text) != label] == []
+    from_modern = [text for text, _ in spam_tab.EXAMPLES if text in modern]
+    assert len(from_modern) > len(spam_tab.EXAMPLES) / 2 and len(from_modern) < len(spam_tab.EXAMPLES)
+    unfit = re.compile(r"&#?\w+;|\b(" + "|".join(UNFIT_WORDS) + r")\b", re.IGNORECASE)
+    assert [text for text, _ in spam_tab.EXAMPLES if unfit.search(text)] == []
+    assert [text for text, label in spam_tab.EXAMPLES if label == "spam" and "receipt" in text.lower()] == []
+    assert sorted({label for _, label in spam_tab.EXAMPLES}) == ["ham", "spam"]
+
+
+def test_the_shipped_classifier_labels_every_example_right():
+    """What the tab offers to click must be right: no everyday message shown as spam, no spam as ham."""
+    registry = ModelRegistry(SHIPPED_MODELS)
+    model = spam_tab.classifier(registry)
+    assert spam_tab.labelled_examples(registry) == list(spam_tab.EXAMPLES)
+    assert [(text, label) for text, label in spam_tab.EXAMPLES if model.predict(text).label != label] == []
+
+
+def test_the_panel_states_what_its_defaults_reach_and_cost_as_measured():
+    """The shipped measurement is of the form's defaults, on every test set; other settings get no claim."""
+    measured = read_measurement()
+    assert measured is not None and measured.matches(spam_tab.APP, spam_tab.APP_LORA)
+    assert list(measured.accuracy) == list(SETS)
+    note = spam_tab.defaults_note(measured)
+    for name, value in measured.accuracy.items():
+        assert f"{SET_TITLES[name]} **{value:.1%}**" in note
+    assert f"**{measured.lora_slowdown:.1f}× slower per step**" in note and measured.machine in note
+    assert "`python -m gpt.classify.app_defaults`" in note
+    assert spam_tab.defaults_note(replace(measured, finetune={**measured.finetune, "epochs": 9})) == ""
+    assert spam_tab.defaults_note(None) == ""
 
 
 def test_figures_for_every_test_set(mixed_models):
@@ -51,22 +101,6 @@ def test_figures_for_every_test_set(mixed_models):
     assert table["class"].tolist() == ["ham", "spam"] * 3
     assert [[list(row) for row in trace.z] for trace in confusion.data] == [[[4 - i, i], [0, 4]] for i in range(3)]
     assert [a.text for a in confusion.layout.annotations][:3] == [SET_TITLES[name] for name in SETS]
-
-
-@pytest.mark.slow
-def test_the_shipped_classifier_calls_every_example_of_the_tab_by_its_label():
-    """What the tab offers to click must be right: no everyday message shown as spam, no spam as ham."""
-    registry = ModelRegistry(SHIPPED_MODELS)
-    model = spam_tab.classifier(registry)
-    examples = spam_tab.labelled_examples(registry)
-    wrong = [(text, label) for text, label in examples if model.predict(text).label != label]
-    assert wrong == []
-    # The stored examples are the test messages it labelled right: the tab must still offer enough of
-    # each class from the modern held-out set, and they must be held-out messages, not made up.
-    heldout = {m.text for m in data.load_modern(data.MODERN_HELDOUT).messages}
-    modern = [(text, label) for text, label in examples if text in heldout]
-    assert sorted(label for _, label in modern) == ["ham"] * spam_tab.EXAMPLES_PER_CLASS + [
-        "spam"] * spam_tab.EXAMPLES_PER_CLASS
 
 
 # -- finetuning in the tab: tiny models through the job runner ---------------------------------------
