@@ -410,7 +410,7 @@ def test_spam_test_figures_and_examples(registry, empty_registry):
     assert table["class"].tolist() == ["ham", "spam"]
     assert [list(row) for row in confusion.data[0].z] == [[1, 1], [0, 2]]
     assert spam_tab.examples(registry) == ["See you at lunch tomorrow", "WIN a free prize now, text CLAIM to 80082"]
-    assert spam_tab.examples(empty_registry) == [t for ts in spam_tab.FALLBACK_EXAMPLES.values() for t in ts]
+    assert spam_tab.examples(empty_registry) == [text for text, _ in spam_tab.EXAMPLES]
     with pytest.raises(FileNotFoundError):
         spam_tab.classify(empty_registry, "hello")
     assert "not available" in spam_tab.test_figures(empty_registry)[0]
