@@ -279,4 +279,6 @@ def test_two_processes_give_the_loss_of_one_with_the_same_global_batch(tmp_path,
     load_train_state(tmp_path / "two" / STATE_FILE, model,
                      torch.optim.AdamW(param_groups(model, cfg.weight_decay)))
     for a, b in zip(model.parameters(), single.model.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        # all-reduce sums the gradients in another order; Adam divides by a tiny second moment, so a float's
+        # last bits can move a weight by ~1e-5 (seen once in 4,096 weights under load)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5)
