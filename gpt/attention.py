@@ -1,4 +1,9 @@
-"""Causal multi-head self-attention with a fused QKV projection and a preallocated KV cache."""
+"""Causal multi-head self-attention with a fused QKV projection and a preallocated KV cache.
+
+With the config's switches the same class is the attention of today's open models: fewer key/value
+heads than query heads (grouped-query attention), RMS-normalised queries and keys (QK-norm), and
+rotary positions applied to queries and keys (`gpt.positions`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gpt.config import GPTConfig
+from gpt.positions import apply_rotary
+
+Rotary = tuple[torch.Tensor, torch.Tensor]  # cos, sin of the rotary angles at the positions being read, (T, hd/2)
 
 
 class KVCache:
@@ -20,14 +28,14 @@ class KVCache:
 
     def __init__(self, cfg: GPTConfig, batch_size: int, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32):
-        shape = (cfg.n_layers, batch_size, cfg.n_heads, cfg.context_length, cfg.head_dim)
+        shape = (cfg.n_layers, batch_size, cfg.kv_heads, cfg.context_length, cfg.head_dim)  # fewer KV heads: smaller
         self.keys = torch.zeros(shape, device=device, dtype=dtype)
         self.values = torch.zeros(shape, device=device, dtype=dtype)
         self.pos = 0  # number of positions already written
         self.capacity = cfg.context_length
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, H, T, hd) at the current position; return all keys/values so far."""
+        """Store k, v (B, KV, T, hd) at the current position; return all keys/values so far."""
         end = self.pos + k.shape[2]
         if end > self.capacity:
             raise ValueError(f"KV cache overflow: {end} positions > context length {self.capacity}")
@@ -44,23 +52,34 @@ class KVCache:
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig, layer_idx: int = 0):
         super().__init__()
-        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
         self.layer_idx = layer_idx
-        self.qkv = nn.Linear(cfg.emb_dim, 3 * cfg.emb_dim, bias=cfg.qkv_bias)  # fused W_query|W_key|W_value
-        self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim)
+        # fused W_query|W_key|W_value; with grouped-query attention the keys and values are narrower
+        self.qkv = nn.Linear(cfg.emb_dim, cfg.emb_dim + 2 * cfg.kv_dim, bias=cfg.qkv_bias)
+        self.q_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6) if cfg.qk_norm else None
+        self.k_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6) if cfg.qk_norm else None
+        self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.bias)
         self.drop_rate = cfg.drop_rate
         self.attn_dropout = nn.Dropout(cfg.drop_rate)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False
+        self, x: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False, rotary: Rotary | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, T, C) -> (B, T, C), and the (B, H, T, T_total) attention weights if asked for."""
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3x (B, H, T, hd)
+        H, KV, hd = self.n_heads, self.n_kv_heads, self.head_dim
+        q, k, v = self.qkv(x).split([H * hd, KV * hd, KV * hd], dim=-1)
+        q = q.view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, KV, hd).transpose(1, 2)  # (B, KV, T, hd)
+        v = v.view(B, T, KV, hd).transpose(1, 2)  # (B, KV, T, hd)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         past = 0
         if cache is not None:
             past = cache.pos
-            k, v = cache.update(self.layer_idx, k, v)  # (B, H, past+T, hd)
+            k, v = cache.update(self.layer_idx, k, v)  # (B, KV, past+T, hd)
 
         # Query i sits at absolute position past+i and may see keys 0..past+i.
         mask = None
@@ -68,7 +87,8 @@ class CausalSelfAttention(nn.Module):
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
 
         if need_weights:  # the explicit product, for the heatmaps: the fused kernel does not return its weights
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, H, T, past+T)
+            k, v = k.repeat_interleave(H // KV, dim=1), v.repeat_interleave(H // KV, dim=1)  # a group shares its KV
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(hd)  # (B, H, T, past+T)
             if T > 1:
                 allowed = mask if mask is not None else torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
                 scores = scores.masked_fill(~allowed, float("-inf"))
@@ -82,8 +102,10 @@ class CausalSelfAttention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """softmax(q k^T / sqrt(hd)) v, (B, H, T, hd), by PyTorch's fused kernel, which never forms the weights.
 
-        A method of its own so that the fast variant (gpt/kernels.py) can change this step alone.
+        With fewer key/value heads than query heads, each group of H / KV query heads reads one key/value
+        head (`enable_gqa`). A method of its own so that the fast variant (gpt/kernels.py) can change this step alone.
         """
         T = q.shape[2]
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=(T > 1 and mask is None),
-                                              dropout_p=self.drop_rate if self.training else 0.0)
+                                              dropout_p=self.drop_rate if self.training else 0.0,
+                                              enable_gqa=k.shape[1] != q.shape[1])

@@ -2,7 +2,8 @@
 
 Without a cache, every new token runs the whole text through the model again; with one, each layer
 keeps the keys and values it has computed (`gpt.attention.KVCache`) and a step feeds one token.
-The price is memory: 2 (keys, values) x layers x batch x tokens x width numbers.
+The price is memory: 2 (keys, values) x layers x batch x tokens x key/value width numbers; grouped-query
+attention (`n_kv_heads` < `n_heads`) narrows the keys and values and so shrinks it.
 """
 
 from __future__ import annotations
@@ -17,17 +18,17 @@ from gpt.precision import bytes_per_element
 
 
 def cache_shape(cfg: GPTConfig, tokens: int, batch_size: int = 1) -> tuple[int, ...]:
-    """The shape of the keys (and, again, of the values) after `tokens` positions: (L, B, H, T, head_dim)."""
-    return cfg.n_layers, batch_size, cfg.n_heads, tokens, cfg.head_dim
+    """The shape of the keys (and, again, of the values) after `tokens` positions: (L, B, KV heads, T, head_dim)."""
+    return cfg.n_layers, batch_size, cfg.kv_heads, tokens, cfg.head_dim
 
 
 def cache_bytes(cfg: GPTConfig, tokens: int, dtype: str = "float32", batch_size: int = 1) -> int:
     """Bytes of keys plus values for `tokens` positions (at the full window, what `GPTConfig.memory_bytes` adds)."""
-    return 2 * cfg.n_layers * batch_size * tokens * cfg.emb_dim * bytes_per_element(dtype)
+    return 2 * cfg.n_layers * batch_size * tokens * cfg.kv_dim * bytes_per_element(dtype)
 
 
 def weights_bytes(cfg: GPTConfig, dtype: str = "float32") -> int:
-    """Bytes of the model's tensors: its parameters, and the sinusoidal table if it has one."""
+    """Bytes of the model's tensors: its parameters, and a fixed position table if it has one."""
     return cfg.n_elements() * bytes_per_element(dtype)
 
 

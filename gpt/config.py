@@ -74,74 +74,126 @@ def check_options(config: Any) -> None:
         check_option(type(config), f.name, getattr(config, f.name), f"{type(config).__name__}.{f.name}")
 
 
-POSITIONS = ("learned", "sinusoidal")  # how a token's position enters the residual stream
+POSITIONS = ("learned", "sinusoidal", "rotary")  # how a token's position reaches attention
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu")
 
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """Hyperparameters of a GPT-2-style decoder (the book's GPT_CONFIG_124M, as a type)."""
+    """Hyperparameters of a decoder: GPT-2's by default (the book's GPT_CONFIG_124M, as a type), with the
+    switches that turn it, piece by piece, into the decoders of today's open models (Llama, Qwen3).
+
+    Each switch changes one part of `gpt/model.py` or `gpt/attention.py`; a config saved before the
+    switches existed has none of them and loads as GPT-2.
+    """
 
     vocab_size: int = option(50257, "tokens the embedding and output head have rows for",
                              low=1, high=65536)  # token files store ids as uint16
-    context_length: int = option(1024, "the most tokens the model reads at once (one position vector each)",
+    context_length: int = option(1024, "the most tokens the model reads at once",
                                  low=8, high=1024)
     emb_dim: int = option(768, "width of the residual stream", low=8, high=1600)
-    n_heads: int = option(12, "attention heads per layer (emb_dim must divide by it)", low=1, high=32)
+    n_heads: int = option(12, "attention (query) heads per layer (emb_dim must divide by it)", low=1, high=32)
     n_layers: int = option(12, "transformer blocks", low=1, high=48)
     drop_rate: float = option(0.0, "dropout on embeddings, attention weights and residual branches", low=0.0, high=0.5)
-    qkv_bias: bool = option(True, "biases on the query/key/value projection (OpenAI's GPT-2 has them)")
-    tie_weights: bool = option(True, "share the token embedding with the output head (as GPT-2 does)")
+    qkv_bias: bool = option(True, "biases on the query/key/value projection (OpenAI's GPT-2 and Qwen2 have them)")
+    tie_weights: bool = option(True, "share the token embedding with the output head (GPT-2 does; Llama 3 8B does not)")
     positions: str = option("learned", "learned: a trained position embedding (GPT-2); sinusoidal: the fixed "
-                            "sin/cos encoding of 'Attention is all you need'", choices=POSITIONS)
+                            "sin/cos encoding of 'Attention is all you need'; rotary (RoPE): queries and keys turned "
+                            "by an angle that grows with their position, so attention sees offsets (Llama, Qwen)",
+                            choices=POSITIONS)
+    rope_base: float = option(10000.0, "rotary positions: the base of the angles' frequencies (Llama 3 500000, "
+                              "Qwen3 1000000); larger turns slower, for longer contexts", low=2.0, high=1e8)
+    norm: str = option("layernorm", "layernorm: subtract the mean, divide by the spread, scale and shift (GPT-2); "
+                       "rmsnorm: divide by the root mean square and scale, cheaper and as good (Llama, Qwen)",
+                       choices=NORMS)
+    mlp: str = option("gelu", "gelu: expand, GELU, project back (GPT-2); swiglu: a SiLU gate multiplies a second "
+                      "expansion (Llama, Qwen)", choices=MLPS)
+    mlp_hidden: int | None = option(None, "the MLP's hidden width; none: 4 x emb_dim for gelu, about 8/3 x emb_dim "
+                                    "(a multiple of 16) for swiglu, the same parameters", low=1, high=16384)
+    n_kv_heads: int | None = option(None, "key/value heads: none or n_heads is multi-head attention, fewer is "
+                                    "grouped-query (each serves n_heads / n_kv_heads query heads), 1 multi-query; "
+                                    "fewer shrink the KV cache", low=1, high=32)
+    qk_norm: bool = option(False, "RMS-normalise each head's queries and keys before their product (Qwen3, OLMo 2): "
+                           "keeps attention logits from growing")
+    bias: bool = option(True, "biases on the attention output, the MLP and LayerNorm (GPT-2); off in Llama and Qwen")
 
     def __post_init__(self) -> None:
         check_options(self)
+        for f in fields(self):
+            if f.type in (bool, "bool") and not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"GPTConfig.{f.name} must be true or false, got {getattr(self, f.name)!r}")
         if self.emb_dim % self.n_heads:
             raise ValueError(f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})")
+        if self.n_heads % self.kv_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.kv_heads})")
+        if self.positions == "rotary" and self.head_dim % 2:
+            raise ValueError(f"rotary positions turn pairs of numbers: the head width emb_dim / n_heads "
+                             f"({self.emb_dim} / {self.n_heads} = {self.head_dim}) must be even")
 
     @property
     def head_dim(self) -> int:
         return self.emb_dim // self.n_heads
 
     @property
+    def kv_heads(self) -> int:
+        """Key/value heads per layer: `n_kv_heads`, or one per query head."""
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of one position's keys (and again of its values): what the KV cache keeps per layer."""
+        return self.kv_heads * self.head_dim
+
+    @property
+    def hidden_dim(self) -> int:
+        """The MLP's hidden width. SwiGLU has three matrices to GELU's two: 8/3 of the width keeps the count."""
+        if self.mlp_hidden is not None:
+            return self.mlp_hidden
+        return 4 * self.emb_dim if self.mlp == "gelu" else -(-8 * self.emb_dim // 3 // 16) * 16
+
+    @property
     def position_table_size(self) -> int:
-        """Elements of the (context_length, emb_dim) position table: weights if learned, a buffer if sinusoidal."""
-        return self.context_length * self.emb_dim
+        """Elements of the position table: (context_length, emb_dim) weights if learned, a buffer if sinusoidal,
+        and the (context_length, head_dim) cosines and sines of rotary positions."""
+        width = self.head_dim if self.positions == "rotary" else self.emb_dim
+        return self.context_length * width
 
     def n_params(self, include_output_head: bool = True) -> int:
         """Exact parameter count of `GPTModel(self)` without building it."""
-        d, v, layers = self.emb_dim, self.vocab_size, self.n_layers
-        qkv = 3 * d * d + (3 * d if self.qkv_bias else 0)
-        attn = qkv + d * d + d
-        mlp = d * 4 * d + 4 * d + 4 * d * d + d
-        norms = 2 * 2 * d
-        block = attn + mlp + norms
+        d, v, layers, h = self.emb_dim, self.vocab_size, self.n_layers, self.hidden_dim
+        qkv_out = d + 2 * self.kv_dim
+        attn = d * qkv_out + (qkv_out if self.qkv_bias else 0) + d * d + (d if self.bias else 0)
+        attn += 2 * self.head_dim if self.qk_norm else 0
+        expand = h if self.mlp == "gelu" else 2 * h  # swiglu: the gate and the up projection, fused
+        mlp = d * expand + h * d + ((expand + d) if self.bias else 0)
+        norm = d * (2 if self.norm == "layernorm" and self.bias else 1)
         emb = v * d + (self.position_table_size if self.positions == "learned" else 0)
         head = 0 if (self.tie_weights or not include_output_head) else v * d
-        return emb + layers * block + 2 * d + head
+        return emb + layers * (attn + mlp + 2 * norm) + norm + head
 
     def n_elements(self) -> int:
-        """Every number `GPTModel(self)` holds: its parameters and, for sinusoidal positions, the fixed table.
+        """Every number `GPTModel(self)` holds: its parameters and, for fixed positions, their tables.
 
-        The table is a buffer, not a parameter, yet it takes the memory a learned one would.
+        A sinusoidal or rotary table is a buffer, not a parameter, yet it takes memory all the same.
         """
         return self.n_params() + (0 if self.positions == "learned" else self.position_table_size)
 
     def memory_bytes(self, dtype: str = "float32", batch_size: int = 1) -> int:
         """The model's tensors plus a full-context KV cache: a lower bound on what inference needs."""
         width = bytes_per_element(dtype)
-        kv_cache = 2 * self.n_layers * batch_size * self.context_length * self.emb_dim * width
+        kv_cache = 2 * self.n_layers * batch_size * self.context_length * self.kv_dim * width
         return self.n_elements() * width + kv_cache
 
     def training_memory_bytes(self, batch_size: int) -> int:
         """An estimate of what training takes: 16 bytes a parameter plus the activations backward keeps.
 
         Weights, gradients and AdamW's two moments are four float32 copies of the parameters. The
-        activations: per layer and token about 16 floats per width unit (attention inputs, the 4x
-        MLP, norms, residuals) and the attention weights, plus the logits and their gradient.
+        activations: per layer and token about 8 floats per width unit (attention inputs, norms,
+        residuals), 2 per hidden unit of the MLP, and the attention weights; plus the logits and their gradient.
         """
         tokens = batch_size * self.context_length
-        per_layer = tokens * (16 * self.emb_dim + 2 * self.n_heads * self.context_length)
+        per_layer = tokens * (8 * self.emb_dim + 2 * self.hidden_dim + 2 * self.n_heads * self.context_length)
         return 16 * self.n_params() + 4 * (self.n_layers * per_layer + 2 * tokens * self.vocab_size)
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,4 +233,10 @@ PRESETS: dict[str, GPTConfig] = {
     # A few hundred thousand parameters: for tests and quick experiments.
     "tiny": GPTConfig(vocab_size=512, context_length=64, emb_dim=64, n_layers=2, n_heads=4),
 }
+# Today's open decoders (Llama 3, Qwen3) differ from GPT-2 by these switches, all on: `-modern` presets
+# are the small presets so changed, with half as many key/value heads as query heads.
+MODERN = {"positions": "rotary", "norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True, "qkv_bias": False,
+          "bias": False}
+PRESETS |= {f"{name}-modern": replace(PRESETS[name], **MODERN, n_kv_heads=PRESETS[name].n_heads // 2)
+            for name in ("shipped-small", "classroom", "tiny")}
 GPT2_SIZES = tuple(name for name in PRESETS if name.startswith("gpt2-"))  # OpenAI publishes weights for these

@@ -1,58 +1,77 @@
-"""The GPT-2 architecture: embeddings, a stack of pre-LayerNorm transformer blocks, an output head."""
+"""The GPT-2 architecture: embeddings, a stack of pre-norm transformer blocks, an output head.
+
+The config's switches swap single parts for those of today's open models (RMSNorm, SwiGLU, rotary
+positions in `gpt.positions`, grouped-query attention and QK-norm in `gpt.attention`); with none of
+them on, this is GPT-2.
+"""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from gpt.attention import CausalSelfAttention, KVCache
+from gpt.attention import CausalSelfAttention, KVCache, Rotary
 from gpt.config import GPTConfig
+from gpt.positions import rotary_tables, sinusoidal_positions
 
 
-def sinusoidal_positions(context_length: int, emb_dim: int) -> torch.Tensor:
-    """The (context_length, emb_dim) table of 'Attention is all you need': PE[pos, 2i] = sin(pos / 10000^(2i/d)),
-    PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
+def norm_layer(cfg: GPTConfig) -> nn.Module:
+    """The normalisation before each sublayer and at the end: LayerNorm (GPT-2) or RMSNorm (Llama, Qwen).
 
-    Each pair of columns turns at its own frequency, so PE[pos + k] is the same rotation of PE[pos]
-    for every pos: an offset looks alike anywhere in the window. Computed in float64, as float32
-    loses digits of the larger angles.
+    RMSNorm skips the mean and the shift: x / rms(x) * gain, one reduction fewer, and trains as well.
     """
-    pos = torch.arange(context_length, dtype=torch.float64)[:, None]
-    angles = pos / 10000.0 ** (torch.arange(0, emb_dim, 2, dtype=torch.float64) / emb_dim)  # (T, ceil(d/2))
-    table = torch.empty(context_length, emb_dim, dtype=torch.float64)
-    table[:, 0::2] = torch.sin(angles)
-    table[:, 1::2] = torch.cos(angles[:, : emb_dim // 2])  # an odd width has one sine column more
-    return table.float()
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.emb_dim, eps=1e-6)
+    return nn.LayerNorm(cfg.emb_dim, eps=1e-5, bias=cfg.bias)
 
 
 class FeedForward(nn.Module):
-    """The position-wise MLP: expand 4x, GELU (GPT-2's tanh approximation), project back."""
+    """The position-wise MLP: expand (4x), GELU (GPT-2's tanh approximation), project back."""
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.fc = nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim)
+        self.fc = nn.Linear(cfg.emb_dim, cfg.hidden_dim, bias=cfg.bias)
         self.gelu = nn.GELU(approximate="tanh")
-        self.proj = nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
+        self.proj = nn.Linear(cfg.hidden_dim, cfg.emb_dim, bias=cfg.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.gelu(self.fc(x)))
 
 
+class SwiGLU(nn.Module):
+    """The gated MLP of Llama and Qwen: proj(silu(gate(x)) * up(x)).
+
+    The gate decides, unit by unit, how much of the second expansion passes: a multiplicative
+    interaction GELU's single path lacks, which trains to a lower loss at the same parameter count.
+    Gate and up share one fused `fc` (out: 2 x hidden), as the attention fuses q, k and v.
+    """
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.emb_dim, 2 * cfg.hidden_dim, bias=cfg.bias)  # W_gate | W_up
+        self.proj = nn.Linear(cfg.hidden_dim, cfg.emb_dim, bias=cfg.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.fc(x).chunk(2, dim=-1)  # (B, T, hidden) each
+        return self.proj(F.silu(gate) * up)
+
+
 class TransformerBlock(nn.Module):
     def __init__(self, cfg: GPTConfig, layer_idx: int):
         super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.emb_dim, eps=1e-5)
+        self.norm1 = norm_layer(cfg)
         self.att = CausalSelfAttention(cfg, layer_idx)
-        self.norm2 = nn.LayerNorm(cfg.emb_dim, eps=1e-5)
-        self.ff = FeedForward(cfg)
+        self.norm2 = norm_layer(cfg)
+        self.ff = SwiGLU(cfg) if cfg.mlp == "swiglu" else FeedForward(cfg)
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False
+        self, x: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False, rotary: Rotary | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attn_out, weights = self.att(self.norm1(x), cache, need_weights)
+        attn_out, weights = self.att(self.norm1(x), cache, need_weights, rotary)
         x = x + self.drop_shortcut(attn_out)
         x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         return x, weights
@@ -63,17 +82,22 @@ class GPTModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        # Fixed tables are constants of the config: not saved, rebuilt on load (and moved and cast with the model).
         if cfg.positions == "learned":
             self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
-        else:  # a constant of the config: not saved, rebuilt on load (and moved and cast with the model)
+        elif cfg.positions == "sinusoidal":
             self.register_buffer("pos_table", sinusoidal_positions(cfg.context_length, cfg.emb_dim),
                                  persistent=False)
+        else:  # rotary: nothing is added to the tokens; attention turns queries and keys by these angles
+            cos, sin = rotary_tables(cfg.context_length, cfg.head_dim, cfg.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)  # (context_length, head_dim / 2)
+            self.register_buffer("rope_sin", sin, persistent=False)
         # The paper scales token embeddings by sqrt(emb_dim) beside its table, whose entries are of size 1: at
         # GPT-2's initial std of 0.02 the tokens are drowned by the positions and the model does not learn.
-        self.emb_scale = 1.0 if cfg.positions == "learned" else math.sqrt(cfg.emb_dim)
+        self.emb_scale = math.sqrt(cfg.emb_dim) if cfg.positions == "sinusoidal" else 1.0
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
-        self.final_norm = nn.LayerNorm(cfg.emb_dim, eps=1e-5)
+        self.final_norm = norm_layer(cfg)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.out_head.weight = self.tok_emb.weight
@@ -100,10 +124,16 @@ class GPTModel(nn.Module):
         if start + T > self.cfg.context_length:
             raise ValueError(f"{start + T} positions exceed the context length {self.cfg.context_length}")
         pos = torch.arange(start, start + T, device=idx.device)
-        x = self.drop_emb(self.tok_emb(idx) * self.emb_scale + self.position_vectors(pos))  # (B, T, C)
+        x = self.tok_emb(idx) * self.emb_scale  # (B, T, C)
+        rotary = None
+        if self.cfg.positions == "rotary":
+            rotary = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, hd/2) each
+        else:
+            x = x + self.position_vectors(pos)
+        x = self.drop_emb(x)
         attentions = []
         for block in self.trf_blocks:
-            x, weights = block(x, cache, need_weights)
+            x, weights = block(x, cache, need_weights, rotary)
             if weights is not None:
                 attentions.append(weights)
         if cache is not None:
@@ -111,8 +141,15 @@ class GPTModel(nn.Module):
         return self.final_norm(x), attentions
 
     def position_vectors(self, pos: torch.Tensor) -> torch.Tensor:
-        """Positions (T,) -> the vectors (T, C) added to the token embeddings: learned rows or the sin/cos table."""
-        return self.pos_emb(pos) if self.cfg.positions == "learned" else self.pos_table[pos]
+        """Positions (T,) -> the vectors (T, C) added to the token embeddings: learned rows or the sin/cos table.
+
+        Rotary positions add nothing to the tokens (they act inside attention): zeros.
+        """
+        if self.cfg.positions == "learned":
+            return self.pos_emb(pos)
+        if self.cfg.positions == "sinusoidal":
+            return self.pos_table[pos]
+        return self.tok_emb.weight.new_zeros(len(pos), self.cfg.emb_dim)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False) -> torch.Tensor:
         """idx (B, T) -> logits (B, T, vocab), or (B, 1, vocab) for the last position only."""

@@ -11,7 +11,8 @@ from torch import nn
 from gpt.attention import CausalSelfAttention
 from gpt.config import PRESETS, GPTConfig
 from gpt.kernels import accelerate
-from gpt.model import GPTModel, sinusoidal_positions
+from gpt.model import GPTModel
+from gpt.positions import sinusoidal_positions
 from gpt.precision import dtype_of
 
 
@@ -157,8 +158,8 @@ def test_bad_configs_are_refused() -> None:
         GPTConfig.preset("gpt5")
     with pytest.raises(ValueError, match="unknown GPTConfig fields"):
         GPTConfig.from_dict({"emb_dim": 64, "wat": 1})
-    with pytest.raises(ValueError, match="positions must be one of learned, sinusoidal"):
-        GPTConfig(positions="rotary")
+    with pytest.raises(ValueError, match="positions must be one of learned, sinusoidal, rotary"):
+        GPTConfig(positions="alibi")
 
 
 def test_configs_written_before_positions_existed_are_learned() -> None:

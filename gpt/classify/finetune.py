@@ -50,6 +50,7 @@ from gpt.tokenizer import Tokenizer
 from gpt.training import limits
 from gpt.training.events import TrainingMonitor
 from gpt.training.loop import EpochLoop, StepOutput
+from gpt.training.optim import OPTIMIZERS, make_optimizer
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -77,6 +78,8 @@ class ClassifierConfig:
     batch_size: int = option(8, "messages per optimizer step", low=1, high=limits.MAX_BATCH)
     lr: float = option(5e-5, "AdamW learning rate", low=limits.MIN_LR, high=limits.MAX_LR)
     weight_decay: float = option(0.1, "AdamW weight decay", low=0.0, high=1.0)
+    optimizer: str = option("adamw", "adamw, or muon for the blocks' matrices with AdamW for the rest",
+                            choices=OPTIMIZERS)
     eval_every: int = option(50, "steps between quick validation-loss checks (0: none)", low=0,
                              high=limits.MAX_EVAL_EVERY)
     eval_batches: int = option(5, "validation batches a quick check reads", low=1, high=10_000)
@@ -241,7 +244,7 @@ def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: Data
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
     loop = EpochLoop(model, ShippedBatchOrder(train_loader), optimizer, cfg.epochs, monitor)
     history: list[EpochStats] = []
     best_state: dict[str, torch.Tensor] = {}

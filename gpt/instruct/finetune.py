@@ -36,6 +36,7 @@ from gpt.training.events import TrainingMonitor
 from gpt.training.freeze import freeze_all_but_last_blocks
 from gpt.training.loop import EpochLoop, StepOutput
 from gpt.training.loss import IGNORE_INDEX, lm_loss
+from gpt.training.optim import OPTIMIZERS, make_optimizer
 
 # -- data ----------------------------------------------------------------------------------------
 
@@ -141,6 +142,8 @@ class InstructConfig:
     batch_size: int = option(8, "entries per optimizer step", low=1, high=limits.MAX_BATCH)
     lr: float = option(5e-5, "AdamW learning rate (constant)", low=limits.MIN_LR, high=limits.MAX_LR)
     weight_decay: float = option(0.1, "AdamW weight decay", low=0.0, high=1.0)
+    optimizer: str = option("adamw", "adamw, or muon for the blocks' matrices with AdamW for the rest",
+                            choices=OPTIMIZERS)
     mask_prompt: bool = option(False, "learn the response only: the prompt's targets are left out of the loss")
     group_by_length: bool = option(False, "batch training entries of about the same length together (less padding)")
     seed: int = option(123, "seeds the training (batch order, dropout) and, on the command line, the split",
@@ -279,9 +282,9 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result = InstructResult(total_params=model.n_params())
-    params = select_trainable(model, cfg)
+    select_trainable(model, cfg)
     result.trainable_params = trainable_parameters(model)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
     loop = EpochLoop(model, train_loader, optimizer, cfg.epochs, monitor)
     start = time.perf_counter()
     saved_at_step = 0  # the base weights are no finetuned checkpoint

@@ -39,6 +39,7 @@ from gpt.training.events import TrainingMonitor
 from gpt.training.limits import MAX_BATCH, MAX_EPOCHS, MAX_EVAL_EVERY, MAX_LR, MAX_SEED, MIN_LR
 from gpt.training.loop import EpochLoop, StepOutput
 from gpt.training.loss import IGNORE_INDEX, lm_loss
+from gpt.training.optim import OPTIMIZERS, make_optimizer
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets), both (2B, T): B chosen rows, then B rejected
 
@@ -214,6 +215,8 @@ class PreferenceConfig:
     beta: float = option(0.1, "DPO's beta: how strongly the policy's change from the reference counts; larger "
                               "keeps it nearer the reference for the same preference", low=0.01, high=10.0)
     weight_decay: float = option(0.01, "AdamW weight decay", low=0.0, high=1.0)
+    optimizer: str = option("adamw", "adamw, or muon for the blocks' matrices with AdamW for the rest",
+                            choices=OPTIMIZERS)
     max_pairs: int | None = option(None, "train on at most the first N training pairs (none: all)",
                                    low=1, high=1_000_000)
     eval_every: int = option(0, "steps between held-out reward figures within an epoch (0: only at its end)",
@@ -270,7 +273,7 @@ def finetune_preference(checkpoint: Checkpoint, train_pairs: Sequence[Pair], val
         raise ValueError(f"{len(train_pairs)} training pairs make no full batch of {cfg.batch_size}")
     policy.to(device=device, dtype=torch.float32).requires_grad_(True)
     reference = frozen_copy(policy)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(cfg.optimizer, policy, cfg.lr, cfg.weight_decay)
     loop = EpochLoop(policy, loader, optimizer, cfg.epochs, monitor)
     result = PreferenceResult(pairs=how_counts(train_pairs))
     start = time.perf_counter()

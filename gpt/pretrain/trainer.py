@@ -1,4 +1,4 @@
-"""Pretraining: next-token cross-entropy with AdamW, warmup + cosine, checkpoints that resume exactly.
+"""Pretraining: next-token cross-entropy with AdamW (or Muon), warmup + cosine, checkpoints that resume exactly.
 
 `pretrain` trains on documents and writes, under its run folder, `train_state.safetensors`
 (everything needed to resume), `log.csv` and `loss.html` / `loss.json`; `export_model` then scores
@@ -51,7 +51,7 @@ from gpt.training.distributed import Distributed, any_process, barrier, gather_r
 from gpt.training.events import TrainEvent, TrainingMonitor
 from gpt.training.limits import MAX_BATCH, MAX_LR, MAX_SEED, MAX_STEPS, MIN_LR
 from gpt.training.loss import bits_per_byte, heldout_loss, lm_loss
-from gpt.training.optim import param_groups, warmup_cosine_lr
+from gpt.training.optim import OPTIMIZERS, make_optimizer, warmup_cosine_lr
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class PretrainConfig:
     warmup_steps: int = option(100, "steps of linear warmup from 0", low=0, high=MAX_STEPS)
     weight_decay: float = option(0.1, "AdamW weight decay on matrices and embeddings", low=0.0, high=1.0)
     betas: tuple[float, float] = option((0.9, 0.95), "AdamW's moment decays")
+    optimizer: str = option("adamw", "adamw: AdamW for every weight; muon: Muon for the blocks' matrices, AdamW for "
+                            "embeddings, norms and biases (gpt.training.optim.MuonWithAdamW)", choices=OPTIMIZERS)
     grad_clip: float = option(1.0, "max global gradient norm; 0 disables clipping", low=0.0, high=10.0)
     eval_interval: int = option(100, "steps between held-out evaluations (and samples)", low=1, high=MAX_STEPS)
     eval_windows: int = option(64, "fixed held-out windows scored at each evaluation (the export scores all)",
@@ -247,7 +249,7 @@ def load_tokens(out_dir: Path, train_texts: list[str], val_texts: list[str], tok
 
 def set_up(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], tokenizer: Tokenizer, out_dir: Path,
            ddp: Distributed, monitor: TrainingMonitor, resume: bool) -> Pretraining:
-    """The model (seeded), AdamW and the encoded text; the saved state too when resuming."""
+    """The model (seeded), its optimizer and the encoded text; the saved state too when resuming."""
     if tokenizer.n_vocab > cfg.model.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.n_vocab} tokens but the model only {cfg.model.vocab_size}")
     if cfg.batch_size % ddp.world_size:
@@ -257,8 +259,8 @@ def set_up(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], to
     barrier(ddp)
     torch.manual_seed(cfg.seed)
     model = accelerate(GPTModel(cfg.model)).to(ddp.device)  # the fast modules: the same numbers, sooner
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
-                                  fused=ddp.device.type in ("cpu", "cuda"))
+    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay, cfg.betas,
+                               fused=ddp.device.type in ("cpu", "cuda"))
     train_tokens, val_tokens = load_tokens(out_dir, train_texts, val_texts, tokenizer, ddp, resume)
     run = Pretraining(cfg, ddp, monitor, out_dir, tokenizer, model, optimizer, train_tokens, val_tokens,
                       sampler=BatchSampler(train_tokens, cfg.model.context_length, cfg.batch_size, cfg.seed),
@@ -277,7 +279,7 @@ def set_up(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], to
 
 
 def resume_state(run: Pretraining) -> None:
-    """Weights, AdamW's moments, the counters, this process's RNG and the log, as the last checkpoint left them."""
+    """Weights, optimizer moments, the counters, this process's RNG and the log, as the last checkpoint left them."""
     cfg, path = run.cfg, run.state_path
     meta, rng = load_train_state(path, run.model, run.optimizer)
     saved = PretrainConfig.from_dict(meta["config"])

@@ -1,4 +1,4 @@
-"""AdamW's parameter groups, the warmup + cosine learning-rate schedule, and one training step to time."""
+"""The optimizers (AdamW, or Muon with AdamW), the warmup + cosine schedule, and one training step to time."""
 
 from __future__ import annotations
 
@@ -12,18 +12,94 @@ import torch
 from gpt.precision import autocast
 from gpt.training.loss import lm_loss
 
+OPTIMIZERS = ("adamw", "muon")
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay the matrices (linear weights, embeddings); never biases or LayerNorm gains/shifts.
+
+def hidden_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The trainable 2-D weights inside the transformer blocks (projections, MLPs, LoRA's A and B): what Muon takes.
+
+    Embeddings, the output head, norms and biases are not hidden matrices: a row of an embedding is
+    looked up alone, and a vector has no shape to orthogonalise.
+    """
+    return [p for name, p in model.named_parameters() if p.requires_grad and p.dim() == 2 and "trf_blocks." in name]
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, leave_out: list[torch.nn.Parameter] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Decay the matrices (linear weights, embeddings); never biases or norm gains/shifts.
 
     Decaying a norm's gain or a bias pulls it toward 0, which changes what the layer computes
-    instead of regularising it. Frozen parameters are left out.
+    instead of regularising it. Frozen parameters, and those in `leave_out` (another optimizer's), are left out.
     """
+    skip = {id(p) for p in leave_out or []}
     decay, no_decay = [], []
     for _, p in model.named_parameters():  # a tied head is the embedding: named once
-        if p.requires_grad:
+        if p.requires_grad and id(p) not in skip:
             (decay if p.dim() >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class MuonWithAdamW:
+    """Muon for the hidden matrices, AdamW for everything else, driven as one optimizer.
+
+    Muon replaces each matrix's update by the nearest orthogonal matrix (a few Newton-Schulz steps on
+    the momentum): every direction of the matrix moves by the same amount, where Adam's update is
+    dominated by a few. The speedrun records of small GPTs use it for exactly these weights.
+    `adjust_lr_fn="match_rms_adamw"` scales Muon's update to the size of AdamW's, so one learning rate
+    and one weight decay serve both. `param_groups` lists both optimizers' groups (the schedule sets
+    each group's lr); the state dict numbers their parameters one after the other, as one optimizer's would.
+    """
+
+    def __init__(self, adamw: torch.optim.Optimizer, muon: torch.optim.Optimizer | None):
+        self.optimizers = [adamw] + ([muon] if muon is not None else [])
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [group for opt in self.optimizers for group in opt.param_groups]
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        state, groups, offset = {}, [], 0
+        for opt in self.optimizers:
+            sd = opt.state_dict()
+            state |= {offset + i: s for i, s in sd["state"].items()}
+            groups += [{**g, "params": [offset + i for i in g["params"]]} for g in sd["param_groups"]]
+            offset += sum(len(g["params"]) for g in opt.param_groups)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups, offset = list(state_dict["param_groups"]), 0
+        for opt in self.optimizers:
+            mine, groups = groups[:len(opt.param_groups)], groups[len(opt.param_groups):]
+            n = sum(len(g["params"]) for g in mine)
+            opt.load_state_dict({
+                "state": {i - offset: s for i, s in state_dict["state"].items() if offset <= int(i) < offset + n},
+                "param_groups": [{**g, "params": [i - offset for i in g["params"]]} for g in mine]})
+            offset += n
+
+
+def make_optimizer(name: str, model: torch.nn.Module, lr: float, weight_decay: float,
+                   betas: tuple[float, float] = (0.9, 0.999), fused: bool = False
+                   ) -> torch.optim.Optimizer | MuonWithAdamW:
+    """`adamw`: AdamW over every trainable parameter (`param_groups`); `muon`: Muon for the hidden matrices
+    and AdamW for the rest (`MuonWithAdamW`)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    hidden = hidden_matrices(model) if name == "muon" else []
+    adamw = torch.optim.AdamW(param_groups(model, weight_decay, leave_out=hidden), lr=lr, betas=betas, fused=fused)
+    if name == "adamw":
+        return adamw
+    if not hidden:
+        return MuonWithAdamW(adamw, None)
+    return MuonWithAdamW(adamw, torch.optim.Muon(hidden, lr=lr, weight_decay=weight_decay,
+                                                 adjust_lr_fn="match_rms_adamw"))
 
 
 def warmup_cosine_lr(step: int, lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
