@@ -51,14 +51,20 @@ def nearest_tokens(model: GPTModel, token_ids: list[int], k: int = 8, vocab_size
 
 @torch.inference_mode()
 def position_similarity(model: GPTModel, max_positions: int = 256) -> tuple[torch.Tensor, list[int]]:
-    """Cosine similarity between position vectors, (P, P), over at most `max_positions` evenly spaced positions.
+    """Cosine similarity between positions, (P, P), over at most `max_positions` evenly spaced positions.
 
     Learned positions (GPT-2) show a band: neighbouring positions look alike. The sinusoidal table
     shows stripes: every position is a rotation of the others, by the same angle for the same offset.
+    Rotary positions add no vector to the tokens: a position is its rotation instead, the (cos, sin) of a
+    head's angles. Two rotations' similarity is the mean cos of their angle differences (what a key
+    gets from an equal query), the same for the same offset anywhere.
     """
     ctx = model.cfg.context_length
     step = -(-ctx // max_positions)  # ceil: GPT-2's 1,024 positions become 256, every fourth
     positions = list(range(0, ctx, step))
-    vectors = model.position_vectors(torch.tensor(positions, device=model.tok_emb.weight.device)).float()
+    if model.cfg.positions == "rotary":
+        vectors = torch.cat((model.rope_cos[positions], model.rope_sin[positions]), dim=-1).float()  # (P, hd)
+    else:
+        vectors = model.position_vectors(torch.tensor(positions, device=model.tok_emb.weight.device)).float()
     unit = vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return unit @ unit.T, positions

@@ -38,11 +38,14 @@ def residual_stream(model: GPTModel, ids: list[int]) -> torch.Tensor:
     """
     model.eval()
     idx = _inputs(model, ids)  # (1, T)
-    pos = torch.arange(idx.shape[1], device=idx.device)
+    T = idx.shape[1]
+    pos = torch.arange(T, device=idx.device)
     x = model.drop_emb(model.tok_emb(idx) * model.emb_scale + model.position_vectors(pos))  # (1, T, C)
+    # rotary positions add nothing above (zeros): every block's attention turns its queries and keys instead
+    rotary = (model.rope_cos[:T], model.rope_sin[:T]) if model.cfg.positions == "rotary" else None
     streams = [x]
     for block in model.trf_blocks:
-        x, _ = block(x)
+        x, _ = block(x, rotary=rotary)
         streams.append(x)
     return torch.cat(streams)  # (L+1, T, C): batch of one
 

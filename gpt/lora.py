@@ -5,6 +5,12 @@ A frozen linear layer W (out x in) gets a trainable update B @ A, with A (rank x
 adapted model is exactly its base until training moves it. Scaling by alpha / rank (not alpha
 alone) keeps the update's size independent of the rank, so one alpha works across ranks.
 
+The targets are the blocks' linear layers by name, whatever the architecture switches: `qkv` is the
+fused query|key|value projection, narrower with grouped-query attention (emb_dim + 2 x kv_dim
+outputs), so one adapter updates the queries and the shared keys and values together; `fc` is
+GELU's expansion or SwiGLU's fused gate|up, one adapter for both halves; `out_proj` and `proj` lead
+back to the residual stream.
+
 Only the adapters are saved (safetensors), with the sha256 of the base weights they were trained
 on: loading them onto another base is refused, because the update means nothing without its W.
 """

@@ -49,13 +49,26 @@ def hover_labels(labels: list[str]) -> np.ndarray:
                      for q in range(len(labels))])
 
 
-def mosaic(layer_maps: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+def grid_columns(n_heads: int, group: int) -> int:
+    """Tiles per row: GRID_COLUMNS, or the most whole key/value groups that fit in a row (at least one)."""
+    if group == 1 or group >= GRID_COLUMNS:
+        return min(GRID_COLUMNS, n_heads)
+    return group * (GRID_COLUMNS // group)
+
+
+def head_title(head: int, group: int) -> str:
+    """'head 3', or with grouped-query attention 'head 3 · KV 2': the key/value head it reads (1-based)."""
+    return f"head {head + 1}" if group == 1 else f"head {head + 1} · KV {head // group + 1}"
+
+
+def mosaic(layer_maps: np.ndarray, labels: list[str], group: int = 1) -> tuple[np.ndarray, np.ndarray, int, int, int]:
     """Every head's map tiled into one array, NaN between tiles: one trace draws the whole grid.
 
-    Returns the values, the hover text, the tile step (T + gap), and the grid's rows and columns.
+    `group`: query heads per key/value head; a group's heads sit side by side. Returns the values, the
+    hover text, the tile step (T + gap), and the grid's rows and columns.
     """
     n_heads, n = layer_maps.shape[:2]
-    cols = min(GRID_COLUMNS, n_heads)
+    cols = grid_columns(n_heads, group)
     rows = math.ceil(n_heads / cols)
     step = n + max(2, n // 8)  # the gap between tiles holds the next row's titles
     z = np.full((rows * step - (step - n), cols * step - (step - n)), np.nan)
@@ -64,8 +77,28 @@ def mosaic(layer_maps: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.nd
     for h in range(n_heads):
         r, c = divmod(h, cols)
         z[r * step : r * step + n, c * step : c * step + n] = masked(layer_maps[h])
-        text[r * step : r * step + n, c * step : c * step + n] = np.char.add(f"head {h + 1}: ", hover)
+        text[r * step : r * step + n, c * step : c * step + n] = np.char.add(f"{head_title(h, group)}: ", hover)
     return z, text, step, rows, cols
+
+
+def group_boxes(n_heads: int, group: int, n: int, step: int, cols: int) -> list[dict]:
+    """A frame around each key/value group's tiles: the heads inside one read the same keys and values.
+
+    Drawn where a group is a rectangle of tiles (within a row, or whole rows); none for multi-head attention.
+    """
+    if group == 1:
+        return []
+    pad = (step - n) / 3
+    boxes = []
+    for first in range(0, n_heads, group):
+        (r0, c0), (r1, c1) = divmod(first, cols), divmod(first + group - 1, cols)
+        if r0 != r1 and (c0, c1) != (0, cols - 1):
+            continue
+        boxes.append({"type": "rect", "xref": "x", "yref": "y", "layer": "above",
+                      "line": {"color": "#dc2626", "width": 2},
+                      "x0": c0 * step - 0.5 - pad, "x1": c1 * step + n - 0.5 + pad,
+                      "y0": r0 * step - 0.5 - pad, "y1": r1 * step + n - 0.5 + pad})
+    return boxes
 
 
 def gap_shapes(n: int, step: int, rows: int, cols: int) -> list[dict]:
@@ -84,28 +117,32 @@ def ticks(labels: list[str], step: int, repeats: int) -> dict:
             "ticktext": labels * repeats, "tickfont": {"size": 10}}
 
 
-def attention_figure(labels: list[str], layer_maps: np.ndarray, layer: int, view: str, head: int) -> go.Figure:
-    """layer_maps: (H, T, T) of one layer. `layer`, `head` are 1-based, as the sliders show them.
+def attention_figure(labels: list[str], layer_maps: np.ndarray, layer: int, view: str, head: int,
+                     kv_heads: int | None = None) -> go.Figure:
+    """layer_maps: (H, T, T) of one layer. `layer`, `head` are 1-based, as the sliders show them; `kv_heads`
+    fewer than H (grouped-query attention) frames the heads that share a key/value head.
 
     Heatmaps are drawn over integer positions, never over the token strings: plotly would merge
     repeated tokens into one row.
     """
-    n = len(labels)
+    n, n_heads = len(labels), layer_maps.shape[0]
+    group = n_heads // (kv_heads or n_heads)
     axis = {"showgrid": False, "zeroline": False}
     if view == "all heads":
-        z, text, step, rows, cols = mosaic(layer_maps, labels)
+        z, text, step, rows, cols = mosaic(layer_maps, labels, group)
         xaxis = {**axis, **(ticks(labels, step, cols) if n <= 16 else {"showticklabels": False})}
         yaxis = {**axis, **(ticks(labels, step, rows) if n <= 16 else {"showticklabels": False})}
-        titles = [{"text": f"head {h + 1}", "x": (h % cols) * step + (n - 1) / 2, "y": (h // cols) * step - 0.5,
-                   "yanchor": "bottom", "showarrow": False} for h in range(layer_maps.shape[0])]
-        shapes = gap_shapes(n, step, rows, cols)
-        title, height = f"Layer {layer}: every head (grey = masked future)", 280 * rows + 100
+        titles = [{"text": head_title(h, group), "x": (h % cols) * step + (n - 1) / 2, "y": (h // cols) * step - 0.5,
+                   "yanchor": "bottom", "showarrow": False} for h in range(n_heads)]
+        shapes = gap_shapes(n, step, rows, cols) + group_boxes(n_heads, group, n, step, cols)
+        framed = " (red frames: heads sharing one key/value head)" if group > 1 else ""
+        title, height = f"Layer {layer}: every head (grey = masked future){framed}", 280 * rows + 100
     else:
         weights = layer_maps.mean(axis=0) if view == "mean over heads" else layer_maps[head - 1]
         z, text = masked(weights), hover_labels(labels)
         xaxis = {**axis, "title": "looks at (key)", **ticks(labels, n, 1)}
         yaxis = {**axis, "title": "token (query)", **ticks(labels, n, 1)}
-        what = "mean over heads" if view == "mean over heads" else f"head {head}"
+        what = "mean over heads" if view == "mean over heads" else head_title(head - 1, group)
         titles, shapes = [], []
         title, height = f"Layer {layer}, {what} (grey = masked future)", max(450, 14 * n + 200)
     trace = go.Heatmap(z=z, text=text, hovertemplate="%{text}: %{z:.3f}<extra></extra>", hoverongaps=False,
@@ -126,10 +163,20 @@ def attention(registry: ModelRegistry, model_name: str, text: str, layer: float,
     layer = check_number(layer, "Layer", 1, cfg.n_layers, integer=True)
     head = check_number(head, "Head", 1, cfg.n_heads, integer=True)
     labels, maps, cut = attention_for(registry, model_name, text)
-    fig = attention_figure(labels, maps[layer - 1], layer, view, head)
-    info = (f"{len(labels)} tokens · {cfg.n_layers} layers × {cfg.n_heads} heads. Each row is a token and sums to 1 "
-            f"over the tokens it may see; the grey upper triangle is the causal mask (no peeking ahead).")
+    fig = attention_figure(labels, maps[layer - 1], layer, view, head, cfg.kv_heads)
+    info = (f"{len(labels)} tokens · {cfg.n_layers} layers × {heads_line(cfg.n_heads, cfg.kv_heads)}. Each row is a "
+            f"token and sums to 1 over the tokens it may see; the grey upper triangle is the causal mask (no peeking "
+            f"ahead).")
     return fig, with_notices(info, cut)
+
+
+def heads_line(n_heads: int, kv_heads: int) -> str:
+    """'12 heads', or with grouped-query attention '8 query heads in 4 key/value groups' and what that means."""
+    if kv_heads == n_heads:
+        return f"{n_heads} heads"
+    groups = "1 key/value group" if kv_heads == 1 else f"{kv_heads} key/value groups"
+    return (f"{n_heads} query heads in {groups} (the heads of a group read the same keys and values, so their maps "
+            f"differ only by their queries)")
 
 
 def slider_limits(registry: ModelRegistry, model_name: str) -> tuple[dict, dict]:

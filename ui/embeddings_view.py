@@ -71,11 +71,20 @@ def scatter(tokenizer: Tokenizer, points, sample: list[int], found: list[tuple[s
     return fig
 
 
+ROTARY_NOTE = ("**This model's positions are rotary**: no position vector is added to the tokens; attention turns "
+               "each query and key by angles that grow with its position. The heatmap below compares those "
+               "rotations instead: the same for the same offset, wherever it is.")
+
+
 def positions_figure(similarity, positions: list[int], kind: str) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=similarity.numpy().round(3), x=positions, y=positions, colorscale="RdBu",
                                zmid=0, hovertemplate="positions %{y} and %{x}: cosine %{z:.2f}<extra></extra>"))
-    pattern = "a band: near positions look alike" if kind == "learned" else "stripes: each offset is one rotation"
-    fig.update_layout(title=f"Cosine similarity of the {kind} position vectors ({pattern})", height=520,
+    if kind == "rotary":
+        title = "No position vectors (rotary): cosine similarity of the positions' rotations"
+    else:
+        pattern = "a band: near positions look alike" if kind == "learned" else "stripes: each offset is one rotation"
+        title = f"Cosine similarity of the {kind} position vectors ({pattern})"
+    fig.update_layout(title=title, height=520,
                       xaxis={"title": "position", "constrain": "domain"},
                       yaxis={"title": "position", "autorange": "reversed", "scaleanchor": "x"},
                       margin={"l": 50, "r": 10, "t": 50, "b": 40})
@@ -101,8 +110,10 @@ def embeddings(registry: ModelRegistry, model_name: str, words: str, dims: float
     info = (f"{len(found)} words among {len(sample):,} of the {tokenizer.n_vocab:,} tokens; "
             f"{model.cfg.emb_dim} dimensions flattened to {int(dims)}.\n\n"
             f"{where(project_tokens, nearest_tokens, position_similarity)}")
+    rotary = ROTARY_NOTE if model.cfg.positions == "rotary" else ""
     return (scatter(tokenizer, points, sample, found, int(dims)), table,
-            positions_figure(similarity, positions, model.cfg.positions), "\n\n".join(filter(None, [notice, info])))
+            positions_figure(similarity, positions, model.cfg.positions),
+            "\n\n".join(filter(None, [notice, info, rotary])))
 
 
 def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:

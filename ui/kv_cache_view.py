@@ -61,11 +61,24 @@ def kv_cache(registry: ModelRegistry, model_name: str, prompt: str, dtype: str, 
     req = make_request(registry, model_name, prompt, dataclasses.replace(GREEDY_STEP, wrap=wrap))
     cfg, tokens = req.ckpt.model.cfg, len(req.ids)
     shape = " × ".join(map(str, cache_shape(cfg, tokens)))
-    info = (f"After reading {tokens} tokens the cache holds keys **({shape})** (layers × batch × heads × tokens × "
-            f"head width) and values of the same shape: **{mb(cache_bytes(cfg, tokens, dtype))}** in {dtype}, of "
-            f"{mb(cache_bytes(cfg, cfg.context_length, dtype))} allocated for the {cfg.context_length}-token window. "
-            f"The next token adds {mb(cache_bytes(cfg, 1, dtype))}.\n\n{where(cache_shape, cache_bytes)}")
+    window = cache_bytes(cfg, cfg.context_length, dtype)
+    info = (f"After reading {tokens} tokens the cache holds keys **({shape})** (layers × batch × key/value heads × "
+            f"tokens × head width) and values of the same shape: **{mb(cache_bytes(cfg, tokens, dtype))}** in {dtype}, "
+            f"of {mb(window)} allocated for the {cfg.context_length}-token window. The next token adds "
+            f"{mb(cache_bytes(cfg, 1, dtype))}.{grouped_heads(cfg, tokens, dtype)}\n\n"
+            f"{where(cache_shape, cache_bytes)}")
     return with_notices(info, *req.notices), growth_figure(cfg, tokens, dtype)
+
+
+def grouped_heads(cfg: GPTConfig, tokens: int, dtype: str) -> str:
+    """For grouped-query attention, a sentence on what sharing key/value heads saves; '' for multi-head attention."""
+    if cfg.kv_heads == cfg.n_heads:
+        return ""
+    multi_head = dataclasses.replace(cfg, n_kv_heads=None)
+    read = ("1 key/value head (multi-query)" if cfg.kv_heads == 1 else
+            f"{cfg.kv_heads} key/value heads (one per group of {cfg.n_heads // cfg.kv_heads})")
+    return (f" Its {cfg.n_heads} query heads read {read}, so the cache is {cfg.n_heads // cfg.kv_heads}× smaller "
+            f"than multi-head attention's {mb(cache_bytes(multi_head, tokens, dtype))}.")
 
 
 def kv_timing(registry: ModelRegistry, model_name: str, prompt: str, n_tokens: float, wrap: bool = False) -> str:
@@ -98,10 +111,10 @@ def memory_table(registry: ModelRegistry, model_name: str, dtype: str, context: 
     for name, cfg in configs.items():
         tokens = min(context, cfg.context_length)
         weights, cache = weights_bytes(cfg, dtype), cache_bytes(cfg, tokens, dtype, batch)
-        rows.append((name, f"{cfg.n_params() / 1e6:,.1f}M", f"{cfg.n_layers} × {cfg.emb_dim}", tokens, mb(weights),
-                     mb(cache), mb(weights + cache)))
-    return pd.DataFrame(rows, columns=["model", "parameters", "layers × width", "tokens cached", "weights",
-                                       f"KV cache (batch {batch})", "total"])
+        rows.append((name, f"{cfg.n_params() / 1e6:,.1f}M", f"{cfg.n_layers} × {cfg.emb_dim}",
+                     f"{cfg.n_heads} / {cfg.kv_heads}", tokens, mb(weights), mb(cache), mb(weights + cache)))
+    return pd.DataFrame(rows, columns=["model", "parameters", "layers × width", "heads / KV heads", "tokens cached",
+                                       "weights", f"KV cache (batch {batch})", "total"])
 
 
 def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, wrap: gr.Checkbox,
@@ -118,7 +131,8 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, wrap
             time_it = gr.Button("Time it with and without the cache", elem_id="kv-time", scale=1)
         timing = gr.Markdown(elem_id="kv-timing")
         gr.Markdown("**What fits in memory**: weights plus the cache, for every preset, at a context length, "
-                    "batch and precision (`GPTConfig.memory_bytes` is the total at the full window).")
+                    "batch and precision (`GPTConfig.memory_bytes` is the total at the full window). The `-modern` "
+                    "presets keep half as many key/value heads as query heads: half the cache.")
         with gr.Row():
             context = gr.Slider(1, MAX_CONTEXT, value=1024, step=1, label="Context length (tokens)")
             batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch size")

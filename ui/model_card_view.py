@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import gradio as gr
 import plotly.graph_objects as go
 import plotly.io
 
+from gpt.checkpoint import CheckpointError, read_config
 from gpt.instruct.evaluate import format_task_report
 from gpt.model_card import ModelHistory, read_history
+from gpt.pretrain.runs import architecture
 from gpt.pretrain.state import loss_figure
 from ui.common import user_errors
 from ui.inside import where
@@ -67,8 +70,19 @@ def evaluations(history: ModelHistory) -> str:
     return "\n\n".join(parts)
 
 
+def architecture_line(folder: Path) -> str:
+    """The switches in which the model's config.json differs from GPT-2 (a card written by hand may not say them);
+    '' for GPT-2's architecture or an unreadable config."""
+    try:
+        switches = architecture(read_config(folder)["model"])
+    except CheckpointError:
+        return ""
+    return f"**Architecture**: {switches} (otherwise GPT-2's)" if switches else ""
+
+
 def model_card(registry: ModelRegistry, model_name: str) -> tuple[str, go.Figure | None, str]:
-    """The card (markdown), the loss curve, and the baselines and evaluations; a GPT-2 size has a note instead."""
+    """The card (markdown), the loss curve, and the architecture, baselines and evaluations; a GPT-2 size has a
+    note instead."""
     entry = registry.resolve(model_name)
     if entry.path is None:
         return GPT2_NOTE, None, ""
@@ -81,7 +95,7 @@ def model_card(registry: ModelRegistry, model_name: str) -> tuple[str, go.Figure
     if len(card) > MAX_CARD_CHARS:
         card = card[:MAX_CARD_CHARS] + "\n\n*(the card goes on: the rest is in its MODEL_CARD.md)*"
     code = where(read_history, *([loss_figure] if history.log else []))
-    return card, loss, "\n\n".join(filter(None, [figures, code]))
+    return card, loss, "\n\n".join(filter(None, [architecture_line(entry.path), figures, code]))
 
 
 def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:

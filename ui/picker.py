@@ -7,6 +7,7 @@ import functools
 import gradio as gr
 
 from gpt.checkpoint import Checkpoint
+from gpt.pretrain.runs import architecture
 from ui.common import public_message, user_errors
 from ui.registry import ModelRegistry
 
@@ -14,10 +15,12 @@ from ui.registry import ModelRegistry
 def describe(ckpt: Checkpoint, name: str) -> str:
     cfg = ckpt.model.cfg
     bpe = "GPT-2's BPE" if ckpt.tokenizer.name == "gpt2" else "its own BPE"
+    switches = architecture(cfg) or "GPT-2's"
     return (f"**{name}**: {ckpt.model.n_params() / 1e6:.1f}M parameters · {cfg.n_layers} layers · "
             f"{cfg.n_heads} heads · {cfg.emb_dim} wide · context {cfg.context_length} tokens · "
             f"{bpe} ({ckpt.tokenizer.n_vocab:,} tokens)"
-            + (" · numbers digit by digit" if ckpt.tokenizer.pretokenizer == "digits" else ""))
+            + (" · numbers digit by digit" if ckpt.tokenizer.pretokenizer == "digits" else "")
+            + f"  \nArchitecture: {switches}")
 
 
 def show_model(registry: ModelRegistry, name: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpt.config import GPTConfig
 from gpt.data.corpus import join_documents
 from gpt.files import write_text_atomic
 from gpt.pretrain.baselines import heldout_baselines
@@ -71,6 +72,36 @@ def train_run(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str],
                        baselines=meta["baselines"], model_dir=str(out_dir / "model"))
 
 
+def architecture(cfg: GPTConfig) -> str:
+    """The switches in which `cfg` differs from GPT-2, as a card names them: "RMSNorm · rotary positions · SwiGLU ·
+    4 KV heads · QK-norm · no biases"; empty when it differs in none.
+
+    The shape (layers, heads, width) is said elsewhere: this names only what a reader of the book would not expect.
+    """
+    parts = []
+    if cfg.norm == "rmsnorm":
+        parts.append("RMSNorm")
+    if cfg.positions != "learned":
+        turned = cfg.positions == "rotary" and cfg.rope_base != GPTConfig.rope_base
+        base = f" (base {cfg.rope_base:,g})" if turned else ""
+        parts.append(f"{cfg.positions} positions{base}")
+    if cfg.mlp == "swiglu":
+        parts.append("SwiGLU")
+    if cfg.mlp_hidden is not None:
+        parts.append(f"MLP {cfg.mlp_hidden} wide")
+    if cfg.kv_heads < cfg.n_heads:
+        parts.append("1 KV head (multi-query)" if cfg.kv_heads == 1 else f"{cfg.kv_heads} KV heads")
+    if cfg.qk_norm:
+        parts.append("QK-norm")
+    if not cfg.bias:
+        parts.append("no biases" if not cfg.qkv_bias else "biases on QKV only")
+    elif not cfg.qkv_bias:
+        parts.append("no QKV bias")
+    if not cfg.tie_weights:
+        parts.append("untied output head")
+    return " · ".join(parts)
+
+
 def run_card(meta: dict[str, Any]) -> str:
     """A model card made only from the run's own figures (nothing typed by hand)."""
     tc = meta["train_config"]
@@ -82,11 +113,13 @@ def run_card(meta: dict[str, Any]) -> str:
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     stopped = "" if meta["steps"] >= meta["max_steps"] else f" (stopped early, of {meta['max_steps']} planned)"
     size = f"{n_params / 1e6:.2f}M parameters, " if n_params else ""
+    optimizer = "Muon for the blocks' matrices with AdamW for the rest" if tc.get("optimizer") == "muon" else "AdamW"
     return f"""# A GPT pretrained from scratch
 
 {size}{m['n_layers']} layers, {m['n_heads']} heads, {m['emb_dim']} wide, context {m['context_length']} tokens,
-{m.get('positions', 'learned')} positions, vocabulary {m['vocab_size']:,} tokens
+vocabulary {m['vocab_size']:,} tokens
 ({"GPT-2's BPE" if meta.get('tokenizer') == 'gpt2' else 'a BPE trained on the training text'}).
+Architecture: {architecture(GPTConfig.from_dict(m)) or "GPT-2's"}.
 
 ## Data
 
@@ -96,7 +129,7 @@ def run_card(meta: dict[str, Any]) -> str:
 ## Training
 
 {meta['steps']:,} steps{stopped} of {tc['batch_size']} x {m['context_length']} tokens:
-{meta['tokens_seen']:,} tokens seen in {meta['train_time_s']:.0f} s. AdamW, learning rate {tc['lr']:g}
+{meta['tokens_seen']:,} tokens seen in {meta['train_time_s']:.0f} s. {optimizer}, learning rate {tc['lr']:g}
 (warmup {tc['warmup_steps']} steps, cosine to {tc['min_lr']:g}), weight decay {tc['weight_decay']:g},
 dropout {m['drop_rate']:g}, seed {tc['seed']}, {meta.get('arithmetic', tc['autocast'])} arithmetic;
 torch {meta['torch']}.
