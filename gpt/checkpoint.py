@@ -21,7 +21,8 @@ from gpt.config import GPTConfig
 from gpt.files import atomic_path, sha256_of, write_text_atomic
 from gpt.kernels import accelerate
 from gpt.memory import require_memory
-from gpt.model import GPTModel, sinusoidal_positions
+from gpt.model import GPTModel
+from gpt.positions import position_tables
 from gpt.quantize import QuantizedLinear, is_quantized, quantized_skeleton
 from gpt.tokenizer import PRETOKENIZERS, Tokenizer, load_tokenizer, write_ranks
 
@@ -153,8 +154,8 @@ def int8_skeleton(cfg: GPTConfig, quantization: Any, source: Path) -> GPTModel:
     except ValueError as err:
         raise CheckpointError(f"{source}: {err}") from err
     model = model.to_empty(device="cpu")
-    if cfg.positions != "learned":  # a constant, not saved: rebuilt as GPTModel builds it
-        model.pos_table = sinusoidal_positions(cfg.context_length, cfg.emb_dim)
+    for name, table in position_tables(cfg).items():  # constants, not saved: rebuilt as GPTModel builds them
+        setattr(model, name, table)
     return model
 
 

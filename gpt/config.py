@@ -196,6 +196,35 @@ class GPTConfig:
         per_layer = tokens * (8 * self.emb_dim + 2 * self.hidden_dim + 2 * self.n_heads * self.context_length)
         return 16 * self.n_params() + 4 * (self.n_layers * per_layer + 2 * tokens * self.vocab_size)
 
+    def architecture(self) -> str:
+        """The switches in which this config differs from GPT-2, as a card names them: "RMSNorm · rotary
+        positions · SwiGLU · 4 KV heads · QK-norm · no biases"; empty when it differs in none.
+
+        The shape (layers, heads, width) is said elsewhere: this names only what a reader of the book would not expect.
+        """
+        parts = []
+        if self.norm == "rmsnorm":
+            parts.append("RMSNorm")
+        if self.positions != "learned":
+            turned = self.positions == "rotary" and self.rope_base != GPTConfig.rope_base
+            base = f" (base {self.rope_base:,g})" if turned else ""
+            parts.append(f"{self.positions} positions{base}")
+        if self.mlp == "swiglu":
+            parts.append("SwiGLU")
+        if self.mlp_hidden is not None:
+            parts.append(f"MLP {self.mlp_hidden} wide")
+        if self.kv_heads < self.n_heads:
+            parts.append("1 KV head (multi-query)" if self.kv_heads == 1 else f"{self.kv_heads} KV heads")
+        if self.qk_norm:
+            parts.append("QK-norm")
+        if not self.bias:
+            parts.append("no biases" if not self.qkv_bias else "biases on QKV only")
+        elif not self.qkv_bias:
+            parts.append("no QKV bias")
+        if not self.tie_weights:
+            parts.append("untied output head")
+        return " · ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

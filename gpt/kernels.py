@@ -94,8 +94,9 @@ def _measured_route(dtype: torch.dtype, few_rows: bool, threads: int) -> str:
 
     oneDNN must win clearly (by 10%) to be chosen: a tie keeps PyTorch's default.
     """
-    x = torch.randn(1 if few_rows else 256, 768, dtype=dtype)
-    w = torch.randn(3072, 768, dtype=dtype)
+    gen = torch.Generator().manual_seed(0)  # its own: the global RNG (training's) is untouched
+    x = torch.randn(1 if few_rows else 256, 768, dtype=dtype, generator=gen)
+    w = torch.randn(3072, 768, dtype=dtype, generator=gen)
     onednn_w = torch.ops.mkldnn._reorder_linear_weight(w, FEW_ROWS) if few_rows else w
     seconds = median_seconds_in_turns({"aten": lambda: F.linear(x, w),
                                        "onednn": lambda: _onednn_mm(x, onednn_w, None)})

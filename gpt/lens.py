@@ -42,7 +42,7 @@ def residual_stream(model: GPTModel, ids: list[int]) -> torch.Tensor:
     pos = torch.arange(T, device=idx.device)
     x = model.drop_emb(model.tok_emb(idx) * model.emb_scale + model.position_vectors(pos))  # (1, T, C)
     # rotary positions add nothing above (zeros): every block's attention turns its queries and keys instead
-    rotary = (model.rope_cos[:T], model.rope_sin[:T]) if model.cfg.positions == "rotary" else None
+    rotary = model.rotary(0, T)
     streams = [x]
     for block in model.trf_blocks:
         x, _ = block(x, rotary=rotary)

@@ -15,7 +15,7 @@ from torch import nn
 
 from gpt.attention import CausalSelfAttention, KVCache, Rotary
 from gpt.config import GPTConfig
-from gpt.positions import rotary_tables, sinusoidal_positions
+from gpt.positions import position_tables
 
 
 def norm_layer(cfg: GPTConfig) -> nn.Module:
@@ -82,16 +82,12 @@ class GPTModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
-        # Fixed tables are constants of the config: not saved, rebuilt on load (and moved and cast with the model).
         if cfg.positions == "learned":
             self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
-        elif cfg.positions == "sinusoidal":
-            self.register_buffer("pos_table", sinusoidal_positions(cfg.context_length, cfg.emb_dim),
-                                 persistent=False)
-        else:  # rotary: nothing is added to the tokens; attention turns queries and keys by these angles
-            cos, sin = rotary_tables(cfg.context_length, cfg.head_dim, cfg.rope_base)
-            self.register_buffer("rope_cos", cos, persistent=False)  # (context_length, head_dim / 2)
-            self.register_buffer("rope_sin", sin, persistent=False)
+        # Sinusoidal: a table added to the tokens; rotary: nothing is added, attention turns queries and keys by
+        # the angles of `rope_cos` / `rope_sin` (context_length, head_dim / 2). Moved and cast with the model.
+        for name, table in position_tables(cfg).items():
+            self.register_buffer(name, table, persistent=False)
         # The paper scales token embeddings by sqrt(emb_dim) beside its table, whose entries are of size 1: at
         # GPT-2's initial std of 0.02 the tokens are drowned by the positions and the model does not learn.
         self.emb_scale = math.sqrt(cfg.emb_dim) if cfg.positions == "sinusoidal" else 1.0
@@ -125,10 +121,8 @@ class GPTModel(nn.Module):
             raise ValueError(f"{start + T} positions exceed the context length {self.cfg.context_length}")
         pos = torch.arange(start, start + T, device=idx.device)
         x = self.tok_emb(idx) * self.emb_scale  # (B, T, C)
-        rotary = None
-        if self.cfg.positions == "rotary":
-            rotary = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, hd/2) each
-        else:
+        rotary = self.rotary(start, T)
+        if rotary is None:
             x = x + self.position_vectors(pos)
         x = self.drop_emb(x)
         attentions = []
@@ -139,6 +133,12 @@ class GPTModel(nn.Module):
         if cache is not None:
             cache.pos += T
         return self.final_norm(x), attentions
+
+    def rotary(self, start: int, length: int) -> Rotary | None:
+        """cos and sin (length, hd/2) of the rotary angles at positions start..start+length; None without rotary."""
+        if self.cfg.positions != "rotary":
+            return None
+        return self.rope_cos[start:start + length], self.rope_sin[start:start + length]
 
     def position_vectors(self, pos: torch.Tensor) -> torch.Tensor:
         """Positions (T,) -> the vectors (T, C) added to the token embeddings: learned rows or the sin/cos table.

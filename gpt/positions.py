@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from gpt.config import GPTConfig
+
 
 def sinusoidal_positions(context_length: int, emb_dim: int) -> torch.Tensor:
     """The (context_length, emb_dim) table of 'Attention is all you need': PE[pos, 2i] = sin(pos / 10000^(2i/d)),
@@ -47,3 +49,14 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     x1, x2 = x.chunk(2, dim=-1)  # (B, H, T, hd/2) each
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+def position_tables(cfg: GPTConfig) -> dict[str, torch.Tensor]:
+    """The fixed tables a `GPTModel` of `cfg` keeps as buffers, by name: constants of the config, never saved,
+    rebuilt wherever a model is built or loaded."""
+    if cfg.positions == "sinusoidal":
+        return {"pos_table": sinusoidal_positions(cfg.context_length, cfg.emb_dim)}
+    if cfg.positions == "rotary":
+        cos, sin = rotary_tables(cfg.context_length, cfg.head_dim, cfg.rope_base)
+        return {"rope_cos": cos, "rope_sin": sin}
+    return {}

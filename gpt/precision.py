@@ -46,7 +46,8 @@ def fast_bfloat16(device_type: str) -> bool:
         return torch.cuda.is_bf16_supported()
     if device_type != "cpu":
         return False
-    a, b = torch.randn(64, 256), torch.randn(256, 256)
+    gen = torch.Generator().manual_seed(0)  # its own: the global RNG (training's) is untouched
+    a, b = torch.randn(64, 256, generator=gen), torch.randn(256, 256, generator=gen)
     best = {}
     for dtype in (torch.float32, torch.bfloat16, torch.float32, torch.bfloat16):  # in turns, after a warm-up
         x, y = a.to(dtype), b.to(dtype)

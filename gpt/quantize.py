@@ -99,8 +99,9 @@ def _measured_kernel(few_rows: bool, threads: int) -> str:
     Dequantizing must win clearly (by 10%) to be chosen: on a shared machine a near tie would otherwise
     flip from one process to the next, and with it the rounding of the outputs.
     """
-    layer = QuantizedLinear.from_linear(nn.Linear(768, 3072))
-    x = torch.randn(1 if few_rows else 256, 768)
+    with torch.random.fork_rng(devices=[]):  # random operands; the global RNG (training's) is left as it was
+        layer = QuantizedLinear.from_linear(nn.Linear(768, 3072))
+        x = torch.randn(1 if few_rows else 256, 768)
     xb, scales = x.to(torch.bfloat16), layer.scales[:, 0].to(torch.bfloat16)
     steps = {"pack": lambda: torch.ops.aten._weight_int8pack_mm(xb, layer.weight_int8, scales),
              "dequant": lambda: F.linear(x, layer.dequantize())}

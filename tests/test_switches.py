@@ -32,13 +32,13 @@ from gpt.config import PRESETS, GPTConfig
 from gpt.embeddings import position_similarity
 from gpt.generate import SamplingConfig, beam_search, generate
 from gpt.instruct.prompt import format_prompt
-from gpt.kernels import accelerate, matmul_route
+from gpt.kernels import accelerate
 from gpt.lens import logit_lens, residual_stream, surprisal_bits
 from gpt.lora import LoRAConfig, LoRALinear, apply_lora, merge_lora
 from gpt.model import GPTModel, SwiGLU, norm_layer
 from gpt.positions import apply_rotary, rotary_tables
 from gpt.precision import dtype_of
-from gpt.pretrain.runs import architecture, run_card
+from gpt.pretrain.runs import run_card
 from gpt.pretrain.state import read_log
 from gpt.pretrain.trainer import PretrainConfig, export_model, pretrain
 from gpt.quantize import QuantizedLinear, quantize_model
@@ -130,7 +130,7 @@ def test_a_config_written_before_the_switches_loads_as_gpt2(tmp_path, tokenizer)
     cfg = GPTConfig.from_dict({k: v for k, v in PRESETS["tiny"].to_dict().items() if k in before})
     assert (cfg.positions, cfg.norm, cfg.mlp, cfg.kv_heads, cfg.qk_norm, cfg.bias) == ("learned", "layernorm", "gelu",
                                                                                      4, False, True)
-    assert architecture(cfg) == ""
+    assert cfg.architecture() == ""
     model = model_of("gpt2", vocab_size=tokenizer.n_vocab)
     save_checkpoint(model, tmp_path, tokenizer)
     config = json.loads((tmp_path / CONFIG_FILE).read_text())
@@ -363,13 +363,7 @@ def test_lora_adapts_every_projection_and_merges(name: str) -> None:
         torch.testing.assert_close(adapted(ids()), changed, atol=1e-5, rtol=1e-5)
 
 
-# gpt.checkpoint.int8_skeleton rebuilds only the sinusoidal table after `to_empty`: a rotary model's cos/sin
-# tables load as uninitialised memory (seen: 1e38). Drop the mark once it rebuilds them too.
-INT8_ROTARY = pytest.mark.xfail(strict=True, reason="int8_skeleton leaves rope_cos/rope_sin uninitialised")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=INT8_ROTARY) if config(n).positions == "rotary" else n
-                                  for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_int8_stays_close_and_its_file_loads_back(name: str, tmp_path, tokenizer) -> None:
     model = model_of(name, vocab_size=tokenizer.n_vocab)
     x = ids(vocab=tokenizer.n_vocab)
@@ -441,8 +435,8 @@ def pretrain_meta(cfg: GPTConfig, optimizer: str = "adamw") -> dict[str, Any]:
 @pytest.mark.parametrize("name", NAMES)
 def test_the_model_card_names_the_switches(name: str) -> None:
     cfg = config(name)
-    assert NAMED[name] in architecture(cfg) and (name != "modern" or architecture(cfg) == NAMED[name])
-    assert f"Architecture: {architecture(cfg)}." in run_card(pretrain_meta(cfg))
+    assert NAMED[name] in cfg.architecture() and (name != "modern" or cfg.architecture() == NAMED[name])
+    assert f"Architecture: {cfg.architecture()}." in run_card(pretrain_meta(cfg))
     assert "Architecture: GPT-2's." in run_card(pretrain_meta(PRESETS["tiny"]))
     assert "Muon for the blocks' matrices with AdamW" in run_card(pretrain_meta(cfg, "muon"))
 
@@ -518,18 +512,9 @@ def pretrain_cfg(model: GPTConfig, **changes: Any) -> PretrainConfig:
                              "autocast": "float32", **changes})
 
 
-@pytest.fixture
-def routes_measured() -> None:
-    """Measure the matrix-product routes before a test compares two runs: the measurement draws its random
-    operands from the global RNG (gpt/kernels.py), which would shift the first run's dropout masks."""
-    for rows in (1, 256):
-        matmul_route(torch.float32, rows)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name, optimizer", [(n, "adamw") for n in NAMES] + [("modern", "muon"), ("gqa", "muon")])
-def test_pretraining_resumes_exactly_and_exports_its_card(name: str, optimizer: str, tmp_path, tokenizer,
-                                                          routes_measured) -> None:
+def test_pretraining_resumes_exactly_and_exports_its_card(name: str, optimizer: str, tmp_path, tokenizer) -> None:
     cfg = pretrain_cfg(small(name, drop_rate=0.1), optimizer=optimizer)  # dropout: its RNG state is resumed too
     full = pretrain(cfg, [STORY], [STORY[:400]], tokenizer, tmp_path / "full")
     assert pretrain(cfg, [STORY], [STORY[:400]], tokenizer, tmp_path / "cut", stop_step=3).step == 3
@@ -539,13 +524,13 @@ def test_pretraining_resumes_exactly_and_exports_its_card(name: str, optimizer: 
         assert torch.equal(a, b)
     assert full.log[-1]["train_loss"] < full.log[0]["train_loss"]
     meta = export_model(resumed, cfg, tokenizer, [STORY[:400]], tmp_path / "cut", "a test", {})
-    assert f"Architecture: {architecture(cfg.model) or 'GPT-2'}" in run_card(meta)
+    assert f"Architecture: {cfg.model.architecture() or 'GPT-2'}" in run_card(meta)
     saved = load_checkpoint(tmp_path / "cut" / "model")
     assert saved.model.cfg == cfg.model and len(generate(saved.model, [1, 2, 3], GREEDY)) == 12
 
 
 @pytest.mark.slow
-def test_two_processes_give_the_loss_of_one_with_the_modern_preset(tmp_path, tokenizer, routes_measured) -> None:
+def test_two_processes_give_the_loss_of_one_with_the_modern_preset(tmp_path, tokenizer) -> None:
     cfg = pretrain_cfg(small("modern", drop_rate=0.0), max_steps=6, grad_accum=2)
     single = pretrain(cfg, [STORY], [STORY[:400]], tokenizer, tmp_path / "one")
     mp.start_processes(_ddp_worker, args=(2, free_port(), str(tmp_path / "two"), cfg, tokenizer.ranks), nprocs=2,

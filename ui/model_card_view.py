@@ -12,7 +12,6 @@ import plotly.io
 from gpt.checkpoint import CheckpointError, read_config
 from gpt.instruct.evaluate import format_task_report
 from gpt.model_card import ModelHistory, read_history
-from gpt.pretrain.runs import architecture
 from gpt.pretrain.state import loss_figure
 from ui.common import user_errors
 from ui.inside import where
@@ -74,7 +73,7 @@ def architecture_line(folder: Path) -> str:
     """The switches in which the model's config.json differs from GPT-2 (a card written by hand may not say them);
     '' for GPT-2's architecture or an unreadable config."""
     try:
-        switches = architecture(read_config(folder)["model"])
+        switches = read_config(folder)["model"].architecture()
     except CheckpointError:
         return ""
     return f"**Architecture**: {switches} (otherwise GPT-2's)" if switches else ""

@@ -7,7 +7,6 @@ import functools
 import gradio as gr
 
 from gpt.checkpoint import Checkpoint
-from gpt.pretrain.runs import architecture
 from ui.common import public_message, user_errors
 from ui.registry import ModelRegistry
 
@@ -15,7 +14,7 @@ from ui.registry import ModelRegistry
 def describe(ckpt: Checkpoint, name: str) -> str:
     cfg = ckpt.model.cfg
     bpe = "GPT-2's BPE" if ckpt.tokenizer.name == "gpt2" else "its own BPE"
-    switches = architecture(cfg) or "GPT-2's"
+    switches = cfg.architecture() or "GPT-2's"
     return (f"**{name}**: {ckpt.model.n_params() / 1e6:.1f}M parameters · {cfg.n_layers} layers · "
             f"{cfg.n_heads} heads · {cfg.emb_dim} wide · context {cfg.context_length} tokens · "
             f"{bpe} ({ckpt.tokenizer.n_vocab:,} tokens)"

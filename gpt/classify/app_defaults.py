@@ -66,8 +66,14 @@ class DefaultsMeasurement:
         return self.lora_seconds_per_step / self.seconds_per_step
 
     def matches(self, defaults: ClassifierConfig, lora: ClassifierConfig) -> bool:
-        """Whether these figures are of `defaults` and `lora`: figures of other settings would mislead."""
-        return self.finetune == asdict(defaults) and self.lora == asdict(lora)
+        """Whether these figures are of `defaults` and `lora`: figures of other settings would mislead.
+
+        A setting added after the figures were measured counts as its default, which is what they ran with.
+        """
+        try:
+            return ClassifierConfig(**self.finetune) == defaults and ClassifierConfig(**self.lora) == lora
+        except (TypeError, ValueError):
+            return False
 
 
 def read_measurement(path: str | Path = MEASURED_FILE) -> DefaultsMeasurement | None:

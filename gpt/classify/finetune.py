@@ -244,7 +244,7 @@ def train_classifier(model: GPTModel, train_loader: DataLoader, val_loader: Data
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
-    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
+    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay, decay_everything=True)
     loop = EpochLoop(model, ShippedBatchOrder(train_loader), optimizer, cfg.epochs, monitor)
     history: list[EpochStats] = []
     best_state: dict[str, torch.Tensor] = {}

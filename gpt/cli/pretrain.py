@@ -44,12 +44,12 @@ def run(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+    model_cfg = GPTConfig.preset(args.preset, **config_overrides(args, GPTConfig))  # settings first: before any work
+    cfg = PretrainConfig(model=model_cfg, **config_overrides(args, PretrainConfig))
     ddp = init_distributed(device)
     if ddp.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     train_texts, val_texts, corpus_name = read_training_text(args.text, args.val_fraction)
-    model_cfg = GPTConfig.preset(args.preset, **config_overrides(args, GPTConfig))
-    cfg = PretrainConfig(model=model_cfg, **config_overrides(args, PretrainConfig))
     time_limit = None if args.time_limit_min is None else 60 * args.time_limit_min
     bar = TqdmListener("pretrain", enabled=not args.quiet and ddp.is_main)
     try:

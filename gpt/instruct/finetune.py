@@ -284,7 +284,7 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
     result = InstructResult(total_params=model.n_params())
     select_trainable(model, cfg)
     result.trainable_params = trainable_parameters(model)
-    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
+    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay, decay_everything=True)
     loop = EpochLoop(model, train_loader, optimizer, cfg.epochs, monitor)
     start = time.perf_counter()
     saved_at_step = 0  # the base weights are no finetuned checkpoint

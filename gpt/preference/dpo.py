@@ -273,7 +273,7 @@ def finetune_preference(checkpoint: Checkpoint, train_pairs: Sequence[Pair], val
         raise ValueError(f"{len(train_pairs)} training pairs make no full batch of {cfg.batch_size}")
     policy.to(device=device, dtype=torch.float32).requires_grad_(True)
     reference = frozen_copy(policy)
-    optimizer = make_optimizer(cfg.optimizer, policy, cfg.lr, cfg.weight_decay)
+    optimizer = make_optimizer(cfg.optimizer, policy, cfg.lr, cfg.weight_decay, decay_everything=True)
     loop = EpochLoop(policy, loader, optimizer, cfg.epochs, monitor)
     result = PreferenceResult(pairs=how_counts(train_pairs))
     start = time.perf_counter()

@@ -72,36 +72,6 @@ def train_run(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str],
                        baselines=meta["baselines"], model_dir=str(out_dir / "model"))
 
 
-def architecture(cfg: GPTConfig) -> str:
-    """The switches in which `cfg` differs from GPT-2, as a card names them: "RMSNorm · rotary positions · SwiGLU ·
-    4 KV heads · QK-norm · no biases"; empty when it differs in none.
-
-    The shape (layers, heads, width) is said elsewhere: this names only what a reader of the book would not expect.
-    """
-    parts = []
-    if cfg.norm == "rmsnorm":
-        parts.append("RMSNorm")
-    if cfg.positions != "learned":
-        turned = cfg.positions == "rotary" and cfg.rope_base != GPTConfig.rope_base
-        base = f" (base {cfg.rope_base:,g})" if turned else ""
-        parts.append(f"{cfg.positions} positions{base}")
-    if cfg.mlp == "swiglu":
-        parts.append("SwiGLU")
-    if cfg.mlp_hidden is not None:
-        parts.append(f"MLP {cfg.mlp_hidden} wide")
-    if cfg.kv_heads < cfg.n_heads:
-        parts.append("1 KV head (multi-query)" if cfg.kv_heads == 1 else f"{cfg.kv_heads} KV heads")
-    if cfg.qk_norm:
-        parts.append("QK-norm")
-    if not cfg.bias:
-        parts.append("no biases" if not cfg.qkv_bias else "biases on QKV only")
-    elif not cfg.qkv_bias:
-        parts.append("no QKV bias")
-    if not cfg.tie_weights:
-        parts.append("untied output head")
-    return " · ".join(parts)
-
-
 def run_card(meta: dict[str, Any]) -> str:
     """A model card made only from the run's own figures (nothing typed by hand)."""
     tc = meta["train_config"]
@@ -119,7 +89,7 @@ def run_card(meta: dict[str, Any]) -> str:
 {size}{m['n_layers']} layers, {m['n_heads']} heads, {m['emb_dim']} wide, context {m['context_length']} tokens,
 vocabulary {m['vocab_size']:,} tokens
 ({"GPT-2's BPE" if meta.get('tokenizer') == 'gpt2' else 'a BPE trained on the training text'}).
-Architecture: {architecture(GPTConfig.from_dict(m)) or "GPT-2's"}.
+Architecture: {GPTConfig.from_dict(m).architecture() or "GPT-2's"}.
 
 ## Data
 

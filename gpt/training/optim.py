@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from gpt.precision import autocast
+from gpt.precision import autocast, fast_bfloat16
 from gpt.training.loss import lm_loss
 
 OPTIMIZERS = ("adamw", "muon")
@@ -39,15 +39,64 @@ def param_groups(model: torch.nn.Module, weight_decay: float, leave_out: list[to
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)  # the quintic's coefficients of Keller Jordan's Muon (and torch.optim.Muon)
+
+
+def orthogonalize(matrix: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """About the nearest orthogonal matrix to `matrix` (U V^T of its SVD), by `steps` Newton-Schulz iterations.
+
+    Each iteration X <- aX + (bA + cA^2)X with A = X X^T pushes every singular value toward 1 (to
+    somewhere in 0.7-1.2, which trains as well as exactly 1) with matrix products alone, no SVD.
+    """
+    a, b, c = NEWTON_SCHULZ
+    x = matrix.to(dtype)
+    tall = x.shape[0] > x.shape[1]
+    if tall:  # iterate on the short side: X X^T is then the smaller Gram matrix
+        x = x.T
+    x = x / x.norm().clamp(min=1e-7)  # singular values now at most 1, where the iteration converges
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # aX + (bA + cA^2) X
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon (MomentUm Orthogonalized by Newton-Schulz) for 2-D weights: torch.optim.Muon's algorithm with
+    `adjust_lr_fn="match_rms_adamw"`, whose Newton-Schulz products run in `ns_dtype`.
+
+    Each step: Nesterov momentum of the gradient, orthogonalised (every direction of the matrix then
+    moves by the same amount, where Adam's update is dominated by a few), scaled by 0.2 sqrt(max(rows,
+    cols)) so its size matches AdamW's and one learning rate serves both, after decoupled weight decay.
+    torch.optim.Muon always orthogonalises in bfloat16, which a CPU without bfloat16 instructions
+    multiplies several times slower than float32 (`gpt.precision.fast_bfloat16`): there this one uses
+    float32, more exact and faster.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], lr: float, weight_decay: float, momentum: float = 0.95,
+                 ns_steps: int = 5, ns_dtype: torch.dtype = torch.bfloat16):
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "ns_steps": ns_steps})
+        self.ns_dtype = ns_dtype
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                momentum = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                momentum.lerp_(p.grad, 1 - group["momentum"])
+                nesterov = p.grad.lerp(momentum, group["momentum"])
+                update = orthogonalize(nesterov, group["ns_steps"], self.ns_dtype)
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(update.to(p.dtype), alpha=-group["lr"] * 0.2 * math.sqrt(max(p.shape)))
+
+
 class MuonWithAdamW:
     """Muon for the hidden matrices, AdamW for everything else, driven as one optimizer.
 
-    Muon replaces each matrix's update by the nearest orthogonal matrix (a few Newton-Schulz steps on
-    the momentum): every direction of the matrix moves by the same amount, where Adam's update is
-    dominated by a few. The speedrun records of small GPTs use it for exactly these weights.
-    `adjust_lr_fn="match_rms_adamw"` scales Muon's update to the size of AdamW's, so one learning rate
-    and one weight decay serve both. `param_groups` lists both optimizers' groups (the schedule sets
-    each group's lr); the state dict numbers their parameters one after the other, as one optimizer's would.
+    The speedrun records of small GPTs use Muon for exactly these weights. `param_groups` lists both
+    optimizers' groups (the schedule sets each group's lr); the state dict numbers their parameters one
+    after the other, as one optimizer's would.
     """
 
     def __init__(self, adamw: torch.optim.Optimizer, muon: torch.optim.Optimizer | None):
@@ -86,20 +135,27 @@ class MuonWithAdamW:
 
 
 def make_optimizer(name: str, model: torch.nn.Module, lr: float, weight_decay: float,
-                   betas: tuple[float, float] = (0.9, 0.999), fused: bool = False
+                   betas: tuple[float, float] = (0.9, 0.999), fused: bool = False, decay_everything: bool = False
                    ) -> torch.optim.Optimizer | MuonWithAdamW:
-    """`adamw`: AdamW over every trainable parameter (`param_groups`); `muon`: Muon for the hidden matrices
-    and AdamW for the rest (`MuonWithAdamW`)."""
+    """`adamw`: AdamW over every trainable parameter; `muon`: Muon for the hidden matrices and AdamW for the rest
+    (`MuonWithAdamW`).
+
+    AdamW decays the matrices only (`param_groups`); `decay_everything` decays biases and norms too, as the
+    finetunes always have: their recorded runs stay reproducible.
+    """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
     hidden = hidden_matrices(model) if name == "muon" else []
-    adamw = torch.optim.AdamW(param_groups(model, weight_decay, leave_out=hidden), lr=lr, betas=betas, fused=fused)
+    groups = param_groups(model, weight_decay, leave_out=hidden)
+    if decay_everything:
+        groups = [{"params": [p for g in groups for p in g["params"]], "weight_decay": weight_decay}]
+    adamw = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
     if name == "adamw":
         return adamw
     if not hidden:
         return MuonWithAdamW(adamw, None)
-    return MuonWithAdamW(adamw, torch.optim.Muon(hidden, lr=lr, weight_decay=weight_decay,
-                                                 adjust_lr_fn="match_rms_adamw"))
+    ns_dtype = torch.bfloat16 if fast_bfloat16(hidden[0].device.type) else torch.float32
+    return MuonWithAdamW(adamw, Muon(hidden, lr=lr, weight_decay=weight_decay, ns_dtype=ns_dtype))
 
 
 def warmup_cosine_lr(step: int, lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
