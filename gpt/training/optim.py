@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -43,21 +44,23 @@ NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)  # the quintic's coefficients of Kelle
 
 
 def orthogonalize(matrix: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
-    """About the nearest orthogonal matrix to `matrix` (U V^T of its SVD), by `steps` Newton-Schulz iterations.
+    """About the nearest orthogonal matrix to `matrix` (U V^T of its SVD), by `steps` Newton-Schulz iterations;
+    (rows, cols), or a batch of them (n, rows, cols).
 
     Each iteration X <- aX + (bA + cA^2)X with A = X X^T pushes every singular value toward 1 (to
     somewhere in 0.7-1.2, which trains as well as exactly 1) with matrix products alone, no SVD.
     """
     a, b, c = NEWTON_SCHULZ
+    product = torch.addmm if matrix.dim() == 2 else torch.baddbmm  # beta * input + alpha * (m1 @ m2)
     x = matrix.to(dtype)
-    tall = x.shape[0] > x.shape[1]
+    tall = x.shape[-2] > x.shape[-1]
     if tall:  # iterate on the short side: X X^T is then the smaller Gram matrix
-        x = x.T
-    x = x / x.norm().clamp(min=1e-7)  # singular values now at most 1, where the iteration converges
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=1e-7)  # singular values at most 1: where it converges
     for _ in range(steps):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # aX + (bA + cA^2) X
-    return x.T if tall else x
+        gram = x @ x.mT
+        x = product(x, product(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # aX + (bA + cA^2) X
+    return x.mT if tall else x
 
 
 class Muon(torch.optim.Optimizer):
@@ -80,15 +83,20 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
+            same_shape: dict[torch.Size, list[torch.nn.Parameter]] = defaultdict(list)
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                momentum = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
-                momentum.lerp_(p.grad, 1 - group["momentum"])
-                nesterov = p.grad.lerp(momentum, group["momentum"])
-                update = orthogonalize(nesterov, group["ns_steps"], self.ns_dtype)
-                p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(update.to(p.dtype), alpha=-group["lr"] * 0.2 * math.sqrt(max(p.shape)))
+                if p.grad is not None:
+                    same_shape[p.shape].append(p)
+            for shape, params in same_shape.items():  # one batched orthogonalisation per shape: fewer, larger products
+                nesterov = []
+                for p in params:
+                    momentum = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                    momentum.lerp_(p.grad, 1 - group["momentum"])
+                    nesterov.append(p.grad.lerp(momentum, group["momentum"]))
+                updates = orthogonalize(torch.stack(nesterov), group["ns_steps"], self.ns_dtype)
+                for p, update in zip(params, updates, strict=True):
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                    p.add_(update.to(p.dtype), alpha=-group["lr"] * 0.2 * math.sqrt(max(shape)))
 
 
 class MuonWithAdamW:
