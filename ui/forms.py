@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from gpt.config import bounds, field_of
+from gpt.config import bounds, choices, field_of
 from ui.common import check_number
 
 Form = TypeVar("Form")
@@ -56,12 +56,48 @@ def number(config: type, name: str, label: str, value: float, low: float | None 
                      label=label, elem_classes=_option_class(config, name), **kwargs)
 
 
+def help_of(config: type, name: str) -> str:
+    """The field's help text, as its `option(...)` wrote it: what the setting does, shown beside its input."""
+    return field_of(config, name).metadata["help"]
+
+
+def radio(config: type, name: str, label: str, value: Any, **kwargs: Any) -> gr.Radio:
+    """A radio over the field's choices, with its help text."""
+    return gr.Radio(list(choices(config, name)), value=value, label=label, info=help_of(config, name), **kwargs)
+
+
+def checkbox(config: type, name: str, label: str, value: bool, **kwargs: Any) -> gr.Checkbox:
+    """A checkbox for a true/false field, with its help text."""
+    return gr.Checkbox(value, label=label, info=help_of(config, name), **kwargs)
+
+
 def check_field(config: type, name: str, value: Any, label: str, low: float | None = None,
                 high: float | None = None) -> Any:
     """`value` for the config field: a number (whole where the field is), within the field's bounds narrowed
     to [low, high]; a ValueError naming `label` otherwise. API callers can send anything."""
     minimum, maximum = field_range(config, name, low, high)
     return check_number(value, label, minimum, maximum, integer=is_whole(config, name))
+
+
+def check_flag(value: Any, label: str) -> bool:
+    """A checkbox's value: true or false, nothing else (API callers can send anything)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{label} must be true or false, got {value!r}.")
+    return value
+
+
+def check_optional_field(config: type, name: str, value: Any, label: str) -> Any:
+    """`check_field` for a field that may be left unset (`int | None`), typed in a text box: empty is None (the
+    field's default), else a number."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{label} must be a number, or empty for the default; got {value.strip()[:20]!r}."
+                             ) from None
+    return None if value is None else check_field(config, name, value, label)
 
 
 def reads_form(form: type[Form], handler: Callable[..., Any]) -> Callable[..., Any]:

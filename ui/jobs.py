@@ -253,14 +253,14 @@ class JobRunner:
         self._start_waiting()
 
     def _prune_runs(self, ended: Job) -> None:
-        """Keep the newest `keep_runs` run folders; never one that a queued or running job uses (`ended`, whose
-        process has just ended, is not in use any more)."""
+        """Keep the newest `keep_runs` run folders; never one that a queued or running job uses: its own, or
+        `<name>-b` (the Train tab's second recipe). `ended`, whose process has just ended, uses none any more."""
         root = self.limits.runs_dir
         if not root.is_dir():
             return
         with self._lock:
             in_use = {j.name for j in self._jobs.values() if j.active and j is not ended}
-        runs = sorted((d for d in root.iterdir() if d.is_dir() and d.name not in in_use),
+        runs = sorted((d for d in root.iterdir() if d.is_dir() and d.name.removesuffix("-b") not in in_use),
                       key=lambda d: d.stat().st_mtime, reverse=True)
         for old in runs[self.limits.keep_runs:]:
             shutil.rmtree(old, ignore_errors=True)

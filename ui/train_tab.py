@@ -1,17 +1,20 @@
 """Tab: train a GPT from scratch in the browser (the book's chapters 2 and 5, live).
 
 Data (shipped corpora, pasted text, uploaded .txt files) -> what the model sees (tokens and the
-sliding window's input/target pairs) -> tokenizer -> model -> budget -> a live loss curve and
-samples -> a run in the model picker, its held-out bits per byte beside `xz -9` and an n-gram, and a
-zip to download (and upload again). The training itself runs in the job runner (`ui/jobs.py`).
+sliding window's input/target pairs) -> tokenizer -> model (a preset, or custom sizes with today's
+architecture switches) and optimizer -> budget -> a live loss curve and samples -> a run in the model
+picker, its held-out bits per byte beside `xz -9` and an n-gram, and a zip to download (and upload again).
+A second recipe can train after the first on the same data, tokenizer and tokens: both curves, samples
+and scores side by side. The training itself runs in the job runner (`ui/jobs.py`); its process measures
+a step first and, by default, fits the steps to the budget.
 """
 
 from __future__ import annotations
 
 import functools
-import math
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,34 +24,69 @@ import plotly.graph_objects as go
 import torch
 
 from gpt.bpe import BytePairEncoder
-from gpt.config import PRESETS, GPTConfig, check_option, choices
+from gpt.config import PRESETS, GPTConfig, check_option
 from gpt.data.corpus import AUSTEN_NOVELS, HELD_OUT_NOVELS, MODERN_TITLES, hold_out_tails, join_documents, select_corpus
 from gpt.data.windows import SlidingWindowDataset
+from gpt.files import write_text_atomic
 from gpt.kernels import accelerate
 from gpt.model import GPTModel
+from gpt.precision import autocast
 from gpt.pretrain.runs import PretrainRun, train_run
+from gpt.pretrain.state import STATE_FILE
 from gpt.pretrain.trainer import PretrainConfig
 from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
-from gpt.training.optim import seconds_per_step
+from gpt.training.events import TrainEvent, TrainingMonitor
+from gpt.training.loss import lm_loss
+from gpt.training.optim import make_optimizer
 from ui.common import check_number, user_errors
-from ui.forms import check_field, field_range, number, on_form, reads_form, slider
+from ui.forms import (
+    check_field,
+    check_flag,
+    check_optional_field,
+    checkbox,
+    field_range,
+    help_of,
+    number,
+    on_form,
+    radio,
+    reads_form,
+    slider,
+)
 from ui.jobs import Job, JobRunner
 from ui.labels import piece_label, tokens_html
 from ui.registry import RUN_PREFIX, ModelRegistry
-from ui.training_panel import Panel, Submission, duration, loss_curve, owner_of, owner_token, receive_run_zip, run_zip
+from ui.training_panel import Panel, Submission, duration, owner_of, owner_token, receive_run_zip, run_zip
 
+# The recipe the page starts with, in one place (provisional: the speedrun decides).
+DEFAULT_RECIPE = {"preset": "classroom-modern", "optimizer": "muon", "lr": 3e-3}
+SECOND_RECIPE = {"preset": "classroom", "optimizer": "adamw"}  # the comparison's: GPT-2 (2019) with AdamW
 KJV = "King James Bible (61 books)"
 # The checkboxes' labels -> what `select_corpus` takes: a source, or one novel
 CORPORA = ({f"Austen: {name}": f"austen-{name}" for name in AUSTEN_NOVELS if name not in HELD_OUT_NOVELS}
            | {KJV: "kjv"} | {title: source for source, title in MODERN_TITLES.items()})
 DEFAULT_CORPORA = ["Austen: prideprejudice"]
-MODEL_PRESETS = ("classroom", "tiny", "shipped-small", "custom")
+MODEL_PRESETS = ("classroom", "classroom-modern", "tiny", "tiny-modern", "shipped-small", "shipped-small-modern",
+                 "custom")
+OPTIMIZER_LABELS = {"adamw": "AdamW", "muon": "Muon"}
+# GPTConfig's architecture switches, with their labels (the field's name in brackets: messages name fields)
+SWITCH_LABELS = {"positions": "Positions (positions)", "rope_base": "Rotary base (rope_base)",
+                 "norm": "Normalisation (norm)", "mlp": "MLP (mlp)", "mlp_hidden": "MLP hidden width (mlp_hidden)",
+                 "n_kv_heads": "Key/value heads (n_kv_heads)", "qk_norm": "QK-norm (qk_norm)",
+                 "bias": "Biases (bias)", "qkv_bias": "Query/key/value biases (qkv_bias)",
+                 "tie_weights": "Output head tied to the embedding (tie_weights)"}
+SECOND = "b_"  # the second recipe's fields: the first's names after this
+SECOND_RUN = "-b"  # the second recipe's run folder: the first's name and this
+LETTERS = "AB"
 MIN_VOCAB = 257  # our BPE's smallest vocabulary: the 256 bytes and <|endoftext|>
 PASTED_HELD_OUT = 0.1  # the tail of pasted and uploaded text that is held out
 PREVIEW_TOKENS = 120
 WINDOW_TOKENS_SHOWN = 24  # of each window in the table: enough to see the shift by one
 PREVIEW_WINDOWS = 4
 PROBE_STEPS = 2
+# Fitted steps take this share of the budget: evaluations, samples, checkpoints and a wavering machine the rest
+SCHEDULE_SHARE = 0.9
+RECENT_STEPS = 20  # "time left" is by the seconds per step over these last steps
+PLAN_FILE = "recipes.json"  # in the first run's folder: the fitted steps, and each finished recipe's figures
 
 
 @dataclass(frozen=True)
@@ -69,7 +107,9 @@ class TrainForm:
     """The tab's settings as the page (or an API caller) sends them: unchecked until a handler checks them.
 
     The field order is the order of the values `/train_check` and `/train_start` take (`/train_preview`
-    takes the stride of the windows shown first).
+    takes the stride of the windows shown first). The fields after `seed` came later, with defaults that
+    train what a caller sending none of them got before: GPT-2's switches, AdamW, the steps as sent, one recipe.
+    The switches shape a custom model; a preset brings its own. The second recipe's fields start with `b_`.
     """
 
     corpora: list[str] | None
@@ -91,6 +131,39 @@ class TrainForm:
     warmup_steps: float
     weight_decay: float
     seed: float
+    norm: str = GPTConfig.norm
+    rope_base: float = GPTConfig.rope_base
+    mlp: str = GPTConfig.mlp
+    mlp_hidden: str | float | None = GPTConfig.mlp_hidden  # empty: the default
+    n_kv_heads: str | float | None = GPTConfig.n_kv_heads
+    qk_norm: bool = GPTConfig.qk_norm
+    bias: bool = GPTConfig.bias
+    qkv_bias: bool = GPTConfig.qkv_bias
+    tie_weights: bool = GPTConfig.tie_weights
+    optimizer: str = "adamw"
+    fit_steps: bool = False  # the page's box is ticked: the steps fill the minutes at the measured rate
+    compare: bool = False
+    b_preset: str = SECOND_RECIPE["preset"]
+    b_optimizer: str = SECOND_RECIPE["optimizer"]
+    b_positions: str = GPTConfig.positions
+    b_rope_base: float = GPTConfig.rope_base
+    b_norm: str = GPTConfig.norm
+    b_mlp: str = GPTConfig.mlp
+    b_mlp_hidden: str | float | None = GPTConfig.mlp_hidden
+    b_n_kv_heads: str | float | None = GPTConfig.n_kv_heads
+    b_qk_norm: bool = GPTConfig.qk_norm
+    b_bias: bool = GPTConfig.bias
+    b_qkv_bias: bool = GPTConfig.qkv_bias
+    b_tie_weights: bool = GPTConfig.tie_weights
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One recipe to train, checked: its model, its optimizer and a few words for the page."""
+
+    model: GPTConfig
+    optimizer: str
+    label: str
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -201,21 +274,75 @@ def _shown(tokenizer: Tokenizer, ids: list[int]) -> str:
     return " | ".join(piece_label(TokenPiece(i, tokenizer.decode_bytes([i]), 0, 0)) for i in ids) + " …"
 
 
-# -- the model ---------------------------------------------------------------------------------------
+# -- the model and its budget --------------------------------------------------------------------------
 
-def model_config(form: TrainForm, vocab_size: int) -> GPTConfig:
-    """The preset's shape, or the custom one; the vocabulary is the tokenizer's."""
-    if form.preset not in MODEL_PRESETS:
-        raise ValueError(f"Unknown model preset {form.preset!r}; choose one of {', '.join(MODEL_PRESETS)}.")
-    drop = check_field(GPTConfig, "drop_rate", form.drop_rate, "Dropout")
-    positions = check_option(GPTConfig, "positions", form.positions, "Positions")
-    if form.preset != "custom":
-        return GPTConfig.preset(form.preset, vocab_size=vocab_size, drop_rate=drop, positions=positions)
-    return GPTConfig(vocab_size=vocab_size, n_layers=check_field(GPTConfig, "n_layers", form.n_layers, "Layers"),
-                     n_heads=check_field(GPTConfig, "n_heads", form.n_heads, "Heads"),
-                     emb_dim=check_field(GPTConfig, "emb_dim", form.emb_dim, "Width"),
-                     context_length=check_field(GPTConfig, "context_length", form.context_length, "Context length"),
-                     drop_rate=drop, positions=positions)
+def switches(form: TrainForm, prefix: str = "") -> dict[str, Any]:
+    """A recipe's architecture switches, checked against GPTConfig's fields (`prefix`: whose, the first's or `b_`)."""
+    def value(name: str) -> Any:
+        return getattr(form, prefix + name)
+
+    chosen: dict[str, Any] = {name: check_option(GPTConfig, name, value(name), SWITCH_LABELS[name])
+                              for name in ("positions", "norm", "mlp")}
+    chosen["rope_base"] = check_field(GPTConfig, "rope_base", value("rope_base"), SWITCH_LABELS["rope_base"])
+    for name in ("mlp_hidden", "n_kv_heads"):
+        chosen[name] = check_optional_field(GPTConfig, name, value(name), SWITCH_LABELS[name])
+    for name in ("qk_norm", "bias", "qkv_bias", "tie_weights"):
+        chosen[name] = check_flag(value(name), SWITCH_LABELS[name])
+    return chosen
+
+
+def model_config(form: TrainForm, vocab_size: int, second: bool = False) -> GPTConfig:
+    """The first recipe's model (the second's with `second`): a preset, or the custom sizes with the switches; the
+    vocabulary is the tokenizer's. An impossible combination is GPTConfig's one-line message naming the fields,
+    raised before anything is allocated."""
+    preset = getattr(form, SECOND + "preset" if second else "preset")
+    try:
+        if preset not in MODEL_PRESETS:
+            raise ValueError(f"Unknown model preset {preset!r}; choose one of {', '.join(MODEL_PRESETS)}.")
+        drop = check_field(GPTConfig, "drop_rate", form.drop_rate, "Dropout")
+        if preset != "custom":
+            return GPTConfig.preset(preset, vocab_size=vocab_size, drop_rate=drop)
+        return GPTConfig(vocab_size=vocab_size, n_layers=check_field(GPTConfig, "n_layers", form.n_layers, "Layers"),
+                         n_heads=check_field(GPTConfig, "n_heads", form.n_heads, "Heads"),
+                         emb_dim=check_field(GPTConfig, "emb_dim", form.emb_dim, "Width"),
+                         context_length=check_field(GPTConfig, "context_length", form.context_length,
+                                                    "Context length"),
+                         drop_rate=drop, **switches(form, SECOND if second else ""))
+    except ValueError as err:
+        if second:
+            raise ValueError(f"Second recipe: {err}") from None
+        raise
+
+
+def recipe_label(preset: str, model: GPTConfig, optimizer: str) -> str:
+    """A recipe in a few words: its preset (a custom one's switches that differ from GPT-2's) and its optimizer."""
+    if preset == "custom":
+        changed = [f"{name} {getattr(model, name)}" for name in SWITCH_LABELS
+                   if getattr(model, name) != getattr(GPTConfig, name)]
+        preset = "custom" + (f" ({', '.join(changed)})" if changed else "")
+    return f"{preset}, {OPTIMIZER_LABELS[optimizer]}"
+
+
+def recipes(form: TrainForm, vocab_size: int) -> list[Recipe]:
+    """The recipe to train, and the second one when comparing; checked."""
+    chosen = []
+    for second in (False, True)[:2 if check_flag(form.compare, "Compare with a second recipe") else 1]:
+        prefix = SECOND if second else ""
+        model = model_config(form, vocab_size, second)
+        optimizer = check_option(PretrainConfig, "optimizer", getattr(form, prefix + "optimizer"),
+                                 "Second recipe's optimizer" if second else "Optimizer")
+        chosen.append(Recipe(model, optimizer, recipe_label(getattr(form, prefix + "preset"), model, optimizer)))
+    return chosen
+
+
+def describe(cfg: GPTConfig) -> str:
+    """The model's shape and switches, short."""
+    heads = f"{cfg.n_heads} heads" + (f" sharing {cfg.kv_heads} key/value heads" if cfg.kv_heads < cfg.n_heads else "")
+    extras = [f"{cfg.positions} positions", cfg.norm, f"{cfg.mlp} MLP ({cfg.hidden_dim} hidden)"]
+    extras += ["QK-norm"] if cfg.qk_norm else []
+    extras += [] if cfg.bias else ["no biases"]
+    extras += [] if cfg.tie_weights else ["untied head"]
+    return f"{cfg.n_layers} layers, {heads}, {cfg.emb_dim} wide, context {cfg.context_length}; {', '.join(extras)}"
 
 
 def check_size(runner: JobRunner, cfg: GPTConfig) -> None:
@@ -225,61 +352,257 @@ def check_size(runner: JobRunner, cfg: GPTConfig) -> None:
                          f"or a smaller vocabulary).")
 
 
-def budget(runner: JobRunner, form: TrainForm) -> tuple[int, int, float]:
-    """(steps, batch size, minutes), checked: the config's bounds, within the app's limits."""
+def budget(runner: JobRunner, form: TrainForm) -> tuple[int, int, float, bool]:
+    """(steps, batch size, minutes, whether the steps are fitted to the minutes), checked: the config's bounds, within
+    the app's limits."""
     limits = runner.limits
     return (check_field(PretrainConfig, "max_steps", form.max_steps, "Steps", high=limits.max_steps),
             check_field(PretrainConfig, "batch_size", form.batch_size, "Batch size"),
-            check_number(form.minutes, "Minutes", 0.1, limits.max_minutes))
+            check_number(form.minutes, "Minutes", 0.1, limits.max_minutes),
+            check_flag(form.fit_steps, "Fit the steps to the minutes"))
+
+
+def step_seconds(model_cfg: GPTConfig, optimizer: str, batch_size: int) -> float:
+    """Seconds per training step of this model with this optimizer on this process's threads: PROBE_STEPS random
+    batches timed after one warm-up step, in the trainer's arithmetic.
+
+    The optimizer is timed too: Muon's orthogonalisation can cost more than the model's own step on a CPU.
+    """
+    torch.manual_seed(0)
+    model = accelerate(GPTModel(model_cfg)).train()  # the model the training runs
+    batch = torch.randint(0, model_cfg.vocab_size, (batch_size, model_cfg.context_length + 1))
+    opt = make_optimizer(optimizer, model, lr=1e-4, weight_decay=0.1, fused=True)
+
+    def step() -> None:
+        with autocast("auto", "cpu"):
+            loss = lm_loss(model(batch[:, :-1]), batch[:, 1:])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    start = time.perf_counter()
+    for _ in range(PROBE_STEPS):
+        step()
+    return (time.perf_counter() - start) / PROBE_STEPS
+
+
+def fitted_steps(budget_s: float, seconds_per_step: float, max_steps: int) -> int:
+    """The steps whose learning-rate schedule ends inside the budget at the measured rate (SCHEDULE_SHARE of it)."""
+    return max(1, min(max_steps, int(SCHEDULE_SHARE * budget_s / seconds_per_step)))
+
+
+def same_tokens(steps: int, first: GPTConfig, other: GPTConfig, max_steps: int) -> int:
+    """The other recipe's steps for as many tokens as the first's `steps`: the batch is the same, the contexts may
+    differ."""
+    return max(1, min(max_steps, round(steps * first.context_length / other.context_length)))
+
+
+def with_steps(cfg: PretrainConfig, steps: int) -> PretrainConfig:
+    """`cfg` for `steps` steps: twenty evaluations, ten checkpoints, the warmup no longer than the run."""
+    return replace(cfg, max_steps=steps, warmup_steps=min(cfg.warmup_steps, steps),
+                   eval_interval=max(1, steps // 20), checkpoint_interval=max(1, steps // 10))
 
 
 def check_model(runner: JobRunner, form: TrainForm) -> str:
-    """Parameters, memory and a measured time per step, before anything starts."""
-    cfg = model_config(form, vocab_of(runner, form))
-    steps, batch, minutes = budget(runner, form)
-    check_size(runner, cfg)
-    torch.manual_seed(0)
-    batch_tokens = torch.randint(0, cfg.vocab_size, (batch, cfg.context_length + 1))
-    seconds = seconds_per_step(accelerate(GPTModel(cfg)), batch_tokens, PROBE_STEPS)  # the model the training runs
-    tokens_per_step = batch * cfg.context_length
-    planned = min(steps * seconds, 60 * minutes)
-    return (f"**{cfg.n_params() / 1e6:.2f}M parameters** ({cfg.n_layers} layers, {cfg.n_heads} heads, "
-            f"{cfg.emb_dim} wide, context {cfg.context_length}, {cfg.positions} positions). Training needs about "
-            f"**{cfg.training_memory_bytes(batch) / 2**20:,.0f} MB** (weights, gradients, AdamW, activations). "
-            f"Measured here: **{seconds * 1000:.0f} ms per step** of {tokens_per_step:,} tokens "
-            f"({tokens_per_step / seconds:,.0f} tokens/s, on the app's threads; the training process has its own). "
-            f"{steps:,} steps would take about {duration(steps * seconds)}; the budget stops it after "
-            f"{duration(planned)}.")
+    """Each recipe's parameters, memory and measured time per step, and the steps it would train; before anything
+    starts."""
+    steps, batch, minutes, fit = budget(runner, form)
+    lines = []
+    chosen = recipes(form, vocab_of(runner, form))
+    for i, recipe in enumerate(chosen):
+        cfg = recipe.model
+        check_size(runner, cfg)
+        seconds = step_seconds(cfg, recipe.optimizer, batch)
+        tokens_per_step = batch * cfg.context_length
+        if i == 0:
+            first_steps = fitted_steps(60 * minutes, seconds, runner.limits.max_steps) if fit else steps
+            plan = (f"Fitted to the {minutes:g}-minute budget: **{first_steps:,} steps** (the steps take "
+                    f"{SCHEDULE_SHARE:.0%} of it; the training measures again on its own threads when it starts)."
+                    if fit else f"{steps:,} steps would take about {duration(steps * seconds)}; the budget stops it "
+                    f"after {duration(min(steps * seconds, 60 * minutes))}.")
+        else:
+            n = same_tokens(first_steps, chosen[0].model, cfg, runner.limits.max_steps)
+            plan = f"The same {first_steps * batch * chosen[0].model.context_length:,} tokens: {n:,} steps, " \
+                   f"about {duration(n * seconds)}."
+        who = f"**{LETTERS[i]}: {recipe.label}.** " if len(chosen) > 1 else ""
+        lines.append(f"{who}**{cfg.n_params() / 1e6:.2f}M parameters** ({describe(cfg)}). Training needs about "
+                     f"**{cfg.training_memory_bytes(batch) / 2**20:,.0f} MB** (weights, gradients, optimizer, "
+                     f"activations). Measured here: **{seconds * 1000:.0f} ms per step** of {tokens_per_step:,} "
+                     f"tokens with {OPTIMIZER_LABELS[recipe.optimizer]} ({tokens_per_step / seconds:,.0f} tokens/s, "
+                     f"on the app's threads). {plan}")
+    return "\n\n".join(lines)
 
 
-# -- jobs --------------------------------------------------------------------------------------------
+# -- the training process ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    """One recipe as the tab starts it: its settings (the steps are fitted in the training process), its folder."""
+
+    label: str
+    cfg: PretrainConfig
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a Train tab job returns: each recipe's run (None for one that never reached its first step)."""
+
+    labels: tuple[str, ...]
+    names: tuple[str, ...]  # the run folders
+    runs: tuple[PretrainRun | None, ...]
+
+    @property
+    def finished(self) -> bool:
+        """False while a recipe is short of its last step: Resume continues it."""
+        return all(run is not None and run.finished for run in self.runs)
+
+    @property
+    def steps(self) -> int:
+        """The step where Resume goes on: the first unfinished recipe's."""
+        unfinished = [run.steps if run else 0 for run in self.runs if run is None or not run.finished]
+        return unfinished[0] if unfinished else self.runs[-1].steps
+
+
+def plan_recipes(plans: list[Plan], fit_s: float | None, max_steps: int, time_limit_s: float) -> list[dict[str, Any]]:
+    """Measure each recipe's step here (the training's threads) and fix its steps: the first's fill `fit_s` when set
+    (else as sent), the others see as many tokens. A later recipe may take longer than the first for those tokens: its
+    time limit grows in proportion."""
+    rates = [step_seconds(p.cfg.model, p.cfg.optimizer, p.cfg.batch_size) for p in plans]
+    first = plans[0].cfg
+    steps = fitted_steps(fit_s, rates[0], max_steps) if fit_s else first.max_steps
+    cfgs = [with_steps(p.cfg, same_tokens(steps, first.model, p.cfg.model, max_steps)) for p in plans]
+    first_s = cfgs[0].max_steps * rates[0]
+    return [{"config": cfg.to_dict(), "seconds_per_step": rate, "run": None,
+             "time_limit_s": time_limit_s * max(1.0, cfg.max_steps * rate / first_s)}
+            for cfg, rate in zip(cfgs, rates, strict=True)]
+
+
+def train_recipes(monitor: TrainingMonitor, plans: list[Plan], fit_s: float | None, max_steps: int,
+                  time_limit_s: float, train_texts: list[str], val_texts: list[str], tokenizer_spec: str,
+                  data_name: str, resume: bool = False) -> Trained | None:
+    """The Train tab's job, in the training process: plan the recipes (`plan_recipes`), then train them one after
+    the other on the same data and tokenizer. None when stopped before any first step.
+
+    Before each recipe a "start" event names it (metrics: `recipe`, its index; the measured `seconds_per_step`;
+    `later_s`, what the recipes after it should take). The plan goes to the first run's folder before training:
+    Resume reads it back (the same steps and schedule), and each finished recipe's figures are added to it, so a
+    resumed comparison does not train or score a finished recipe again.
+    """
+    record = plans[0].out_dir / PLAN_FILE
+    planned = json.loads(record.read_text()) if resume else plan_recipes(plans, fit_s, max_steps, time_limit_s)
+    write_text_atomic(record, json.dumps(planned))
+    runs: list[PretrainRun | None] = []
+    for i, (plan, entry) in enumerate(zip(plans, planned, strict=True)):
+        if entry["run"] is not None:
+            runs.append(PretrainRun(**entry["run"]))
+            continue
+        if monitor.stop_requested:
+            runs.append(None)
+            continue
+        cfg = PretrainConfig.from_dict(entry["config"])
+        later = sum(e["config"]["max_steps"] * e["seconds_per_step"] for e in planned[i + 1:] if e["run"] is None)
+        monitor.emit(TrainEvent("start", 0, cfg.max_steps, text=plan.label, metrics={
+            "recipe": i, "seconds_per_step": entry["seconds_per_step"], "later_s": later}))
+        run = train_run(cfg, train_texts, val_texts, tokenizer_spec, plan.out_dir, data_name,
+                        resume=resume and (plan.out_dir / STATE_FILE).is_file(), time_limit_s=entry["time_limit_s"],
+                        monitor=monitor, baseline_orders=(5,))
+        runs.append(run)
+        if run is not None and run.finished:
+            entry["run"] = asdict(run)
+            write_text_atomic(record, json.dumps(planned))
+    if all(run is None for run in runs):
+        return None
+    return Trained(tuple(p.label for p in plans), tuple(p.out_dir.name for p in plans), tuple(runs))
+
+
+# -- what the page shows -------------------------------------------------------------------------------
+
+def by_recipe(events: list[TrainEvent]) -> list[tuple[TrainEvent | None, list[TrainEvent]]]:
+    """A job's events split by recipe at the "start" events naming one: (its latest such event, its events), in
+    recipe order. Events before any (a job of another target) are the first recipe's."""
+    markers: dict[int, TrainEvent | None] = {0: None}
+    parts: dict[int, list[TrainEvent]] = {0: []}
+    current = 0
+    for event in events:
+        if event.kind == "start" and "recipe" in event.metrics:
+            current = int(event.metrics["recipe"])
+            markers[current] = event
+            parts.setdefault(current, [])
+        else:
+            parts[current].append(event)
+    return [(markers.get(i), parts[i]) for i in sorted(parts)]
+
+
+def recipe_curves(events: list[TrainEvent], title: str, axis: str = "tokens") -> go.Figure:
+    """Each recipe's training and validation loss on one plot, against tokens seen or seconds of training."""
+    parts = by_recipe(events)
+    colors = ("#636efa", "#ef553b")
+    fig = go.Figure()
+    for i, (_, part) in enumerate(parts):
+        who = f"{LETTERS[i]}: " if len(parts) > 1 else ""
+        train: tuple[list[float], list[float]] = ([], [])
+        val: tuple[list[float], list[float]] = ([], [])
+        seconds = 0.0
+        for e in part:
+            if e.kind == "step":
+                seconds = e.metrics["elapsed_s"]
+            if e.kind == "step" or (e.kind == "eval" and "val_loss" in e.metrics):
+                x, y = train if e.kind == "step" else val
+                x.append(e.tokens_seen if axis == "tokens" else seconds)
+                y.append(e.metrics["train_loss" if e.kind == "step" else "val_loss"])
+        fig.add_trace(go.Scatter(x=train[0], y=train[1], mode="lines", name=f"{who}train",
+                                 line={"color": colors[i % 2], "width": 1}, opacity=0.5))
+        fig.add_trace(go.Scatter(x=val[0], y=val[1], mode="lines+markers", name=f"{who}validation (held out)",
+                                 line={"color": colors[i % 2]}))
+    fig.update_layout(title=title, xaxis_title="tokens seen" if axis == "tokens" else "seconds of training",
+                      yaxis_title="cross-entropy loss (nats)", template="plotly_white")
+    return fig
+
+
+def recent_seconds_per_step(steps: list[TrainEvent]) -> float | None:
+    """Seconds per step over the last RECENT_STEPS step events (evaluations included), None before there are two."""
+    recent = steps[-RECENT_STEPS:]
+    if len(recent) < 2:
+        return None
+    return (recent[-1].metrics["elapsed_s"] - recent[0].metrics["elapsed_s"]) / (recent[-1].step - recent[0].step)
+
 
 def progress_line(job: Job) -> str:
-    """Step, tokens/s, elapsed and an estimate of the time left."""
-    steps = [e for e in job.events if e.kind == "step"]
+    """Step, tokens/s, elapsed and the time left by steps: the steps left at the seconds per step of the recent steps
+    (the measured probe's before there are two), then what the recipes still to come should take."""
+    parts = by_recipe(job.events)
+    marker, events = parts[-1]
+    if marker is None and not events:
+        return "Preparing the data and measuring a training step…"
+    who = f"**{LETTERS[len(parts) - 1]}: {marker.text}.** " if marker and len(job.kwargs.get("plans", ())) > 1 else ""
+    later = marker.metrics["later_s"] if marker else 0.0
+    then = f" Then the second recipe: about {duration(later)}." if later else ""
+    steps = [e for e in events if e.kind == "step"]
     if not steps:
-        return "Preparing the data and the model…"
-    if job.events[-1].kind in ("stopped", "done"):
-        return f"Trained {steps[-1].step:,} steps; scoring the whole held-out text and the baselines…"
+        measured = marker.metrics["seconds_per_step"] if marker else 0.0
+        return (f"{who}Measured **{measured * 1000:.0f} ms per step** here: {marker.total_steps:,} steps, about "
+                f"{duration(marker.total_steps * measured)}. Preparing the data and the model…{then}")
+    if events[-1].kind in ("stopped", "done"):
+        return f"{who}Trained {steps[-1].step:,} steps; scoring the whole held-out text and the baselines…{then}"
     last = steps[-1]
-    elapsed = last.metrics["elapsed_s"]
-    budget_s = job.kwargs.get("time_limit_s") or math.inf
-    first = steps[0]
-    done_here = last.step - first.step + 1
-    per_step = (elapsed - first.metrics["elapsed_s"]) / max(done_here - 1, 1) if done_here > 1 else elapsed
-    left = min((last.total_steps - last.step) * per_step, max(budget_s - (time.time() - (job.started or 0)), 0))
-    return (f"Step **{last.step:,} / {last.total_steps:,}**, {last.tokens_seen:,} tokens seen, "
+    per_step = recent_seconds_per_step(steps) or (marker.metrics["seconds_per_step"] if marker else 0.0)
+    left = (last.total_steps - last.step) * per_step
+    return (f"{who}Step **{last.step:,} / {last.total_steps:,}**, {last.tokens_seen:,} tokens seen, "
             f"train loss {last.metrics['train_loss']:.3f}, {last.metrics['tokens_per_s']:,.0f} tokens/s, "
-            f"{elapsed:.0f} s elapsed, about {left:.0f} s left.")
+            f"{last.metrics['elapsed_s']:.0f} s elapsed, about {duration(left)} left "
+            f"({per_step * 1000:.0f} ms per step lately).{then}")
 
 
-PANEL = Panel(kind="train", what="training", prefix="", title="Training", progress=progress_line, curve=loss_curve,
-              stopping="Stopping: the run writes a checkpoint and its model at the current step.")
+PANEL = Panel(kind="train", what="training", prefix="", title="Training", progress=progress_line,
+              curve=recipe_curves, stopping="Stopping: the run writes a checkpoint and its model at the current step.")
 
 
 def start_training(runner: JobRunner, token: str | None, form: TrainForm, request: gr.Request = None
                    ) -> tuple[str, str]:
-    """Check every setting, then queue the training; returns the first status line and the owner.
+    """Check every setting, then queue the training (of both recipes, when comparing); returns the first status line
+    and the owner. An impossible setting is a message here, before anything is allocated or queued.
 
     The owner goes back into the browser's stored token: a page that started before its token was
     set still finds its training after a reload.
@@ -287,33 +610,42 @@ def start_training(runner: JobRunner, token: str | None, form: TrainForm, reques
     owner = owner_of(token, request)
     data = form_data(runner, form)
     tokenizer = build_tokenizer(data, form.tokenizer_kind, vocab_of(runner, form))
-    model = model_config(form, tokenizer.n_vocab)
-    check_size(runner, model)
-    steps, batch, minutes = budget(runner, form)
+    chosen = recipes(form, tokenizer.n_vocab)
+    for recipe in chosen:
+        check_size(runner, recipe.model)
+    steps, batch, minutes, fit = budget(runner, form)
     peak_lr = check_field(PretrainConfig, "lr", form.lr, "Learning rate")
-    cfg = PretrainConfig(
-        model=model, max_steps=steps, batch_size=batch, lr=peak_lr, min_lr=peak_lr / 10,
-        warmup_steps=min(check_field(PretrainConfig, "warmup_steps", form.warmup_steps, "Warmup steps",
-                                     high=runner.limits.max_steps), steps),
-        weight_decay=check_field(PretrainConfig, "weight_decay", form.weight_decay, "Weight decay"),
-        eval_interval=max(1, steps // 20), checkpoint_interval=max(1, steps // 10), eval_windows=32,
-        seed=check_field(PretrainConfig, "seed", form.seed, "Seed"), sample_prompt=_sample_prompt(data),
-    )
+    warmup = check_field(PretrainConfig, "warmup_steps", form.warmup_steps, "Warmup steps",
+                         high=runner.limits.max_steps)
+    weight_decay = check_field(PretrainConfig, "weight_decay", form.weight_decay, "Weight decay")
+    seed = check_field(PretrainConfig, "seed", form.seed, "Seed")
     n_tokens = len(tokenizer.encode(join_documents(data.train)))
-    windows = (n_tokens - 1) // model.context_length
-    if windows < cfg.batch_size:
-        raise ValueError(f"The training text is {n_tokens:,} tokens: {windows} windows of {model.context_length} "
-                         f"tokens, fewer than a batch of {cfg.batch_size}. Add text, or lower the context length "
-                         f"or the batch size.")
+    cfgs = []
+    for recipe in chosen:
+        windows = (n_tokens - 1) // recipe.model.context_length
+        if windows < batch:
+            raise ValueError(f"The training text is {n_tokens:,} tokens: {windows} windows of "
+                             f"{recipe.model.context_length} tokens, fewer than a batch of {batch}. Add text, or lower "
+                             f"the context length or the batch size.")
+        cfgs.append(with_steps(PretrainConfig(
+            model=recipe.model, optimizer=recipe.optimizer, max_steps=steps, batch_size=batch, lr=peak_lr,
+            min_lr=peak_lr / 10, warmup_steps=min(warmup, steps), weight_decay=weight_decay, eval_windows=32,
+            seed=seed, sample_prompt=_sample_prompt(data)), steps))
 
     def prepare(folder: Path) -> Submission:
         spec = "gpt2"
         if form.tokenizer_kind == "bpe":
             spec = str(folder / "tokenizer.tiktoken")
             BytePairEncoder(tokenizer.ranks).save(spec)  # the one trained for the preview: the child loads it
-        return Submission(train_run, {"cfg": cfg, "train_texts": data.train, "val_texts": data.held_out,
-                                      "tokenizer_spec": spec, "out_dir": folder, "data_name": data.name,
-                                      "time_limit_s": 60 * minutes, "baseline_orders": (5,)})
+        plans = [Plan(recipe.label, cfg, folder if i == 0 else folder.with_name(folder.name + SECOND_RUN))
+                 for i, (recipe, cfg) in enumerate(zip(chosen, cfgs, strict=True))]
+        about = chosen[0].label + (f"; steps fitted to {minutes:g} min" if fit else "")
+        if len(plans) > 1:
+            about += f"; then {chosen[1].label} as {RUN_PREFIX}{plans[1].out_dir.name}, on as many tokens"
+        return Submission(train_recipes, {"plans": plans, "fit_s": 60 * minutes if fit else None,
+                                          "max_steps": runner.limits.max_steps, "time_limit_s": 60 * minutes,
+                                          "train_texts": data.train, "val_texts": data.held_out,
+                                          "tokenizer_spec": spec, "data_name": data.name}, about)
 
     return PANEL.start(runner, owner, prepare), owner
 
@@ -329,28 +661,52 @@ def stop_training(runner: JobRunner, token: str | None, request: gr.Request = No
 
 
 def resume_training(runner: JobRunner, token: str | None, request: gr.Request = None) -> str:
-    """Continue the owner's stopped run from its checkpoint, with the same settings and data."""
+    """Continue the owner's stopped run from its checkpoint, with the same settings and data (a comparison: the
+    recipe it stopped in, then the rest)."""
     return PANEL.resume(runner, token, request)
 
 
-def result_markdown(run: PretrainRun, name: str) -> str:
-    rows = [("this model", run.held_out_bits_per_byte), *run.baselines.items()]
-    table = "\n".join(f"| {n} | {b:.3f} |" for n, b in rows)
-    return (f"### {RUN_PREFIX}{name}\n\n{run.steps:,} steps, {run.tokens_seen:,} tokens seen, held-out loss "
-            f"{run.held_out_loss:.3f}. It is in the model picker above as `{RUN_PREFIX}{name}`: the Tokenizer, "
-            f"Attention and Generate tabs use it.\n\n| held out ({run.held_out_bytes:,} bytes) | bits per byte |"
-            f"\n|---|---|\n{table}\n\nLower is better; the baselines see the same held-out text.")
+def result_markdown(result: Trained) -> str:
+    """The held-out figures: one run's beside the baselines, or both recipes' in one table."""
+    done = [run for run in result.runs if run is not None]
+    first = done[0]
+    names = [f"`{RUN_PREFIX}{name}`" for name, run in zip(result.names, result.runs, strict=True) if run is not None]
+    if len(result.runs) == 1:
+        rows = [("this model", first.held_out_bits_per_byte), *first.baselines.items()]
+        table = "\n".join(f"| {n} | {b:.3f} |" for n, b in rows)
+        return (f"### {RUN_PREFIX}{result.names[0]}\n\n{first.steps:,} steps, {first.tokens_seen:,} tokens seen, "
+                f"held-out loss {first.held_out_loss:.3f}. It is in the model picker above as {names[0]}: the "
+                f"Tokenizer, Attention and Generate tabs use it.\n\n| held out ({first.held_out_bytes:,} bytes) | "
+                f"bits per byte |\n|---|---|\n{table}\n\nLower is better; the baselines see the same held-out text.")
+    rows = []
+    for i, (label, run) in enumerate(zip(result.labels, result.runs, strict=True)):
+        letter = LETTERS[i]
+        rows.append(f"| {letter}: {label} | not trained (stopped before it began) | | | |" if run is None else
+                    f"| {letter}: {label} | {run.steps:,} | {run.tokens_seen:,} | {run.train_time_s:.0f} s | "
+                    f"**{run.held_out_bits_per_byte:.3f}** |")
+    rows += [f"| {name} | | | | {bpb:.3f} |" for name, bpb in first.baselines.items()]
+    return (f"### Two recipes, the same data and tokenizer\n\n| held out ({first.held_out_bytes:,} bytes) | steps | "
+            f"tokens seen | training time | bits per byte |\n|---|---|---|---|---|\n" + "\n".join(rows) +
+            f"\n\nLower is better; the baselines see the same held-out text. In the model picker above: "
+            f"{' and '.join(names)}.")
 
 
-def status(runner: JobRunner, registry: ModelRegistry, token: str | None, request: gr.Request = None
-           ) -> tuple[str, go.Figure | None, pd.DataFrame, str, Any, Any]:
-    """The owner's job as the page shows it: line, curve, samples, result, timer, model picker."""
+def status(runner: JobRunner, registry: ModelRegistry, token: str | None, axis: str = "tokens",
+           request: gr.Request = None) -> tuple[str, go.Figure | None, pd.DataFrame, str, Any, Any]:
+    """The owner's job as the page shows it: line, curve (against tokens or seconds), samples, result, timer,
+    model picker."""
     view = PANEL.view(runner, token, request)
-    samples = pd.DataFrame([(e.step, e.text) for e in view.events if e.kind == "sample"], columns=["step", "sample"])
+    figure = view.figure
+    if figure is not None and axis != "tokens":
+        figure = recipe_curves(view.events, f"{PANEL.title} {view.job.name}", "seconds")
+    parts = by_recipe(view.events)
+    rows = [(LETTERS[i], e.step, e.text) for i, (_, part) in enumerate(parts) for e in part if e.kind == "sample"]
+    samples = (pd.DataFrame(rows, columns=["recipe", "step", "sample"]) if len(parts) > 1 else
+               pd.DataFrame([row[1:] for row in rows], columns=["step", "sample"]))
     if not view.finished:
-        return view.line, view.figure, samples, "", view.timer, gr.skip()
-    return (view.line, view.figure, samples, result_markdown(view.job.result, view.job.name), view.timer,
-            gr.Dropdown(choices=registry.names()))
+        return view.line, figure, samples, "", view.timer, gr.skip()
+    return view.line, figure, samples, result_markdown(view.job.result), view.timer, gr.Dropdown(
+        choices=registry.names())
 
 
 def list_runs(registry: ModelRegistry) -> pd.DataFrame:
@@ -379,10 +735,36 @@ def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None) -> 
 
 # -- the tab -----------------------------------------------------------------------------------------
 
+def switch_inputs(prefix: str = "") -> dict[str, Any]:
+    """One recipe's architecture switches (TrainForm's fields after `prefix`), GPT-2's values first, each with its
+    GPTConfig field's help text."""
+    inputs: dict[str, Any] = {}
+    with gr.Row():
+        inputs["positions"] = radio(GPTConfig, "positions", SWITCH_LABELS["positions"], GPTConfig.positions)
+        inputs["rope_base"] = number(GPTConfig, "rope_base", SWITCH_LABELS["rope_base"], GPTConfig.rope_base,
+                                     info=help_of(GPTConfig, "rope_base"))
+        inputs["norm"] = radio(GPTConfig, "norm", SWITCH_LABELS["norm"], GPTConfig.norm)
+    with gr.Row():
+        inputs["mlp"] = radio(GPTConfig, "mlp", SWITCH_LABELS["mlp"], GPTConfig.mlp)
+        for name in ("mlp_hidden", "n_kv_heads"):
+            inputs[name] = gr.Textbox("", label=SWITCH_LABELS[name], info=help_of(GPTConfig, name),
+                                      placeholder="empty: the default")  # a number box cannot be left empty
+    with gr.Row():
+        for name in ("qk_norm", "bias", "qkv_bias", "tie_weights"):
+            inputs[name] = checkbox(GPTConfig, name, SWITCH_LABELS[name], getattr(GPTConfig, name))
+    return {prefix + name: component for name, component in inputs.items()}
+
+
+def optimizer_radio(value: str, label: str, **kwargs: Any) -> gr.Radio:
+    return gr.Radio([(OPTIMIZER_LABELS[o], o) for o in OPTIMIZER_LABELS], value=value, label=label,
+                    info=help_of(PretrainConfig, "optimizer"), **kwargs)
+
+
 def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: gr.Tab) -> None:
     gr.Markdown("Train a GPT from scratch here, on this machine's CPU: pick the text, see what the model will "
-                "read, choose its size and budget, and watch the loss fall and the samples turn from noise into "
-                "words. The defaults give word-like text in about two minutes.")
+                "read, choose its recipe (size, architecture, optimizer) and budget, and watch the loss fall and the "
+                "samples turn from noise into words. The training measures its speed when it starts and fits its "
+                "steps to the minutes; *Compare with a second recipe* trains another after it, on the same tokens.")
     token = owner_token()
     limits = runner.limits
     form: dict[str, Any] = {}  # TrainForm's fields -> their components
@@ -404,35 +786,58 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
         counts = gr.Markdown(elem_id="train-counts")
         tokens = gr.HTML()
         windows = gr.Dataframe(interactive=False, wrap=True, label="Input/target windows (the book's chapter 2)")
-    with gr.Accordion("2. Model and budget", open=True):
+    with gr.Accordion("2. Recipe and budget", open=True):
         with gr.Row():
-            form["preset"] = gr.Dropdown(list(MODEL_PRESETS), value="classroom", label="Model", elem_id="train-preset",
-                                         info="classroom: about 1M parameters, two minutes; tiny: a minute; "
-                                              "custom: the sliders")
-            form["positions"] = gr.Radio(list(choices(GPTConfig, "positions")), value="learned", label="Positions")
+            form["preset"] = gr.Dropdown(list(MODEL_PRESETS), value=DEFAULT_RECIPE["preset"], label="Model",
+                                         elem_id="train-preset",
+                                         info="classroom: about 1M parameters; tiny: smaller, for a first look; "
+                                              "-modern: the same size with today's switches on; custom: below")
+            form["optimizer"] = optimizer_radio(DEFAULT_RECIPE["optimizer"], "Optimizer", elem_id="train-optimizer")
             form["drop_rate"] = slider(GPTConfig, "drop_rate", "Dropout", 0.0, step=0.05)
+        with gr.Accordion("Custom model: its size and architecture switches", open=False):
+            gr.Markdown("Used when the model is **custom**. Each switch is one step from GPT-2 (2019) toward "
+                        "today's open models (Llama 3, Qwen3); the *-modern* presets have them all on, with half as "
+                        "many key/value heads as heads.")
+            with gr.Row():
+                form["n_layers"] = slider(GPTConfig, "n_layers", "Layers (custom)", 4)
+                form["n_heads"] = slider(GPTConfig, "n_heads", "Heads (custom)", 4)
+                form["emb_dim"] = slider(GPTConfig, "emb_dim", "Width (custom)", 128, step=8)
+                form["context_length"] = slider(GPTConfig, "context_length", "Context length (custom)", 128, step=8)
+            form |= switch_inputs()
         with gr.Row():
-            form["n_layers"] = slider(GPTConfig, "n_layers", "Layers (custom)", 4)
-            form["n_heads"] = slider(GPTConfig, "n_heads", "Heads (custom)", 4)
-            form["emb_dim"] = slider(GPTConfig, "emb_dim", "Width (custom)", 128, step=8)
-            form["context_length"] = slider(GPTConfig, "context_length", "Context length (custom)", 128, step=8)
-        with gr.Row():
-            form["max_steps"] = slider(PretrainConfig, "max_steps", "Steps", 600, high=limits.max_steps,
-                                       elem_id="train-steps")
+            form["fit_steps"] = gr.Checkbox(True, label="Fit the steps to the minutes", elem_id="train-fit",
+                                            info="a step is timed when the training starts: the learning rate's "
+                                                 "schedule then ends inside the budget")
+            form["max_steps"] = slider(PretrainConfig, "max_steps", "Steps (when not fitted)", 600,
+                                       high=limits.max_steps, elem_id="train-steps")
             form["minutes"] = gr.Number(3.0, minimum=0.1, maximum=limits.max_minutes, label="Minutes at most")
             form["batch_size"] = slider(PretrainConfig, "batch_size", "Batch size", 16)
         with gr.Row():
-            form["lr"] = number(PretrainConfig, "lr", "Learning rate (peak; cosine to a tenth)", 3e-3)
+            form["lr"] = number(PretrainConfig, "lr", "Learning rate (peak; cosine to a tenth)", DEFAULT_RECIPE["lr"])
             form["warmup_steps"] = number(PretrainConfig, "warmup_steps", "Warmup steps", 30, high=limits.max_steps)
             form["weight_decay"] = number(PretrainConfig, "weight_decay", "Weight decay", 0.1)
             form["seed"] = number(PretrainConfig, "seed", "Seed", 123)
-        check = gr.Button("Check the model (two-step probe)", elem_id="train-check")
+        with gr.Accordion("Compare with a second recipe", open=False):
+            form["compare"] = gr.Checkbox(False, label="Train a second recipe after the first", elem_id="train-compare",
+                                          info="on the same data, tokenizer and number of tokens, with the same "
+                                               "learning rate: both curves, samples and held-out scores side by side")
+            with gr.Row():
+                form["b_preset"] = gr.Dropdown(list(MODEL_PRESETS), value=SECOND_RECIPE["preset"],
+                                               label="Second recipe's model", elem_id="train-b-preset",
+                                               info="custom: the custom sizes above, with the switches below")
+                form["b_optimizer"] = optimizer_radio(SECOND_RECIPE["optimizer"], "Second recipe's optimizer",
+                                                      elem_id="train-b-optimizer")
+            with gr.Accordion("Second recipe's switches (when its model is custom)", open=False):
+                form |= switch_inputs(SECOND)
+        check = gr.Button("Check the recipe (a measured step)", elem_id="train-check")
         model_info = gr.Markdown(elem_id="train-model-info")
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
         resume = gr.Button("Resume", elem_id="train-resume")
     line = gr.Markdown(elem_id="train-status")
+    axis = gr.Radio([("tokens seen", "tokens"), ("seconds of training", "seconds")], value="tokens",
+                    label="Loss against", elem_id="train-axis")
     curve = gr.Plot(label="Loss", elem_id="train-curve")
     samples = gr.Dataframe(interactive=False, wrap=True, label="Samples at each evaluation", elem_id="train-samples")
     result = gr.Markdown(elem_id="train-result")
@@ -453,13 +858,15 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
     check.click(user_errors(reads_form(TrainForm, functools.partial(check_model, runner))), None, model_info,
                 inputs_kwargs=fields, api_name="train_check")
     watch = user_errors(functools.partial(status, runner, registry))
-    watched = [line, curve, samples, result, timer, picker]
+    watching, watched = [token, axis], [line, curve, samples, result, timer, picker]
     start.click(user_errors(on_form(TrainForm, functools.partial(start_training, runner))), token, [line, token],
-                inputs_kwargs=fields, api_name="train_start").success(watch, token, watched, api_visibility="private")
+                inputs_kwargs=fields, api_name="train_start").success(watch, watching, watched,
+                                                                      api_visibility="private")
     stop.click(user_errors(functools.partial(stop_training, runner)), token, line, api_name="train_stop")
     resume.click(user_errors(functools.partial(resume_training, runner)), token, line,
-                 api_name="train_resume").success(watch, token, watched, api_visibility="private")
-    timer.tick(watch, token, watched, api_name="train_status", concurrency_id="train_status", concurrency_limit=8)
+                 api_name="train_resume").success(watch, watching, watched, api_visibility="private")
+    timer.tick(watch, watching, watched, api_name="train_status", concurrency_id="train_status", concurrency_limit=8)
+    axis.change(watch, watching, watched, api_visibility="private")
     runs_fn = user_errors(functools.partial(list_runs, registry))
     result.change(runs_fn, None, runs, api_name="train_runs")
     download.click(user_errors(functools.partial(download_run, registry)), run_name, zipped, api_name="train_download")
@@ -468,4 +875,4 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
     # The token is written by the first start (it is that page's session) and read back from the
     # browser's storage after a reload. A tab's components exist only once it is opened: opening it
     # shows the visitor's training again.
-    tab.select(watch, token, watched, api_visibility="private")
+    tab.select(watch, watching, watched, api_visibility="private")

@@ -81,6 +81,7 @@ def test_train_tab_trains_a_model_that_the_generate_tab_then_uses(page):
     page.locator("#train-counts").filter(has_text="characters per token").wait_for()
     page.locator("#train-preset input").click()
     page.get_by_role("option", name="tiny", exact=True).click()
+    page.locator("#train-fit input").uncheck()  # the steps as set, not fitted to the minutes
     steps = page.locator("#train-steps input[type=number]")
     steps.fill("400")
     steps.press("Enter")

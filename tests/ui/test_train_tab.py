@@ -122,7 +122,7 @@ def test_a_training_runs_in_the_background_and_its_run_joins_the_picker(runner, 
     assert "Started" in start(runner, "alice", steps=80)
     job = finished(runner, "alice")
     assert job.state == "done", job.error
-    line, figure, samples, result, _, picker = train_tab.status(runner, registry, None, session("alice"))
+    line, figure, samples, result, _, picker = train_tab.status(runner, registry, None, request=session("alice"))
     steps = [e for e in job.events if e.kind == "step"]
     assert steps[-1].metrics["train_loss"] < steps[0].metrics["train_loss"] - 1.0
     assert [t.name for t in figure.data] == ["train", "validation (held out)"]
@@ -145,7 +145,7 @@ def test_one_training_per_session_and_only_the_owner_stops_it(runner, registry):
         runner.stop(job, "mallory")
     with pytest.raises(ValueError, match="no training running"):
         train_tab.stop_training(runner, None, session("mallory"))
-    line = train_tab.status(runner, registry, None, session("mallory"))[0]
+    line = train_tab.status(runner, registry, None, request=session("mallory"))[0]
     assert "training for 1 other session" in line and job.name not in line
     assert "Stopping" in train_tab.stop_training(runner, None, session("alice"))
     assert finished(runner, "alice").state == "stopped"
@@ -178,7 +178,8 @@ def test_a_stopped_run_resumes_from_its_checkpoint(runner, registry):
     assert job.state == "stopped" and stopped_at >= 20
     assert (runner.limits.runs_dir / job.name / "model" / "config.json").is_file()
     assert "Resuming" in message
-    assert resumed.name == job.name and resumed.events[0].step == stopped_at  # "start" at the checkpoint
+    started = next(e for e in resumed.events if e.kind == "start" and "recipe" not in e.metrics)  # the trainer's
+    assert resumed.name == job.name and started.step == stopped_at  # "start" at the checkpoint
     train_tab.stop_training(runner, None, session("alice"))
     finished(runner, "alice")
 
@@ -189,7 +190,7 @@ def test_the_curve_after_a_resume_shows_the_whole_run(runner, registry):
     before = [e for e in job.events if e.kind == "step"]
     train_tab.stop_training(runner, None, session("alice"))
     finished(runner, "alice")
-    _, figure, *_ = train_tab.status(runner, registry, None, session("alice"))
+    _, figure, *_ = train_tab.status(runner, registry, None, request=session("alice"))
     after = [e for e in resumed.events if e.kind == "step"]
     train = figure.data[0]
     assert before[0].step == 1 and train.x[0] == before[0].tokens_seen  # the first point is step 1's
@@ -227,7 +228,7 @@ def test_a_failed_training_is_a_message_and_frees_the_slot(runner, registry):
     runner.submit("alice", "doomed", failing_training, {})
     job = finished(runner, "alice")
     assert job.state == "failed" and job.error == "the data ran out"
-    assert "failed: the data ran out" in train_tab.status(runner, registry, None, session("alice"))[0]
+    assert "failed: the data ran out" in train_tab.status(runner, registry, None, request=session("alice"))[0]
     assert runner.busy() == (0, 0)
 
 
@@ -345,7 +346,8 @@ def test_every_training_input_takes_its_range_from_its_config_field(runner, regi
         found[key] = (block.minimum, block.maximum)
         assert found[key] == expected, key
     assert set(found) == {
-        *(f"GPTConfig.{n}" for n in ("vocab_size", "drop_rate", "n_layers", "n_heads", "emb_dim", "context_length")),
+        *(f"GPTConfig.{n}" for n in ("vocab_size", "drop_rate", "n_layers", "n_heads", "emb_dim", "context_length",
+                                     "rope_base")),
         *(f"PretrainConfig.{n}" for n in ("max_steps", "batch_size", "lr", "warmup_steps", "weight_decay", "seed")),
         *(f"ClassifierConfig.{n}" for n in ("trainable_blocks", "lora_rank", "lora_alpha", "epochs", "lr", "seed")),
         *(f"InstructConfig.{n}" for n in ("epochs", "lr", "batch_size", "lora_rank", "lora_alpha")),
