@@ -32,7 +32,7 @@ from gpt.config import GPTConfig
 from gpt.data.corpus import join_documents, load_corpus
 from gpt.pretrain.baselines import xz_bits_per_byte
 from gpt.pretrain.trainer import PretrainConfig, Pretraining, set_up, train_step
-from gpt.tokenizer import load_tokenizer
+from gpt.tokenizer import Tokenizer, load_tokenizer
 from gpt.training.distributed import Distributed
 from gpt.training.events import TrainingMonitor
 from gpt.training.loss import bits_per_byte, heldout_loss
@@ -79,11 +79,8 @@ def pretrain_config(model: GPTConfig, recipe: Recipe, steps: int, batch_size: in
 
 
 def speedrun(recipes: list[Recipe], size: str, tokens: int, batch_size: int, evals: int, eval_windows: int,
-             out: Path) -> dict:
-    """Train every recipe in turns; their evaluation curves, final held-out bits per byte and timings."""
-    split = load_corpus()
-    train_texts, val_texts = [d.text for d in split.train], [d.text for d in split.held_out]
-    tokenizer = load_tokenizer(str(TOKENIZER))
+             out: Path, train_texts: list[str], val_texts: list[str], tokenizer: Tokenizer) -> dict:
+    """Train every recipe in turns on the texts; their evaluation curves, final held-out bits per byte and timings."""
     runs: dict[str, Pretraining] = {}
     for recipe in recipes:
         model = GPTConfig.preset(f"{size}-modern" if recipe.modern else size, vocab_size=tokenizer.n_vocab,
@@ -175,13 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/speedrun"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    split = load_corpus()
+    train_texts, val_texts = [d.text for d in split.train], [d.text for d in split.held_out]
     report = speedrun([RECIPES[name] for name in args.recipes], args.size, args.tokens, args.batch_size, args.evals,
-                      args.eval_windows, args.out)
-    xz = None
-    if not args.no_xz:
-        split = load_corpus()
-        xz = xz_bits_per_byte(join_documents(d.text for d in split.held_out),
-                              context=join_documents(d.text for d in split.train))
+                      args.eval_windows, args.out, train_texts, val_texts, load_tokenizer(str(TOKENIZER)))
+    xz = None if args.no_xz else xz_bits_per_byte(join_documents(val_texts), context=join_documents(train_texts))
     report["xz_after_training_text"] = xz
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speedrun.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks import inference, training
+from benchmarks import inference, speedrun, training
 from benchmarks.common import format_table, hf_model
 from gpt.config import GPTConfig
 from gpt.model import GPTModel
+from gpt.tokenizer import load_tokenizer
 from gpt.training.loss import lm_loss
 from gpt.training.optim import training_step
 
@@ -56,3 +57,25 @@ def test_a_few_training_steps_of_each_lower_its_loss():
         for _ in range(3):
             step()
         assert loss() < before
+
+
+def test_the_speedrun_interpolates_where_a_curve_first_reaches_the_target():
+    points = [(100, 10.0, 5.0), (200, 20.0, 4.0), (300, 30.0, 3.0)]
+    assert speedrun.crossing(points, 3.5) == (250.0, 25.0)
+    assert speedrun.crossing(points, 4.0) == (200.0, 20.0)
+    assert speedrun.crossing(points, 2.0) is None
+
+
+@pytest.mark.slow
+def test_a_tiny_speedrun_trains_every_recipe_on_the_same_tokens_and_reports_their_ratios(tmp_path):
+    tokenizer = load_tokenizer(str(speedrun.TOKENIZER))
+    text = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 60
+    recipes = [speedrun.RECIPES["gpt2-adamw"], speedrun.RECIPES["modern-muon"]]
+    report = speedrun.speedrun(recipes, "tiny", 8 * 64 * 8, 8, 4, 4, tmp_path, [text], [text[:3000]], tokenizer)
+    first, second = (report["recipes"][r.name] for r in recipes)
+    assert first["tokens"] == second["tokens"] == 8 * 64 * 8 and len(first["curve"]) == len(second["curve"]) == 4
+    assert first["reaches_target"]["token_ratio"] == 1.0  # the reference reaches its own final loss at its end
+    assert first["curve"][-1][2] < first["curve"][0][2] and second["curve"][-1][2] < second["curve"][0][2]
+    table = speedrun.format_table(report, xz=2.0)
+    assert "| gpt2-adamw |" in table and "| modern-muon |" in table
+    assert "`xz -9` after the training text: 2.000" in table

@@ -1,44 +1,75 @@
-"""The learning-rate schedule and AdamW's decay groups."""
+"""The optimizers: Muon against torch.optim.Muon and against its definition, and Muon with AdamW as one optimizer."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 
 from gpt.config import GPTConfig
 from gpt.model import GPTModel
-from gpt.training.optim import param_groups, seconds_per_step, warmup_cosine_lr
+from gpt.training.optim import Muon, MuonWithAdamW, hidden_matrices, make_optimizer, orthogonalize
 
 
-def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_min_lr():
-    lrs = [warmup_cosine_lr(s, 1e-3, 1e-4, 10, 100) for s in range(101)]
-    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
-    assert all(a < b for a, b in zip(lrs[:9], lrs[1:10], strict=True))
-    assert all(a >= b for a, b in zip(lrs[10:-1], lrs[11:], strict=True))
-    assert lrs[55] == pytest.approx((1e-3 + 1e-4) / 2)  # halfway through the cosine
-    assert lrs[100] == pytest.approx(1e-4)
-
-
-def test_weight_decay_skips_biases_and_norms_and_covers_every_parameter_once():
-    model = GPTModel(GPTConfig.preset("tiny"))
-    decay, no_decay = param_groups(model, 0.1)
-    names = {id(p): n for n, p in model.named_parameters()}
-    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(names[id(p)].endswith(".bias") or "norm" in names[id(p)] for p in no_decay["params"])
-    assert all(names[id(p)].endswith(".weight") and "norm" not in names[id(p)] for p in decay["params"])
-    ids = [id(p) for p in decay["params"] + no_decay["params"]]
-    assert sorted(ids) == sorted(names) and len(ids) == len(set(ids))
-
-
-def test_seconds_per_step_times_real_steps_that_train():
+def test_muon_in_bfloat16_is_torch_optim_muon_step_for_step() -> None:
     torch.manual_seed(0)
-    model = GPTModel(GPTConfig.preset("tiny"))
-    before = model.tok_emb.weight.detach().clone()
-    seconds = seconds_per_step(model, torch.randint(0, 512, (2, 17)), steps=2)
-    assert seconds > 0 and not torch.equal(model.tok_emb.weight, before)  # three AdamW steps ran
+    ours, theirs = torch.nn.Parameter(torch.randn(48, 32)), torch.nn.Parameter(torch.randn(48, 32))
+    theirs.data.copy_(ours.data)
+    a = Muon([ours], lr=0.01, weight_decay=0.1, ns_dtype=torch.bfloat16)
+    b = torch.optim.Muon([theirs], lr=0.01, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+    for _ in range(4):
+        grad = torch.randn(48, 32)
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        a.step()
+        b.step()
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
-def test_training_memory_counts_four_copies_of_the_parameters_and_grows_with_the_batch():
-    cfg = GPTConfig.preset("tiny")
-    assert cfg.training_memory_bytes(1) > 16 * cfg.n_params()
-    assert cfg.training_memory_bytes(8) > cfg.training_memory_bytes(1)
+@pytest.mark.parametrize("shape", [(64, 16), (16, 64), (3, 16, 48)])
+def test_newton_schulz_brings_every_singular_value_near_one(shape: tuple[int, ...]) -> None:
+    matrix = torch.randn(*shape) @ torch.diag(torch.logspace(-1, 0, shape[-1]))  # columns 10x apart in size
+    singular = torch.linalg.svdvals(orthogonalize(matrix, dtype=torch.float32))
+    assert singular.min() > 0.6 and singular.max() < 1.25  # the quintic's band, not exactly 1: by design
+
+
+def test_a_batch_is_orthogonalised_as_each_matrix_alone() -> None:
+    batch = torch.randn(3, 24, 40)
+    together = orthogonalize(batch, dtype=torch.float32)
+    for i in range(3):
+        torch.testing.assert_close(together[i], orthogonalize(batch[i], dtype=torch.float32), rtol=1e-4, atol=1e-5)
+
+
+def test_muon_takes_the_blocks_matrices_and_adamw_the_rest() -> None:
+    model = GPTModel(GPTConfig.preset("tiny-modern"))
+    optimizer = make_optimizer("muon", model, 1e-3, 0.1)
+    assert isinstance(optimizer, MuonWithAdamW)
+    muon_params = {id(p) for g in optimizer.optimizers[1].param_groups for p in g["params"]}
+    adamw_params = {id(p) for g in optimizer.optimizers[0].param_groups for p in g["params"]}
+    assert muon_params == {id(p) for p in hidden_matrices(model)} and not muon_params & adamw_params
+    assert id(model.tok_emb.weight) in adamw_params and len(muon_params | adamw_params) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="optimizer must be one of adamw, muon"):
+        make_optimizer("sgd", model, 1e-3, 0.1)
+
+
+def test_muon_with_adamw_state_loads_into_a_fresh_one_and_steps_alike() -> None:
+    torch.manual_seed(0)
+    model = GPTModel(GPTConfig.preset("tiny-modern"))
+    twin = GPTModel(GPTConfig.preset("tiny-modern"))
+    x = torch.randint(0, 512, (2, 16))
+
+    def step(m: GPTModel, opt: MuonWithAdamW) -> None:
+        m(x).logsumexp(-1).mean().backward()
+        opt.step()
+        opt.zero_grad()
+
+    optimizer = make_optimizer("muon", model, 1e-3, 0.1)
+    for _ in range(2):
+        step(model, optimizer)
+    twin.load_state_dict(model.state_dict())
+    resumed = make_optimizer("muon", twin, 1e-3, 0.1)
+    resumed.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # torch's state dict holds the live tensors
+    step(model, optimizer)
+    step(twin, resumed)
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
