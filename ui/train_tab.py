@@ -5,39 +5,39 @@ sliding window's input/target pairs) -> tokenizer -> model (a preset, or custom 
 architecture switches) and optimizer -> budget -> a live loss curve and samples -> a run in the model
 picker, its held-out bits per byte beside `xz -9` and an n-gram, and a zip to download (and upload again).
 A second recipe can train after the first on the same data, tokenizer and tokens: both curves, samples
-and scores side by side. The training itself runs in the job runner (`ui/jobs.py`); its process measures
-a step first and, by default, fits the steps to the budget.
+and scores side by side. The training itself runs in the job runner (`ui/jobs.py`), as
+`gpt.pretrain.recipes.train_recipes`: its process measures a step first and, by default, fits the steps to the
+budget.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
-import torch
 
 from gpt.bpe import BytePairEncoder
 from gpt.config import PRESETS, GPTConfig, check_option
 from gpt.data.corpus import AUSTEN_NOVELS, HELD_OUT_NOVELS, MODERN_TITLES, hold_out_tails, join_documents, select_corpus
 from gpt.data.windows import SlidingWindowDataset
-from gpt.files import write_text_atomic
-from gpt.kernels import accelerate
-from gpt.model import GPTModel
-from gpt.precision import autocast
-from gpt.pretrain.runs import PretrainRun, train_run
-from gpt.pretrain.state import STATE_FILE
+from gpt.pretrain.recipes import (
+    SCHEDULE_SHARE,
+    Plan,
+    Trained,
+    fitted_steps,
+    recipe_seconds_per_step,
+    same_tokens,
+    train_recipes,
+    with_steps,
+)
 from gpt.pretrain.trainer import PretrainConfig
 from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
-from gpt.training.events import TrainEvent, TrainingMonitor
-from gpt.training.loss import lm_loss
-from gpt.training.optim import make_optimizer
+from gpt.training.events import TrainEvent
 from ui.common import check_number, user_errors
 from ui.forms import (
     check_field,
@@ -64,7 +64,6 @@ KJV = "King James Bible (61 books)"
 # The checkboxes' labels -> what `select_corpus` takes: a source, or one novel
 CORPORA = ({f"Austen: {name}": f"austen-{name}" for name in AUSTEN_NOVELS if name not in HELD_OUT_NOVELS}
            | {KJV: "kjv"} | {title: source for source, title in MODERN_TITLES.items()})
-DEFAULT_CORPORA = ["Austen: prideprejudice"]
 MODEL_PRESETS = ("classroom", "classroom-modern", "tiny", "tiny-modern", "shipped-small", "shipped-small-modern",
                  "custom")
 OPTIMIZER_LABELS = {"adamw": "AdamW", "muon": "Muon"}
@@ -82,11 +81,7 @@ PASTED_HELD_OUT = 0.1  # the tail of pasted and uploaded text that is held out
 PREVIEW_TOKENS = 120
 WINDOW_TOKENS_SHOWN = 24  # of each window in the table: enough to see the shift by one
 PREVIEW_WINDOWS = 4
-PROBE_STEPS = 2
-# Fitted steps take this share of the budget: evaluations, samples, checkpoints and a wavering machine the rest
-SCHEDULE_SHARE = 0.9
 RECENT_STEPS = 20  # "time left" is by the seconds per step over these last steps
-PLAN_FILE = "recipes.json"  # in the first run's folder: the fitted steps, and each finished recipe's figures
 
 
 @dataclass(frozen=True)
@@ -155,6 +150,14 @@ class TrainForm:
     b_bias: bool = GPTConfig.bias
     b_qkv_bias: bool = GPTConfig.qkv_bias
     b_tie_weights: bool = GPTConfig.tie_weights
+
+
+# The page as it opens, before a visitor changes anything (what `benchmarks.train_app` measures)
+DEFAULTS = TrainForm(corpora=["Austen: prideprejudice"], pasted=None, files=None, tokenizer_kind="bpe", vocab_size=1024,
+                     preset=DEFAULT_RECIPE["preset"], n_layers=4, n_heads=4, emb_dim=128, context_length=128,
+                     positions=GPTConfig.positions, drop_rate=0.0, max_steps=600, minutes=3.0, batch_size=16,
+                     lr=DEFAULT_RECIPE["lr"], warmup_steps=30, weight_decay=0.1, seed=123,
+                     optimizer=DEFAULT_RECIPE["optimizer"], fit_steps=True)
 
 
 @dataclass(frozen=True)
@@ -362,48 +365,6 @@ def budget(runner: JobRunner, form: TrainForm) -> tuple[int, int, float, bool]:
             check_flag(form.fit_steps, "Fit the steps to the minutes"))
 
 
-def step_seconds(model_cfg: GPTConfig, optimizer: str, batch_size: int) -> float:
-    """Seconds per training step of this model with this optimizer on this process's threads: PROBE_STEPS random
-    batches timed after one warm-up step, in the trainer's arithmetic.
-
-    The optimizer is timed too: Muon's orthogonalisation can cost more than the model's own step on a CPU.
-    """
-    torch.manual_seed(0)
-    model = accelerate(GPTModel(model_cfg)).train()  # the model the training runs
-    batch = torch.randint(0, model_cfg.vocab_size, (batch_size, model_cfg.context_length + 1))
-    opt = make_optimizer(optimizer, model, lr=1e-4, weight_decay=0.1, fused=True)
-
-    def step() -> None:
-        with autocast("auto", "cpu"):
-            loss = lm_loss(model(batch[:, :-1]), batch[:, 1:])
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    step()
-    start = time.perf_counter()
-    for _ in range(PROBE_STEPS):
-        step()
-    return (time.perf_counter() - start) / PROBE_STEPS
-
-
-def fitted_steps(budget_s: float, seconds_per_step: float, max_steps: int) -> int:
-    """The steps whose learning-rate schedule ends inside the budget at the measured rate (SCHEDULE_SHARE of it)."""
-    return max(1, min(max_steps, int(SCHEDULE_SHARE * budget_s / seconds_per_step)))
-
-
-def same_tokens(steps: int, first: GPTConfig, other: GPTConfig, max_steps: int) -> int:
-    """The other recipe's steps for as many tokens as the first's `steps`: the batch is the same, the contexts may
-    differ."""
-    return max(1, min(max_steps, round(steps * first.context_length / other.context_length)))
-
-
-def with_steps(cfg: PretrainConfig, steps: int) -> PretrainConfig:
-    """`cfg` for `steps` steps: twenty evaluations, ten checkpoints, the warmup no longer than the run."""
-    return replace(cfg, max_steps=steps, warmup_steps=min(cfg.warmup_steps, steps),
-                   eval_interval=max(1, steps // 20), checkpoint_interval=max(1, steps // 10))
-
-
 def check_model(runner: JobRunner, form: TrainForm) -> str:
     """Each recipe's parameters, memory and measured time per step, and the steps it would train; before anything
     starts."""
@@ -413,7 +374,7 @@ def check_model(runner: JobRunner, form: TrainForm) -> str:
     for i, recipe in enumerate(chosen):
         cfg = recipe.model
         check_size(runner, cfg)
-        seconds = step_seconds(cfg, recipe.optimizer, batch)
+        seconds = recipe_seconds_per_step(PretrainConfig(model=cfg, optimizer=recipe.optimizer, batch_size=batch))
         tokens_per_step = batch * cfg.context_length
         if i == 0:
             first_steps = fitted_steps(60 * minutes, seconds, runner.limits.max_steps) if fit else steps
@@ -432,89 +393,6 @@ def check_model(runner: JobRunner, form: TrainForm) -> str:
                      f"tokens with {OPTIMIZER_LABELS[recipe.optimizer]} ({tokens_per_step / seconds:,.0f} tokens/s, "
                      f"on the app's threads). {plan}")
     return "\n\n".join(lines)
-
-
-# -- the training process ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Plan:
-    """One recipe as the tab starts it: its settings (the steps are fitted in the training process), its folder."""
-
-    label: str
-    cfg: PretrainConfig
-    out_dir: Path
-
-
-@dataclass(frozen=True)
-class Trained:
-    """What a Train tab job returns: each recipe's run (None for one that never reached its first step)."""
-
-    labels: tuple[str, ...]
-    names: tuple[str, ...]  # the run folders
-    runs: tuple[PretrainRun | None, ...]
-
-    @property
-    def finished(self) -> bool:
-        """False while a recipe is short of its last step: Resume continues it."""
-        return all(run is not None and run.finished for run in self.runs)
-
-    @property
-    def steps(self) -> int:
-        """The step where Resume goes on: the first unfinished recipe's."""
-        unfinished = [run.steps if run else 0 for run in self.runs if run is None or not run.finished]
-        return unfinished[0] if unfinished else self.runs[-1].steps
-
-
-def plan_recipes(plans: list[Plan], fit_s: float | None, max_steps: int, time_limit_s: float) -> list[dict[str, Any]]:
-    """Measure each recipe's step here (the training's threads) and fix its steps: the first's fill `fit_s` when set
-    (else as sent), the others see as many tokens. A later recipe may take longer than the first for those tokens: its
-    time limit grows in proportion."""
-    rates = [step_seconds(p.cfg.model, p.cfg.optimizer, p.cfg.batch_size) for p in plans]
-    first = plans[0].cfg
-    steps = fitted_steps(fit_s, rates[0], max_steps) if fit_s else first.max_steps
-    cfgs = [with_steps(p.cfg, same_tokens(steps, first.model, p.cfg.model, max_steps)) for p in plans]
-    first_s = cfgs[0].max_steps * rates[0]
-    return [{"config": cfg.to_dict(), "seconds_per_step": rate, "run": None,
-             "time_limit_s": time_limit_s * max(1.0, cfg.max_steps * rate / first_s)}
-            for cfg, rate in zip(cfgs, rates, strict=True)]
-
-
-def train_recipes(monitor: TrainingMonitor, plans: list[Plan], fit_s: float | None, max_steps: int,
-                  time_limit_s: float, train_texts: list[str], val_texts: list[str], tokenizer_spec: str,
-                  data_name: str, resume: bool = False) -> Trained | None:
-    """The Train tab's job, in the training process: plan the recipes (`plan_recipes`), then train them one after
-    the other on the same data and tokenizer. None when stopped before any first step.
-
-    Before each recipe a "start" event names it (metrics: `recipe`, its index; the measured `seconds_per_step`;
-    `later_s`, what the recipes after it should take). The plan goes to the first run's folder before training:
-    Resume reads it back (the same steps and schedule), and each finished recipe's figures are added to it, so a
-    resumed comparison does not train or score a finished recipe again.
-    """
-    record = plans[0].out_dir / PLAN_FILE
-    planned = json.loads(record.read_text()) if resume else plan_recipes(plans, fit_s, max_steps, time_limit_s)
-    write_text_atomic(record, json.dumps(planned))
-    runs: list[PretrainRun | None] = []
-    for i, (plan, entry) in enumerate(zip(plans, planned, strict=True)):
-        if entry["run"] is not None:
-            runs.append(PretrainRun(**entry["run"]))
-            continue
-        if monitor.stop_requested:
-            runs.append(None)
-            continue
-        cfg = PretrainConfig.from_dict(entry["config"])
-        later = sum(e["config"]["max_steps"] * e["seconds_per_step"] for e in planned[i + 1:] if e["run"] is None)
-        monitor.emit(TrainEvent("start", 0, cfg.max_steps, text=plan.label, metrics={
-            "recipe": i, "seconds_per_step": entry["seconds_per_step"], "later_s": later}))
-        run = train_run(cfg, train_texts, val_texts, tokenizer_spec, plan.out_dir, data_name,
-                        resume=resume and (plan.out_dir / STATE_FILE).is_file(), time_limit_s=entry["time_limit_s"],
-                        monitor=monitor, baseline_orders=(5,))
-        runs.append(run)
-        if run is not None and run.finished:
-            entry["run"] = asdict(run)
-            write_text_atomic(record, json.dumps(planned))
-    if all(run is None for run in runs):
-        return None
-    return Trained(tuple(p.label for p in plans), tuple(p.out_dir.name for p in plans), tuple(runs))
 
 
 # -- what the page shows -------------------------------------------------------------------------------
@@ -770,7 +648,7 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
     form: dict[str, Any] = {}  # TrainForm's fields -> their components
     with gr.Accordion("1. Data", open=True):
         with gr.Row():
-            form["corpora"] = gr.CheckboxGroup(list(CORPORA), value=DEFAULT_CORPORA, label="Shipped corpora",
+            form["corpora"] = gr.CheckboxGroup(list(CORPORA), value=DEFAULTS.corpora, label="Shipped corpora",
                                                info="Persuasion and five books of the Bible are always held out",
                                                elem_id="train-corpora")
             form["files"] = gr.File(file_count="multiple", file_types=[".txt"], type="filepath",
@@ -778,9 +656,9 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
         form["pasted"] = gr.Textbox(lines=4, label="Or paste text (its last tenth is held out)", elem_id="train-text")
         with gr.Row():
             form["tokenizer_kind"] = gr.Radio([("our BPE, trained on this text", "bpe"), ("GPT-2's BPE", "gpt2")],
-                                              value="bpe", label="Tokenizer")
-            form["vocab_size"] = slider(GPTConfig, "vocab_size", "BPE vocabulary size", 1024, low=MIN_VOCAB,
-                                        high=limits.max_vocab)
+                                              value=DEFAULTS.tokenizer_kind, label="Tokenizer")
+            form["vocab_size"] = slider(GPTConfig, "vocab_size", "BPE vocabulary size", DEFAULTS.vocab_size,
+                                        low=MIN_VOCAB, high=limits.max_vocab)
             stride = gr.Slider(1, 256, value=64, step=1, label="Stride of the windows shown")
         look = gr.Button("Show what the model will see", elem_id="train-preview")
         counts = gr.Markdown(elem_id="train-counts")
@@ -788,35 +666,39 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
         windows = gr.Dataframe(interactive=False, wrap=True, label="Input/target windows (the book's chapter 2)")
     with gr.Accordion("2. Recipe and budget", open=True):
         with gr.Row():
-            form["preset"] = gr.Dropdown(list(MODEL_PRESETS), value=DEFAULT_RECIPE["preset"], label="Model",
+            form["preset"] = gr.Dropdown(list(MODEL_PRESETS), value=DEFAULTS.preset, label="Model",
                                          elem_id="train-preset",
                                          info="classroom: about 1M parameters; tiny: smaller, for a first look; "
                                               "-modern: the same size with today's switches on; custom: below")
-            form["optimizer"] = optimizer_radio(DEFAULT_RECIPE["optimizer"], "Optimizer", elem_id="train-optimizer")
-            form["drop_rate"] = slider(GPTConfig, "drop_rate", "Dropout", 0.0, step=0.05)
+            form["optimizer"] = optimizer_radio(DEFAULTS.optimizer, "Optimizer", elem_id="train-optimizer")
+            form["drop_rate"] = slider(GPTConfig, "drop_rate", "Dropout", DEFAULTS.drop_rate, step=0.05)
         with gr.Accordion("Custom model: its size and architecture switches", open=False):
             gr.Markdown("Used when the model is **custom**. Each switch is one step from GPT-2 (2019) toward "
                         "today's open models (Llama 3, Qwen3); the *-modern* presets have them all on, with half as "
                         "many key/value heads as heads.")
             with gr.Row():
-                form["n_layers"] = slider(GPTConfig, "n_layers", "Layers (custom)", 4)
-                form["n_heads"] = slider(GPTConfig, "n_heads", "Heads (custom)", 4)
-                form["emb_dim"] = slider(GPTConfig, "emb_dim", "Width (custom)", 128, step=8)
-                form["context_length"] = slider(GPTConfig, "context_length", "Context length (custom)", 128, step=8)
+                form["n_layers"] = slider(GPTConfig, "n_layers", "Layers (custom)", DEFAULTS.n_layers)
+                form["n_heads"] = slider(GPTConfig, "n_heads", "Heads (custom)", DEFAULTS.n_heads)
+                form["emb_dim"] = slider(GPTConfig, "emb_dim", "Width (custom)", DEFAULTS.emb_dim, step=8)
+                form["context_length"] = slider(GPTConfig, "context_length", "Context length (custom)",
+                                                DEFAULTS.context_length, step=8)
             form |= switch_inputs()
         with gr.Row():
-            form["fit_steps"] = gr.Checkbox(True, label="Fit the steps to the minutes", elem_id="train-fit",
+            form["fit_steps"] = gr.Checkbox(DEFAULTS.fit_steps, label="Fit the steps to the minutes",
+                                            elem_id="train-fit",
                                             info="a step is timed when the training starts: the learning rate's "
                                                  "schedule then ends inside the budget")
-            form["max_steps"] = slider(PretrainConfig, "max_steps", "Steps (when not fitted)", 600,
+            form["max_steps"] = slider(PretrainConfig, "max_steps", "Steps (when not fitted)", DEFAULTS.max_steps,
                                        high=limits.max_steps, elem_id="train-steps")
-            form["minutes"] = gr.Number(3.0, minimum=0.1, maximum=limits.max_minutes, label="Minutes at most")
-            form["batch_size"] = slider(PretrainConfig, "batch_size", "Batch size", 16)
+            form["minutes"] = gr.Number(DEFAULTS.minutes, minimum=0.1, maximum=limits.max_minutes,
+                                        label="Minutes at most")
+            form["batch_size"] = slider(PretrainConfig, "batch_size", "Batch size", DEFAULTS.batch_size)
         with gr.Row():
-            form["lr"] = number(PretrainConfig, "lr", "Learning rate (peak; cosine to a tenth)", DEFAULT_RECIPE["lr"])
-            form["warmup_steps"] = number(PretrainConfig, "warmup_steps", "Warmup steps", 30, high=limits.max_steps)
-            form["weight_decay"] = number(PretrainConfig, "weight_decay", "Weight decay", 0.1)
-            form["seed"] = number(PretrainConfig, "seed", "Seed", 123)
+            form["lr"] = number(PretrainConfig, "lr", "Learning rate (peak; cosine to a tenth)", DEFAULTS.lr)
+            form["warmup_steps"] = number(PretrainConfig, "warmup_steps", "Warmup steps", DEFAULTS.warmup_steps,
+                                          high=limits.max_steps)
+            form["weight_decay"] = number(PretrainConfig, "weight_decay", "Weight decay", DEFAULTS.weight_decay)
+            form["seed"] = number(PretrainConfig, "seed", "Seed", DEFAULTS.seed)
         with gr.Accordion("Compare with a second recipe", open=False):
             form["compare"] = gr.Checkbox(False, label="Train a second recipe after the first", elem_id="train-compare",
                                           info="on the same data, tokenizer and number of tokens, with the same "

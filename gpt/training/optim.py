@@ -175,28 +175,32 @@ def warmup_cosine_lr(step: int, lr: float, min_lr: float, warmup_steps: int, max
 
 
 def training_step(model: torch.nn.Module, logits_of: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor,
-                  precision: str = "float32") -> Callable[[], None]:
-    """A closure running one step on `batch` (B, T+1): forward, loss, backward, clipping, fused AdamW.
+                  precision: str = "float32", optimizer: str = "adamw") -> Callable[[], None]:
+    """A closure running one step on `batch` (B, T+1): forward, loss, backward, clipping, the optimizer's step
+    (`make_optimizer`'s, fused), in `precision` (`gpt.precision.autocast`).
 
-    `logits_of` maps inputs to logits, so any model (ours, transformers') runs the same step.
+    `logits_of` maps inputs to logits, so any model (ours, transformers') runs the same step. The optimizer is
+    part of the step: Muon's orthogonalisation can cost more than the model's own step on a CPU.
     """
-    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=True)
+    opt = make_optimizer(optimizer, model, lr=1e-4, weight_decay=0.1, fused=True)
     inputs, targets = batch[:, :-1], batch[:, 1:]
 
     def step() -> None:
-        with autocast(precision, "cpu"):
+        with autocast(precision, batch.device):
             loss = lm_loss(logits_of(inputs), targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
 
     return step
 
 
-def seconds_per_step(model: torch.nn.Module, batch: torch.Tensor, steps: int = 2) -> float:
-    """A measured time per training step of `model`: `steps` timed steps after one warm-up step."""
-    step = training_step(model.train(), model, batch)
+def seconds_per_step(model: torch.nn.Module, batch: torch.Tensor, steps: int = 2, optimizer: str = "adamw",
+                     precision: str = "auto") -> float:
+    """A measured time per training step of `model` with `optimizer`: `steps` timed steps after one warm-up step,
+    in the trainer's precision by default (`auto`: bfloat16 where this machine multiplies it faster)."""
+    step = training_step(model.train(), model, batch, precision, optimizer)
     step()
     start = time.perf_counter()
     for _ in range(steps):

@@ -1,11 +1,13 @@
 """The Train tab's recipes: every architecture switch and the optimizer from the form, impossible combinations
-refused before anything starts, steps fitted to a measured rate, time left by steps, and two recipes side by side."""
+refused before anything starts, the check's steps fitted to a measured rate, time left by steps, and two recipes
+side by side (`gpt.pretrain.recipes` trains them; tests/pretrain/test_recipes.py tests its planning)."""
 
 from __future__ import annotations
 
 import pytest
 
 from gpt.config import PRESETS, GPTConfig
+from gpt.pretrain import recipes
 from gpt.training.events import TrainEvent
 from tests.ui.helpers import choices, session
 from tests.ui.test_train_tab import WAIT_S, form, registry  # noqa: F401 - the fixture
@@ -47,7 +49,7 @@ def test_an_impossible_combination_is_one_line_naming_the_fields_and_starts_noth
     def no_model(*args, **kwargs):
         raise AssertionError("a model was built for an impossible recipe")
 
-    monkeypatch.setattr(train_tab, "GPTModel", no_model)
+    monkeypatch.setattr(recipes, "GPTModel", no_model)
     for action in (lambda f: train_tab.check_model(runner, f),
                    lambda f: train_tab.start_training(runner, None, f, request=session("alice"))):
         with pytest.raises(ValueError, match=message):
@@ -55,26 +57,14 @@ def test_an_impossible_combination_is_one_line_naming_the_fields_and_starts_noth
     assert runner.job_of("alice") is None and not runner.limits.runs_dir.exists()
 
 
-def test_the_steps_follow_the_measured_rate(runner, monkeypatch):
+def test_the_check_fits_the_steps_to_the_measured_rate(runner, monkeypatch):
     """Rates are injected, not timed: the first recipe fills 90% of the budget, the second sees as many tokens."""
-    assert train_tab.fitted_steps(180, 0.3, 20_000) == 540 and train_tab.fitted_steps(180, 0.6, 20_000) == 270
-    assert train_tab.fitted_steps(180, 1e-6, 20_000) == 20_000 and train_tab.fitted_steps(1, 60, 20_000) == 1
     rates = {"adamw": 0.25, "muon": 0.5}
-    monkeypatch.setattr(train_tab, "step_seconds", lambda model, optimizer, batch: rates[optimizer])
+    monkeypatch.setattr(train_tab, "recipe_seconds_per_step", lambda cfg: rates[cfg.optimizer])
     info = train_tab.check_model(runner, form(fit_steps=True, minutes=3, compare=True, b_preset="tiny",
                                               b_optimizer="muon"))
     assert "**250 ms per step**" in info and "**648 steps**" in info  # 0.9 * 180 s / 0.25 s
     assert "The same 41,472 tokens: 162 steps, about 81 s" in info  # tiny's context is 64: 648 * 16 / 64 steps
-    plans = [train_tab.Plan("A", train_tab.with_steps(train_tab.PretrainConfig(
-        model=train_tab.model_config(form(), 300), max_steps=60, batch_size=4, warmup_steps=5), 60), None),
-        train_tab.Plan("B", train_tab.PretrainConfig(model=GPTConfig.preset("tiny", vocab_size=300), optimizer="muon",
-                                                     max_steps=60, batch_size=4, warmup_steps=5), None)]
-    fitted, second = train_tab.plan_recipes(plans, 180, 20_000, 180)
-    assert fitted["config"]["max_steps"] == 648 and fitted["config"]["eval_interval"] == 32
-    assert fitted["seconds_per_step"] == 0.25 and fitted["time_limit_s"] == 180
-    assert second["config"]["max_steps"] == 162 and second["time_limit_s"] == 180  # 81 s: within the first's limit
-    as_sent, _ = train_tab.plan_recipes(plans, None, 20_000, 180)
-    assert as_sent["config"]["max_steps"] == 60
 
 
 def step(n: int, elapsed: float, total: int = 100) -> TrainEvent:
@@ -104,6 +94,7 @@ def test_two_recipes_train_on_the_same_tokens_and_show_side_by_side(runner, regi
                                        request=session("alice"))
     assert "then custom (positions rotary, norm rmsnorm), Muon as run:" in line
     job = runner.job_of("alice")
+    assert job.target is recipes.train_recipes  # the library's: the training process imports no Gradio
     assert runner.wait(job, WAIT_S) and job.state == "done", job.error
     first, second = job.result.runs
     assert first.tokens_seen == second.tokens_seen == 30 * 4 * 16 and job.result.finished

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -114,6 +115,24 @@ def test_model_check_measures_a_step_and_refuses_too_large_models(runner):
     with pytest.raises(ValueError, match="Steps must be between"):
         train_tab.check_model(runner, form(preset="tiny", max_steps=10**9, minutes=1))
 
+
+
+def test_the_page_opens_with_the_defaults(runner, registry):
+    """`train_tab.DEFAULTS` is what a visitor starts without changing anything (and what benchmarks.train_app runs)."""
+    import gradio as gr
+
+    with gr.Blocks() as page:
+        picker = gr.Dropdown()
+        with gr.Tab("Train") as tab:
+            train_tab.build(runner, registry, picker, tab)
+    start = next(fn for fn in page.fns.values() if fn.api_name == "train_start")
+    shown = dict(zip(start.input_keyword_names, start.inputs[-len(start.input_keyword_names):], strict=True))
+    empty = {"mlp_hidden", "n_kv_heads", "b_mlp_hidden", "b_n_kv_heads"}  # an empty box: GPTConfig's default (None)
+    assert {name: c.value for name, c in shown.items() if name not in empty} == {
+        name: value for name, value in asdict(train_tab.DEFAULTS).items() if name not in empty}
+    assert all(shown[name].value == "" and getattr(train_tab.DEFAULTS, name) is None for name in empty)
+    assert (train_tab.DEFAULTS.preset, train_tab.DEFAULTS.optimizer, train_tab.DEFAULTS.lr) == tuple(
+        train_tab.DEFAULT_RECIPE[k] for k in ("preset", "optimizer", "lr"))
 
 # -- jobs --------------------------------------------------------------------------------------------
 
