@@ -30,6 +30,7 @@ import torch
 
 from gpt.config import GPTConfig
 from gpt.data.corpus import join_documents, load_corpus
+from gpt.precision import resolve_autocast
 from gpt.pretrain.baselines import xz_bits_per_byte
 from gpt.pretrain.trainer import PretrainConfig, Pretraining, set_up, train_step
 from gpt.tokenizer import Tokenizer, load_tokenizer
@@ -114,6 +115,7 @@ def speedrun(recipes: list[Recipe], size: str, tokens: int, batch_size: int, eva
     for name, run in runs.items():
         loss, n_scored = heldout_loss(run.model, val_tokens)
         results[name] = {"params": run.model.n_params(), "final_windows_loss": curves[name][-1][2],
+                         "arithmetic": resolve_autocast(run.cfg.autocast, run.ddp.device),
                          "held_out_loss": loss, "held_out_bits_per_byte": bits_per_byte(loss * n_scored, n_bytes),
                          "seconds": seconds[name], "tokens": run.tokens_seen,
                          "tokens_per_s": run.tokens_seen / seconds[name], "curve": curves[name],

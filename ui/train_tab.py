@@ -57,8 +57,8 @@ from ui.labels import piece_label, tokens_html
 from ui.registry import RUN_PREFIX, ModelRegistry
 from ui.training_panel import Panel, Submission, duration, owner_of, owner_token, receive_run_zip, run_zip
 
-# The recipe the page starts with, in one place (provisional: the speedrun decides).
-DEFAULT_RECIPE = {"preset": "classroom-modern", "optimizer": "muon", "lr": 3e-3}
+# The recipe the page starts with, in one place: the fastest of `python -m benchmarks.speedrun` (README, Pretraining).
+DEFAULT_RECIPE = {"preset": "classroom-modern", "optimizer": "muon", "lr": 4e-3}
 SECOND_RECIPE = {"preset": "classroom", "optimizer": "adamw"}  # the comparison's: GPT-2 (2019) with AdamW
 KJV = "King James Bible (61 books)"
 # The checkboxes' labels -> what `select_corpus` takes: a source, or one novel
