@@ -65,7 +65,8 @@ def test_config_flags_and_the_seed_reach_the_run(make_checkpoint, data, tmp_path
     assert load_checkpoint(out).tokenizer.pretokenizer == "digits"
     assert meta["finetune"] == {"epochs": 1, "batch_size": 4, "lr": 1e-4, "weight_decay": 0.0, "mask_prompt": False,
                                 "group_by_length": True, "seed": 7, "autocast": "float32", "lora_rank": 0,
-                                "lora_alpha": 16.0, "trainable_blocks": None, "eval_every": 0, "pretokenizer": "digits"}
+                                "lora_alpha": 16.0, "trainable_blocks": None, "eval_every": 0, "pretokenizer": "digits",
+                                "optimizer": "adamw"}
     assert meta["split_seed"] == 7 and meta["n_train"] == 8 and meta["steps"] == 2
     assert not (out / "instruct_eval.json").exists()
     with pytest.raises(SystemExit, match="2"):  # out of the field's bounds: argparse's usage error
