@@ -13,6 +13,7 @@ budget.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,9 @@ from ui.training_panel import Panel, Submission, duration, owner_of, owner_token
 
 # The recipe the page starts with, in one place: the fastest of `python -m benchmarks.speedrun` (README, Pretraining).
 DEFAULT_RECIPE = {"preset": "classroom-modern", "optimizer": "muon", "lr": 4e-3}
+# One timed step at a time in the server: steps timed side by side would measure each other, and each visitor's
+# thread would keep its own memory for them.
+PROBE_LOCK = threading.Lock()
 SECOND_RECIPE = {"preset": "classroom", "optimizer": "adamw"}  # the comparison's: GPT-2 (2019) with AdamW
 KJV = "King James Bible (61 books)"
 # The checkboxes' labels -> what `select_corpus` takes: a source, or one novel
@@ -374,7 +378,8 @@ def check_model(runner: JobRunner, form: TrainForm) -> str:
     for i, recipe in enumerate(chosen):
         cfg = recipe.model
         check_size(runner, cfg)
-        seconds = recipe_seconds_per_step(PretrainConfig(model=cfg, optimizer=recipe.optimizer, batch_size=batch))
+        with PROBE_LOCK:
+            seconds = recipe_seconds_per_step(PretrainConfig(model=cfg, optimizer=recipe.optimizer, batch_size=batch))
         tokens_per_step = batch * cfg.context_length
         if i == 0:
             first_steps = fitted_steps(60 * minutes, seconds, runner.limits.max_steps) if fit else steps

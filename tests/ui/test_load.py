@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from tests.ui.app_client import TRAIN
 from tests.ui.endpoints import base_values, client_call, problem
 from ui.jobs import JobRunner, TrainLimits
 from ui.registry import ModelRegistry
+from ui.train_tab import DEFAULTS
 
 USERS = 20
 CALLS_PER_USER = 7  # the three that check sessions, and four of the rest in turn
@@ -47,7 +49,10 @@ def marker(user: int) -> str:
 
 # The Train tab's settings with 5,000 steps and two minutes, the most the server below allows (the page fits
 # the steps to them): the training runs through the whole load.
-LOAD_TRAIN = [*TRAIN[:13], 5000, 2.0, *TRAIN[15:]]
+# The settings the tab added since TRAIN was written take the page's opening values (a text box's example value
+# would be refused as a number).
+PAGE_SINCE = [("" if value is None else value) for value in astuple(DEFAULTS)[len(TRAIN) - 1:]]
+LOAD_TRAIN = [*TRAIN[:13], 5000, 2.0, *TRAIN[15:], *PAGE_SINCE]
 # The realistic mix: (endpoint, arguments for user i). Endpoints not named here run with their
 # example values from view_api (they must answer with a value or a short message).
 MIX: dict[str, Callable[[int], list[Any]]] = {
