@@ -343,9 +343,13 @@ def recipes(form: TrainForm, vocab_size: int) -> list[Recipe]:
 
 
 def describe(cfg: GPTConfig) -> str:
-    """The model's shape and switches, short: what differs from GPT-2 named as the model card names it."""
-    return (f"{cfg.n_layers} layers, {cfg.n_heads} heads, {cfg.emb_dim} wide, context {cfg.context_length}, an MLP "
-            f"{cfg.hidden_dim} wide; {cfg.architecture() or 'otherwise GPT-2'}")
+    """The model's shape and switches, short."""
+    heads = f"{cfg.n_heads} heads" + (f" sharing {cfg.kv_heads} key/value heads" if cfg.kv_heads < cfg.n_heads else "")
+    extras = [f"{cfg.positions} positions", cfg.norm, f"{cfg.mlp} MLP ({cfg.hidden_dim} hidden)"]
+    extras += ["QK-norm"] if cfg.qk_norm else []
+    extras += [] if cfg.bias else ["no biases"]
+    extras += [] if cfg.tie_weights else ["untied head"]
+    return f"{cfg.n_layers} layers, {heads}, {cfg.emb_dim} wide, context {cfg.context_length}; {', '.join(extras)}"
 
 
 def check_size(runner: JobRunner, cfg: GPTConfig) -> None:
