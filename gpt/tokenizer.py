@@ -95,6 +95,24 @@ class Tokenizer:
     def n_vocab(self) -> int:
         return self.eot_id + 1
 
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """Every id that ends a generation: here only `<|endoftext|>` (a Hub tokenizer may have several)."""
+        return (self.eot_id,)
+
+    @property
+    def longest_token_bytes(self) -> int:
+        """The most bytes one token stands for: a text of n characters is at least n / this tokens."""
+        return max(map(len, self.ranks))
+
+    def token_id(self, piece: bytes) -> int | None:
+        """The id of the token with exactly these bytes, or None (the bytes are several tokens here)."""
+        return self.eot_id if piece == END_OF_TEXT.encode() else self.ranks.get(piece)
+
+    def same_as(self, other: object) -> bool:
+        """The same vocabulary: ids mean the same pieces, so two models compare token by token."""
+        return self is other or (isinstance(other, Tokenizer) and self.ranks == other.ranks)
+
     def encode(self, text: str, allow_special: bool = False) -> list[int]:
         """Encode text. `<|endoftext|>` typed by a user is plain text unless `allow_special`."""
         allowed = {END_OF_TEXT} if allow_special else set()
