@@ -10,7 +10,7 @@ import torch
 
 from gpt.checkpoint import Checkpoint
 from gpt.generate import SamplingConfig, next_token_logits, stream
-from gpt.tokenizer import END_OF_TEXT, Tokenizer
+from gpt.tokenizer import Tokenizer
 from ui.common import check_number, clip_chars, fit_context, require_text, user_errors, with_notices
 from ui.inside import chat_prompt_option, load_two, model_text, other_dropdown, same_tokenizer, where
 from ui.labels import bytes_label
@@ -25,7 +25,7 @@ EXPLAIN = ("**Model against model.** The same prompt to two models: their probab
 
 def token_id(tokenizer: Tokenizer, piece: bytes) -> int | None:
     """The id of the token with exactly these bytes in this vocabulary, or None (the text is several tokens there)."""
-    return tokenizer.eot_id if piece == END_OF_TEXT.encode() else tokenizer.ranks.get(piece)
+    return tokenizer.token_id(piece)
 
 
 def distributions_figure(pair: list[tuple[str, Checkpoint, torch.Tensor]]) -> tuple[go.Figure, list[str]]:

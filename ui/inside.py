@@ -80,7 +80,7 @@ def load_two(registry: ModelRegistry, first: str, second: str) -> tuple[Checkpoi
 
 def same_tokenizer(a: Tokenizer, b: Tokenizer) -> bool:
     """The same vocabulary: token ids mean the same pieces, so the two models can be compared token by token."""
-    return a is b or a.ranks == b.ranks
+    return a.same_as(b)
 
 
 # -- a chat model's prompt ---------------------------------------------------------------------------

@@ -184,7 +184,7 @@ def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenize
     budget = context_length - max_new_tokens
     if budget <= 0:
         raise ValueError(f"max_new_tokens ({max_new_tokens}) must be below the context length ({context_length})")
-    most_chars = budget * max(map(len, tokenizer.ranks))  # more characters than this are more than `budget` tokens
+    most_chars = budget * tokenizer.longest_token_bytes  # more characters than this are more than `budget` tokens
     if len(message) > most_chars:
         raise ValueError(f"The message is too long for this model: {len(message):,} characters, and its prompt "
                          f"has room for {budget} tokens (a context of {context_length}, less {max_new_tokens} for "
