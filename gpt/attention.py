@@ -54,11 +54,12 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
         self.layer_idx = layer_idx
-        # fused W_query|W_key|W_value; with grouped-query attention the keys and values are narrower
-        self.qkv = nn.Linear(cfg.emb_dim, cfg.emb_dim + 2 * cfg.kv_dim, bias=cfg.qkv_bias)
-        self.q_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6) if cfg.qk_norm else None
-        self.k_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6) if cfg.qk_norm else None
-        self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.bias)
+        # fused W_query|W_key|W_value; with grouped-query attention the keys and values are narrower. The heads'
+        # width (q_dim = n_heads x head_dim) is the stream's unless head_width sets it apart (Qwen3).
+        self.qkv = nn.Linear(cfg.emb_dim, cfg.q_dim + 2 * cfg.kv_dim, bias=cfg.qkv_bias)
+        self.q_norm = nn.RMSNorm(cfg.head_dim, eps=cfg.eps_for("rmsnorm")) if cfg.qk_norm else None
+        self.k_norm = nn.RMSNorm(cfg.head_dim, eps=cfg.eps_for("rmsnorm")) if cfg.qk_norm else None
+        self.out_proj = nn.Linear(cfg.q_dim, cfg.emb_dim, bias=cfg.bias)
         self.drop_rate = cfg.drop_rate
         self.attn_dropout = nn.Dropout(cfg.drop_rate)
 
@@ -66,7 +67,7 @@ class CausalSelfAttention(nn.Module):
         self, x: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False, rotary: Rotary | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, T, C) -> (B, T, C), and the (B, H, T, T_total) attention weights if asked for."""
-        B, T, C = x.shape
+        B, T, _ = x.shape
         H, KV, hd = self.n_heads, self.n_kv_heads, self.head_dim
         q, k, v = self.qkv(x).split([H * hd, KV * hd, KV * hd], dim=-1)
         q, k, v = q.view(B, T, H, hd), k.view(B, T, KV, hd), v.view(B, T, KV, hd)
@@ -95,8 +96,8 @@ class CausalSelfAttention(nn.Module):
             y = self.attn_dropout(weights) @ v
         else:
             weights, y = None, self.attend(q, k, v, mask)  # (B, H, T, hd)
-        y = y.transpose(1, 2).reshape(B, T, C)  # re-assemble the heads side by side
-        return self.out_proj(y), weights
+        y = y.transpose(1, 2).reshape(B, T, H * hd)  # re-assemble the heads side by side
+        return self.out_proj(y), weights  # (B, T, C)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """softmax(q k^T / sqrt(hd)) v, (B, H, T, hd), by PyTorch's fused kernel, which never forms the weights.

@@ -88,13 +88,14 @@ class GPTConfig:
     switches existed has none of them and loads as GPT-2.
     """
 
-    vocab_size: int = option(50257, "tokens the embedding and output head have rows for",
-                             low=1, high=65536)  # token files store ids as uint16
-    context_length: int = option(1024, "the most tokens the model reads at once",
-                                 low=8, high=1024)
-    emb_dim: int = option(768, "width of the residual stream", low=8, high=1600)
-    n_heads: int = option(12, "attention (query) heads per layer (emb_dim must divide by it)", low=1, high=32)
-    n_layers: int = option(12, "transformer blocks", low=1, high=48)
+    vocab_size: int = option(50257, "tokens the embedding and output head have rows for (GPT-2 50,257, Llama 3 "
+                             "128,256, Qwen3 151,936)", low=1, high=262144)
+    context_length: int = option(1024, "the most tokens the model reads at once (the KV cache is allocated for all "
+                                 "of them)", low=8, high=131072)
+    emb_dim: int = option(768, "width of the residual stream", low=8, high=8192)
+    n_heads: int = option(12, "attention (query) heads per layer (emb_dim must divide by it unless head_width is set)",
+                          low=1, high=128)
+    n_layers: int = option(12, "transformer blocks", low=1, high=128)
     drop_rate: float = option(0.0, "dropout on embeddings, attention weights and residual branches", low=0.0, high=0.5)
     qkv_bias: bool = option(True, "biases on the query/key/value projection (OpenAI's GPT-2 and Qwen2 have them)")
     tie_weights: bool = option(True, "share the token embedding with the output head (GPT-2 does; Llama 3 8B does not)")
@@ -103,37 +104,74 @@ class GPTConfig:
                             "by an angle that grows with their position, so attention sees offsets (Llama, Qwen)",
                             choices=POSITIONS)
     rope_base: float = option(10000.0, "rotary positions: the base of the angles' frequencies (Llama 3 500000, "
-                              "Qwen3 1000000); larger turns slower, for longer contexts", low=2.0, high=1e8)
+                              "Qwen3 1000000); larger turns slower, for longer contexts", low=2.0, high=1e9)
     norm: str = option("layernorm", "layernorm: subtract the mean, divide by the spread, scale and shift (GPT-2); "
                        "rmsnorm: divide by the root mean square and scale, cheaper and as good (Llama, Qwen)",
                        choices=NORMS)
     mlp: str = option("gelu", "gelu: expand, GELU, project back (GPT-2); swiglu: a SiLU gate multiplies a second "
                       "expansion (Llama, Qwen)", choices=MLPS)
     mlp_hidden: int | None = option(None, "the MLP's hidden width; none: 4 x emb_dim for gelu, about 8/3 x emb_dim "
-                                    "(a multiple of 16) for swiglu, the same parameters", low=1, high=16384)
+                                    "(a multiple of 16) for swiglu, the same parameters", low=1, high=65536)
     n_kv_heads: int | None = option(None, "key/value heads: none or n_heads is multi-head attention, fewer is "
                                     "grouped-query (each serves n_heads / n_kv_heads query heads), 1 multi-query; "
-                                    "fewer shrink the KV cache", low=1, high=32)
+                                    "fewer shrink the KV cache", low=1, high=128)
     qk_norm: bool = option(False, "RMS-normalise each head's queries and keys before their product (Qwen3, OLMo 2): "
                            "keeps attention logits from growing")
     bias: bool = option(True, "biases on the attention output, the MLP and LayerNorm (GPT-2); off in Llama and Qwen")
+    head_width: int | None = option(None, "numbers per attention head; none: emb_dim / n_heads. Qwen3-0.6B's 16 heads "
+                                    "are 128 wide on a 1024-wide stream: attention then works in a wider space than "
+                                    "the residual stream and out_proj brings it back", low=2, high=1024)
+    norm_eps: float | None = option(None, "the small number every norm adds before dividing, so that a zero vector "
+                                    "does not divide by zero; none: 1e-5 for LayerNorm, 1e-6 for RMSNorm (Llama "
+                                    "and SmolLM2 use 1e-5, Qwen3 1e-6)", low=1e-12, high=0.1)
+    rope_scaling: float | None = option(None, "rotary positions: Llama 3.1's stretch of long contexts; the slowest "
+                                        "frequencies turn this many times slower (8 in Llama 3.1, 32 in 3.2), the "
+                                        "fastest are kept, those between are blended; none: no stretch",
+                                        low=1.0, high=1024.0)
+    rope_low_freq_factor: float = option(1.0, "rope_scaling: wavelengths longer than rope_original_context / this "
+                                         "are stretched in full", low=0.01, high=1024.0)
+    rope_high_freq_factor: float = option(4.0, "rope_scaling: wavelengths shorter than rope_original_context / this "
+                                          "are kept as they are", low=0.01, high=1024.0)
+    rope_original_context: int = option(8192, "rope_scaling: the context the model was first trained on (Llama 3's "
+                                        "8,192)", low=1, high=1048576)
 
     def __post_init__(self) -> None:
         check_options(self)
         for f in fields(self):
             if f.type in (bool, "bool") and not isinstance(getattr(self, f.name), bool):
                 raise ValueError(f"GPTConfig.{f.name} must be true or false, got {getattr(self, f.name)!r}")
-        if self.emb_dim % self.n_heads:
+        if self.head_width is None and self.emb_dim % self.n_heads:
             raise ValueError(f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})")
         if self.n_heads % self.kv_heads:
             raise ValueError(f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.kv_heads})")
         if self.positions == "rotary" and self.head_dim % 2:
-            raise ValueError(f"rotary positions turn pairs of numbers: the head width emb_dim / n_heads "
-                             f"({self.emb_dim} / {self.n_heads} = {self.head_dim}) must be even")
+            width = (f"head_width ({self.head_width})" if self.head_width is not None else
+                     f"emb_dim / n_heads ({self.emb_dim} / {self.n_heads} = {self.head_dim})")
+            raise ValueError(f"rotary positions turn pairs of numbers: the head width {width} must be even")
+        if self.rope_scaling is not None and self.positions != "rotary":
+            raise ValueError(f"rope_scaling stretches rotary positions: it needs positions 'rotary', "
+                             f"not {self.positions!r}")
+        if self.rope_scaling is not None and self.rope_high_freq_factor <= self.rope_low_freq_factor:
+            raise ValueError(f"rope_high_freq_factor ({self.rope_high_freq_factor:g}) must be larger than "
+                             f"rope_low_freq_factor ({self.rope_low_freq_factor:g})")
 
     @property
     def head_dim(self) -> int:
-        return self.emb_dim // self.n_heads
+        """Numbers per attention head: `head_width`, or the stream's width shared out among the heads."""
+        return self.head_width if self.head_width is not None else self.emb_dim // self.n_heads
+
+    @property
+    def q_dim(self) -> int:
+        """Width of all the heads' queries side by side (and of what out_proj reads): emb_dim unless head_width
+        makes the heads wider or narrower."""
+        return self.n_heads * self.head_dim
+
+    def eps_for(self, norm: str) -> float:
+        """What a norm of kind `norm` adds under its root: `norm_eps`, or that kind's default (QK-norm is an
+        RMSNorm whatever the blocks' norm)."""
+        if self.norm_eps is not None:
+            return self.norm_eps
+        return 1e-6 if norm == "rmsnorm" else 1e-5
 
     @property
     def kv_heads(self) -> int:
@@ -162,8 +200,8 @@ class GPTConfig:
     def n_params(self, include_output_head: bool = True) -> int:
         """Exact parameter count of `GPTModel(self)` without building it."""
         d, v, layers, h = self.emb_dim, self.vocab_size, self.n_layers, self.hidden_dim
-        qkv_out = d + 2 * self.kv_dim
-        attn = d * qkv_out + (qkv_out if self.qkv_bias else 0) + d * d + (d if self.bias else 0)
+        qkv_out = self.q_dim + 2 * self.kv_dim
+        attn = d * qkv_out + (qkv_out if self.qkv_bias else 0) + self.q_dim * d + (d if self.bias else 0)
         attn += 2 * self.head_dim if self.qk_norm else 0
         expand = h if self.mlp == "gelu" else 2 * h  # swiglu: the gate and the up projection, fused
         mlp = d * expand + h * d + ((expand + d) if self.bias else 0)
@@ -190,10 +228,12 @@ class GPTConfig:
 
         Weights, gradients and AdamW's two moments are four float32 copies of the parameters. The
         activations: per layer and token about 8 floats per width unit (attention inputs, norms,
-        residuals), 2 per hidden unit of the MLP, and the attention weights; plus the logits and their gradient.
+        residuals; two of them as wide as the heads' queries), 2 per hidden unit of the MLP, and the attention
+        weights; plus the logits and their gradient.
         """
         tokens = batch_size * self.context_length
-        per_layer = tokens * (8 * self.emb_dim + 2 * self.hidden_dim + 2 * self.n_heads * self.context_length)
+        width = 6 * self.emb_dim + 2 * self.q_dim
+        per_layer = tokens * (width + 2 * self.hidden_dim + 2 * self.n_heads * self.context_length)
         return 16 * self.n_params() + 4 * (self.n_layers * per_layer + 2 * tokens * self.vocab_size)
 
     def architecture(self) -> str:
@@ -205,14 +245,20 @@ class GPTConfig:
         parts = []
         if self.norm == "rmsnorm":
             parts.append("RMSNorm")
+        if self.norm_eps is not None:
+            parts.append(f"norm eps {self.norm_eps:g}")
         if self.positions != "learned":
             turned = self.positions == "rotary" and self.rope_base != GPTConfig.rope_base
             base = f" (base {self.rope_base:,g})" if turned else ""
             parts.append(f"{self.positions} positions{base}")
+        if self.rope_scaling is not None:
+            parts.append(f"Llama 3 RoPE scaling x{self.rope_scaling:g}")
         if self.mlp == "swiglu":
             parts.append("SwiGLU")
         if self.mlp_hidden is not None:
             parts.append(f"MLP {self.mlp_hidden} wide")
+        if self.head_width is not None:
+            parts.append(f"heads {self.head_width} wide")
         if self.kv_heads < self.n_heads:
             parts.append("1 KV head (multi-query)" if self.kv_heads == 1 else f"{self.kv_heads} KV heads")
         if self.qk_norm:

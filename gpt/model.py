@@ -24,8 +24,8 @@ def norm_layer(cfg: GPTConfig) -> nn.Module:
     RMSNorm skips the mean and the shift: x / rms(x) * gain, one reduction fewer, and trains as well.
     """
     if cfg.norm == "rmsnorm":
-        return nn.RMSNorm(cfg.emb_dim, eps=1e-6)
-    return nn.LayerNorm(cfg.emb_dim, eps=1e-5, bias=cfg.bias)
+        return nn.RMSNorm(cfg.emb_dim, eps=cfg.eps_for("rmsnorm"))
+    return nn.LayerNorm(cfg.emb_dim, eps=cfg.eps_for("layernorm"), bias=cfg.bias)
 
 
 class FeedForward(nn.Module):
@@ -170,3 +170,19 @@ class GPTModel(nn.Module):
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # shared (tied) tensors count once
+
+
+def empty_model(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel:
+    """A GPTModel in `dtype` whose tensors are allocated but not initialised, for a loader that overwrites them all.
+
+    Random initialisation of a billion parameters takes longer than reading them, so the model is built on the
+    meta device and only then given memory; the position tables, constants of the config, are built for real.
+    """
+    with torch.device("meta"):
+        model = GPTModel(cfg)
+    model = model.to(dtype).to_empty(device="cpu")
+    if cfg.tie_weights:  # to_empty gives each parameter its own storage, which unties the head
+        model.out_head.weight = model.tok_emb.weight
+    for name, table in position_tables(cfg).items():  # to_empty left them as garbage
+        setattr(model, name, table.to(dtype))
+    return model

@@ -7,6 +7,8 @@ stream and instead turn every query and key inside attention by an angle proport
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from gpt.config import GPTConfig
@@ -28,13 +30,38 @@ def sinusoidal_positions(context_length: int, emb_dim: int) -> torch.Tensor:
     return table.float()
 
 
-def rotary_tables(context_length: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the rotary angles, each (context_length, head_dim // 2): angle[pos, i] = pos / base^(2i/hd).
+def rotary_frequencies(head_dim: int, base: float = 10000.0) -> torch.Tensor:
+    """The angle per position of each pair of a head, (head_dim // 2,) in float64: 1 / base^(2i/hd)."""
+    return 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+
+
+def llama3_scaled(inv_freq: torch.Tensor, factor: float, low_freq_factor: float, high_freq_factor: float,
+                  original_context: int) -> torch.Tensor:
+    """Llama 3.1's stretch of rotary frequencies (`rope_type: llama3`), so a model trained on `original_context`
+    tokens reads `factor` times more.
+
+    A pair whose wavelength (2 pi / frequency: positions per full turn) is shorter than original_context /
+    high_freq_factor turns many times within the old window and keeps its frequency: it measures short
+    offsets, which stay the same. One longer than original_context / low_freq_factor never turned once in
+    training: it is slowed by `factor`, so the longer window spans angles the model has seen. Between the two,
+    the frequency is blended linearly in original_context / wavelength.
+    """
+    wavelength = 2 * math.pi / inv_freq
+    turns = original_context / wavelength  # full turns within the original window
+    blend = ((turns - low_freq_factor) / (high_freq_factor - low_freq_factor)).clamp(0.0, 1.0)  # 0: slowed, 1: kept
+    return (1 - blend) * inv_freq / factor + blend * inv_freq
+
+
+def rotary_tables(context_length: int, head_dim: int, base: float = 10000.0,
+                  inv_freq: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles, each (context_length, head_dim // 2): angle[pos, i] = pos / base^(2i/hd),
+    or pos * inv_freq[i] where the frequencies are given (stretched by `llama3_scaled`).
 
     Pair i of a head turns at its own frequency, fast for the first pairs, slow for the last.
     Computed in float64 for the same reason as the sinusoidal table.
     """
-    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (hd/2,)
+    if inv_freq is None:
+        inv_freq = rotary_frequencies(head_dim, base)  # (hd/2,)
     angles = torch.arange(context_length, dtype=torch.float64)[:, None] * inv_freq  # (T, hd/2)
     return angles.cos().float(), angles.sin().float()
 
@@ -57,6 +84,10 @@ def position_tables(cfg: GPTConfig) -> dict[str, torch.Tensor]:
     if cfg.positions == "sinusoidal":
         return {"pos_table": sinusoidal_positions(cfg.context_length, cfg.emb_dim)}
     if cfg.positions == "rotary":
-        cos, sin = rotary_tables(cfg.context_length, cfg.head_dim, cfg.rope_base)
+        inv_freq = rotary_frequencies(cfg.head_dim, cfg.rope_base)
+        if cfg.rope_scaling is not None:
+            inv_freq = llama3_scaled(inv_freq, cfg.rope_scaling, cfg.rope_low_freq_factor, cfg.rope_high_freq_factor,
+                                     cfg.rope_original_context)
+        cos, sin = rotary_tables(cfg.context_length, cfg.head_dim, inv_freq=inv_freq)
         return {"rope_cos": cos, "rope_sin": sin}
     return {}

@@ -25,7 +25,7 @@ from gpt.checkpoint import WEIGHTS_FILE, Checkpoint, load_checkpoint, load_state
 from gpt.config import PRESETS, GPTConfig
 from gpt.kernels import accelerate
 from gpt.memory import require_disk, require_memory
-from gpt.model import GPTModel
+from gpt.model import GPTModel, empty_model
 from gpt.precision import name_of
 from gpt.tokenizer import load_tokenizer
 
@@ -143,20 +143,6 @@ def hub_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return ours
 
 
-def _empty_model(cfg: GPTConfig, dtype: torch.dtype) -> GPTModel:
-    """A GPTModel in `dtype` whose tensors are allocated but not initialised.
-
-    Every tensor is overwritten from the file, and random initialisation of 1.5B parameters takes
-    longer than reading them, so the model is built on the meta device and only then given memory.
-    """
-    with torch.device("meta"):
-        model = GPTModel(cfg)
-    model = model.to(dtype).to_empty(device="cpu")
-    if cfg.tie_weights:  # to_empty gives each parameter its own storage, which unties the head
-        model.out_head.weight = model.tok_emb.weight
-    return model
-
-
 def load_gpt2_file(path: str | Path, cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> GPTModel:
     """Our model (with its fast modules, `gpt.kernels.accelerate`) from a local safetensors file in the Hub's
     layout or ours; mismatches name the tensor."""
@@ -166,7 +152,7 @@ def load_gpt2_file(path: str | Path, cfg: GPTConfig, dtype: torch.dtype = torch.
     if is_hub_layout(state):
         state = hub_to_ours(state)
         source += " (GPT-2 Hub layout, names and shapes mapped to ours)"
-    model = _empty_model(cfg, dtype)
+    model = empty_model(cfg, dtype)
     load_weights_into(model, state, source)
     return accelerate(model).eval()
 

@@ -59,13 +59,19 @@ SWITCHES: dict[str, dict[str, Any]] = {
     "qk-norm": {"qk_norm": True},
     "no-bias": {"bias": False, "qkv_bias": False},
     "untied": {"tie_weights": False},
+    "head-width": {"head_width": 32},
+    "norm-eps": {"norm": "rmsnorm", "norm_eps": 1e-5},
+    "rope-scaling": {"positions": "rotary", "rope_scaling": 8.0, "rope_low_freq_factor": 1.0,
+                     "rope_high_freq_factor": 4.0, "rope_original_context": 16},
 }
 NAMES = [*SWITCHES, "modern"]
 NAMED = {  # what a card says of each switch
     "rmsnorm": "RMSNorm", "sinusoidal": "sinusoidal positions", "rotary": "rotary positions",
     "rotary-base": "rotary positions (base 500,000)", "swiglu": "SwiGLU", "mlp-hidden": "MLP 96 wide",
     "gqa": "2 KV heads", "mqa": "1 KV head (multi-query)", "qk-norm": "QK-norm", "no-bias": "no biases",
-    "untied": "untied output head", "modern": "RMSNorm · rotary positions · SwiGLU · 2 KV heads · QK-norm · no biases",
+    "untied": "untied output head", "head-width": "heads 32 wide", "norm-eps": "RMSNorm · norm eps 1e-05",
+    "rope-scaling": "rotary positions · Llama 3 RoPE scaling x8",
+    "modern": "RMSNorm · rotary positions · SwiGLU · 2 KV heads · QK-norm · no biases",
 }
 GREEDY = SamplingConfig(max_new_tokens=12, temperature=0)
 ENTRIES = [{"instruction": f"What is {a} + {b}?", "input": "", "output": str(a + b)} for a in range(2, 5)
@@ -293,7 +299,7 @@ def test_the_kv_cache_step_by_step_equals_the_full_pass(name: str) -> None:
     with torch.no_grad():
         full = model(x)
         cache = model.new_cache(batch_size=3)
-        assert cache.keys.shape == (2, 3, model.cfg.kv_heads, 64, 16)
+        assert cache.keys.shape == (2, 3, model.cfg.kv_heads, 64, model.cfg.head_dim)
         prefill = model(x[:, :11], cache)
         steps = [model(x[:, t:t + 1], cache) for t in range(11, 20)] + [model(x[:, 20:], cache)]
     torch.testing.assert_close(torch.cat([prefill, *steps], dim=1), full, atol=1e-5, rtol=1e-5)
@@ -345,7 +351,8 @@ def test_lora_adapts_every_projection_and_merges(name: str) -> None:
     cfg, d = base.cfg, base.cfg.emb_dim
     assert sum(isinstance(m, LoRALinear) for m in adapted.modules()) == 4 * cfg.n_layers
     block = adapted.trf_blocks[0]
-    assert block.att.qkv.base.out_features == d + 2 * cfg.kv_dim
+    assert block.att.qkv.base.out_features == cfg.q_dim + 2 * cfg.kv_dim
+    assert block.att.out_proj.base.in_features == cfg.q_dim and cfg.q_dim == (128 if name == "head-width" else d)
     assert block.ff.fc.base.out_features == cfg.hidden_dim * (2 if cfg.mlp == "swiglu" else 1)
     with torch.no_grad():
         assert torch.equal(adapted(ids()), base(ids()))
