@@ -19,6 +19,14 @@ from safetensors.torch import load_file, save_file
 
 from gpt.config import GPTConfig
 from gpt.files import atomic_path, sha256_of, write_text_atomic
+from gpt.hub_tokenizer import (
+    CHAT_TEMPLATE_FILE,
+    GENERATION_CONFIG,
+    TOKENIZER_CONFIG,
+    TOKENIZER_JSON,
+    HubTokenizer,
+    load_hub_tokenizer,
+)
 from gpt.kernels import accelerate
 from gpt.memory import require_memory
 from gpt.model import GPTModel
@@ -32,6 +40,10 @@ TOKENIZER_FILE = "tokenizer.tiktoken"
 CHECKSUMS = "sha256"  # config key: file name -> sha256 of the files saved beside the config
 PRETOKENIZER = "pretokenizer"  # config key, absent for GPT-2's pattern: "digits" splits numbers into digits
 QUANTIZATION = "quantization"  # config key of an int8 checkpoint: {"scheme": "int8", "group_size": null or g}
+# A Hub model's tokenizer (config "tokenizer": "tokenizer.json") is saved as the Hub has it: these files, the
+# EOS ids in generation_config.json, its name under TOKENIZER_NAME (the folder's name is the run's, not the model's).
+HUB_TOKENIZER_FILES = (TOKENIZER_JSON, TOKENIZER_CONFIG, CHAT_TEMPLATE_FILE, GENERATION_CONFIG)
+TOKENIZER_NAME = "tokenizer_name"
 
 
 class CheckpointError(ValueError):
@@ -41,31 +53,51 @@ class CheckpointError(ValueError):
 @dataclass
 class Checkpoint:
     model: GPTModel
-    tokenizer: Tokenizer
+    tokenizer: Tokenizer | HubTokenizer
     meta: dict[str, Any] = field(default_factory=dict)  # free-form: training figures, provenance
 
 
-def save_checkpoint(model: GPTModel, directory: str | Path, tokenizer: Tokenizer, meta: dict[str, Any] | None = None,
-                    dtype: torch.dtype | None = None) -> Path:
+def save_checkpoint(model: GPTModel, directory: str | Path, tokenizer: Tokenizer | HubTokenizer,
+                    meta: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write the model (optionally cast, e.g. to bfloat16 to halve the file), config and tokenizer."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    if tokenizer.name == "gpt2":
-        tokenizer_ref = "gpt2"
+    extra: dict[str, Any] = {}
+    if isinstance(tokenizer, HubTokenizer):
+        tokenizer_ref, tokenizer_files = TOKENIZER_JSON, save_hub_tokenizer(tokenizer, directory)
+        extra[TOKENIZER_NAME] = tokenizer.name
+    elif tokenizer.name == "gpt2":
+        tokenizer_ref, tokenizer_files = "gpt2", []
     else:
-        tokenizer_ref = TOKENIZER_FILE
+        tokenizer_ref, tokenizer_files = TOKENIZER_FILE, [TOKENIZER_FILE]
         write_ranks(tokenizer.ranks, directory / TOKENIZER_FILE)
+    if not isinstance(tokenizer, HubTokenizer) and tokenizer.pretokenizer != "gpt2":
+        extra[PRETOKENIZER] = tokenizer.pretokenizer
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(state_for_saving(model, dtype), str(tmp))
-    files = [WEIGHTS_FILE] + ([TOKENIZER_FILE] if tokenizer_ref == TOKENIZER_FILE else [])
+    files = [WEIGHTS_FILE, *tokenizer_files]
     config = {"model": model.cfg.to_dict(), "tokenizer": tokenizer_ref, "meta": meta or {},
-              CHECKSUMS: {name: sha256_of(directory / name) for name in files}}
-    if tokenizer.pretokenizer != "gpt2":
-        config[PRETOKENIZER] = tokenizer.pretokenizer
+              CHECKSUMS: {name: sha256_of(directory / name) for name in files}, **extra}
     if is_quantized(model):
         config[QUANTIZATION] = quantization_of(model)
     write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return directory
+
+
+def save_hub_tokenizer(tokenizer: HubTokenizer, directory: Path) -> list[str]:
+    """Write a Hub tokenizer's files into the checkpoint (the source folder may be a cache that goes away);
+    the names of the files written."""
+    write_text_atomic(directory / TOKENIZER_JSON, tokenizer.tokenizer_json)
+    write_text_atomic(directory / TOKENIZER_CONFIG, json.dumps(tokenizer.tokenizer_config, indent=2) + "\n")
+    write_text_atomic(directory / GENERATION_CONFIG, json.dumps({"eos_token_id": list(tokenizer.stop_ids)}) + "\n")
+    written = [TOKENIZER_JSON, TOKENIZER_CONFIG, GENERATION_CONFIG]
+    template = tokenizer.chat_template
+    if template is not None and template != tokenizer.tokenizer_config.get("chat_template"):
+        write_text_atomic(directory / CHAT_TEMPLATE_FILE, template)
+        written.append(CHAT_TEMPLATE_FILE)
+    else:  # a template file left by an earlier save would win over tokenizer_config.json's
+        (directory / CHAT_TEMPLATE_FILE).unlink(missing_ok=True)
+    return written
 
 
 def state_for_saving(model: GPTModel, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -159,12 +191,29 @@ def int8_skeleton(cfg: GPTConfig, quantization: Any, source: Path) -> GPTModel:
     return model
 
 
-def _tokenizer_of(directory: Path, config: dict[str, Any]) -> Tokenizer:
-    """GPT-2's BPE or the folder's own ranks file: a config someone hands us cannot point at other files."""
+def _hub_tokenizer_of(directory: Path, config: dict[str, Any]) -> HubTokenizer:
+    """The Hub tokenizer saved beside the weights, each of its files checked against the config's sha256."""
+    recorded = config.get(CHECKSUMS) if isinstance(config.get(CHECKSUMS), dict) else {}
+    for name in HUB_TOKENIZER_FILES:
+        if name in recorded and not (directory / name).is_file():
+            raise CheckpointError(f"{directory / name}: tokenizer file missing ({CONFIG_FILE} records it)")
+        verify_checksum(directory, config, name)
+    name = config.get(TOKENIZER_NAME)
+    try:
+        return load_hub_tokenizer(directory, name if isinstance(name, str) and name else None)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{directory / TOKENIZER_JSON}: not a readable tokenizer ({err})") from err
+
+
+def _tokenizer_of(directory: Path, config: dict[str, Any]) -> Tokenizer | HubTokenizer:
+    """GPT-2's BPE, the folder's own ranks file or its Hub tokenizer.json: a config someone hands us cannot
+    point at other files."""
     ref = config.get("tokenizer", "gpt2")
-    if ref not in ("gpt2", TOKENIZER_FILE):
-        raise CheckpointError(f"{directory / CONFIG_FILE}: tokenizer must be 'gpt2' or {TOKENIZER_FILE!r}, "
-                              f"got {ref!r}")
+    if ref not in ("gpt2", TOKENIZER_FILE, TOKENIZER_JSON):
+        raise CheckpointError(f"{directory / CONFIG_FILE}: tokenizer must be 'gpt2', {TOKENIZER_FILE!r} or "
+                              f"{TOKENIZER_JSON!r}, got {ref!r}")
+    if ref == TOKENIZER_JSON:
+        return _hub_tokenizer_of(directory, config)
     pretokenizer = config.get(PRETOKENIZER, "gpt2")
     if pretokenizer not in PRETOKENIZERS:
         raise CheckpointError(f"{directory / CONFIG_FILE}: {PRETOKENIZER} must be one of "
@@ -178,7 +227,7 @@ def _tokenizer_of(directory: Path, config: dict[str, Any]) -> Tokenizer:
         raise CheckpointError(f"{directory / TOKENIZER_FILE}: not a readable tokenizer ({err})") from err
 
 
-def load_checkpoint_tokenizer(directory: str | Path) -> Tokenizer:
+def load_checkpoint_tokenizer(directory: str | Path) -> Tokenizer | HubTokenizer:
     """A checkpoint's tokenizer without reading its weights (the Tokenizer tab needs only this)."""
     return _tokenizer_of(Path(directory), read_config(directory))
 

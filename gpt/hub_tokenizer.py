@@ -209,8 +209,7 @@ class HubTokenizer:
         ends inside a character (one byte of an emoji) gets an empty span, the last one the character."""
         encoding = (self._special if allow_special else self._plain).encode(text, add_special_tokens=False)
         ids, offsets = encoding.ids, encoding.offsets
-        starts = [start for start, _ in offsets]
-        nexts = starts[1:] + [len(text)]
+        nexts = [start for start, _ in offsets[1:]] + [len(text)] if ids else []
         return [TokenPiece(i, self._token_bytes[i], s, max(s, min(e, n)))
                 for i, (s, e), n in zip(ids, offsets, nexts, strict=True)]
 
