@@ -210,8 +210,8 @@ def _tokenizer_of(directory: Path, config: dict[str, Any]) -> Tokenizer | HubTok
     point at other files."""
     ref = config.get("tokenizer", "gpt2")
     if ref not in ("gpt2", TOKENIZER_FILE, TOKENIZER_JSON):
-        raise CheckpointError(f"{directory / CONFIG_FILE}: tokenizer must be 'gpt2', {TOKENIZER_FILE!r} or "
-                              f"{TOKENIZER_JSON!r}, got {ref!r}")
+        raise CheckpointError(f"{directory / CONFIG_FILE}: tokenizer must be 'gpt2' or {TOKENIZER_FILE!r} "
+                              f"(or {TOKENIZER_JSON!r} for a Hub model's), got {ref!r}")
     if ref == TOKENIZER_JSON:
         return _hub_tokenizer_of(directory, config)
     pretokenizer = config.get(PRETOKENIZER, "gpt2")
