@@ -198,11 +198,10 @@ class HubTokenizer:
         decoder does.
         """
         table = self._token_bytes
-        try:
-            return b"".join(table[i] for i in ids)
-        except IndexError:
-            bad = next(i for i in ids if not 0 <= i < len(table))
-            raise ValueError(f"token id {bad} is not in {self.name}'s vocabulary of {len(table):,}") from None
+        bad = next((i for i in ids if not 0 <= i < len(table)), None)
+        if bad is not None:  # a negative id would index from the end without a word
+            raise ValueError(f"token id {bad} is not in {self.name}'s vocabulary of {len(table):,}")
+        return b"".join(table[i] for i in ids)
 
     def pieces(self, text: str, allow_special: bool = False) -> list[TokenPiece]:
         """Tokens with their bytes and character spans, as `Tokenizer.pieces` gives them: a token that

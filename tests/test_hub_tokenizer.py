@@ -281,6 +281,8 @@ def test_what_a_hub_tokenizer_lacks_is_named(qwen: HubTokenizer) -> None:
         qwen.with_pretokenizer("digits")
     with pytest.raises(ValueError, match="not in Qwen3-like's vocabulary"):
         qwen.decode_bytes([qwen.n_vocab])
+    with pytest.raises(ValueError, match="token id -1 is not"):
+        qwen.decode_bytes([-1])
 
 
 # -- chat templates --------------------------------------------------------------------------------------
