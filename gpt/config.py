@@ -249,7 +249,8 @@ class GPTConfig:
             parts.append(f"norm eps {self.norm_eps:g}")
         if self.positions != "learned":
             turned = self.positions == "rotary" and self.rope_base != GPTConfig.rope_base
-            base = f" (base {self.rope_base:,g})" if turned else ""
+            base = f" (base {self.rope_base:,.0f})" if turned and self.rope_base.is_integer() else (
+                f" (base {self.rope_base:g})" if turned else "")
             parts.append(f"{self.positions} positions{base}")
         if self.rope_scaling is not None:
             parts.append(f"Llama 3 RoPE scaling x{self.rope_scaling:g}")

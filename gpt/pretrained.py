@@ -1,5 +1,6 @@
 """OpenAI's pretrained GPT-2 (124M to 1558M), fetched from the Hugging Face Hub and mapped onto `GPTModel`;
-and `load_model`, which takes either a GPT-2 name or one of our checkpoint folders.
+and `load_model`, which takes a GPT-2 name, one of our checkpoint folders, or an open model of the Llama
+layout (`gpt.open_models`: a named one, a Hub repo id or a transformers folder).
 
 The Hub's `model.safetensors` files use transformers' names (`wte`, `h.{i}.attn.c_attn`, `ln_f` ...)
 and its Conv1D layers store their weights as (in, out) where our nn.Linear keeps (out, in), so
@@ -16,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import httpx, silent_tqdm  # httpx: the HTTP client the hub uses (httpx2)
 
 from gpt.checkpoint import WEIGHTS_FILE, Checkpoint, load_checkpoint, load_state_dict, load_weights_into
@@ -26,6 +26,14 @@ from gpt.config import PRESETS, GPTConfig
 from gpt.kernels import accelerate
 from gpt.memory import require_disk, require_memory
 from gpt.model import GPTModel, empty_model
+from gpt.open_models import (
+    CATALOGUE,
+    WeightsUnavailableError,
+    hub_cache_folder,
+    is_hub_folder,
+    is_repo_id,
+    load_open_model,
+)
 from gpt.precision import name_of
 from gpt.tokenizer import load_tokenizer
 
@@ -64,10 +72,6 @@ _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 _HUB_PREFIXES = ("transformer.", "wte.", "wpe.", "h.", "ln_f.")
 
 
-class WeightsUnavailableError(FileNotFoundError):
-    """The weights are neither in the local cache nor downloadable (offline, or the Hub unreachable)."""
-
-
 def pretrained(name: str) -> PretrainedModel:
     try:
         return PRETRAINED[name]
@@ -89,8 +93,7 @@ def describe(name: str, dtype: torch.dtype = torch.float32) -> str:
 
 def cache_folder(name: str, cache_dir: str | Path | None = None) -> Path:
     """Where huggingface_hub keeps this model's files (HF_HUB_CACHE / HF_HOME decide the root)."""
-    root = Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
-    return root / repo_folder_name(repo_id=pretrained(name).repo_id, repo_type="model")
+    return hub_cache_folder(pretrained(name).repo_id, cache_dir)
 
 
 def fetch(name: str, progress: bool = True, cache_dir: str | Path | None = None) -> Path:
@@ -180,15 +183,27 @@ def load_pretrained(name: str, dtype: torch.dtype = torch.float32, progress: boo
 
 
 def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu",
-               progress: bool = True, weights: str | Path | None = None) -> Checkpoint:
-    """A GPT-2 size (from the Hub cache, a download, or the local file `weights`), or a checkpoint folder."""
+               progress: bool = True, weights: str | Path | None = None, context_length: int | None = None,
+               cache_dir: str | Path | None = None) -> Checkpoint:
+    """The one way in to every model: a GPT-2 size (from the Hub cache, a download, or the local file `weights`),
+    one of our checkpoint folders, or an open model of the Llama layout (`gpt.open_models`): a catalogue name
+    (qwen3-0.6b ...), a Hub repo id (org/name) or a local folder in transformers' layout.
+
+    Ours and transformers' folders both hold a config.json: ours has a "model" key, theirs a "model_type".
+    `context_length` (open models only) sets the context the KV cache is allocated for; `cache_dir` overrides
+    the Hub cache root.
+    """
     name = str(name_or_path)
     if name in PRETRAINED:
-        checkpoint = load_pretrained(name, dtype=dtype, progress=progress, weights=weights)
-        checkpoint.model.to(device)
-        return checkpoint
-    if weights is not None:
+        checkpoint = load_pretrained(name, dtype=dtype, progress=progress, weights=weights, cache_dir=cache_dir)
+    elif weights is not None:
         raise ValueError(f"a weights file goes with a GPT-2 size ({', '.join(PRETRAINED)}), not with {name}")
-    if not Path(name).is_dir():
-        raise ValueError(f"model {name!r} is neither one of {', '.join(PRETRAINED)} nor a checkpoint folder")
-    return load_checkpoint(name, dtype, device)
+    elif Path(name).is_dir() and not is_hub_folder(name):
+        return load_checkpoint(name, dtype, device)
+    elif name in CATALOGUE or Path(name).is_dir() or is_repo_id(name):
+        checkpoint = load_open_model(name, dtype, context_length, cache_dir, progress)
+    else:
+        raise ValueError(f"model {name!r} is none of {', '.join(PRETRAINED)}, {', '.join(CATALOGUE)}, a Hub repo id "
+                         f"(org/name) or a model folder")
+    checkpoint.model.to(device)
+    return checkpoint

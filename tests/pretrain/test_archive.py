@@ -233,7 +233,7 @@ def test_a_config_that_points_the_tokenizer_elsewhere(tmp_path, checkpoint_files
 def test_a_config_describing_a_huge_model(tmp_path, checkpoint_files) -> None:
     """Building the model the config describes would take the memory: refused before it is built."""
     config = json.loads(checkpoint_files["model/config.json"])
-    config["model"] |= {"emb_dim": 1600, "n_heads": 25, "n_layers": 48}  # gpt2-xl's: the largest the bounds admit
+    config["model"] |= {"emb_dim": 1600, "n_heads": 25, "n_layers": 48}  # gpt2-xl's: past the archive's limit
     members = {**checkpoint_files, "model/config.json": json.dumps(config).encode()}
     assert_refused(make_zip(tmp_path / "run.zip", members), tmp_path, "describes a model of")
 
