@@ -472,10 +472,13 @@ def progress_line(job: Job) -> str:
     last = steps[-1]
     per_step = recent_seconds_per_step(steps) or (marker.metrics["seconds_per_step"] if marker else 0.0)
     left = (last.total_steps - last.step) * per_step
+    refits = [e for e in events if e.kind == "refit"]
+    refit = f" {refits[-1].text[0].upper()}{refits[-1].text[1:]}, so that its learning rate still decays in time." \
+        if refits else ""
     return (f"{who}Step **{last.step:,} / {last.total_steps:,}**, {last.tokens_seen:,} tokens seen, "
             f"train loss {last.metrics['train_loss']:.3f}, {last.metrics['tokens_per_s']:,.0f} tokens/s, "
             f"{last.metrics['elapsed_s']:.0f} s elapsed, about {duration(left)} left "
-            f"({per_step * 1000:.0f} ms per step lately).{then}")
+            f"({per_step * 1000:.0f} ms per step lately).{refit}{then}")
 
 
 PANEL = Panel(kind="train", what="training", prefix="", title="Training", progress=progress_line,

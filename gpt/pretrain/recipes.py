@@ -21,13 +21,11 @@ from gpt.kernels import accelerate
 from gpt.model import GPTModel
 from gpt.pretrain.runs import PretrainRun, train_run
 from gpt.pretrain.state import STATE_FILE
-from gpt.pretrain.trainer import PretrainConfig
+from gpt.pretrain.trainer import SCHEDULE_SHARE, PretrainConfig
 from gpt.training.events import TrainEvent, TrainingMonitor
 from gpt.training.optim import seconds_per_step
 
 PROBE_STEPS = 2  # timed after one warm-up step
-# Fitted steps take this share of the budget: evaluations, samples, checkpoints and a wavering machine the rest
-SCHEDULE_SHARE = 0.9
 PLAN_FILE = "recipes.json"  # in the first run's folder: the fitted steps, and each finished recipe's figures
 
 
@@ -134,11 +132,19 @@ def train_recipes(monitor: TrainingMonitor, plans: list[Plan], fit_s: float | No
             "recipe": i, "seconds_per_step": entry["seconds_per_step"], "later_s": later}))
         run = train_run(cfg, train_texts, val_texts, tokenizer_spec, plan.out_dir, data_name,
                         resume=resume and (plan.out_dir / STATE_FILE).is_file(), time_limit_s=entry["time_limit_s"],
-                        monitor=monitor, baseline_orders=(5,))
+                        monitor=monitor, baseline_orders=(5,), fit_to_time=fit_s is not None)
         runs.append(run)
-        if run is not None and run.finished:
+        if run is None:
+            continue
+        entry["config"]["max_steps"] = run.max_steps  # a resume goes on with the schedule as the machine left it
+        if run.finished:
             entry["run"] = asdict(run)
-            write_text_atomic(record, json.dumps(planned))
+        if i == 0:  # the recipes after it see as many tokens as it did
+            for later_entry in planned[1:]:
+                other = PretrainConfig.from_dict(later_entry["config"])
+                steps = same_tokens(run.max_steps, cfg.model, other.model, max_steps)
+                later_entry["config"] = with_steps(other, steps).to_dict()
+        write_text_atomic(record, json.dumps(planned))
     if all(run is None for run in runs):
         return None
     return Trained(tuple(p.label for p in plans), tuple(p.out_dir.name for p in plans), tuple(runs))

@@ -49,21 +49,24 @@ class PretrainRun:
 def train_run(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], tokenizer_spec: str,
               out_dir: str | Path, data_name: str, ddp: Distributed | None = None, resume: bool = False,
               time_limit_s: float | None = None, monitor: TrainingMonitor | None = None,
-              progress: bool = False, baseline_orders: tuple[int, ...] = (3, 5)) -> PretrainRun | None:
+              progress: bool = False, baseline_orders: tuple[int, ...] = (3, 5),
+              fit_to_time: bool = False) -> PretrainRun | None:
     """Train (or resume), then export `OUT/model/` and `OUT/MODEL_CARD.md`; returns the held-out figures.
 
     A run stopped early is exported too (its card says how far it got). Returns None on the other
     processes of a data-parallel run, and when it was stopped before its first step (nothing to export).
+    `fit_to_time` (one process, with `time_limit_s`): the schedule ends sooner if the machine slows; the returned
+    `max_steps` is the schedule's end as it stood at the last step.
     """
     out_dir = Path(out_dir)
     ddp = ddp or Distributed()
     tokenizer = prepare_tokenizer(tokenizer_spec, train_texts, cfg.model.vocab_size, out_dir, ddp, resume, progress)
     result = pretrain(cfg, train_texts, val_texts, tokenizer, out_dir, ddp, resume=resume, time_limit_s=time_limit_s,
-                      monitor=monitor)
+                      monitor=monitor, fit_to_time=fit_to_time)
     if not ddp.is_main or result.step == 0:
         return None
     baselines = heldout_baselines(join_documents(train_texts), join_documents(val_texts), baseline_orders)
-    meta = export_model(result, cfg, tokenizer, val_texts, out_dir, data_name, baselines)
+    meta = export_model(result, result.cfg, tokenizer, val_texts, out_dir, data_name, baselines)
     write_text_atomic(out_dir / CARD_FILE, run_card(meta))
     return PretrainRun(steps=meta["steps"], max_steps=meta["max_steps"], tokens_seen=meta["tokens_seen"],
                        train_time_s=meta["train_time_s"], held_out_loss=meta["held_out_loss"],

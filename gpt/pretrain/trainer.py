@@ -53,6 +53,9 @@ from gpt.training.limits import MAX_BATCH, MAX_LR, MAX_SEED, MAX_STEPS, MIN_LR
 from gpt.training.loss import bits_per_byte, heldout_loss, lm_loss
 from gpt.training.optim import OPTIMIZERS, make_optimizer, warmup_cosine_lr
 
+# Steps fitted to a time budget take this share of it: evaluations, samples, checkpoints and a wavering machine the rest
+SCHEDULE_SHARE = 0.9
+
 
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -192,6 +195,7 @@ class PretrainResult:
     step: int
     tokens_seen: int
     elapsed_s: float
+    cfg: PretrainConfig  # the settings the run ended with: `fit_to_time` may have ended its schedule sooner
 
 
 @dataclass
@@ -215,6 +219,7 @@ class Pretraining:
     tokens_seen: int = 0
     elapsed_before: float = 0.0  # seconds spent before this process resumed the run
     started: float = 0.0  # perf_counter() when this process began stepping
+    first_step: int = 0  # the step this process began at (0, or where it resumed)
     window_start: float = 0.0  # tokens_per_s is a rate over the last (at most 20) steps: it follows the speed
     window_tokens: int = 0
 
@@ -275,6 +280,7 @@ def set_up(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], to
         run.runner = torch.compile(run.runner)
     run.runner.train()
     run.started = run.window_start = time.perf_counter()
+    run.first_step = run.step
     return run
 
 
@@ -308,6 +314,27 @@ def stop_reason(run: Pretraining, stop_step: int | None, time_limit_s: float | N
     if any_process(out_of_time or run.monitor.stop_requested, run.ddp):
         return f"stopped at step {run.step}: " + ("time limit reached" if out_of_time else "stop requested")
     return ""
+
+
+def fit_schedule_to_time(run: Pretraining, time_limit_s: float, step_at_check: int, checked_at: float) -> None:
+    """End the cosine sooner when the steps planned no longer fit the time left at the recent pace.
+
+    Steps fitted to a rate measured at the start overrun when the machine slows later; stopped by the clock, a run
+    keeps a high learning rate and a worse loss than a shorter schedule that decays in time. The pace is the slower
+    of the whole run's and that since the last check (evaluations included, as the steps ahead have them too);
+    the schedule only ever shortens, and never below the step already reached or the warmup.
+    """
+    now = time.perf_counter()
+    steps_here = run.step - step_at_check
+    if steps_here <= 0 or run.step >= run.cfg.max_steps:
+        return
+    pace = max((now - checked_at) / steps_here, (now - run.started) / max(run.step - run.first_step, 1))
+    left_s = time_limit_s - (now - run.started)
+    fits = max(run.step + max(1, int(SCHEDULE_SHARE * left_s / pace)), run.cfg.warmup_steps)
+    if fits < run.cfg.max_steps:
+        run.cfg = replace(run.cfg, max_steps=fits)
+        run.event("refit", text=f"the machine slowed: the schedule now ends at step {fits}",
+                  metrics={"seconds_per_step": pace})
 
 
 def accumulate_gradients(run: Pretraining) -> float:
@@ -374,33 +401,40 @@ def checkpoint(run: Pretraining) -> None:
 
 def pretrain(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], tokenizer: Tokenizer,
              out_dir: str | Path, ddp: Distributed | None = None, resume: bool = False, stop_step: int | None = None,
-             time_limit_s: float | None = None, monitor: TrainingMonitor | None = None) -> PretrainResult:
+             time_limit_s: float | None = None, monitor: TrainingMonitor | None = None,
+             fit_to_time: bool = False) -> PretrainResult:
     """Train (or resume) until `max_steps`, or until `stop_step`, `time_limit_s` or a stop request.
 
     Each interruption saves a checkpoint without changing the schedule, so a later `resume=True`
     continues the very same run. `ddp` (from `init_distributed`) says the device and the processes.
+    `fit_to_time` (with `time_limit_s`) ends the schedule sooner if the machine slows (`fit_schedule_to_time`).
     """
     run = set_up(cfg, train_texts, val_texts, tokenizer, Path(out_dir), ddp or Distributed(),
                  monitor or TrainingMonitor(), resume)
     run.event("start", metrics={"params": run.model.n_params(), "train_tokens": len(run.train_tokens),
                                 "val_tokens": len(run.val_tokens)})
     interrupted = ""
-    while run.step < cfg.max_steps:
+    step_at_check, checked_at = run.step, run.started
+    while run.step < run.cfg.max_steps:
         interrupted = stop_reason(run, stop_step, time_limit_s)
         if interrupted:
             break
         row = train_step(run)
-        if run.due(cfg.eval_interval):
+        if run.due(run.cfg.eval_interval):
             row |= evaluate(run)
+            if fit_to_time and time_limit_s is not None:
+                if step_at_check > run.first_step:  # the first window holds the first, slow step: no measure of pace
+                    fit_schedule_to_time(run, time_limit_s, step_at_check, checked_at)
+                step_at_check, checked_at = run.step, time.perf_counter()
         run.log.append(row)
-        if run.due(cfg.checkpoint_interval):
+        if run.due(run.cfg.checkpoint_interval):
             checkpoint(run)
     if interrupted and run.step > 0:
         checkpoint(run)
     elapsed = run.elapsed()
     run.event("stopped" if interrupted else "done", text=interrupted or f"finished {run.step} steps",
               metrics={"elapsed_s": elapsed})
-    return PretrainResult(run.model, run.log, run.step, run.tokens_seen, elapsed)
+    return PretrainResult(run.model, run.log, run.step, run.tokens_seen, elapsed, run.cfg)
 
 
 def sample_text(model: GPTModel, tokenizer: Tokenizer, prompt: str, max_new_tokens: int, seed: int = 0) -> str:

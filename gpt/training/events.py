@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-EVENT_KINDS = ("start", "step", "eval", "sample", "score", "epoch", "checkpoint", "stopped", "done")
+# "refit": a pretraining fitted to a time budget ended its schedule sooner because the machine slowed
+EVENT_KINDS = ("start", "step", "eval", "sample", "score", "epoch", "checkpoint", "refit", "stopped", "done")
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,37 @@ def test_events_report_steps_evaluations_samples_and_checkpoints(tmp_path, token
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fit_to_time", [True, False])
+def test_a_run_fitted_to_time_ends_its_schedule_sooner_when_the_machine_slows(tmp_path, tokenizer, monkeypatch,
+                                                                              fit_to_time):
+    """A clock that the steps move: 1 s each for 8 steps, then 3 s. Fitted to time, the schedule is cut at the first
+    check that sees the slower pace (step 12: 12 + 0.9 * 40 s left / 3 s) and the run ends its decay inside the
+    limit; not fitted, the clock stops it part way, its learning rate still high."""
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: clock[0])
+    step_once = trainer_module.train_step
+
+    def timed_step(run):
+        row = step_once(run)
+        clock[0] += 1.0 if run.step <= 8 else 3.0
+        return row
+
+    monkeypatch.setattr(trainer_module, "train_step", timed_step)
+    events = []
+    cfg = tiny_cfg(max_steps=40, eval_interval=4, checkpoint_interval=40)
+    result = pretrain(cfg, [TEXT], [TEXT[:400]], tokenizer, tmp_path, time_limit_s=60,
+                      monitor=TrainingMonitor(events.append), fit_to_time=fit_to_time)
+    refits = [e for e in events if e.kind == "refit"]
+    if fit_to_time:
+        assert [(e.step, e.total_steps) for e in refits] == [(12, 24)] and "step 24" in refits[0].text
+        assert result.step == result.cfg.max_steps == 24 and events[-1].kind == "done"
+        assert result.log[-1]["lr"] == pytest.approx(cfg.min_lr, rel=0.05)
+    else:
+        assert not refits and result.cfg.max_steps == 40 and result.step == 26 and events[-1].kind == "stopped"
+        assert result.log[-1]["lr"] > 3 * cfg.min_lr
+
+
+@pytest.mark.slow
 def test_a_stop_request_writes_a_checkpoint_and_resume_continues_the_same_run(tmp_path, tokenizer):
     cfg = tiny_cfg()
     full = pretrain(cfg, [TEXT], [TEXT[:400]], tokenizer, tmp_path / "full")

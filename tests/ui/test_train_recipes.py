@@ -85,6 +85,11 @@ def test_time_left_is_the_steps_left_at_the_recent_rate():
     job.events = [marker] + [step(n, 10 + n * 0.5) for n in range(1, 41)]  # 60 steps left at 0.5 s: the wall clock
     assert "Step **40 / 100**" in train_tab.progress_line(job)           # limit (1 s) plays no part
     assert "about 30 s left (500 ms per step lately)" in train_tab.progress_line(job)
+    refit = TrainEvent("refit", 40, 70, text="the machine slowed: the schedule now ends at step 70")
+    job.events += [refit, step(41, 30.5, total=70)]  # the trainer cut its schedule: the line says so, and why
+    assert "Step **41 / 70**" in train_tab.progress_line(job)
+    assert "The machine slowed: the schedule now ends at step 70, so that its learning rate still decays in time." \
+        in train_tab.progress_line(job)
 
 
 @pytest.mark.slow
