@@ -192,10 +192,11 @@ def config_from_hub(hub: dict[str, Any], context_length: int | None = None, sour
         raise UnsupportedModelError(f"{source}: unsupported: {err}") from None
 
 
-def stored_bytes(hub: dict[str, Any]) -> int:
-    """Bytes of the weight files, from the parameter count and the dtype config.json says they are stored in."""
+def stored_bytes(hub: dict[str, Any], cfg: GPTConfig) -> int:
+    """Bytes of the weight files of `cfg` (made from `hub`): its parameters in the dtype config.json says they are
+    stored in (four bytes where it says none)."""
     dtype = hub.get("torch_dtype", hub.get("dtype"))
-    return STORED_BYTES.get(dtype, 4) * config_from_hub(hub).n_params()
+    return STORED_BYTES.get(dtype, 4) * cfg.n_params()
 
 
 # -- the catalogue ---------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ class OpenModel:
         return self.config(context_length).memory_bytes(name_of(dtype))
 
     def download_bytes(self) -> int:
-        return stored_bytes(self.hub_config)
+        return stored_bytes(self.hub_config, self.config())
 
     def describe(self, dtype: torch.dtype = torch.float32) -> str:
         """One line for the user before loading: size, memory, download."""
@@ -304,15 +305,22 @@ def hub_name(ours: str, part: str | None) -> str:
     return f"model.layers.{layer}.{hub_module}.{kind}"
 
 
+def _fused_parts(name: str, cfg: GPTConfig) -> tuple[str | None, ...]:
+    """The parts of our tensor `name` that separate Hub tensors fill; (None,) for a tensor filled whole."""
+    if ".att.qkv." in name:
+        return "q", "k", "v"
+    if ".ff.fc." in name and cfg.mlp == "swiglu":
+        return "gate", "up"
+    return (None,)
+
+
 def _expected(model: GPTModel) -> dict[tuple[str, str | None], torch.Tensor]:
     """Every (our tensor, part) a Hub checkpoint must fill, with the view of our tensor it fills."""
     parts: dict[tuple[str, str | None], torch.Tensor] = {}
     for name, tensor in model.state_dict(keep_vars=True).items():
         if name == "out_head.weight" and model.cfg.tie_weights:
             continue
-        fused = ("q", "k", "v") if ".att.qkv." in name else ("gate", "up") if ".ff.fc." in name and \
-            model.cfg.mlp == "swiglu" else (None,)
-        for part in fused:
+        for part in _fused_parts(name, model.cfg):
             parts[name, part] = tensor.data[_part_rows(part, model.cfg)]
     return parts
 
@@ -477,7 +485,7 @@ def fetch_hub_model(repo_id: str, dtype: torch.dtype = torch.float32, context_le
     cached = _cached_snapshot(repo_id, cache_dir)
     if cached is not None:
         return cached
-    require_disk(stored_bytes(hub), hub_cache_folder(repo_id, cache_dir), f"downloading {repo_id}")
+    require_disk(stored_bytes(hub, cfg), hub_cache_folder(repo_id, cache_dir), f"downloading {repo_id}")
     try:
         return Path(snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=HUB_FILES, tqdm_class=tqdm_class))
     except _HUB_FAILURES as err:
