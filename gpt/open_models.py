@@ -37,7 +37,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 from huggingface_hub.file_download import repo_folder_name
-from huggingface_hub.utils import httpx  # the HTTP client the hub uses (httpx2)
+from huggingface_hub.utils import get_session, httpx  # the HTTP client the hub uses (httpx2)
 from huggingface_hub.utils import tqdm as hub_tqdm
 from safetensors import SafetensorError, safe_open
 
@@ -452,6 +452,23 @@ class _SilentBar(hub_tqdm):
 
 
 _HUB_FAILURES = (HfHubHTTPError, httpx.HTTPError, OSError, HFValidationError)
+REACH_TIMEOUT_S = 3.0  # a Hub that has not answered by then is taken as unreachable
+
+
+def hub_reachable() -> bool:
+    """Whether the Hub answers at all, asked once with a short timeout.
+
+    Without network, huggingface_hub retries a request with backoff for tens of seconds before it gives up: a
+    person who picks a model offline would wait that long for the message. Any answer counts (an error page too);
+    HF_HUB_OFFLINE means no.
+    """
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=REACH_TIMEOUT_S)
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 def _cached_snapshot(repo_id: str, cache_dir: str | Path | None) -> Path | None:
@@ -466,12 +483,18 @@ def _cached_snapshot(repo_id: str, cache_dir: str | Path | None) -> Path | None:
 
 def fetch_hub_model(repo_id: str, dtype: torch.dtype = torch.float32, context_length: int | None = None,
                     cache_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """The local snapshot folder of `repo_id`: from the cache, or downloaded into it (resumable).
+    """The local snapshot folder of `repo_id`: from the cache (a whole snapshot is used without asking the Hub), or
+    downloaded into it (resumable) when the Hub answers (`hub_reachable`).
 
     config.json comes first (a few kilobytes): the model's size then tells whether it fits in memory and on
     disk before the weights are fetched. Nothing half-written is left where the next try would read it:
     huggingface_hub writes each file beside the cache and moves it in once whole.
     """
+    cached = _cached_snapshot(repo_id, cache_dir)
+    if cached is not None:  # whole in the cache: no question to the Hub, so no wait when offline
+        return cached
+    if not hub_reachable():
+        raise _hub_error(repo_id, LocalEntryNotFoundError("the Hub did not answer"), cache_dir)
     tqdm_class = None if progress else _SilentBar
     try:
         config_path = Path(hf_hub_download(repo_id, CONFIG_FILE, cache_dir=cache_dir, tqdm_class=tqdm_class))
@@ -482,9 +505,6 @@ def fetch_hub_model(repo_id: str, dtype: torch.dtype = torch.float32, context_le
     hub = read_hub_config(config_path.parent)
     cfg = config_from_hub(hub, context_length, repo_id)
     require_memory(cfg.memory_bytes(name_of(dtype)), f"{repo_id} in {name_of(dtype)}")
-    cached = _cached_snapshot(repo_id, cache_dir)
-    if cached is not None:
-        return cached
     require_disk(stored_bytes(hub, cfg), hub_cache_folder(repo_id, cache_dir), f"downloading {repo_id}")
     try:
         return Path(snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=HUB_FILES, tqdm_class=tqdm_class))

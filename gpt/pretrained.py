@@ -30,6 +30,7 @@ from gpt.open_models import (
     CATALOGUE,
     WeightsUnavailableError,
     hub_cache_folder,
+    hub_reachable,
     is_hub_folder,
     is_repo_id,
     load_open_model,
@@ -103,8 +104,14 @@ def fetch(name: str, progress: bool = True, cache_dir: str | Path | None = None)
     """
     spec = pretrained(name)
     cached = try_to_load_from_cache(spec.repo_id, WEIGHTS_FILE, cache_dir=cache_dir)
-    if not isinstance(cached, str):
-        require_disk(4 * spec.config.n_params(), cache_folder(name, cache_dir), f"downloading {name}")
+    if isinstance(cached, str):  # no question to the Hub, so no wait when offline
+        return Path(cached)
+    require_disk(4 * spec.config.n_params(), cache_folder(name, cache_dir), f"downloading {name}")
+    if not hub_reachable():
+        raise WeightsUnavailableError(
+            f"{name}: {spec.repo_id}/{WEIGHTS_FILE} is not in the Hugging Face cache ({cache_folder(name, cache_dir)}) "
+            f"and the Hub cannot be reached; on a machine with internet run `hf download {spec.repo_id} "
+            f"{WEIGHTS_FILE}` and copy the cache here, or pass --weights PATH to a local copy of that file")
     try:
         return Path(hf_hub_download(spec.repo_id, WEIGHTS_FILE, cache_dir=cache_dir,
                                     tqdm_class=None if progress else silent_tqdm))

@@ -273,6 +273,27 @@ def test_an_uncached_repo_offline_is_one_immediate_line(offline_hub, monkeypatch
     assert not any(offline_hub.iterdir())  # nothing written
 
 
+def test_an_unreachable_hub_is_one_immediate_line_and_a_cached_model_needs_no_hub(offline_hub, saved,
+                                                                                 monkeypatch) -> None:
+    """No HF_HUB_OFFLINE, no network: one quick question to the Hub instead of huggingface_hub's retries."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    asked = []
+
+    def no_network(*args, **kwargs):
+        asked.append(args)
+        raise httpx.ConnectError("Name or service not known")
+
+    monkeypatch.setattr(open_models, "get_session", lambda: types.SimpleNamespace(head=no_network))
+    monkeypatch.setattr(open_models, "hf_hub_download", lambda *a, **k: pytest.fail("asked the Hub for a file"))
+    with pytest.raises(WeightsUnavailableError, match=rf"^{REPO} is not in the Hugging Face cache \(.*\) and the Hub "
+                                                      r"cannot be reached; on a machine with internet run"):
+        load_model(REPO)
+    assert len(asked) == 1
+    hf, folder = saved["qwen3"]
+    put_folder_in_hub_cache(offline_hub, REPO, folder)
+    assert max(max_differences(load_model(REPO).model, hf)) <= 1e-4 and len(asked) == 1
+
+
 def test_a_model_too_large_for_memory_is_refused_before_anything_is_read(offline_hub, saved, monkeypatch) -> None:
     monkeypatch.setattr(gpt.memory, "available_memory", lambda: 2 * 10**9)
     with pytest.raises(InsufficientResourcesError, match=r"^qwen3-1.7b in float32 needs about .* GB of memory; "
@@ -291,6 +312,7 @@ def test_a_download_that_does_not_fit_on_disk_is_refused_before_it_starts(offlin
     for shard in (offline_hub / "models--test-org--tiny-llama" / "snapshots" / COMMIT).glob("*.safetensors"):
         shard.unlink()
     monkeypatch.setattr(gpt.memory.shutil, "disk_usage", lambda _: types.SimpleNamespace(free=1000))
+    monkeypatch.setattr(open_models, "hub_reachable", lambda: True)  # online: the weights would be fetched
     with pytest.raises(InsufficientResourcesError, match=r"^downloading test-org/tiny-llama needs 0.00 GB of disk; "
                                                          r"0.00 GB are free$"):
         load_model("test-org/tiny-llama")

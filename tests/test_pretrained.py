@@ -199,6 +199,19 @@ def test_offline_without_cache_names_model_file_and_remedy(offline_hub):
     assert not any(offline_hub.iterdir())  # nothing written
 
 
+def test_an_unreachable_hub_is_one_line_without_retries_and_the_cache_needs_no_hub(tiny_cached, monkeypatch):
+    """No HF_HUB_OFFLINE and no network: the Hub is asked once (`hub_reachable`), not retried for tens of seconds;
+    a cached file is read without asking."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(pretrained, "hub_reachable", lambda: False)
+    monkeypatch.setattr(pretrained, "hf_hub_download", lambda *a, **k: pytest.fail("asked the Hub for a file"))
+    with pytest.raises(WeightsUnavailableError, match=r"^gpt2-medium: openai-community/gpt2-medium/model.safetensors "
+                                                      r"is not in the Hugging Face cache \(.*\) and the Hub cannot be "
+                                                      r"reached; on a machine with internet run `hf download "):
+        load_pretrained("gpt2-medium")
+    assert load_pretrained(TINY_NAME, progress=False).meta["weights"] == str(tiny_cached)
+
+
 def test_weights_file_in_hub_or_our_layout(tmp_path, tiny_hf, monkeypatch):
     hf, hub_file = tiny_hf
     monkeypatch.setitem(pretrained.PRETRAINED, TINY_NAME, PretrainedModel(TINY_REPO, TINY))
