@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import torch
 
 from gpt.config import option
 from gpt.model import GPTModel
+from gpt.tokenizer import Tokenizer
+
+Stops = int | Collection[int] | None  # the token, or tokens, that end a text (a Hub tokenizer's `stop_ids`)
+
+
+def stop_set(stops: Stops) -> frozenset[int]:
+    """The ids that end a text, as a set: one id (GPT-2's `<|endoftext|>`), several (`<|im_end|>` and
+    `<|endoftext|>`), or none."""
+    if stops is None:
+        return frozenset()
+    return frozenset([stops] if isinstance(stops, int) else stops)
+
+
+def encode_prompt(tokenizer: Tokenizer, text: str) -> list[int]:
+    """The ids a model reads for a plain text: the tokenizer's BOS first where it has one (Llama's `<s>` or
+    `<|begin_of_text|>`, which every text it was trained on began with), else the text's tokens alone."""
+    ids = tokenizer.encode(text)
+    return ids if tokenizer.bos_id is None or ids[:1] == [tokenizer.bos_id] else [tokenizer.bos_id, *ids]
 
 
 @dataclass(frozen=True)
@@ -78,10 +96,11 @@ def _prompt_tensor(model: GPTModel, prompt_ids: list[int]) -> torch.Tensor:
 
 @torch.inference_mode()
 def stream(
-    model: GPTModel, prompt_ids: list[int], cfg: SamplingConfig, eot_id: int | None = None, use_cache: bool = True,
+    model: GPTModel, prompt_ids: list[int], cfg: SamplingConfig, eot_id: Stops = None, use_cache: bool = True,
     vocab_size: int | None = None,
 ) -> Iterator[int]:
-    """Yield new token ids one at a time. Stops at `eot_id` (not yielded) when `cfg.stop_at_eot`.
+    """Yield new token ids one at a time. Stops at `eot_id` (not yielded) when `cfg.stop_at_eot`: one id, or every
+    id of a tokenizer's `stop_ids`.
 
     `vocab_size` (the tokenizer's) keeps a model whose output rows are padded past it from ever
     drawing a row that has no text.
@@ -90,6 +109,7 @@ def stream(
     last `context_length` tokens: the same result as never caching, the way the book crops.
     """
     model.eval()
+    stops = stop_set(eot_id)
     ctx = model.cfg.context_length
     gen = torch.Generator(device=model.tok_emb.weight.device)
     if cfg.seed is not None:
@@ -102,7 +122,7 @@ def stream(
     logits = model(idx, cache, last_only=True)[0, -1]
     for step in range(cfg.max_new_tokens):
         token = pick(logits[:vocab_size], cfg, gen)
-        if cfg.stop_at_eot and token == eot_id:
+        if cfg.stop_at_eot and token in stops:
             return
         yield token
         if step == cfg.max_new_tokens - 1:
@@ -114,7 +134,7 @@ def stream(
             logits = model(idx.new_tensor([ids[-ctx:]]), last_only=True)[0, -1]
 
 
-def generate(model: GPTModel, prompt_ids: list[int], cfg: SamplingConfig, eot_id: int | None = None,
+def generate(model: GPTModel, prompt_ids: list[int], cfg: SamplingConfig, eot_id: Stops = None,
              use_cache: bool = True, vocab_size: int | None = None) -> list[int]:
     """The new tokens (without the prompt)."""
     return list(stream(model, prompt_ids, cfg, eot_id, use_cache, vocab_size))
@@ -134,7 +154,7 @@ class Beam:
     tokens: list[int]
     logprob: float  # natural log of the probability of these tokens (and of the end-of-text, if `ended`)
     score: float  # logprob / length**length_penalty: what the beams are ranked by
-    ended: bool  # stopped at the end-of-text token
+    ended: bool  # stopped at an end-of-text token
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -158,7 +178,7 @@ def continuation_logprob(model: GPTModel, prompt_ids: list[int], tokens: list[in
 
 def beam_search(
     model: GPTModel, prompt_ids: list[int], num_beams: int = 4, max_new_tokens: int = 50,
-    eot_id: int | None = None, length_penalty: float = 1.0, vocab_size: int | None = None,
+    eot_id: Stops = None, length_penalty: float = 1.0, vocab_size: int | None = None,
 ) -> list[int]:
     """The most likely continuation under a beam of `num_beams` (the best of `search_beams`)."""
     return search_beams(model, prompt_ids, num_beams, max_new_tokens, eot_id, length_penalty, vocab_size)[0].tokens
@@ -167,7 +187,7 @@ def beam_search(
 @torch.inference_mode()
 def search_beams(
     model: GPTModel, prompt_ids: list[int], num_beams: int = 4, max_new_tokens: int = 50,
-    eot_id: int | None = None, length_penalty: float = 1.0, vocab_size: int | None = None,
+    eot_id: Stops = None, length_penalty: float = 1.0, vocab_size: int | None = None,
 ) -> list[Beam]:
     """The `num_beams` best continuations, best first, scored by log-prob / length**penalty.
 
@@ -179,6 +199,7 @@ def search_beams(
     if not 0 < max_new_tokens < model.cfg.context_length:
         raise ValueError(f"max_new_tokens must be in [1, {model.cfg.context_length - 1}], got {max_new_tokens}")
     model.eval()
+    stops = stop_set(eot_id)
     idx = _prompt_tensor(model, prompt_ids[-(model.cfg.context_length - max_new_tokens) :])
     device = idx.device
     cache = model.new_cache(1)
@@ -199,7 +220,7 @@ def search_beams(
         next_beams, next_scores, parents = [], [], []
         for score, flat in zip(top_scores.tolist(), top_idx.tolist(), strict=True):
             parent, token = divmod(flat, logprobs.shape[-1])
-            if token == eot_id:
+            if token in stops:
                 tokens = alive[parent]
                 finished.append(Beam(tokens, score, normalized(score, len(tokens) + 1), ended=True))
                 continue

@@ -72,6 +72,8 @@ class Tokenizer:
     with "digits" the ranks' multi-digit tokens simply go unused.
     """
 
+    bos_id: int | None = None  # no token starts a text (a Hub tokenizer's may: Llama's `<s>`)
+
     def __init__(self, name: str, ranks: dict[bytes, int], pretokenizer: str = "gpt2"):
         if pretokenizer not in PRETOKENIZERS:
             raise ValueError(f"pretokenizer must be one of {', '.join(PRETOKENIZERS)}, got {pretokenizer!r}")

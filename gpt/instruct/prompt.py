@@ -3,6 +3,10 @@
 A chat is folded into one Alpaca prompt: the new message is the instruction, the earlier turns the
 input, as many as the model was trained on and its context holds (`ChatPrompt` says how many were
 left out, and why). The instruct model is trained on prompts of this one shape.
+
+A Hub instruct model (Qwen3, SmolLM2-Instruct) brings its own chat template instead: the conversation is
+rendered by it as role/content messages (`build_template_prompt`), the oldest turns dropped until it fits,
+and the reply ends at any of the tokenizer's stop ids.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def respond(model: GPTModel, tokenizer: Tokenizer, prompt: str, cfg: SamplingCon
     """The growing response to an Alpaca prompt; stops at end-of-text or when a new `###` section starts."""
     ids: list[int] = []
     shown = ""
-    for token in stream(model, tokenizer.encode(prompt), cfg, eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab):
+    for token in stream(model, tokenizer.encode(prompt), cfg, eot_id=tokenizer.stop_ids, vocab_size=tokenizer.n_vocab):
         ids.append(token)
         raw = tokenizer.decode(ids)
         if raw.endswith("\ufffd"):
@@ -91,13 +95,14 @@ MAX_TURNS = 25  # the most earlier turns a chat prompt reads, whatever the model
 MAX_MESSAGES = 2 * MAX_TURNS  # the messages looked at, from the end: a long history is cut before it is read
 
 
-def chat_turns(messages: Sequence[Any]) -> list[list[str]]:
-    """The turns of a conversation, oldest first: each a user message and the replies to it, as prompt lines.
+def turn_messages(messages: Sequence[Any]) -> list[list[dict[str, str]]]:
+    """The turns of a conversation, oldest first: each a user message and the replies to it, as role/content
+    messages with their text stripped.
 
     A turn starts at each user message (replies before the first one are a turn of their own). Anything
     that is not a user or assistant message with text is skipped: API callers can send anything.
     """
-    turns: list[list[str]] = []
+    turns: list[list[dict[str, str]]] = []
     for message in messages:
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
             continue
@@ -105,8 +110,13 @@ def chat_turns(messages: Sequence[Any]) -> list[list[str]]:
         if text:
             if message["role"] == "user" or not turns:
                 turns.append([])
-            turns[-1].append(chat_line(message["role"], text))
+            turns[-1].append({"role": message["role"], "content": text})
     return turns
+
+
+def chat_turns(messages: Sequence[Any]) -> list[list[str]]:
+    """The turns of a conversation, oldest first, each as the Alpaca prompt's lines ("User: ...")."""
+    return [[chat_line(m["role"], m["content"]) for m in turn] for turn in turn_messages(messages)]
 
 
 def turns_were(n: int, which: str) -> str:
@@ -162,6 +172,36 @@ def trained_turns(meta: dict[str, Any]) -> int | None:
     return turns if isinstance(turns, int) and not isinstance(turns, bool) and turns >= 0 else None
 
 
+def _checked(history: Any, message: Any, tokenizer: Tokenizer, context_length: int, max_new_tokens: int
+             ) -> tuple[str, int, int]:
+    """(the message stripped, the prompt's token budget, the most characters that could fit it); a message that is
+    empty or too long, or a history that is no list, is refused in a sentence before anything is encoded."""
+    if not isinstance(message, str) or not message.strip():
+        raise ValueError("The message is empty: type something first.")
+    if history is not None and not isinstance(history, (list, tuple)):
+        raise ValueError(f"The conversation must be a list of messages, got {type(history).__name__}.")
+    message = message.strip()
+    budget = context_length - max_new_tokens
+    if budget <= 0:
+        raise ValueError(f"max_new_tokens ({max_new_tokens}) must be below the context length ({context_length})")
+    most_chars = budget * tokenizer.longest_token_bytes  # more characters than this are more than `budget` tokens
+    if len(message) > most_chars:
+        raise ValueError(f"The message is too long for this model: {len(message):,} characters, and its prompt "
+                         f"has room for {budget} tokens (a context of {context_length}, less {max_new_tokens} for "
+                         "the reply). Shorten it.")
+    return message, budget, most_chars
+
+
+def _recent(history: Sequence[Any]) -> tuple[Sequence[Any], Sequence[Any]]:
+    """(the messages past the last MAX_MESSAGES, those last ones), a turn cut in two by the cap counted with the
+    older ones."""
+    older, recent = history[:-MAX_MESSAGES], history[-MAX_MESSAGES:]
+    if older:
+        while recent and not (isinstance(recent[0], dict) and recent[0].get("role") == "user"):
+            recent = recent[1:]
+    return older, recent
+
+
 def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenizer, context_length: int,
                       max_new_tokens: int, max_turns: int | None = None) -> ChatPrompt:
     """One Alpaca prompt for a conversation: the new message is the instruction, earlier turns the input.
@@ -174,25 +214,8 @@ def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenize
     newline before a letter, so the tokens from a turn on are those the prompt keeps when the turns
     before it are dropped.
     """
-    if not isinstance(message, str) or not message.strip():
-        raise ValueError("The message is empty: type something first.")
-    if history is None:
-        history = []
-    if not isinstance(history, (list, tuple)):
-        raise ValueError(f"The conversation must be a list of messages, got {type(history).__name__}.")
-    message = message.strip()
-    budget = context_length - max_new_tokens
-    if budget <= 0:
-        raise ValueError(f"max_new_tokens ({max_new_tokens}) must be below the context length ({context_length})")
-    most_chars = budget * tokenizer.longest_token_bytes  # more characters than this are more than `budget` tokens
-    if len(message) > most_chars:
-        raise ValueError(f"The message is too long for this model: {len(message):,} characters, and its prompt "
-                         f"has room for {budget} tokens (a context of {context_length}, less {max_new_tokens} for "
-                         "the reply). Shorten it.")
-    older, recent = history[:-MAX_MESSAGES], history[-MAX_MESSAGES:]
-    if older:  # a turn cut in two by the cap is counted with the older ones
-        while recent and not (isinstance(recent[0], dict) and recent[0].get("role") == "user"):
-            recent = recent[1:]
+    message, budget, most_chars = _checked(history, message, tokenizer, context_length, max_new_tokens)
+    older, recent = _recent(history or [])
     turns = chat_turns(recent)
     n_turns = sum(isinstance(m, dict) and m.get("role") == "user" for m in older) + len(turns)
     limit = MAX_TURNS if max_turns is None else min(max_turns, MAX_TURNS)
@@ -229,16 +252,74 @@ def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenize
                      f"fit (a context of {context_length}, less {max_new_tokens} for the reply). Shorten it.")
 
 
+# What a chat template is handed beside the messages: Qwen3's switches its reasoning block off (the reply then
+# comes at once); templates that do not know the variable ignore it.
+TEMPLATE_SWITCHES = {"enable_thinking": False}
+
+
+def has_chat_template(tokenizer: Tokenizer) -> bool:
+    """Whether the tokenizer brings a chat template (a Hub instruct model's): then chats are rendered by it."""
+    return getattr(tokenizer, "chat_template", None) is not None
+
+
+def build_template_prompt(history: Sequence[dict], message: str, tokenizer: Tokenizer, context_length: int,
+                          max_new_tokens: int) -> ChatPrompt:
+    """The conversation rendered by the tokenizer's chat template: the earlier turns (at most `MAX_TURNS`) and the
+    new message as role/content messages, with the assistant's header after them (`add_generation_prompt`).
+
+    The oldest turns are dropped, whole, until the prompt and `max_new_tokens` fit the context window; the
+    prompt is encoded with its special tokens read as such, as transformers' `apply_chat_template` does.
+    """
+    message, budget, most_chars = _checked(history, message, tokenizer, context_length, max_new_tokens)
+    older, recent = _recent(history or [])
+    turns = turn_messages(recent)
+    n_turns = sum(isinstance(m, dict) and m.get("role") == "user" for m in older) + len(turns)
+    turns = turns[-MAX_TURNS:]
+    room = turns
+    while sum(len(m["content"]) for turn in room for m in turn) > most_chars:  # could never fit: not rendered
+        room = room[1:]
+    fold = functools.partial(ChatPrompt, turns=n_turns, over_limit=n_turns - len(turns), limit=MAX_TURNS,
+                             model_limit=False, context_length=context_length, max_new_tokens=max_new_tokens)
+    for dropped in range(len(room) + 1):
+        kept = [m for turn in room[dropped:] for m in turn]
+        text = tokenizer.render_chat([*kept, {"role": "user", "content": message}], add_generation_prompt=True,
+                                     **TEMPLATE_SWITCHES)
+        n_tokens = len(tokenizer.encode(text, allow_special=True))
+        if n_tokens <= budget:
+            return fold(text=text, no_room=len(turns) - len(room) + dropped)
+    raise ValueError(f"The message is too long for this model: its prompt takes {n_tokens:,} tokens, and {budget} "
+                     f"fit (a context of {context_length}, less {max_new_tokens} for the reply). Shorten it.")
+
+
+def respond_in_template(model: GPTModel, tokenizer: Tokenizer, prompt: str, cfg: SamplingConfig) -> Iterator[str]:
+    """The growing reply to a prompt a chat template wrote: the tokens after it, until one of the stop ids."""
+    ids: list[int] = []
+    shown = ""
+    for token in stream(model, tokenizer.encode(prompt, allow_special=True), cfg, eot_id=tokenizer.stop_ids,
+                        vocab_size=tokenizer.n_vocab):
+        ids.append(token)
+        raw = tokenizer.decode(ids)
+        if raw.endswith("\ufffd"):
+            continue  # the token ends inside a UTF-8 character: wait for the rest
+        if raw.strip() != shown:
+            shown = raw.strip()
+            yield shown
+
+
 def fold_chat(checkpoint: Checkpoint, history: Sequence[dict], message: str,
               sampling_cfg: SamplingConfig) -> ChatPrompt:
-    """The conversation as the prompt `chat_stream` sends, read to the most earlier turns the model was
-    trained on (its `chat_turns`), with what was left out."""
-    return build_chat_prompt(history, message, checkpoint.tokenizer, checkpoint.model.cfg.context_length,
-                             sampling_cfg.max_new_tokens, trained_turns(checkpoint.meta))
+    """The conversation as the prompt `chat_stream` sends: rendered by the model's chat template where it has one,
+    else one Alpaca prompt read to the most earlier turns the model was trained on (its `chat_turns`); with what
+    was left out."""
+    tokenizer, context = checkpoint.tokenizer, checkpoint.model.cfg.context_length
+    if has_chat_template(tokenizer):
+        return build_template_prompt(history, message, tokenizer, context, sampling_cfg.max_new_tokens)
+    return build_chat_prompt(history, message, tokenizer, context, sampling_cfg.max_new_tokens,
+                             trained_turns(checkpoint.meta))
 
 
 def chat_prompt(checkpoint: Checkpoint, history: Sequence[dict], message: str, sampling_cfg: SamplingConfig) -> str:
-    """The exact Alpaca prompt `chat_stream` sends for this conversation."""
+    """The exact prompt `chat_stream` sends for this conversation."""
     return fold_chat(checkpoint, history, message, sampling_cfg).text
 
 
@@ -246,7 +327,8 @@ def chat_stream(checkpoint: Checkpoint, history: Sequence[dict], message: str,
                 sampling_cfg: SamplingConfig) -> Iterator[str]:
     """The assistant's reply to `message` after `history` (role/content dicts), as growing text."""
     prompt = chat_prompt(checkpoint, history, message, sampling_cfg)
-    yield from respond(checkpoint.model, checkpoint.tokenizer, prompt, replace(sampling_cfg, stop_at_eot=True))
+    reply = respond_in_template if has_chat_template(checkpoint.tokenizer) else respond
+    yield from reply(checkpoint.model, checkpoint.tokenizer, prompt, replace(sampling_cfg, stop_at_eot=True))
 
 
 # -- a text for a chat model outside the Chat tab (Generate, Compare, Surprisal, the logit lens) --------------
