@@ -212,3 +212,38 @@ def app_process(models: Path, runs: Path, log: Path, **env: str) -> Iterator[str
         app.wait(timeout=30)
         if "Traceback" in log.read_text():
             print(log.read_text()[-5000:])
+
+
+# -- today's open models (issue 32): tiny random instruct models in a Hugging Face cache -------------------
+
+# Two repositories as if downloaded: Qwen3's shape (QK-norm, heads wider than hidden / heads, grouped KV heads,
+# tied) and SmolLM2-Instruct's, a Llama (3 query heads sharing one KV head, tied); both on a byte-level BPE with
+# ChatML's special tokens and a ChatML template, as their real tokenizers are.
+HUB_QWEN = "test-org/tiny-qwen3-instruct"
+HUB_SMOL = "test-org/tiny-smollm2-instruct"
+HUB_CONTEXT = 512  # room for a chat prompt and a reply on a 500-token BPE
+
+
+def hub_chat_models(cache_dir: Path) -> dict[str, Path]:
+    """Write the two tiny instruct models into the Hub cache at `cache_dir`: {repo id: snapshot folder}.
+
+    Built by transformers' own classes (`tests/test_open_models.py`'s builders) on a tokenizer.json trained
+    here (`tests/test_hub_tokenizer.py`'s), with the chat templates of that file: nothing is downloaded.
+    """
+    from tests.test_hub_tokenizer import CHATML_TEMPLATE, QWEN_LIKE_TEMPLATE, byte_level_json
+    from tests.test_open_models import put_folder_in_hub_cache, random_hf, save_hf
+
+    tokenizer_json = byte_level_json()
+    im_end = json.loads(tokenizer_json)["added_tokens"][2]
+    assert im_end["content"] == "<|im_end|>"
+    snapshots = {}
+    for repo_id, family, template in ((HUB_QWEN, "qwen3", QWEN_LIKE_TEMPLATE), (HUB_SMOL, "smollm2", CHATML_TEMPLATE)):
+        hf = random_hf(family, vocab_size=512, max_position_embeddings=HUB_CONTEXT, eos_token_id=im_end["id"],
+                       bos_token_id=None)
+        folder = save_hf(hf, cache_dir.parent / "hub-folders" / family, tokenizer_json)
+        (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|im_end|>", "bos_token": None,
+                                                                  "chat_template": template}))
+        (folder / "README.md").write_text(f"---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n\n# {repo_id}\n"
+                                          "A tiny random model for the app's tests.\n")
+        snapshots[repo_id] = put_folder_in_hub_cache(cache_dir, repo_id, folder)
+    return snapshots

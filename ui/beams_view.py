@@ -51,7 +51,7 @@ def beam_tree(registry: ModelRegistry, settings: Settings, model_name: str, prom
     req = beam_request(registry, model_name, prompt, num_beams, settings.max_new_tokens, settings.wrap)
     ids, new_tokens = req.ids, req.new_tokens
     model, tokenizer = req.ckpt.model, req.ckpt.tokenizer
-    eot, n_vocab = tokenizer.eot_id, tokenizer.n_vocab
+    eot, n_vocab = tokenizer.stop_ids, tokenizer.n_vocab
     found = search_beams(model, ids, req.n_beams, new_tokens, eot_id=eot, vocab_size=n_vocab)
     sampling = dataclasses.replace(settings, max_new_tokens=new_tokens).sampling()
     greedy_cfg = SamplingConfig(max_new_tokens=new_tokens, temperature=0)

@@ -21,7 +21,7 @@ from gpt.generate import SamplingConfig
 from gpt.instruct.data import Entry, read_uploaded_entries, resolve_data, save_entries, split_entries
 from gpt.instruct.evaluate import format_base_comparison, format_task_report, load_model_eval
 from gpt.instruct.finetune import InstructConfig
-from gpt.instruct.prompt import chat_prompt, chat_stream, fold_chat
+from gpt.instruct.prompt import chat_prompt, chat_stream, fold_chat, has_chat_template
 from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, FinetuneRun, finetune_run, of_families
 from ui import preference_view
 from ui.common import check_number, join_notices, public_message, user_errors
@@ -59,6 +59,9 @@ DATA_CHOICES = [("the shipped instruction set (54,702 entries, 16 kinds of quest
 MAX_ENTRIES = 46_499  # the shipped training split: a cap, not a target
 FAMILIES = ("small talk", "multiplication", "addition", "subtraction", "division", "plural", "singular", "past tense",
             "comparative", "superlative", "antonym", "synonym", "definition", "fact", "refusal", "follow-up")
+OPEN_MODEL_SCORES = ("The held-out questions score the app's own chat models, which were finetuned on the shipped "
+                     "instruction set; an open model was tuned by its makers on other data (its model card says on "
+                     "which).")
 MAX_EPOCHS = 5  # the app's cap on InstructConfig's epochs: an epoch of the shipped set is long on two cores
 MAX_RANK = 64  # and on its LoRA rank
 
@@ -98,8 +101,12 @@ DEFAULTS_REACH = (
 # -- chat ----------------------------------------------------------------------------------------------
 
 def chat_model(registry: ModelRegistry, name: str | None) -> Checkpoint:
-    """A language model to chat with; its prompt format (in its metadata) must be one this app writes."""
+    """A language model to chat with: one of ours, whose prompt format (in its metadata) must be one this app
+    writes, or a Hub instruct model, which brings its chat template."""
     ckpt = registry.load(name or CHAT_MODEL)
+    if "hub" in ckpt.meta and not has_chat_template(ckpt.tokenizer):
+        raise ValueError(f"{name} is a base model of the Hub: it has no chat template to read a conversation "
+                         "with. Pick its instruct version (…-instruct, or Qwen3, whose one model does both).")
     fmt = ckpt.meta.get("prompt_format", PROMPT_FORMAT)
     if fmt != PROMPT_FORMAT:
         raise ValueError(f"{name} was trained on {fmt!r} prompts; this app writes {PROMPT_FORMAT!r} prompts only.")
@@ -108,7 +115,8 @@ def chat_model(registry: ModelRegistry, name: str | None) -> Checkpoint:
 
 def chat(registry: ModelRegistry, message: str, history: list[dict], temperature: float, max_new_tokens: float,
          seed: float, model: str = CHAT_MODEL) -> Iterator[tuple[str, str]]:
-    """Stream the reply; alongside it, the Alpaca prompt built from the conversation (what the model reads).
+    """Stream the reply; alongside it, the prompt built from the conversation (what the model reads): one Alpaca
+    prompt for ours, the model's chat template for a Hub instruct model.
 
     An empty message, one too long for the model and a history that is not a list are refused with a
     message before any token is encoded; malformed history entries are skipped (`gpt.instruct.prompt`).
@@ -167,6 +175,10 @@ def model_info(registry: ModelRegistry, name: str) -> tuple[str, str]:
         return public_message(f"⚠️ The chat model is not available: {err}"), NO_SCORES
     meta = ckpt.meta
     line = describe(ckpt, name)
+    if "hub" in meta:
+        note = ("An open instruct model: it reads the conversation in its own chat template (the exact prompt is "
+                "below) and ends its reply at an end token.")
+        return public_message(f"{note}<br>{line}"), OPEN_MODEL_SCORES
     if "finetune" in meta:
         how = finetune_method(meta["finetune"])
         stages = meta.get("stages", [])
@@ -189,7 +201,7 @@ def finetune_method(recorded: Any) -> str:
 
 def compare(registry: ModelRegistry, left: str, right: str, message: str, max_new_tokens: float
             ) -> Iterator[tuple[str, str]]:
-    """One message, two models, greedy: each model's reply to the same single-turn Alpaca prompt."""
+    """One message, two models, greedy: each model's reply to the message alone, in its chat prompt."""
     sampling = SamplingConfig(max_new_tokens=check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS,
                                                           integer=True), temperature=0.0)
     models = [chat_model(registry, left), chat_model(registry, right)]
@@ -320,9 +332,9 @@ def result_markdown(result: FinetuneRun, name: str) -> str:
 
 def model_choices(registry: ModelRegistry) -> tuple[Any, Any, Any, Any]:
     """New choices for the chat model picker, the two side-by-side pickers and the base model picker."""
-    names = registry.names()
-    return (gr.Dropdown(choices=registry.chat_names()), gr.Dropdown(choices=names), gr.Dropdown(choices=names),
-            gr.Dropdown(choices=names))
+    names = registry.choices()
+    return (gr.Dropdown(choices=registry.choices(registry.chat_names())), gr.Dropdown(choices=names),
+            gr.Dropdown(choices=names), gr.Dropdown(choices=registry.base_names()))
 
 
 def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str | None, request: gr.Request = None
@@ -360,13 +372,14 @@ def upload_chat(runner: JobRunner, registry: ModelRegistry, file: str | None) ->
 
 def _chat_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Markdown, gr.Markdown]:
     with gr.Row(equal_height=True):
-        picker = gr.Dropdown(registry.chat_names(), value=CHAT_MODEL, allow_custom_value=True, scale=1,
-                             label="Chat model", info="the shipped one, and those finetuned here (run:…)",
-                             elem_id="chat-model")
+        picker = gr.Dropdown(registry.choices(registry.chat_names()), value=CHAT_MODEL, allow_custom_value=True,
+                             scale=1, label="Chat model", elem_id="chat-model",
+                             info="the shipped one, those finetuned here (run:…), and today's open instruct models "
+                                  "(Qwen3, SmolLM2-Instruct: downloaded when picked)")
         info = gr.Markdown(elem_id="chat-model-info")
     with gr.Accordion("What it can answer: held-out scores per kind of question", open=False):
         scores = gr.Markdown(elem_id="chat-scores")
-    prompt = gr.Code(language=None, label="Alpaca prompt", elem_id="chat-prompt", wrap_lines=True, render=False)
+    prompt = gr.Code(language=None, label="Prompt", elem_id="chat-prompt", wrap_lines=True, render=False)
     settings = [  # rendered by the ChatInterface, inside its "Sampling settings" accordion
         gr.Slider(0, 2, value=0.0, step=0.05, label="Temperature", info="0 = always the most likely token",
                   render=False),
@@ -402,13 +415,15 @@ def _chat_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Markdown, gr.M
 
 def _compare_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Dropdown]:
     with gr.Accordion("Side by side: one message, two models", open=False):
-        gr.Markdown("The same message as the same Alpaca prompt to two models, greedy: a base model next to a "
-                    "finetuned one shows what instruction finetuning changed.")
+        gr.Markdown("The same message to two models, greedy, each in its chat prompt (an Alpaca prompt for ours, its "
+                    "chat template for a Hub instruct model): a base model next to a finetuned one shows what "
+                    "instruction finetuning changed.")
         names = registry.names()
+        choices = registry.choices(names)
         with gr.Row():
-            left = gr.Dropdown(names, value="base" if "base" in names else None, allow_custom_value=True,
+            left = gr.Dropdown(choices, value="base" if "base" in names else None, allow_custom_value=True,
                                label="Left model", elem_id="chat-left-model")
-            right = gr.Dropdown(names, value=CHAT_MODEL if CHAT_MODEL in names else None, allow_custom_value=True,
+            right = gr.Dropdown(choices, value=CHAT_MODEL if CHAT_MODEL in names else None, allow_custom_value=True,
                                 label="Right model", elem_id="chat-right-model")
         with gr.Row():
             message = gr.Textbox(EXAMPLES[0], label="Message", scale=4, elem_id="chat-compare-message")
@@ -433,7 +448,7 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
                     f"{EVAL_QUESTIONS} held-out questions beside its base. {DEFAULTS_REACH}",
                     elem_id="chat-ft-intro")
         with gr.Row():
-            form["base"] = gr.Dropdown(registry.names(), value=DEFAULT_FORM.base, allow_custom_value=True,
+            form["base"] = gr.Dropdown(registry.base_names(), value=DEFAULT_FORM.base, allow_custom_value=True,
                                        label="Base model", elem_id="chat-ft-base")
             form["data"] = gr.Radio(DATA_CHOICES, value=DEFAULT_FORM.data, label="Instruction data",
                                     elem_id="chat-ft-data")
@@ -492,8 +507,9 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
 
 def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     gr.Markdown("A base model finetuned on instructions (the book's chapter 7): each message becomes an Alpaca "
-                "prompt, earlier turns go into its input. Pick a chat model, compare two side by side, or "
-                "finetune your own below.", elem_id="chat-intro")
+                "prompt, earlier turns go into its input. An open instruct model (Qwen3, SmolLM2-Instruct) reads "
+                "the conversation in its own chat template instead. Pick a chat model, compare two side by side, "
+                "or finetune your own below.", elem_id="chat-intro")
     picker, info, scores = _chat_panel(registry)
     left, right = _compare_panel(registry)
     base = _finetune_panel(runner, registry, picker, left, right, tab)

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import torch
 
 from gpt.checkpoint import Checkpoint
-from gpt.generate import SamplingConfig, next_token_logits, stream
+from gpt.generate import SamplingConfig, encode_prompt, next_token_logits, stream
 from gpt.tokenizer import Tokenizer
 from ui.common import check_number, clip_chars, fit_context, require_text, user_errors, with_notices
 from ui.inside import chat_prompt_option, load_two, model_text, other_dropdown, same_tokenizer, where
@@ -58,12 +58,12 @@ def compare(registry: ModelRegistry, model_name: str, other: str, prompt: str, m
         tokenizer = ckpt.tokenizer
         read = model_text(ckpt, name, prompt, wrap)
         reads.append((name, read.wrapped))
-        ids, too_long = fit_context(tokenizer.encode(read.text), ckpt.model.cfg.context_length)
+        ids, too_long = fit_context(encode_prompt(tokenizer, read.text), ckpt.model.cfg.context_length)
         notices += [read.notice, too_long and f"{name}: {too_long}"]
         probs = torch.softmax(next_token_logits(ckpt.model, ids, tokenizer.n_vocab), dim=-1)
         pair.append((name, ckpt, probs))
         greedy = stream(ckpt.model, ids, SamplingConfig(max_new_tokens=new_tokens, temperature=0),
-                        eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab)
+                        eot_id=tokenizer.stop_ids, vocab_size=tokenizer.n_vocab)
         texts.append(tokenizer.decode(list(greedy)))
     fig, missing = distributions_figure(pair)
     shared = same_tokenizer(pair[0][1].tokenizer, pair[1][1].tokenizer)

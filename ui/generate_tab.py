@@ -42,11 +42,12 @@ def generate(registry: ModelRegistry, model_name: str, prompt: str, temperature:
     notice = join_notices(*req.notices)
     yield "", notice
     tokenizer = req.ckpt.tokenizer
-    for token in stream(req.ckpt.model, req.ids, req.sampling, eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab):
+    for token in stream(req.ckpt.model, req.ids, req.sampling, eot_id=tokenizer.stop_ids, vocab_size=tokenizer.n_vocab):
         new_ids.append(token)
         yield tokenizer.decode(new_ids), notice
     if not new_ids:
-        yield "", join_notices(*req.notices, "The model ended the text straight away (<|endoftext|>).")
+        ended = id_label(tokenizer, tokenizer.eot_id)
+        yield "", join_notices(*req.notices, f"The model ended the text straight away ({ended}).")
 
 
 def last_logits(req: Request) -> torch.Tensor:
@@ -118,8 +119,8 @@ def one_token(registry: ModelRegistry, model_name: str, prompt: str, temperature
     picked = pick(logits, req.sampling, gen)
     label = token_labels(req, [picked])[0]
     info = f"Picked token {picked} {label!r} with probability {float(probs[picked]):.3f}."
-    if picked == req.ckpt.tokenizer.eot_id:
-        info += " That is <|endoftext|>: the model thinks the text is over."
+    if picked in req.ckpt.tokenizer.stop_ids:
+        info += f" That is {label}, an end token: the model thinks the text is over."
     text = (req.prompt if req.wrapped else prompt) + req.ckpt.tokenizer.decode([picked])
     return text, before_after_figure(req, logits, picked), with_notices(info, *req.notices)
 
@@ -134,10 +135,10 @@ def beams(registry: ModelRegistry, model_name: str, prompt: str, num_beams: floa
     """The most likely continuation under beam search (`gpt.generate.beam_search`), beside the greedy one."""
     req = beam_request(registry, model_name, prompt, num_beams, max_new_tokens, wrap)
     model, tokenizer = req.ckpt.model, req.ckpt.tokenizer
-    best = beam_search(model, req.ids, req.n_beams, req.new_tokens, eot_id=tokenizer.eot_id,
+    best = beam_search(model, req.ids, req.n_beams, req.new_tokens, eot_id=tokenizer.stop_ids,
                        vocab_size=tokenizer.n_vocab)
     greedy = list(stream(model, req.ids, SamplingConfig(max_new_tokens=req.new_tokens, temperature=0),
-                         eot_id=tokenizer.eot_id, vocab_size=tokenizer.n_vocab))
+                         eot_id=tokenizer.stop_ids, vocab_size=tokenizer.n_vocab))
     info = (f"The best of {req.n_beams} beams, scored by log-probability per token. "
             f"Greedy decoding (one beam) gives: “{one_line(tokenizer.decode(greedy))}”")
     return tokenizer.decode(best), with_notices(info, *req.notices)

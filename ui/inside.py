@@ -49,9 +49,10 @@ def window_pieces(tokenizer: Tokenizer, text: str, limit: int) -> tuple[list[Tok
     return pieces[:limit], cut
 
 
-def other_choices(registry: ModelRegistry, none: str | None = None) -> list[str]:
-    """The models a view can set beside the picked one (with `none` first, where one model is enough)."""
-    return ([none] if none else []) + registry.names()
+def other_choices(registry: ModelRegistry, none: str | None = None) -> list[tuple[str, str]]:
+    """The models a view can set beside the picked one, as (label, name) (with `none` first, where one model is
+    enough)."""
+    return ([(none, none)] if none else []) + registry.choices()
 
 
 def other_dropdown(registry: ModelRegistry, accordion: gr.Accordion, label: str, elem_id: str,
@@ -67,7 +68,7 @@ def other_dropdown(registry: ModelRegistry, accordion: gr.Accordion, label: str,
 def default_other(registry: ModelRegistry, none: str | None = None) -> str:
     """The second shipped model (instruct beside base) when there is one, else the first choice."""
     present = [n for n in SHIPPED_LANGUAGE_MODELS if registry.has(n)]
-    return present[1] if len(present) > 1 else other_choices(registry, none)[0]
+    return present[1] if len(present) > 1 else other_choices(registry, none)[0][1]
 
 
 def load_two(registry: ModelRegistry, first: str, second: str) -> tuple[Checkpoint, Checkpoint]:

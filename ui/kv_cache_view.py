@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from gpt.cache_cost import cache_bytes, cache_shape, seconds_per_token, weights_bytes
 from gpt.config import PRESETS, GPTConfig
+from gpt.open_models import CATALOGUE
 from gpt.precision import DTYPES
 from ui.common import check_number, user_errors, with_notices
 from ui.generation import GREEDY_STEP, make_request
@@ -97,24 +98,38 @@ def kv_timing(registry: ModelRegistry, model_name: str, prompt: str, n_tokens: f
     return with_notices(info, cut, *req.notices)
 
 
+def open_model_configs() -> dict[str, GPTConfig]:
+    """Today's open models of the catalogue, one row per shape (an instruct model has its base's): their configs
+    are known without a download."""
+    shapes: dict[str, GPTConfig] = {}
+    for name, entry in CATALOGUE.items():
+        cfg = entry.config()
+        if cfg not in shapes.values():
+            shapes[f"{name} ({entry.family})"] = cfg
+    return shapes
+
+
 def memory_table(registry: ModelRegistry, model_name: str, dtype: str, context: float, batch: float
                  ) -> pd.DataFrame:
-    """Weights plus a cache of `context` tokens (at most each model's window) for `batch` texts, every preset."""
+    """Weights plus a cache of `context` tokens (at most each model's window) for `batch` texts: every preset, and
+    today's open models, whose grouped key/value heads make their cache per token smaller than GPT-2's."""
     if dtype not in DTYPES:
         raise ValueError(f"Precision must be one of {', '.join(DTYPES)}, got {dtype!r}.")
     context = check_number(context, "Context length", 1, MAX_CONTEXT, integer=True)
     batch = check_number(batch, "Batch size", 1, MAX_BATCH, integer=True)
-    configs = dict(PRESETS)
-    with contextlib.suppress(ValueError, FileNotFoundError):  # the picked model cannot load: the presets still answer
+    configs = {**PRESETS, **open_model_configs()}
+    with contextlib.suppress(ValueError, FileNotFoundError):  # the picked model cannot load: the others still answer
         configs = {f"{model_name} (picked)": registry.load(model_name).model.cfg, **configs}
     rows = []
     for name, cfg in configs.items():
         tokens = min(context, cfg.context_length)
         weights, cache = weights_bytes(cfg, dtype), cache_bytes(cfg, tokens, dtype, batch)
         rows.append((name, f"{cfg.n_params() / 1e6:,.1f}M", f"{cfg.n_layers} × {cfg.emb_dim}",
-                     f"{cfg.n_heads} / {cfg.kv_heads}", tokens, mb(weights), mb(cache), mb(weights + cache)))
-    return pd.DataFrame(rows, columns=["model", "parameters", "layers × width", "heads / KV heads", "tokens cached",
-                                       "weights", f"KV cache (batch {batch})", "total"])
+                     f"{cfg.n_heads} / {cfg.kv_heads}", mb(cache_bytes(cfg, 1, dtype)), tokens, mb(weights),
+                     mb(cache), mb(weights + cache)))
+    return pd.DataFrame(rows, columns=["model", "parameters", "layers × width", "heads / KV heads",
+                                       "KV cache per token", "tokens cached", "weights", f"KV cache (batch {batch})",
+                                       "total"])
 
 
 def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, wrap: gr.Checkbox,
@@ -130,9 +145,11 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, wrap
             n_tokens = gr.Slider(2, MAX_TIMED_TOKENS, value=16, step=1, label="Tokens to time", scale=3)
             time_it = gr.Button("Time it with and without the cache", elem_id="kv-time", scale=1)
         timing = gr.Markdown(elem_id="kv-timing")
-        gr.Markdown("**What fits in memory**: weights plus the cache, for every preset, at a context length, "
-                    "batch and precision (`GPTConfig.memory_bytes` is the total at the full window). The `-modern` "
-                    "presets keep half as many key/value heads as query heads: half the cache.")
+        gr.Markdown("**What fits in memory**: weights plus the cache, for every preset and today's open models, at "
+                    "a context length, batch and precision (`GPTConfig.memory_bytes` is the total at the full "
+                    "window). The `-modern` presets keep half as many key/value heads as query heads: half the "
+                    "cache. SmolLM2 shares each key/value head among 3 query heads, Qwen3 among 2: compare their "
+                    "cache per token with GPT-2 small's, whose 12 heads each keep their own.")
         with gr.Row():
             context = gr.Slider(1, MAX_CONTEXT, value=1024, step=1, label="Context length (tokens)")
             batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch size")

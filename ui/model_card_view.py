@@ -1,8 +1,10 @@
-"""How the picked model was made, under the model picker: its card, loss curve, baselines and evaluations."""
+"""How the picked model was made, under the model picker: its card, loss curve, baselines and evaluations; for an
+open model of the Hub, its README, licence and config.json, read from the Hugging Face cache (no network)."""
 
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import gradio as gr
@@ -12,10 +14,11 @@ import plotly.io
 from gpt.checkpoint import CheckpointError, read_config
 from gpt.instruct.evaluate import format_task_report
 from gpt.model_card import ModelHistory, read_history
+from gpt.open_models import CATALOGUE, CONFIG_FILE, FAMILIES, config_from_hub, is_hub_folder
 from gpt.pretrain.state import loss_figure
 from ui.common import user_errors
 from ui.inside import where
-from ui.registry import ModelRegistry
+from ui.registry import ModelEntry, ModelRegistry
 
 MAX_CARD_CHARS = 20_000
 GPT2_NOTE = ("**OpenAI's GPT-2** (Radford et al., 2019, *Language Models are Unsupervised Multitask Learners*): "
@@ -79,10 +82,60 @@ def architecture_line(folder: Path) -> str:
     return f"**Architecture**: {switches} (otherwise GPT-2's)" if switches else ""
 
 
+README = "README.md"  # a Hub repository's model card, with YAML front matter (license, datasets...)
+# config.json's fields the card shows, in this order, with what each means.
+HUB_FIELDS = {"model_type": "model type", "architectures": "transformers class", "hidden_size": "width",
+              "num_hidden_layers": "layers", "num_attention_heads": "query heads",
+              "num_key_value_heads": "key/value heads", "head_dim": "head width", "intermediate_size": "MLP width",
+              "vocab_size": "vocabulary", "max_position_embeddings": "longest context trained",
+              "rope_theta": "rotary base", "rms_norm_eps": "RMSNorm eps", "tie_word_embeddings": "head tied",
+              "torch_dtype": "weights stored in"}
+
+
+def front_matter(readme: str) -> tuple[dict[str, str], str]:
+    """A README's front matter's top-level `key: value` lines, and the text after it."""
+    if not readme.startswith("---"):
+        return {}, readme
+    head, _, body = readme[3:].partition("\n---")
+    fields = {}
+    for line in head.splitlines():
+        key, colon, value = line.partition(":")
+        if colon and key and not key.startswith((" ", "-")) and value.strip():
+            fields[key.strip()] = value.strip().strip("'\"")
+    return fields, body.lstrip("-\n")
+
+
+def open_model_card(entry: ModelEntry) -> tuple[str, None, str]:
+    """An open model's README (cut to MAX_CARD_CHARS) and its config.json as a table, from the files on disk; a
+    catalogue model not on disk is described from what the catalogue knows."""
+    catalogued = CATALOGUE.get(entry.name)
+    if entry.path is None:
+        return (f"**{entry.name}** ({entry.repo_id}) is not on disk yet: its card and config.json come with it. "
+                + (f"What the app knows before a download: {catalogued.describe()}." if catalogued else "")), None, ""
+    hub = json.loads((entry.path / CONFIG_FILE).read_text(encoding="utf-8"))
+    readme = entry.path / README
+    fields, body = front_matter(readme.read_text(encoding="utf-8")) if readme.is_file() else ({}, "")
+    card = body.strip() or (f"**{entry.name}**: no {README} on disk (the app downloads a model's config, tokenizer "
+                            f"and weights; its card is on its Hugging Face page).")
+    if len(card) > MAX_CARD_CHARS:
+        card = card[:MAX_CARD_CHARS] + f"\n\n*(the card goes on in its {README})*"
+    rows = [("repository", entry.repo_id or entry.name), ("family", FAMILIES.get(hub.get("model_type"), "?")),
+            ("licence", fields.get("license", f"not stated in its {README}" if readme.is_file() else "unknown"))]
+    rows += [(label, ", ".join(map(str, v)) if isinstance(v := hub[key], list) else v)
+             for key, label in HUB_FIELDS.items() if key in hub]
+    table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    switches = config_from_hub(hub, None, entry.name).architecture()
+    return card, None, (f"**Architecture in this app's terms**: {switches} (`gpt.open_models.config_from_hub` maps "
+                        f"config.json onto `GPTConfig`).\n\n### config.json\n\n{table}\n\n"
+                        f"{where(config_from_hub)}")
+
+
 def model_card(registry: ModelRegistry, model_name: str) -> tuple[str, go.Figure | None, str]:
     """The card (markdown), the loss curve, and the architecture, baselines and evaluations; a GPT-2 size has a
-    note instead."""
+    note instead, an open model its README and config.json."""
     entry = registry.resolve(model_name)
+    if entry.kind == "hub" or entry.path is not None and is_hub_folder(entry.path):
+        return open_model_card(entry)
     if entry.path is None:
         return GPT2_NOTE, None, ""
     history = read_history(entry.path, entry.path.parent if entry.kind == "run" else None)

@@ -11,11 +11,22 @@ from ui.common import public_message, user_errors
 from ui.registry import ModelRegistry
 
 
+def tokenizer_kind(ckpt: Checkpoint) -> str:
+    """Which tokenizer the model reads, in words."""
+    if ckpt.tokenizer.name == "gpt2":
+        return "GPT-2's BPE"
+    if ckpt.tokenizer.pretokenizer == "tokenizer.json":  # a Hub model's (gpt.hub_tokenizer)
+        return "its Hub tokenizer (tokenizer.json)"
+    return "its own BPE"
+
+
 def describe(ckpt: Checkpoint, name: str) -> str:
     cfg = ckpt.model.cfg
-    bpe = "GPT-2's BPE" if ckpt.tokenizer.name == "gpt2" else "its own BPE"
+    bpe = tokenizer_kind(ckpt)
     switches = cfg.architecture() or "GPT-2's"
-    return (f"**{name}**: {ckpt.model.n_params() / 1e6:.1f}M parameters · {cfg.n_layers} layers · "
+    family = ckpt.meta.get("family")
+    origin = f"{family}, from {ckpt.meta['hub']} · " if family and "hub" in ckpt.meta else ""
+    return (f"**{name}**: {origin}{ckpt.model.n_params() / 1e6:.1f}M parameters · {cfg.n_layers} layers · "
             f"{cfg.n_heads} heads · {cfg.emb_dim} wide · context {cfg.context_length} tokens · "
             f"{bpe} ({ckpt.tokenizer.n_vocab:,} tokens)"
             + (" · numbers digit by digit" if ckpt.tokenizer.pretokenizer == "digits" else "")
@@ -23,10 +34,11 @@ def describe(ckpt: Checkpoint, name: str) -> str:
 
 
 def show_model(registry: ModelRegistry, name: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> str:
-    """Load (or fetch from the cache) the picked model; GPT-2 downloads show their tqdm bar here.
+    """Load (or fetch from the cache) the picked model; GPT-2's and open models' downloads show their tqdm bar
+    here.
 
-    A model that is not there (not shipped yet, offline) is reported in the summary; an unknown
-    name is bad input and raises.
+    A model that is not there (not shipped yet, offline and not in the Hugging Face cache) is reported in the
+    summary, in one line and at once; an unknown name is bad input and raises.
     """
     registry.resolve(name)
     progress(0, desc=f"loading {name}")
@@ -40,16 +52,17 @@ def build(registry: ModelRegistry, demo: gr.Blocks) -> gr.Dropdown:
     """The picker row: a dropdown (a `local:<folder>` name can be typed) and the model's summary."""
     with gr.Row(equal_height=True):
         picker = gr.Dropdown(
-            choices=registry.names(), value=registry.default(), allow_custom_value=True, scale=1,
+            choices=registry.choices(), value=registry.default(), allow_custom_value=True, scale=1,
             elem_id="model-picker",
             label="Model (Tokenizer, Attention and Generate tabs; runs trained in the Train tab appear here)",
-            info="shipped models, OpenAI GPT-2 (downloaded when picked: needs internet once), "
-                 "or local:<folder> for a checkpoint inside the app's model folder",
+            info="shipped models, OpenAI GPT-2 and today's open models (Qwen3, SmolLM2: downloaded when picked, "
+                 "needs internet once; or type a Hugging Face repo id, org/name), or local:<folder> for a checkpoint "
+                 "inside the app's model folder",
         )
         summary = gr.Markdown(elem_id="model-summary")
     load = user_errors(functools.partial(show_model, registry))
     picker.change(load, picker, summary, api_name="load_model")
     demo.load(load, picker, summary, api_visibility="private")
     # The choices are read anew for each page: runs trained since the server started are among them.
-    demo.load(lambda: gr.Dropdown(choices=registry.names()), None, picker, api_visibility="private")
+    demo.load(lambda: gr.Dropdown(choices=registry.choices()), None, picker, api_visibility="private")
     return picker

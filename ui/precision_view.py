@@ -13,7 +13,7 @@ import torch
 
 from gpt.checkpoint import Checkpoint
 from gpt.data.corpus import load_corpus, source_of
-from gpt.generate import SamplingConfig, common_prefix, generate
+from gpt.generate import SamplingConfig, common_prefix, encode_prompt, generate
 from gpt.quantize import PRECISIONS, weight_bytes
 from gpt.training.loss import bits_per_byte, heldout_loss
 from ui.common import check_number, clip_chars, fit_context, require_text, user_errors
@@ -48,7 +48,7 @@ def bits_per_byte_of(ckpt: Checkpoint, text: str) -> float:
 
 def decode_rate(ckpt: Checkpoint) -> float:
     """Greedy tokens/s with the KV cache, after one short warm-up (the first call picks kernels)."""
-    prompt = ckpt.tokenizer.encode("The")
+    prompt = encode_prompt(ckpt.tokenizer, "The")
     greedy = SamplingConfig(max_new_tokens=DECODE_TOKENS, temperature=0, stop_at_eot=False)
     generate(ckpt.model, prompt, SamplingConfig(max_new_tokens=2, temperature=0, stop_at_eot=False))
     start = time.perf_counter()
@@ -71,9 +71,9 @@ def measure(registry: ModelRegistry, model_name: str, chosen: str, prompt: str, 
             rows.append({"precision": precision, "weights (MB)": round(weight_bytes(ckpt.model) / 1e6, 1),
                          "decode (tokens/s)": round(decode_rate(ckpt)), "held-out bits per byte":
                          round(bits_per_byte_of(ckpt, sample), 4)})
-            ids, _ = fit_context(ckpt.tokenizer.encode(prompt), ckpt.model.cfg.context_length)
+            ids, _ = fit_context(encode_prompt(ckpt.tokenizer, prompt), ckpt.model.cfg.context_length)
             texts[precision] = generate(ckpt.model, ids, SamplingConfig(max_new_tokens=new_tokens, temperature=0),
-                                        eot_id=ckpt.tokenizer.eot_id, vocab_size=ckpt.tokenizer.n_vocab)
+                                        eot_id=ckpt.tokenizer.stop_ids, vocab_size=ckpt.tokenizer.n_vocab)
     table = pd.DataFrame(rows)
     base = float(table["held-out bits per byte"][0])
     table["change vs float32"] = [f"{100 * (v / base - 1):+.2f}%" for v in table["held-out bits per byte"]]

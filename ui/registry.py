@@ -1,28 +1,46 @@
 """Which models the app can use, by name, and a small LRU cache of the ones already loaded.
 
-Four kinds of names: the shipped models in `assets/models/<name>/`, OpenAI's GPT-2 sizes (fetched by
-`gpt.pretrained.load_pretrained`), `local:<folder>` for any other checkpoint folder inside the
-model folder, and `run:<name>` for a model trained in the app (the Train tab's runs folder). Local
-and run names are confined to their folders, so a name typed into the app can never make the
-server read an arbitrary path. Loading a model takes seconds; switching back to one that
-is cached takes microseconds.
+Five kinds of names: the shipped models in `assets/models/<name>/`, OpenAI's GPT-2 sizes (fetched by
+`gpt.pretrained.load_pretrained`), today's open models (`gpt.open_models`: a catalogue name such as
+`qwen3-0.6b`, or a Hub repo id `org/name`, from the Hugging Face cache or downloaded), `local:<folder>`
+for any other checkpoint folder (ours or transformers') inside the model folder, and `run:<name>` for a
+model trained in the app (the Train tab's runs folder). Local and run names are confined to their
+folders, so a name typed into the app can never make the server read an arbitrary path. Loading a
+model takes seconds; switching back to one that is cached takes microseconds. GPT-2 sizes and open
+models take gigabytes: one of each is held at a time.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, load_checkpoint_tokenizer, read_config
+import httpx
+from huggingface_hub import constants, try_to_load_from_cache
+
+from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint_tokenizer, read_config
 from gpt.classify.classifier import CLASSIFIER_CONFIG, TextClassifier, load_classifier
 from gpt.config import GPT2_SIZES, GPTConfig
 from gpt.files import SHIPPED_MODELS
+from gpt.hub_tokenizer import CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG, TOKENIZER_JSON, load_hub_tokenizer
 from gpt.model import GPTModel
+from gpt.open_models import (
+    CATALOGUE,
+    FAMILIES,
+    OpenModel,
+    WeightsUnavailableError,
+    config_from_hub,
+    is_hub_folder,
+    is_repo_id,
+    weight_files,
+)
 from gpt.pretrained import load_model
 from gpt.quantize import is_quantized, to_precision
 from gpt.tokenizer import Tokenizer, load_tokenizer
@@ -39,6 +57,11 @@ SHIPPED_CHAT_DPO = "chat-dpo"  # the shipped chat model after preference tuning,
 SHIPPED_NAMES = (*SHIPPED_LANGUAGE_MODELS, SHIPPED_CHAT_DPO)  # every shipped next-token model the picker may offer
 MAX_NAMES_SAID = 12  # an unknown name's message lists this many of the names there are
 MAX_NAME_CHARS = 200  # longer than any folder name the picker offers; the OS refuses paths that long anyway
+MAX_OPEN_MODEL_PARAMS = 2_000_000_000  # an open model larger than this (8 GB in float32) is refused before download
+MAX_PRECISION_COPY_PARAMS = 400_000_000  # an open model gets bfloat16 and int8 copies beside it up to this size
+MAX_CACHED_LISTED = 24  # repositories of the Hugging Face cache the picker lists beside the catalogue
+HUB_PROBE_S = 3.0  # how long the app waits to learn whether the Hub answers before it says it is offline
+HUB_PROBE_KEPT_S = 60.0  # and how long it trusts that answer
 
 
 class UnknownModelError(ValueError):
@@ -52,8 +75,89 @@ class ModelUnavailableError(FileNotFoundError):
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    kind: str  # "shipped", "gpt2", "local" or "run"
-    path: Path | None  # checkpoint folder; None for GPT-2 (the loader knows where its cache is)
+    kind: str  # "shipped", "gpt2", "hub", "local" or "run"
+    path: Path | None  # checkpoint folder; None for GPT-2 (the loader knows where its cache is) and for an open
+    # model not on disk; an open model's snapshot folder in the Hugging Face cache once it is there
+    repo_id: str | None = None  # an open model's Hub repository
+
+
+# -- open models in the Hugging Face cache ------------------------------------------------------------
+
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot of `repo_id` holding its config, tokenizer and every weight file (asks no server);
+    None when any of them is missing."""
+    try:
+        config = try_to_load_from_cache(repo_id, CONFIG_FILE)
+    except ValueError:  # not a valid repo id
+        return None
+    if not isinstance(config, str):
+        return None
+    folder = Path(config).parent
+    try:
+        weight_files(folder)
+    except (OSError, ValueError):
+        return None
+    return folder if (folder / TOKENIZER_JSON).is_file() else None
+
+
+def cached_repos() -> list[str]:
+    """Repositories of the Hugging Face cache that hold a complete model of a family `gpt.open_models` loads."""
+    root = Path(constants.HF_HUB_CACHE)
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(root.glob("models--*--*"))[:10 * MAX_CACHED_LISTED]:
+        repo_id = folder.name.removeprefix("models--").replace("--", "/", 1)
+        snapshot = hub_snapshot(repo_id) if is_repo_id(repo_id) else None
+        if snapshot is not None and is_hub_folder(snapshot) and _model_type(snapshot) in FAMILIES:
+            found.append(repo_id)
+        if len(found) == MAX_CACHED_LISTED:
+            break
+    return found
+
+
+def _model_type(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / CONFIG_FILE).read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def brings_chat_template(folder: Path) -> bool:
+    """Whether a Hub folder brings a chat template (an instruct model), read from its files without loading it."""
+    if (folder / CHAT_TEMPLATE_FILE).is_file():
+        return True
+    try:
+        return bool(json.loads((folder / TOKENIZER_CONFIG).read_text()).get("chat_template"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+_probe: list[float | bool] = [0.0, False]  # when the Hub was last asked, and whether it answered
+
+
+def hub_reachable() -> bool:
+    """Whether the Hugging Face Hub answers within HUB_PROBE_S (the answer is kept HUB_PROBE_KEPT_S): a download
+    offline would otherwise wait on the network before it fails. False at once when HF_HUB_OFFLINE is set."""
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if time.monotonic() - _probe[0] > HUB_PROBE_KEPT_S:
+        try:
+            httpx.head(constants.ENDPOINT, timeout=HUB_PROBE_S)
+            answered = True
+        except httpx.HTTPError:
+            answered = False
+        _probe[:] = [time.monotonic(), answered]
+    return bool(_probe[1])
+
+
+def not_on_disk(name: str, repo_id: str, entry: OpenModel | None) -> str:
+    """The one line said when an open model is not on disk and the Hub cannot be reached."""
+    size = f", {entry.download_bytes() / 1e9:.2f} GB" if entry is not None else ""
+    why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hugging Face Hub cannot be reached"
+    return (f"{name} ({repo_id}{size}) is not on disk and {why}: on a machine with internet run "
+            f"`hf download {repo_id}` and copy its Hugging Face cache here (HF_HUB_CACHE), or put the folder in "
+            f"the app's model folder and pick local:<folder>.")
 
 
 @dataclass(frozen=True)
@@ -86,6 +190,8 @@ class ModelRegistry:
         self._cache_lock = threading.Lock()
         self._load_locks: dict[tuple, threading.Lock] = {}
         self._gpt2_lock = threading.Lock()
+        self._hub_lock = threading.Lock()
+        self._hub_names: set[str] = set()  # the names loaded as open models: at most one of them is held
         self._tokenizers: dict[str, tuple[int | None, Tokenizer]] = {}  # name -> (version, tokenizer)
 
     # -- names -------------------------------------------------------------------------------
@@ -154,12 +260,42 @@ class ModelRegistry:
                 continue
             if isinstance(meta, dict) and "finetune" in meta:
                 runs.append(RUN_PREFIX + d.name)
-        return shipped + runs
+        return shipped + runs + self.open_chat_names()
 
-    def names(self) -> list[str]:
-        """Every name the picker offers: shipped models present, runs, local checkpoints, GPT-2 sizes."""
+    def open_names(self) -> list[str]:
+        """The open models of the catalogue, and the other repositories of the Hugging Face cache it can load."""
+        known = {m.repo_id for m in CATALOGUE.values()}
+        return list(CATALOGUE) + [r for r in cached_repos() if r not in known]
+
+    def open_chat_names(self) -> list[str]:
+        """The open instruct models: the catalogue's, and the cached repositories that bring a chat template."""
+        known = {m.repo_id for m in CATALOGUE.values()}
+        cached = [r for r in cached_repos() if r not in known and brings_chat_template(hub_snapshot(r))]
+        return [name for name, m in CATALOGUE.items() if m.chat] + cached
+
+    def base_names(self) -> list[str]:
+        """The models the app finetunes: shipped models present, runs, local checkpoints, GPT-2 sizes."""
         shipped = [n for n in SHIPPED_NAMES if self.has(n)]
         return shipped + self.run_names() + self.local_names() + list(GPT2_SIZES)
+
+    def names(self) -> list[str]:
+        """Every name the picker offers: the models the app finetunes, and the open models."""
+        return self.base_names() + self.open_names()
+
+    def label(self, name: str) -> str:
+        """How a picker shows a name: an open model with its family, size and whether it is on disk."""
+        entry = CATALOGUE.get(name)
+        if entry is not None:
+            where = ("on disk" if hub_snapshot(entry.repo_id) is not None
+                     else f"download {entry.download_bytes() / 1e9:.2f} GB")
+            return f"{name} · {entry.family}, {entry.config().n_params() / 1e6:,.0f}M · {where}"
+        if is_repo_id(name) and not name.startswith((LOCAL_PREFIX, RUN_PREFIX)):
+            return f"{name} · on disk"
+        return name
+
+    def choices(self, names: list[str] | None = None) -> list[tuple[str, str]]:
+        """(label, name) for a dropdown: every name the picker offers, or `names`."""
+        return [(self.label(n), n) for n in (self.names() if names is None else names)]
 
     def default(self) -> str:
         """The first shipped model present; `base` (with its 'not there yet' message) otherwise."""
@@ -175,6 +311,9 @@ class ModelRegistry:
             return ModelEntry(name, "shipped", self.shipped_path(name))
         if name in GPT2_SIZES:
             return ModelEntry(name, "gpt2", None)
+        if name in CATALOGUE or is_repo_id(name) and not name.startswith((LOCAL_PREFIX, RUN_PREFIX)):
+            repo_id = CATALOGUE[name].repo_id if name in CATALOGUE else name
+            return ModelEntry(name, "hub", hub_snapshot(repo_id), repo_id)
         if name.startswith(LOCAL_PREFIX):
             rel = name[len(LOCAL_PREFIX):].strip()
             path = (self.root / rel).resolve()
@@ -190,7 +329,7 @@ class ModelRegistry:
         names = self.names()
         choices = ", ".join(names[:MAX_NAMES_SAID]) + (f" (and {len(names) - MAX_NAMES_SAID} more)"
                                                         if len(names) > MAX_NAMES_SAID else "")
-        raise UnknownModelError(f"unknown model {name!r}; choose one of: {choices}, "
+        raise UnknownModelError(f"unknown model {name!r}; choose one of: {choices}, a Hugging Face repo id, "
                                 f"or local:FOLDER for a folder in the app's model folder")
 
     def base_model(self, name: str) -> BaseModel:
@@ -200,6 +339,9 @@ class ModelRegistry:
         entry = self.resolve(name)
         if entry.kind == "gpt2":
             return BaseModel(entry.name, entry.name, GPTConfig.preset(entry.name))
+        if entry.kind == "hub" or is_hub_folder(entry.path):
+            raise ValueError(f"{name.strip()} is an open model of the Hub: the app finetunes its own models and "
+                             f"GPT-2 (the command line's finetunes take a Hub model too).")
         if not (entry.path / CONFIG_FILE).is_file():
             raise ValueError(f"The base model {name.strip()!r} is not available: it has no checkpoint (yet).")
         try:
@@ -217,11 +359,46 @@ class ModelRegistry:
                 with self._gpt2_lock:  # one GPT-2 load at a time, and only one GPT-2 held
                     self._evict(lambda key: key[0] == "lm" and key[1] in GPT2_SIZES)
                     return load_model(entry.name, progress=progress)
+            if entry.kind == "hub":
+                return self._load_open_model(entry, progress)
             if not (entry.path / CONFIG_FILE).is_file():
                 raise ModelUnavailableError(f"model {entry.name!r} is not available: its folder has no checkpoint")
-            return load_checkpoint(entry.path)
+            return load_model(entry.path)  # ours, or a folder in transformers' layout
 
         return self.cached(("lm", entry.name, self._version(entry)), load_entry)
+
+    def check_open_model(self, entry: ModelEntry) -> None:
+        """Refuse, in one line and before anything large is read or downloaded, an open model that is not on disk
+        while the Hub cannot be reached, or that is larger than MAX_OPEN_MODEL_PARAMS."""
+        catalogued = CATALOGUE.get(entry.name)
+        if entry.path is None and not hub_reachable():
+            raise ModelUnavailableError(not_on_disk(entry.name, entry.repo_id, catalogued))
+        if catalogued is not None:
+            n_params = catalogued.config().n_params()
+        elif entry.path is not None:
+            n_params = config_from_hub(json.loads((entry.path / CONFIG_FILE).read_text()), None,
+                                       entry.repo_id).n_params()
+        else:
+            return  # a repo id not on disk: `load_model` reads its config.json first and checks the memory
+        if n_params > MAX_OPEN_MODEL_PARAMS:
+            raise ValueError(f"{entry.name} has {n_params / 1e9:.1f}B parameters: this app loads open models of up "
+                             f"to {MAX_OPEN_MODEL_PARAMS / 1e9:.0f}B (`python -m gpt generate --model "
+                             f"{entry.repo_id}` runs it outside the app).")
+
+    def _load_open_model(self, entry: ModelEntry, progress: bool) -> Checkpoint:
+        """One open model at a time, and only one held: the one before is dropped first."""
+        self.check_open_model(entry)
+        with self._hub_lock:
+            self._evict(lambda key: key[0] in ("lm", "lm-precision") and key[1] in self._hub_names)
+            try:
+                ckpt = load_model(entry.name, progress=progress)
+            except WeightsUnavailableError as err:
+                raise ModelUnavailableError(str(err)) from None
+            if ckpt.model.n_params() > MAX_OPEN_MODEL_PARAMS:  # a repo id whose size was unknown before its config
+                raise ValueError(f"{entry.name} has {ckpt.model.n_params() / 1e9:.1f}B parameters: this app loads "
+                                 f"open models of up to {MAX_OPEN_MODEL_PARAMS / 1e9:.0f}B.")
+            self._hub_names.add(entry.name)
+            return ckpt
 
     def load_in(self, name: str, precision: str) -> Checkpoint:
         """The checkpoint in float32, bfloat16 or int8: a converted copy, cached beside the float32 one.
@@ -234,6 +411,11 @@ class ModelRegistry:
                              f"copies are megabytes; GPT-2 runs in float32 here (python -m gpt generate --dtype "
                              f"{precision} --model {name} runs it in {precision})")
         ckpt = self.load(name)
+        if entry.kind == "hub" and precision != "float32" and ckpt.model.n_params() > MAX_PRECISION_COPY_PARAMS:
+            raise ValueError(f"{name}: a {precision} copy beside its float32 weights would hold "
+                             f"{ckpt.model.n_params() / 1e6:,.0f}M parameters twice; open models get other "
+                             f"precisions here up to {MAX_PRECISION_COPY_PARAMS / 1e6:,.0f}M (python -m gpt generate "
+                             f"--dtype {precision} --model {name} runs it in {precision})")
         if is_quantized(ckpt.model):  # saved by `python -m gpt quantize`
             if precision == "int8":
                 return ckpt
@@ -250,7 +432,10 @@ class ModelRegistry:
 
     @staticmethod
     def _version(entry: ModelEntry) -> int | None:
-        """When the entry's files last changed: a run that trained further is a new version, loaded anew."""
+        """When the entry's files last changed: a run that trained further is a new version, loaded anew. An open
+        model's snapshot never changes (a new revision is a new folder): None, before and after its download."""
+        if entry.kind == "hub":
+            return None
         config = entry.path / CONFIG_FILE if entry.path is not None else None
         return config.stat().st_mtime_ns if config is not None and config.is_file() else None
 
@@ -267,6 +452,11 @@ class ModelRegistry:
                 return self._tokenizers[entry.name][1]
         if entry.kind == "gpt2":
             tokenizer = load_tokenizer("gpt2")
+        elif entry.kind == "hub" and entry.path is None:
+            self.check_open_model(entry)  # offline: the one line; online: its tokenizer comes with the model
+            tokenizer = self.load(name).tokenizer
+        elif entry.kind == "hub" or is_hub_folder(entry.path):
+            tokenizer = load_hub_tokenizer(entry.path, name=entry.repo_id or entry.name)
         elif not (entry.path / CONFIG_FILE).is_file():
             raise ModelUnavailableError(f"model {entry.name!r} is not available: its folder has no checkpoint")
         else:

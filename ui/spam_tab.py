@@ -469,7 +469,7 @@ def _finetune_panel(registry: ModelRegistry, runner: JobRunner) -> dict[str, Any
                 "come from test sets it never trains on.")
     gr.Markdown(defaults_note(read_measurement()), elem_id="spam-ft-defaults")
     with gr.Row():
-        c["base"] = gr.Dropdown(registry.names(), value=registry.default(), label="Base model",
+        c["base"] = gr.Dropdown(registry.base_names(), value=registry.default(), label="Base model",
                                 allow_custom_value=True,  # runs trained since the page loaded; the registry checks
                                 info="shipped, trained in the Train tab, local, or GPT-2", elem_id="spam-ft-base")
         c["head_token"] = gr.Radio(list(choices(ClassifierConfig, "head_token")), value=APP.head_token,
@@ -548,7 +548,7 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     tab.select(figures, picker, [summary, table, confusion], api_visibility="private")
     choices = user_errors(functools.partial(classifier_choices, registry))
     gr.on(None, choices, None, picker, api_visibility="private")  # on page load: classifiers made since
-    tab.select(lambda: gr.Dropdown(choices=registry.names()), None, ft["base"], api_visibility="private")
+    tab.select(lambda: gr.Dropdown(choices=registry.base_names()), None, ft["base"], api_visibility="private")
     ft["trains"].change(show_trains, ft["trains"], [ft["blocks"], ft["lora_rank"], ft["lora_alpha"]],
                         api_visibility="private")
 

@@ -54,7 +54,8 @@ def readable_end(ckpt: Checkpoint, text: str) -> int:
 def score(ckpt: Checkpoint, name: str, text: str) -> Scored:
     tokenizer = ckpt.tokenizer
     pieces = tokenizer.pieces(text)[: token_limit(ckpt)]
-    bits = surprisal_bits(ckpt.model, [p.id for p in pieces], tokenizer.eot_id, tokenizer.n_vocab)
+    start = tokenizer.eot_id if tokenizer.bos_id is None else tokenizer.bos_id  # what a text starts after
+    bits = surprisal_bits(ckpt.model, [p.id for p in pieces], start, tokenizer.n_vocab)
     return Scored(name, pieces, bits.tolist())
 
 

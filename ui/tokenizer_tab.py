@@ -1,4 +1,5 @@
-"""Tab 1, Tokenizer: how text becomes token ids, under GPT-2's BPE, a BPE trained here, and characters."""
+"""Tab 1, Tokenizer: how text becomes token ids, under the picked model's tokenizer (ours, or an open model's
+tokenizer.json) beside GPT-2's BPE, a BPE trained here, and characters."""
 
 from __future__ import annotations
 
@@ -44,15 +45,31 @@ def pieces_table(pieces: list[TokenPiece]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["position", "id", "piece", "bytes (hex)", "characters"])
 
 
+def special_tokens(tokenizer: Tokenizer) -> list[tuple[str, int, str]]:
+    """(text, id, role) of the tokens a text starts or ends with: the BOS the app puts first, if the tokenizer has
+    one, and every stop id."""
+    roles = ([(tokenizer.bos_id, "starts every text: the app puts it first")] if tokenizer.bos_id is not None else [])
+    roles += [(i, "ends a text: generation stops there") for i in tokenizer.stop_ids]
+    return [(tokenizer.decode_bytes([i]).decode("utf-8", "replace"), i, role) for i, role in roles]
+
+
 def special_tokens_note(tokenizer: Tokenizer, model_name: str, text: str, allow_special: bool) -> str:
-    as_text = tokenizer.encode(END_OF_TEXT)
-    note = (f"`{END_OF_TEXT}` is the one special token: id **{tokenizer.eot_id}** for {model_name}, put between "
-            f"documents in training so the model learns where a text ends. Typed by a user it is plain text by "
-            f"default ({len(as_text)} ordinary tokens: {as_text}), so nobody can fake a document boundary; "
-            f"tick the box to read it as the special token.")
-    if END_OF_TEXT in text:
-        mode = "the special token" if allow_special else "plain text"
-        note += f"\n\nYour text contains `{END_OF_TEXT}`, encoded here as **{mode}**."
+    specials = special_tokens(tokenizer)
+    if [t for t, _, _ in specials] == [END_OF_TEXT]:
+        as_text = tokenizer.encode(END_OF_TEXT)
+        note = (f"`{END_OF_TEXT}` is the one special token: id **{tokenizer.eot_id}** for {model_name}, put between "
+                f"documents in training so the model learns where a text ends. Typed by a user it is plain text by "
+                f"default ({len(as_text)} ordinary tokens: {as_text}), so nobody can fake a document boundary; "
+                f"tick the box to read it as the special token.")
+    else:
+        listed = "; ".join(f"`{t}` (id **{i}**, {role})" for t, i, role in specials)
+        note = (f"{model_name}'s tokenizer has special tokens of its own, whose text no ordinary token spells: "
+                f"{listed}. A chat template adds more (`<|im_start|>` opens a turn). Typed by a user they are plain "
+                f"text by default, so nobody can fake the end of a turn; tick the box to read them as the special "
+                f"tokens.")
+    if tokenizer.encode(text, allow_special=True) != tokenizer.encode(text):
+        mode = "the special tokens" if allow_special else "plain text"
+        note += f"\n\nYour text contains special tokens of {model_name}, encoded here as **{mode}**."
     return note
 
 
@@ -98,7 +115,7 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     with gr.Row():
         text = gr.Textbox(EXAMPLE_TEXT, lines=4, label="Text", scale=3, elem_id="tok-text")
         with gr.Column(scale=1):
-            allow_special = gr.Checkbox(False, label=f"Read {END_OF_TEXT} as the special token")
+            allow_special = gr.Checkbox(False, label=f"Read special tokens ({END_OF_TEXT}, <|im_end|>…) as such")
             button = gr.Button("Tokenize", variant="primary", elem_id="tok-run")
     notices = gr.Markdown()
     gr.Markdown("### The picked model's tokens")

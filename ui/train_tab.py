@@ -592,7 +592,7 @@ def status(runner: JobRunner, registry: ModelRegistry, token: str | None, axis: 
     if not view.finished:
         return view.line, figure, samples, "", view.timer, gr.skip()
     return view.line, figure, samples, result_markdown(view.job.result), view.timer, gr.Dropdown(
-        choices=registry.names())
+        choices=registry.choices())
 
 
 def list_runs(registry: ModelRegistry) -> pd.DataFrame:
@@ -616,7 +616,7 @@ def download_run(registry: ModelRegistry, name: str) -> str:
 def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
     """Load a run zip (as `download_run` makes them) into the runs folder and the model picker."""
     name, _ = receive_run_zip(runner, file)
-    return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the model picker.", gr.Dropdown(choices=registry.names())
+    return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the model picker.", gr.Dropdown(choices=registry.choices())
 
 
 # -- the tab -----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from gpt.checkpoint import Checkpoint
 from gpt.config import GPT2_SIZES
 from gpt.generate import SamplingConfig
 from gpt.instruct.prompt import chat_stream
+from gpt.open_models import CATALOGUE
 from gpt.tokenizer import END_OF_TEXT, load_tokenizer
 from tests.helpers import make_model_folder
 from ui import attention_tab, chat_tab, common, generate_tab, labels, picker, spam_tab, tokenizer_tab
@@ -43,7 +44,8 @@ def empty_registry(tmp_path) -> ModelRegistry:
 
 def test_registry_lists_shipped_local_and_gpt2(models, tmp_path):
     registry = ModelRegistry(models)
-    assert registry.names() == ["base", "instruct", *GPT2_SIZES]
+    assert registry.base_names() == ["base", "instruct", *GPT2_SIZES]
+    assert registry.names()[:len(GPT2_SIZES) + 2 + len(CATALOGUE)] == [*registry.base_names(), *CATALOGUE]
     assert registry.default() == "base"
     (models / "mine").symlink_to(models / "base", target_is_directory=True)
     try:
@@ -51,7 +53,7 @@ def test_registry_lists_shipped_local_and_gpt2(models, tmp_path):
         assert ModelRegistry(models).load("local:mine").model.cfg == registry.load("base").model.cfg
     finally:
         (models / "mine").unlink()
-    assert ModelRegistry(tmp_path).names() == list(GPT2_SIZES)
+    assert ModelRegistry(tmp_path).base_names() == list(GPT2_SIZES)
 
 
 @pytest.mark.parametrize("name", ["nope", "", "gpt2-tiny", "local:", "local:../..", "local:/etc", "/etc/passwd"])

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ MB = 2**20
 TEXT_MB = 5
 NUMBER = ["12", None, [1], math.nan, math.inf, -1e308, True]
 TEXT = [None, "x" * (TEXT_MB * MB), "a lone surrogate \ud800 here", ["a list"], " \n\t ", "😀🎉🙂"]
-CHOICE = [12, "x" * 300, "local:" + "a" * 300]
+# Beside nonsense, the open models' names: a catalogue model and a Hub repo id not on disk (offline: one line).
+CHOICE = [12, "x" * 300, "local:" + "a" * 300, "qwen3-0.6b", "some-org/" + "a" * 40]
 HOSTILE = {
     "number": NUMBER,
     "text": TEXT,
@@ -49,11 +51,15 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def app_url(serve_app, shipped_models, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The app on the shipped models; trainings bounded to seconds (a start the sweep makes valid may run)."""
+def app_url(serve_app, shipped_models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app on the shipped models, offline with an empty Hugging Face cache (an open model is never
+    downloaded here); trainings bounded to seconds (a start the sweep makes valid may run)."""
     runs = tmp_path_factory.mktemp("runs")
     limits = TrainLimits(runs_dir=runs, threads=1, max_steps=20, max_minutes=0.1, max_upload_mb=1, max_queued=1)
-    return serve_app(ModelRegistry(shipped_models, runs_root=runs), JobRunner(limits))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "HF_HUB_OFFLINE", True)
+        patch.setattr(constants, "HF_HUB_CACHE", str(tmp_path_factory.mktemp("hub-cache")))
+        yield serve_app(ModelRegistry(shipped_models, runs_root=runs), JobRunner(limits))
 
 
 @pytest.fixture(scope="module")

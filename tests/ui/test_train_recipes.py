@@ -37,7 +37,7 @@ def test_the_form_builds_a_config_with_every_switch_for_either_recipe():
 @pytest.mark.parametrize("changes, message", [
     (dict(n_kv_heads=3), r"^n_heads \(4\) must be divisible by n_kv_heads \(3\)$"),
     (dict(positions="rotary", emb_dim=36), r"^rotary positions .* must be even$"),
-    (dict(mlp="swiglu", mlp_hidden=0), r"^MLP hidden width \(mlp_hidden\) must be between 1 and 16384, got 0\.$"),
+    (dict(mlp="swiglu", mlp_hidden=0), r"^MLP hidden width \(mlp_hidden\) must be between 1 and 65536, got 0\.$"),
     (dict(norm="batchnorm"), r"^Normalisation \(norm\) must be one of layernorm, rmsnorm, got 'batchnorm'$"),
     (dict(qk_norm="yes"), r"^QK-norm \(qk_norm\) must be true or false, got 'yes'\.$"),
     (dict(optimizer="sgd"), r"^Optimizer must be one of adamw, muon, got 'sgd'$"),

@@ -248,11 +248,11 @@ def test_kv_timing_and_memory_table(registry):
     with pytest.raises(ValueError, match="Tokens to time"):
         kv_cache_view.kv_timing(registry, "base", TEXT, 100)
     table = kv_cache_view.memory_table(registry, "base", "bfloat16", 1000, 2)
-    assert list(table["model"]) == ["base (picked)", *PRESETS]
+    assert list(table["model"]) == ["base (picked)", *PRESETS, *kv_cache_view.open_model_configs()]
     small = table.set_index("model").loc["gpt2-small"]
     assert small["tokens cached"] == 1000 and small["weights"] == "248.88 MB"
     assert kv_cache_view.memory_table(ModelRegistry(registry.root / "nothing"), "base", "float32", 10, 1).shape[0] \
-        == len(PRESETS)
+        == len(PRESETS) + len(kv_cache_view.open_model_configs())
     for bad in (("float32", 0, 1), ("float32", 10, 100), ("fp8", 10, 1)):
         with pytest.raises(ValueError):
             kv_cache_view.memory_table(registry, "base", *bad)
