@@ -175,10 +175,12 @@ def model_info(registry: ModelRegistry, name: str) -> tuple[str, str]:
         return public_message(f"⚠️ The chat model is not available: {err}"), NO_SCORES
     meta = ckpt.meta
     line = describe(ckpt, name)
-    if "hub" in meta:
-        note = ("An open instruct model: it reads the conversation in its own chat template (the exact prompt is "
-                "below) and ends its reply at an end token.")
-        return public_message(f"{note}<br>{line}"), OPEN_MODEL_SCORES
+    if "hub" in meta:  # its architecture is in the picker's summary and the model card: a short line here
+        line = (f"**{name}**: {meta.get('family', 'an open model')} from {meta['hub']}, "
+                f"{ckpt.model.n_params() / 1e6:,.1f}M parameters, a context of {ckpt.model.cfg.context_length:,} "
+                "tokens. It reads the conversation in its own chat template (the exact prompt is below) and ends its "
+                "reply at an end token.")
+        return public_message(line), OPEN_MODEL_SCORES
     if "finetune" in meta:
         how = finetune_method(meta["finetune"])
         stages = meta.get("stages", [])

@@ -123,7 +123,7 @@ def open_model_card(entry: ModelEntry) -> tuple[str, None, str]:
             ("licence", fields.get("license", f"not stated in its {README}" if readme.is_file() else "unknown"))]
     rows += [(label, ", ".join(map(str, v)) if isinstance(v := hub[key], list) else v)
              for key, label in HUB_FIELDS.items() if key in hub]
-    table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    table = "| field | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
     switches = config_from_hub(hub, None, entry.name).architecture()
     return card, None, (f"**Architecture in this app's terms**: {switches} (`gpt.open_models.config_from_hub` maps "
                         f"config.json onto `GPTConfig`).\n\n### config.json\n\n{table}\n\n"

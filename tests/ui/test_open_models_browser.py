@@ -77,7 +77,7 @@ def test_every_view_on_an_open_model(page, shots):
 
     page.get_by_role("tab", name="Generate").click()
     page.locator("#gen-run").click()
-    page.locator("#gen-notice, #gen-output").first.wait_for()
+    page.wait_for_function("el => el.value.length > 0", arg=page.locator("#gen-output textarea").element_handle())
     page.get_by_text("The KV cache: memory for speed").click()
     page.locator("#kv-table").filter(has_text="qwen3-0.6b (Qwen3)").wait_for()
     page.locator("#gen-step").click()

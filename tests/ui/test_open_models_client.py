@@ -46,6 +46,8 @@ def test_every_view_answers_on_an_open_model(client, model):
             continue
         values = [model if label in PICKERS else "base" if label in SECOND else value
                   for label, value in zip(labels, base_values(endpoint), strict=True)]
+        if name == "/embeddings":
+            values[1] = "the, fox"  # words that are single tokens of the tiny BPE
         if name == "/precision":
             values[values.index(model)] = HUB_SMOL  # the smaller of the two: three precisions, timed
         outcome = client_call(client, name, values)
@@ -58,9 +60,9 @@ def test_every_view_answers_on_an_open_model(client, model):
 
 
 def test_the_chat_endpoint_writes_the_chat_template(client):
-    history = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi there"}]
-    reply, prompt = client.predict("What is a fox?", history, 0.0, 8, 1, HUB_QWEN, api_name="/chat")
-    assert prompt.startswith("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there<|im_end|>")
+    """The client's session keeps the conversation of the calls before: its earlier turns come first."""
+    reply, prompt = client.predict("What is a fox?", 0.0, 8, 1, HUB_QWEN, api_name="/chat")
+    assert prompt.startswith("<|im_start|>user\n")
     assert prompt.endswith("<|im_start|>user\nWhat is a fox?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n")
     assert reply
 
