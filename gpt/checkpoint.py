@@ -1,14 +1,19 @@
 """Model files: `model.safetensors` (weights) + `config.json` (architecture, tokenizer, metadata).
 
 No pickle anywhere: a checkpoint someone hands us can only ever be data. The config records the
-sha256 of the weights and tokenizer files, and loading checks them: a flipped byte in the weights
-or a tokenizer cut short is named, not loaded silently. Before the model is built, its size is
-checked against the free memory, so an absurd config is refused instead of allocated.
+sha256 of the weights and tokenizer files, and loading checks them: a flipped byte in the weights,
+a tokenizer cut short or a config from another model is named, not loaded silently. Every file the
+loader reads must have its entry; a folder with no checksums at all (written before them, or with
+them removed) loads with a warning, or is refused where it comes from a stranger
+(`require_checksums`). Before the model is built, its size is checked against the free memory, so an
+absurd config is refused instead of allocated.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gpt.config import GPTConfig
-from gpt.files import atomic_path, sha256_of, write_text_atomic
+from gpt.files import atomic_path, remove_stale_temporaries, sha256_of, write_text_atomic
 from gpt.hub_tokenizer import (
     CHAT_TEMPLATE_FILE,
     GENERATION_CONFIG,
@@ -44,10 +49,16 @@ QUANTIZATION = "quantization"  # config key of an int8 checkpoint: {"scheme": "i
 # EOS ids in generation_config.json, its name under TOKENIZER_NAME (the folder's name is the run's, not the model's).
 HUB_TOKENIZER_FILES = (TOKENIZER_JSON, TOKENIZER_CONFIG, CHAT_TEMPLATE_FILE, GENERATION_CONFIG)
 TOKENIZER_NAME = "tokenizer_name"
+CHECKPOINT_FILES = (WEIGHTS_FILE, TOKENIZER_FILE, *HUB_TOKENIZER_FILES)  # what a config's sha256 map may name
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated or does not match its config."""
+
+
+class UnverifiedWarning(UserWarning):
+    """A model folder without checksums: it loads, but nothing says its files are the ones saved."""
 
 
 @dataclass
@@ -73,6 +84,7 @@ def save_checkpoint(model: GPTModel, directory: str | Path, tokenizer: Tokenizer
         write_ranks(tokenizer.ranks, directory / TOKENIZER_FILE)
     if not isinstance(tokenizer, HubTokenizer) and tokenizer.pretokenizer != "gpt2":
         extra[PRETOKENIZER] = tokenizer.pretokenizer
+    remove_stale_temporaries(directory)  # an earlier save killed mid-write left its half file
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(state_for_saving(model, dtype), str(tmp))
     files = [WEIGHTS_FILE, *tokenizer_files]
@@ -116,20 +128,58 @@ def read_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: config file missing")
     try:
         config = json.loads(path.read_text())
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
         config["model"] = GPTConfig.from_dict(config["model"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        checked_checksums(config, CHECKPOINT_FILES)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: not a valid model config ({err})") from err
     return config
 
 
-def verify_checksum(directory: Path, config: dict[str, Any], name: str) -> None:
-    """Compare a file with the sha256 its config recorded (configs from before checksums have none)."""
-    expected = config.get(CHECKSUMS, {}).get(name) if isinstance(config.get(CHECKSUMS), dict) else None
-    if expected is None or not (directory / name).is_file():
-        return  # a missing file gets its own message from the loader
-    if sha256_of(directory / name) != expected:
+def checked_checksums(config: dict[str, Any], names: tuple[str, ...]) -> dict[str, str] | None:
+    """The config's sha256 map (None where it has none), refused unless it maps some of `names` to sha256 digests.
+
+    A malformed map must not read as "nothing to check": `"sha256": "abc"` would switch every check off.
+    """
+    if CHECKSUMS not in config:
+        return None
+    checksums = config[CHECKSUMS]
+    if not isinstance(checksums, dict):
+        raise ValueError(f"{CHECKSUMS} must map file names to sha256 digests, got {type(checksums).__name__}")
+    for name, digest in checksums.items():
+        if name not in names:
+            raise ValueError(f"{CHECKSUMS} names {str(name)[:60]!r}, which is none of this folder's files "
+                             f"({', '.join(names)})")
+        if not (isinstance(digest, str) and SHA256_HEX.fullmatch(digest)):
+            raise ValueError(f"{CHECKSUMS} of {name} must be 64 lowercase hex digits, got {str(digest)[:70]!r}")
+    return checksums
+
+
+def unverified(directory: Path, recorded_in: str, require_checksums: bool, error: type[ValueError]) -> None:
+    """A folder whose config records no checksums: refused where it comes from a stranger, else a warning."""
+    what = f"{directory.name}/{recorded_in} records no sha256 checksums, so its files cannot be verified"
+    if require_checksums:
+        raise error(f"{what}: a model from elsewhere must carry them (export it again where it was trained)")
+    warnings.warn(f"{what} (a folder from before checksums, or edited by hand); loading it anyway",
+                  UnverifiedWarning, stacklevel=3)
+
+
+def verify_checksum(directory: Path, checksums: dict[str, str] | None, name: str,
+                    recorded_in: str = CONFIG_FILE) -> None:
+    """Compare a file the loader reads with the sha256 its config records; with a map, every such file needs one.
+
+    `checksums` None is a folder without them (`unverified` said so). A missing file gets its own message from
+    the loader.
+    """
+    if checksums is None or not (directory / name).is_file():
+        return
+    if name not in checksums:
+        raise CheckpointError(f"{directory.name}/{name}: {recorded_in} records no sha256 for this file, so it cannot "
+                              f"be verified; save or download the model again")
+    if sha256_of(directory / name) != checksums[name]:
         raise CheckpointError(f"{directory.name}/{name}: the file is damaged or was changed after saving "
-                              f"(its sha256 is not the one {CONFIG_FILE} records); save or download the model again")
+                              f"(its sha256 is not the one {recorded_in} records); save or download the model again")
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -193,11 +243,11 @@ def int8_skeleton(cfg: GPTConfig, quantization: Any, source: Path) -> GPTModel:
 
 def _hub_tokenizer_of(directory: Path, config: dict[str, Any]) -> HubTokenizer:
     """The Hub tokenizer saved beside the weights, each of its files checked against the config's sha256."""
-    recorded = config.get(CHECKSUMS) if isinstance(config.get(CHECKSUMS), dict) else {}
+    checksums = config.get(CHECKSUMS)
     for name in HUB_TOKENIZER_FILES:
-        if name in recorded and not (directory / name).is_file():
+        if checksums is not None and name in checksums and not (directory / name).is_file():
             raise CheckpointError(f"{directory / name}: tokenizer file missing ({CONFIG_FILE} records it)")
-        verify_checksum(directory, config, name)
+        verify_checksum(directory, checksums, name)
     name = config.get(TOKENIZER_NAME)
     try:
         return load_hub_tokenizer(directory, name if isinstance(name, str) and name else None)
@@ -220,24 +270,37 @@ def _tokenizer_of(directory: Path, config: dict[str, Any]) -> Tokenizer | HubTok
                               f"{', '.join(PRETOKENIZERS)}, got {pretokenizer!r}")
     if ref == "gpt2":
         return load_tokenizer("gpt2", pretokenizer)
-    verify_checksum(directory, config, TOKENIZER_FILE)
+    verify_checksum(directory, config.get(CHECKSUMS), TOKENIZER_FILE)
     try:
         return load_tokenizer(str(directory / TOKENIZER_FILE), pretokenizer)
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{directory / TOKENIZER_FILE}: not a readable tokenizer ({err})") from err
 
 
-def load_checkpoint_tokenizer(directory: str | Path) -> Tokenizer | HubTokenizer:
+def _verified_config(directory: Path, require_checksums: bool) -> dict[str, Any]:
+    """The folder's config, after a warning (or, from a stranger, a refusal) if it records no checksums."""
+    config = read_config(directory)
+    if config.get(CHECKSUMS) is None:
+        unverified(directory, CONFIG_FILE, require_checksums, CheckpointError)
+    return config
+
+
+def load_checkpoint_tokenizer(directory: str | Path, require_checksums: bool = False) -> Tokenizer | HubTokenizer:
     """A checkpoint's tokenizer without reading its weights (the Tokenizer tab needs only this)."""
-    return _tokenizer_of(Path(directory), read_config(directory))
+    return _tokenizer_of(Path(directory), _verified_config(Path(directory), require_checksums))
 
 
-def load_checkpoint(directory: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Checkpoint:
-    """The saved model with its fast modules swapped in (`gpt.kernels.accelerate`), its tokenizer and metadata."""
+def load_checkpoint(directory: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu",
+                    require_checksums: bool = False) -> Checkpoint:
+    """The saved model with its fast modules swapped in (`gpt.kernels.accelerate`), its tokenizer and metadata.
+
+    `require_checksums`: refuse a folder whose config records no checksums (an upload: anyone can remove them)
+    instead of loading it with an `UnverifiedWarning`.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: checkpoint folder not found")
-    config = read_config(directory)
+    config = _verified_config(directory, require_checksums)
     tokenizer = _tokenizer_of(directory, config)
     cfg: GPTConfig = config["model"]
     if tokenizer.n_vocab > cfg.vocab_size:
@@ -246,7 +309,7 @@ def load_checkpoint(directory: str | Path, dtype: torch.dtype = torch.float32, d
     bytes_per_weight = 1 if quantization else 4
     require_memory(cfg.n_elements() * bytes_per_weight,
                    f"the model in {directory.name} ({cfg.n_params() / 1e6:,.0f}M parameters)")
-    verify_checksum(directory, config, WEIGHTS_FILE)
+    verify_checksum(directory, config.get(CHECKSUMS), WEIGHTS_FILE)
     model = GPTModel(cfg) if quantization is None else int8_skeleton(cfg, quantization, directory / CONFIG_FILE)
     load_weights_into(model, load_state_dict(directory / WEIGHTS_FILE), directory / WEIGHTS_FILE)
     accelerate(model).to(device=device, dtype=dtype).eval()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
+import types
 import typing
 from dataclasses import Field, asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from gpt.precision import bytes_per_element
+
+C = TypeVar("C")
 
 
 def option(default: Any, help: str, *, low: float | None = None, high: float | None = None,
@@ -39,7 +45,9 @@ def choices(config_cls: type, name: str) -> tuple:
 
 
 def shown(number: float) -> str:
-    """A bound or value as a person reads it: 2147483647 whole, 1e-06 short."""
+    """A bound or value as a person reads it: 2147483647 whole, 1e-06 short, a number of 401 digits by its length."""
+    if isinstance(number, int) and not isinstance(number, bool) and abs(number) >= 10**30:
+        return f"an integer of {len(str(abs(number))) if abs(number) < 10**4000 else 'thousands of'} digits"
     return f"{number:g}" if isinstance(number, float) else str(number)
 
 
@@ -50,8 +58,11 @@ def check_option(config_cls: type, name: str, value: Any, label: str | None = No
     """
     f = field_of(config_cls, name)
     label = label or name
-    if value is None and type(None) in typing.get_args(typing.get_type_hints(config_cls)[name]):
+    hint = type_hints(config_cls)[name]
+    if value is None and type(None) in typing.get_args(hint):
         return value
+    if hint is bool:  # a switch is true or false; 0, 1 or "yes" would slip past every check
+        return typed_value(bool, value, label)
     if "choices" in f.metadata:
         if value not in f.metadata["choices"]:
             raise ValueError(f"{label} must be one of {', '.join(map(str, f.metadata['choices']))}, got {value!r}")
@@ -68,8 +79,90 @@ def check_option(config_cls: type, name: str, value: Any, label: str | None = No
     return value
 
 
+@functools.cache
+def type_hints(config_cls: type) -> dict[str, Any]:
+    """The fields' types, resolved once per class (the annotations are strings under `from __future__`)."""
+    return typing.get_type_hints(config_cls)
+
+
+def _said(value: Any) -> str:
+    """A value as an error message shows it: short, even for a number of hundreds of digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return shown(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def typed_value(hint: Any, value: Any, label: str) -> Any:
+    """`value` if it has the type `hint` names (an int where a float belongs becomes that float); a one-line
+    ValueError naming `label` otherwise.
+
+    JSON has one kind of number and no check of its own: `"n_layers": 5.0` or `"qkv_bias": "yes"` from a file
+    would otherwise pass the bounds and fail deep inside the model, or be taken for true.
+    """
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return typed_value(inner[0], value, label) if len(inner) == 1 else value  # no config has such a field
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{label} must be true or false, got {_said(value)}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{label} must be an integer, got {_said(value)}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{label} must be a number, got {_said(value)}")
+        if isinstance(value, int) and abs(value) > 2**1023 or not math.isfinite(value):
+            raise ValueError(f"{label} must be a finite number, got {_said(value)}")
+        return float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{label} must be a string, got {_said(value)}")
+    elif typing.get_origin(hint) is tuple:
+        return _typed_tuple(typing.get_args(hint), value, label)
+    elif dataclasses.is_dataclass(hint):
+        return hint.from_dict(value) if hasattr(hint, "from_dict") else config_from_dict(hint, value)
+    return value  # a type no config field has yet: left to the class's own checks
+
+
+def _typed_tuple(args: tuple, value: Any, label: str) -> tuple:
+    """A JSON list as the tuple a field holds: `tuple[float, float]` (two numbers) or `tuple[str, ...]`."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{label} must be a list, got {_said(value)}")
+    kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+    if len(kinds) != len(value):
+        raise ValueError(f"{label} must be a list of {len(kinds)}, got {_said(value)}")
+    return tuple(typed_value(kind, item, f"{label}[{i}]") for i, (kind, item) in enumerate(zip(kinds, value,
+                                                                                                  strict=True)))
+
+
+def config_from_dict(config_cls: type[C], data: Any, ignore_unknown: bool = False) -> C:
+    """A config dataclass from data read from a file (JSON), every value checked against its field's type first.
+
+    The one `from_dict` of every config: a file is held to the types exactly (one line naming the field), while
+    Python callers build configs directly and only the bounds of `check_options` apply. Fields missing from the
+    data take their defaults (files written before a field existed); unknown ones are refused, or skipped with
+    `ignore_unknown` where a record may come from a newer version.
+    """
+    name = config_cls.__name__
+    if not isinstance(data, dict):
+        raise ValueError(f"{name} must be a JSON object, got {_said(data)}")
+    known = {f.name: f for f in fields(config_cls)}
+    unknown = sorted(map(str, set(data) - set(known)))
+    if unknown and not ignore_unknown:
+        raise ValueError(f"unknown {name} fields: {unknown}")
+    for key, f in known.items():
+        if key not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ValueError(f"{name}.{key} is missing")
+    hints = type_hints(config_cls)
+    return config_cls(**{key: typed_value(hints[key], value, f"{name}.{key}")
+                         for key, value in data.items() if key in known})
+
+
 def check_options(config: Any) -> None:
-    """Validate every bounded field of a config dataclass instance (for its `__post_init__`)."""
+    """Validate every bounded field and every switch of a config dataclass instance (for its `__post_init__`)."""
     for f in fields(config):
         check_option(type(config), f.name, getattr(config, f.name), f"{type(config).__name__}.{f.name}")
 
@@ -136,10 +229,7 @@ class GPTConfig:
                                         "8,192)", low=1, high=1048576)
 
     def __post_init__(self) -> None:
-        check_options(self)
-        for f in fields(self):
-            if f.type in (bool, "bool") and not isinstance(getattr(self, f.name), bool):
-                raise ValueError(f"GPTConfig.{f.name} must be true or false, got {getattr(self, f.name)!r}")
+        check_options(self)  # bounds, choices, and booleans that are booleans
         if self.head_width is None and self.emb_dim % self.n_heads:
             raise ValueError(f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})")
         if self.n_heads % self.kv_heads:
@@ -277,11 +367,8 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown GPTConfig fields: {sorted(unknown)}")
-        return cls(**data)
+        """A config read from a file: each value of its field's type (`config_from_dict`), no unknown field."""
+        return config_from_dict(cls, data)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> GPTConfig:

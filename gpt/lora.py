@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from gpt.config import config_from_dict
 from gpt.files import atomic_path, write_text_atomic
 
 ADAPTERS_FILE = "adapters.safetensors"
@@ -128,8 +129,7 @@ def load_adapters(model: nn.Module, directory: str | Path, base_sha256: str) -> 
     if meta["base_sha256"] != base_sha256:
         raise ValueError(f"these adapters were trained on another base model (sha256 {meta['base_sha256'][:12]}…, "
                          f"this one is {base_sha256[:12]}…)")
-    lora = meta["lora"]
-    apply_lora(model, LoRAConfig(lora["rank"], lora["alpha"], tuple(lora["targets"])))
+    apply_lora(model, config_from_dict(LoRAConfig, meta["lora"]))  # a file's settings: typed as the fields say
     state = load_file(str(directory / ADAPTERS_FILE))
     expected = adapter_state(model)
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in state):

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,12 +14,18 @@ from gpt.checkpoint import (
     TOKENIZER_FILE,
     WEIGHTS_FILE,
     CheckpointError,
+    UnverifiedWarning,
     load_checkpoint,
     load_checkpoint_tokenizer,
     load_state_dict,
+    read_config,
     save_checkpoint,
+    verify_checksum,
 )
+from gpt.classify.classifier import CLASSIFIER_WEIGHTS, SHIPPED_DIR, read_classifier_config
+from gpt.cli import main
 from gpt.config import GPTConfig
+from gpt.files import SHIPPED_MODELS, sha256_of
 from gpt.kernels import DecodeAttention, Linear, OutputHead, accelerate
 from gpt.memory import InsufficientResourcesError
 from gpt.model import GPTModel
@@ -176,12 +184,86 @@ def test_a_tokenizer_cut_short_is_named_not_loaded(saved) -> None:
         load_checkpoint_tokenizer(folder)
 
 
-def test_a_config_from_before_checksums_still_loads(saved, tiny_model) -> None:
-    folder, _ = saved
+def without_checksums(folder: Path) -> Path:
+    """The folder as someone editing or forging it leaves it: the config's sha256 map removed."""
     config = json.loads((folder / CONFIG_FILE).read_text())
     del config["sha256"]
     (folder / CONFIG_FILE).write_text(json.dumps(config))
-    load_checkpoint(folder)
+    return folder
+
+
+def test_a_folder_without_checksums_loads_with_a_warning_and_is_refused_from_a_stranger(saved) -> None:
+    folder = without_checksums(saved[0])
+    with pytest.warns(UnverifiedWarning, match=f"{folder.name}/config.json records no sha256 checksums"):
+        load_checkpoint(folder)
+    with pytest.warns(UnverifiedWarning):
+        load_checkpoint_tokenizer(folder)
+    for load in (load_checkpoint, load_checkpoint_tokenizer):
+        with pytest.raises(CheckpointError, match="records no sha256 checksums.*must carry them") as err:
+            load(folder, require_checksums=True)
+        assert "\n" not in str(err.value)
+
+
+def test_a_folder_without_checksums_is_one_warning_line_on_the_command_line(saved, capsys) -> None:
+    folder = without_checksums(saved[0])
+    assert main(["generate", "--model", str(folder), "--prompt", "the cat", "--max-new-tokens", "2"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: {folder.name}/config.json records no sha256 checksums") and err.count("\n") == 1
+
+
+def test_a_config_from_another_model_is_refused(saved, tmp_path) -> None:
+    """Its checksums are of the other model's files: the weights here do not match them."""
+    folder, bpe = saved
+    torch.manual_seed(1)
+    other = save_checkpoint(GPTModel(GPTConfig.preset("tiny")), tmp_path / "other", bpe.to_tokenizer())
+    (folder / CONFIG_FILE).write_bytes((other / CONFIG_FILE).read_bytes())  # same shapes, other weights
+    with pytest.raises(CheckpointError, match=f"{folder.name}/{WEIGHTS_FILE}: the file is damaged"):
+        load_checkpoint(folder, require_checksums=True)
+
+
+@pytest.mark.parametrize("name", [WEIGHTS_FILE, TOKENIZER_FILE])
+def test_every_file_the_loader_reads_needs_its_checksum(saved, name: str) -> None:
+    folder, _ = saved
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    del config["sha256"][name]  # the other entries stay: a map that skips the file it is meant to guard
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=f"{folder.name}/{name}: config.json records no sha256 for this file"):
+        load_checkpoint(folder)
+
+
+@pytest.mark.parametrize("checksums, message", [
+    ("abc", "sha256 must map file names to sha256 digests, got str"),
+    (None, "sha256 must map file names to sha256 digests, got NoneType"),
+    (["model.safetensors"], "got list"),
+    ({WEIGHTS_FILE: "abc"}, "sha256 of model.safetensors must be 64 lowercase hex digits, got 'abc'"),
+    ({WEIGHTS_FILE: "A" * 64}, "must be 64 lowercase hex digits"),
+    ({WEIGHTS_FILE: 7}, "must be 64 lowercase hex digits, got '7'"),
+    ({"../model.safetensors": "0" * 64}, "sha256 names '../model.safetensors', which is none of this folder's files"),
+])
+def test_a_malformed_checksum_map_is_refused_not_skipped(saved, checksums, message) -> None:
+    folder, _ = saved
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config["sha256"] = checksums
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    for load in (load_checkpoint, load_checkpoint_tokenizer):
+        with pytest.raises(CheckpointError, match=rf"config.json: not a valid model config \(.*{re.escape(message)}"):
+            load(folder)
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent for p in SHIPPED_MODELS.glob(f"*/{CONFIG_FILE}")),
+                         ids=lambda p: p.name)
+def test_every_shipped_model_carries_checksums_of_the_files_it_loads(folder: Path) -> None:
+    config = read_config(folder)
+    read = [WEIGHTS_FILE] + ([config["tokenizer"]] if config["tokenizer"] != "gpt2" else [])
+    assert set(read) <= set(config["sha256"])
+    for name in config["sha256"]:
+        verify_checksum(folder, config["sha256"], name)
+    load_checkpoint_tokenizer(folder, require_checksums=True)
+
+
+def test_the_shipped_classifier_carries_the_checksum_of_its_tensors() -> None:
+    config = read_classifier_config(SHIPPED_DIR)
+    assert config["sha256"] == {CLASSIFIER_WEIGHTS: sha256_of(SHIPPED_DIR / CLASSIFIER_WEIGHTS)}
 
 
 @pytest.mark.parametrize("change", [{"vocab_size": 1_000_000_000}, {"n_layers": 1_000_000}])

@@ -71,8 +71,9 @@ class DefaultsMeasurement:
         A setting added after the figures were measured counts as its default, which is what they ran with.
         """
         try:
-            return ClassifierConfig(**self.finetune) == defaults and ClassifierConfig(**self.lora) == lora
-        except (TypeError, ValueError):
+            measured = ClassifierConfig.from_dict(self.finetune), ClassifierConfig.from_dict(self.lora)
+            return measured == (defaults, lora)
+        except ValueError:
             return False
 
 

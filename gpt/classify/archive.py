@@ -48,7 +48,8 @@ def read_classifier_archive(archive: str | Path, dest_dir: str | Path, find_base
 
     `find_base` gets the recorded base (a dict with `name`, `pretrained` or `checkpoint`, and a sha256)
     and returns where that base is on this machine, or raises ValueError saying it is not. The stored
-    pointer to the base is rewritten to that place; the sha256 check of `load_classifier` is kept.
+    pointer to the base is rewritten to that place; the sha256 checks of `load_classifier` are kept, and its
+    stored tensors must carry theirs.
     Raises `ArchiveError` (one line) for anything else than such a zip of a classifier that loads.
     """
     dest_dir = Path(dest_dir)
@@ -70,6 +71,7 @@ def _point_at_base(folder: Path, final: Path, find_base: BaseFinder) -> None:
         raw["base"]["checkpoint"] = os.path.relpath(Path(base).resolve(), final.resolve())
     write_text_atomic(folder / CLASSIFIER_CONFIG, json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
     try:
-        load_classifier(folder)
+        load_classifier(folder, require_checksums=True)
     except (ClassifierError, FileNotFoundError, ValueError) as err:
-        raise ArchiveError(f"the classifier does not load here: {err}".replace(str(folder), "the archive")) from err
+        said = str(err).replace(str(folder), "the archive").replace(f"{folder.name}/", "the archive/")  # no tmp names
+        raise ArchiveError(f"the classifier does not load here: {said}") from err

@@ -5,8 +5,8 @@ The language-model head is replaced by a `num_classes` head read at the last tok
 experiments, at the first token or the mean over the message's tokens. Everything is frozen but the
 last N blocks, the final norm and the head, or, with LoRA (the book's appendix E), everything but
 low-rank adapters on the attention and MLP layers and the head. So a classifier on disk is just the
-trained tensors plus the sha256 of the base model they were trained on top of, and its figures on
-each held-out test set.
+trained tensors (with their own sha256, checked on load) plus the sha256 of the base model they were
+trained on top of, and its figures on each held-out test set.
 """
 
 from __future__ import annotations
@@ -24,8 +24,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from gpt.checkpoint import WEIGHTS_FILE, Checkpoint
+from gpt.checkpoint import (
+    CHECKSUMS,
+    WEIGHTS_FILE,
+    Checkpoint,
+    CheckpointError,
+    checked_checksums,
+    unverified,
+    verify_checksum,
+)
 from gpt.classify.data import SMS_TEST
+from gpt.config import config_from_dict
 from gpt.files import SHIPPED_MODELS, atomic_path, sha256_of, write_text_atomic
 from gpt.lora import LoRAConfig, adapter_state, apply_lora, merge_lora
 from gpt.model import GPTModel
@@ -250,7 +259,8 @@ def save_classifier(model: GPTModel, directory: str | Path, base_ref: dict[str, 
     with atomic_path(directory / CLASSIFIER_WEIGHTS) as tmp:
         save_file(state, str(tmp))
     config = {"labels": list(labels), "base": base_ref, "trainable_blocks": trainable_blocks, "dtype": dtype,
-              "head_token": head_token, "lora": asdict(lora) if lora is not None else None, "meta": meta or {}}
+              "head_token": head_token, "lora": asdict(lora) if lora is not None else None, "meta": meta or {},
+              CHECKSUMS: {CLASSIFIER_WEIGHTS: sha256_of(directory / CLASSIFIER_WEIGHTS)}}
     write_text_atomic(directory / CLASSIFIER_CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     return directory
 
@@ -258,7 +268,7 @@ def save_classifier(model: GPTModel, directory: str | Path, base_ref: dict[str, 
 def lora_of(config: dict[str, Any]) -> LoRAConfig | None:
     """The LoRA settings a classifier config records; None for a classifier without adapters."""
     lora = config.get("lora")
-    return None if lora is None else LoRAConfig(lora["rank"], lora["alpha"], tuple(lora["targets"]))
+    return None if lora is None else config_from_dict(LoRAConfig, lora)
 
 
 def read_classifier_config(directory: str | Path) -> dict[str, Any]:
@@ -280,6 +290,7 @@ def read_classifier_config(directory: str | Path) -> dict[str, Any]:
         if config.setdefault("head_token", "last") not in HEAD_TOKENS:  # older folders read the last token
             raise ValueError(f"head_token must be one of {', '.join(HEAD_TOKENS)}")
         lora_of(config)
+        checked_checksums(config, (CLASSIFIER_WEIGHTS,))
         config.setdefault("lora", None)
         config.setdefault("meta", {})
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError, ValueError) as err:
@@ -288,11 +299,20 @@ def read_classifier_config(directory: str | Path) -> dict[str, Any]:
 
 
 def load_classifier(directory: str | Path = SHIPPED_DIR, base: str | Path | None = None,
-                    device: torch.device | str = "cpu") -> TextClassifier:
+                    device: torch.device | str = "cpu", require_checksums: bool = False) -> TextClassifier:
     """Base model + stored delta (LoRA adapters are merged into the weights). Refuses a base whose weights
-    differ from the one it was trained on."""
+    differ from the one it was trained on, and stored tensors whose sha256 is not the recorded one (flipped
+    bytes would load as a classifier that guesses). A folder from before that record loads with a warning, or
+    is refused with `require_checksums` (an upload)."""
     directory = Path(directory)
     config = read_classifier_config(directory)
+    checksums = config.get(CHECKSUMS)
+    try:
+        if checksums is None:
+            unverified(directory, CLASSIFIER_CONFIG, require_checksums, ClassifierError)
+        verify_checksum(directory, checksums, CLASSIFIER_WEIGHTS, CLASSIFIER_CONFIG)
+    except CheckpointError as err:
+        raise ClassifierError(str(err)) from err
     labels, base_ref, trainable_blocks, lora = config["labels"], config["base"], config["trainable_blocks"], \
         lora_of(config)
     expected = base_ref.get("sha256") or base_ref["weights_sha256"]

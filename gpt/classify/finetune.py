@@ -39,7 +39,7 @@ from gpt.classify.classifier import (
     load_classifier,
     save_classifier,
 )
-from gpt.config import check_options, option
+from gpt.config import check_options, config_from_dict, option
 from gpt.files import SHIPPED_MODELS, sha256_of, write_text_atomic
 from gpt.lora import LoRAConfig
 from gpt.memory import peak_memory
@@ -103,6 +103,11 @@ class ClassifierConfig:
     @property
     def lora(self) -> LoRAConfig | None:
         return LoRAConfig(self.lora_rank, self.lora_alpha) if self.lora_rank else None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClassifierConfig:
+        """Settings read from a file (a classifier's record, the measured app defaults), typed as the fields say."""
+        return config_from_dict(cls, data)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ClassifierConfig:

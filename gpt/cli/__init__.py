@@ -7,8 +7,14 @@ flags and call the library, and hold no model math.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from gpt.checkpoint import UnverifiedWarning
 
 COMMANDS = {  # command -> module in gpt.cli
     "generate": "generate",
@@ -30,9 +36,21 @@ def main(argv: list[str] | None = None) -> int:
         sub_parser.set_defaults(run=module.run)
         module.add_arguments(sub_parser)
     args = parser.parse_args(argv)
-    try:
-        args.run(args)
-    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = functools.partial(show_warning, warnings.showwarning)
+        try:
+            args.run(args)
+        except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     return 0
+
+
+def show_warning(python_way: Callable[..., None], message: Warning | str, category: type[Warning],
+                 *args: Any, **kwargs: Any) -> None:
+    """The library's warnings to a user (a model folder without checksums) as the errors are shown: one line,
+    `warning: ...`, without Python's file and source line; other warnings as Python shows them."""
+    if issubclass(category, UnverifiedWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        python_way(message, category, *args, **kwargs)

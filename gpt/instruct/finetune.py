@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gpt.checkpoint import Checkpoint, save_checkpoint
-from gpt.config import check_options, option
+from gpt.config import check_options, config_from_dict, option
 from gpt.instruct.data import Entry
 from gpt.instruct.prompt import format_prompt
 from gpt.lora import LoRAConfig, apply_lora, merge_lora, save_adapters, trainable_parameters
@@ -171,6 +171,11 @@ class InstructConfig:
         check_options(self)
         if self.lora_rank and self.trainable_blocks == 0:  # LoRA on no block would train nothing
             raise ValueError("trainable_blocks must be >= 1 with LoRA (or None for all layers), got 0")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], ignore_unknown: bool = False) -> InstructConfig:
+        """Settings read from a file (a chat model's record), typed as the fields say."""
+        return config_from_dict(cls, data, ignore_unknown)
 
     @property
     def method(self) -> str:

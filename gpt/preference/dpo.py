@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from gpt.checkpoint import Checkpoint, save_checkpoint
-from gpt.config import check_options, option
+from gpt.config import check_options, config_from_dict, option
 from gpt.instruct.data import Entry
 from gpt.instruct.finetune import collate
 from gpt.instruct.prompt import format_prompt
@@ -228,6 +228,11 @@ class PreferenceConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreferenceConfig:
+        """Settings read from a file (a DPO model's record), typed as the fields say."""
+        return config_from_dict(cls, data)
 
 
 PREFERENCE_PRESETS: dict[str, PreferenceConfig] = {

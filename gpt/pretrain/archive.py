@@ -3,7 +3,8 @@
 The zip holds the exported model folder (with a chat model's held-out scores, `eval.json`), the log
 and the loss figure's data, under fixed names; never the training state or the token files (large,
 and only a resume needs them). Reading one is reading a file from a stranger (`gpt.archive`): it is
-moved into place only once its checkpoint has loaded.
+moved into place only once its checkpoint has loaded, every file checked against the checksums its
+config must carry (a folder with them removed would load anything).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def write_run_archive(run_dir: str | Path, dest: str | Path) -> Path:
 def read_run_archive(archive: str | Path, dest_dir: str | Path, max_bytes: int = 64 * 2**20) -> Path:
     """Unpack a run archive into `dest_dir` (new or empty) and return its checkpoint folder, `dest_dir/model`.
 
-    Raises `ArchiveError` (one line) for anything but an archive of a loadable checkpoint within `max_bytes`.
+    Raises `ArchiveError` (one line) for anything but an archive of a loadable, verified checkpoint within
+    `max_bytes`.
     """
     def check(folder: Path) -> None:
         """Load the checkpoint, refusing first a config whose model would dwarf the archive."""
@@ -45,7 +47,7 @@ def read_run_archive(archive: str | Path, dest_dir: str | Path, max_bytes: int =
             if cfg.n_elements() > max_bytes:
                 raise ArchiveError(f"{MODEL_DIR}/{CONFIG_FILE} describes a model of {cfg.n_elements():,} numbers, "
                                    f"more than an archive of {max_bytes:,} bytes can hold")
-            load_checkpoint(model_dir)
+            load_checkpoint(model_dir, require_checksums=True)
         except CheckpointError as err:
             raise ArchiveError(f"the archive's model does not load: {err}".replace(str(model_dir), MODEL_DIR)) from err
 

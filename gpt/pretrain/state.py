@@ -1,13 +1,15 @@
 """What a pretraining run keeps on disk besides its model: the resumable state, the log and the loss figure.
 
 `train_state.safetensors` holds the weights, AdamW's moments, every process's RNG state and the
-run's settings (JSON metadata: no pickle). The log is written before the state it belongs to, so a
-kill between the two leaves a log that runs ahead of the state, and resuming drops those rows.
+run's settings (JSON metadata: no pickle), with a sha256 of all of it: flipped bytes in a tensor
+still parse, and would resume into NaN losses. The log is written before the state it belongs to,
+so a kill between the two leaves a log that runs ahead of the state, and resuming drops those rows.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from gpt.files import atomic_path, write_text_atomic
 from gpt.model import GPTModel
 
 STATE_FILE = "train_state.safetensors"
+STATE_META, STATE_SHA256 = "train_state", "sha256"  # the file's metadata keys: the settings, and the digest
 LOG_FILE = "log.csv"
 INTEGER_FIELDS = ("step", "tokens_seen")  # counts: a resumed log writes them back as counts, not as 100.0
 LOG_FIELDS = ("step", "tokens_seen", "train_loss", "val_loss", "val_perplexity", "lr", "tokens_per_s", "elapsed_s")
@@ -46,8 +49,20 @@ def save_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimiz
             "data_sha256": data_sha256, "param_groups": opt_state["param_groups"],
             "scheduler": {"kind": "warmup+cosine", "step": step}}
     tensors = {k: v.cpu() for k, v in tensors.items()}
+    text = json.dumps(meta)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"train_state": json.dumps(meta)})
+        save_file(tensors, str(tmp), metadata={STATE_META: text, STATE_SHA256: state_sha256(tensors, text)})
+
+
+def state_sha256(tensors: dict[str, torch.Tensor], meta: str) -> str:
+    """A digest of every tensor (name, dtype, shape, raw bytes, in name order) and of the settings' JSON."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # raw bytes, bfloat16 included
+    digest.update(meta.encode())
+    return digest.hexdigest()
 
 
 def load_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimizer
@@ -60,8 +75,11 @@ def load_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimiz
         raise FileNotFoundError(f"nothing to resume: {path} not found")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = json.loads(f.metadata()["train_state"])
+            header = f.metadata()
+        meta = json.loads(header[STATE_META])
         tensors = load_file(str(path))
+        if STATE_SHA256 in header and state_sha256(tensors, header[STATE_META]) != header[STATE_SHA256]:
+            raise ValueError("its contents do not match the sha256 saved with them")  # states before it have none
         model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         if model.cfg.tie_weights:
             model_state["out_head.weight"] = model_state["tok_emb.weight"]

@@ -15,12 +15,13 @@ resuming needs only the step counter, and N processes split each global batch in
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,10 @@ import torch
 
 from gpt.bpe import BytePairEncoder
 from gpt.checkpoint import save_checkpoint
-from gpt.config import GPTConfig, check_options, option
+from gpt.config import GPTConfig, check_options, config_from_dict, option
 from gpt.data.corpus import join_documents
 from gpt.data.windows import open_token_file, tokenize_to_file
-from gpt.files import write_text_atomic
+from gpt.files import remove_stale_temporaries, write_text_atomic
 from gpt.generate import SamplingConfig, generate
 from gpt.kernels import accelerate
 from gpt.model import GPTModel
@@ -107,11 +108,8 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PretrainConfig:
-        data = dict(data)
-        data["model"] = GPTConfig.from_dict(data["model"])
-        data["betas"] = tuple(data["betas"])
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """Settings read from a file, typed as the fields say; keys a later version added are skipped."""
+        return config_from_dict(cls, data, ignore_unknown=True)
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -285,10 +283,19 @@ def set_up(cfg: PretrainConfig, train_texts: list[str], val_texts: list[str], to
 
 
 def resume_state(run: Pretraining) -> None:
-    """Weights, optimizer moments, the counters, this process's RNG and the log, as the last checkpoint left them."""
+    """Weights, optimizer moments, the counters, this process's RNG and the log, as the last checkpoint left them.
+
+    Temporary files of processes killed mid-write are removed first (a live process's are kept).
+    """
     cfg, path = run.cfg, run.state_path
+    if run.ddp.is_main:
+        remove_stale_temporaries(run.out_dir)
     meta, rng = load_train_state(path, run.model, run.optimizer)
-    saved = PretrainConfig.from_dict(meta["config"])
+    try:
+        saved = PretrainConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path.name} in {path.parent.name} records settings that are not valid ({err}); "
+                         "start the run again in a new folder") from None
     if replace(saved, max_steps=cfg.max_steps) != cfg:
         raise ValueError(f"{path} was written by a run with other settings; resume with the same flags "
                          "(only --max-steps may change)")
@@ -303,7 +310,30 @@ def resume_state(run: Pretraining) -> None:
     torch.set_rng_state(rng.get(f"rng.cpu.{run.ddp.rank}", rng["rng.cpu.0"]))
     if "rng.cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state(rng["rng.cuda"])
-    run.log = [r for r in read_log(run.out_dir / LOG_FILE) if r["step"] <= run.step]
+    run.log = log_up_to(run.out_dir / LOG_FILE, run.step)
+
+
+def log_up_to(path: Path, step: int) -> list[dict[str, float]]:
+    """The log's rows up to the state's `step`, one per step; rows past it (the log is written first) are dropped.
+
+    A log deleted or cut short would resume into a curve with a hole and a card that miscounts: refused.
+    """
+    advice = f"restore {path.name} from a copy of the run, or start the run again in a new folder"
+    if not path.is_file():
+        raise ValueError(f"{path.name} in {path.parent.name} is missing, so the run cannot be resumed "
+                         f"(its state is at step {step}); {advice}")
+    try:
+        rows = [r for r in read_log(path) if r["step"] <= step]
+    except (KeyError, TypeError, ValueError, csv.Error) as err:
+        raise ValueError(f"{path.name} in {path.parent.name} is damaged and cannot be resumed ({err}); "
+                         f"{advice}") from None
+    if [r["step"] for r in rows] != list(range(1, step + 1)):
+        last = rows[-1]["step"] if rows else 0
+        problem = "has no rows" if not rows else f"stops at step {last}" if len(rows) == last else \
+            f"has {len(rows)} rows up to step {last}"
+        problem += f", but the state is at step {step}"
+        raise ValueError(f"{path.name} in {path.parent.name} {problem}: it must have one row per step; {advice}")
+    return rows
 
 
 def stop_reason(run: Pretraining, stop_step: int | None, time_limit_s: float | None) -> str:
@@ -392,6 +422,7 @@ def checkpoint(run: Pretraining) -> None:
     """The log, then the state to resume from (every process's RNG in it), then the loss figure."""
     rng_states = gather_rng_states(run.ddp)
     if run.ddp.is_main:
+        remove_stale_temporaries(run.out_dir)  # a live process's are kept: other ranks write beside this one
         write_log(run.out_dir / LOG_FILE, run.log)  # the log first: a kill in between leaves rows that resume drops
         save_train_state(run.state_path, run.model, run.optimizer, run.cfg.to_dict(), run.step, run.tokens_seen,
                          run.elapsed(), rng_states, run.data_sha256)

@@ -14,10 +14,12 @@ import pytest
 import torch
 
 from gpt.bpe import BytePairEncoder
-from gpt.checkpoint import save_checkpoint
+from gpt.checkpoint import WEIGHTS_FILE, save_checkpoint
 from gpt.classify import data
+from gpt.classify.classifier import attach_classifier_head, save_classifier
 from gpt.cli import main
 from gpt.config import GPTConfig
+from gpt.files import sha256_of
 from gpt.model import GPTModel
 from gpt.tokenizer import Tokenizer
 
@@ -56,6 +58,14 @@ def make_base() -> Callable[[int], GPTModel]:
 @pytest.fixture(scope="package")
 def base_dir(tmp_path_factory, tokenizer, make_base) -> Path:
     return save_checkpoint(make_base(), tmp_path_factory.mktemp("base"), tokenizer)
+
+
+@pytest.fixture
+def saved_classifier(make_base, base_dir, tmp_path) -> Path:
+    """An untrained classifier saved beside its base: the files training writes, in a moment."""
+    model = attach_classifier_head(make_base(), 2)
+    base_ref = {"checkpoint": str(base_dir), "sha256": sha256_of(base_dir / WEIGHTS_FILE)}
+    return save_classifier(model, tmp_path / "clf", base_ref, ["ham", "spam"], 1, dtype="float32")
 
 
 @pytest.fixture(scope="package")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from gpt.checkpoint import WEIGHTS_FILE, save_checkpoint
+from gpt.checkpoint import WEIGHTS_FILE, UnverifiedWarning, save_checkpoint
 from gpt.classify import classifier
 from gpt.classify.classifier import ClassifierMetrics, dump_test_metrics, parse_test_metrics
 from gpt.classify.data import MODERN_TEST, SMS_TEST, SPAMASSASSIN_TEST
@@ -159,3 +160,45 @@ def test_a_different_base_is_refused(trained_dir, make_base, tokenizer, tmp_path
         classifier.load_classifier(trained_dir, base=other)
     with pytest.raises(FileNotFoundError, match="no classifier"):
         classifier.load_classifier(tmp_path / "nowhere")
+
+
+# -- the stored tensors carry their sha256 ---------------------------------------------------------------
+def edit_config(folder, change) -> None:
+    config = json.loads((folder / classifier.CLASSIFIER_CONFIG).read_text())
+    change(config)
+    (folder / classifier.CLASSIFIER_CONFIG).write_text(json.dumps(config))
+
+
+def test_the_stored_tensors_sha256_is_recorded_and_checked(saved_classifier):
+    weights = saved_classifier / classifier.CLASSIFIER_WEIGHTS
+    config = classifier.read_classifier_config(saved_classifier)
+    assert config["sha256"] == {classifier.CLASSIFIER_WEIGHTS: sha256_of(weights)}
+    classifier.load_classifier(saved_classifier, require_checksums=True)
+    data = bytearray(weights.read_bytes())
+    data[-2000:] = bytes(b ^ 0xFF for b in data[-2000:])  # still a readable file: a classifier that guesses
+    weights.write_bytes(bytes(data))
+    with pytest.raises(classifier.ClassifierError, match="clf/classifier.safetensors: the file is damaged or was "
+                                                         "changed after saving .its sha256 is not the one "
+                                                         "classifier.json records") as err:
+        classifier.load_classifier(saved_classifier)
+    assert "\n" not in str(err.value)
+
+
+def test_a_classifier_from_before_the_checksum_loads_with_a_warning_unless_it_is_an_upload(saved_classifier):
+    edit_config(saved_classifier, lambda config: config.pop("sha256"))
+    with pytest.warns(UnverifiedWarning, match="clf/classifier.json records no sha256 checksums"):
+        classifier.load_classifier(saved_classifier)
+    with pytest.raises(classifier.ClassifierError, match="clf/classifier.json records no sha256 checksums"):
+        classifier.load_classifier(saved_classifier, require_checksums=True)
+
+
+@pytest.mark.parametrize("checksums, message", [
+    ("abc", "sha256 must map file names to sha256 digests, got str"),
+    ({classifier.CLASSIFIER_WEIGHTS: "abc"}, "sha256 of classifier.safetensors must be 64 lowercase hex digits"),
+    ({"model.safetensors": "0" * 64}, "sha256 names 'model.safetensors', which is none of this folder's files"),
+    ({}, "clf/classifier.safetensors: classifier.json records no sha256 for this file"),
+])
+def test_a_malformed_checksum_is_refused_not_skipped(saved_classifier, checksums, message):
+    edit_config(saved_classifier, lambda config: config.update(sha256=checksums))
+    with pytest.raises(classifier.ClassifierError, match=re.escape(message)):
+        classifier.load_classifier(saved_classifier)

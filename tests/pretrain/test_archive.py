@@ -245,3 +245,52 @@ def test_an_encrypted_member(tmp_path, checkpoint_files) -> None:
     data[flags] |= 0x1
     path.write_bytes(bytes(data))
     assert_refused(path, tmp_path, "'model/config.json' in the archive is encrypted")
+
+
+# -- verified: every file against the checksums the config must carry ---------------------------------------
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory) -> dict[str, bytes]:
+    """A saved (untrained) checkpoint's files under the archive's names, and another model's config beside them."""
+    root = tmp_path_factory.mktemp("small")
+    tokenizer = BytePairEncoder.train(TEXT, 300).to_tokenizer("test-bpe")
+    for seed, name in ((0, "model"), (1, "other")):
+        torch.manual_seed(seed)
+        save_checkpoint(GPTModel(TINY), root / name, tokenizer)
+    files = {f"model/{p.name}": p.read_bytes() for p in (root / "model").iterdir()}
+    return files | {"other config": (root / "other" / "config.json").read_bytes()}
+
+
+def forged(files: dict[str, bytes], how: str) -> dict[str, bytes]:
+    """The archive's members after one forgery: what a stranger can send."""
+    members = {k: v for k, v in files.items() if k.startswith("model/")}
+    config = json.loads(members["model/config.json"])
+    if how == "checksums removed":
+        del config["sha256"]
+    elif how == "checksums malformed":
+        config["sha256"] = "abc"
+    elif how == "weights flipped":
+        weights = bytearray(members["model/model.safetensors"])
+        weights[-2000:] = bytes(b ^ 0xFF for b in weights[-2000:])
+        members["model/model.safetensors"] = bytes(weights)
+    elif how == "tokenizer cut short":
+        lines = members["model/tokenizer.tiktoken"].splitlines(keepends=True)
+        members["model/tokenizer.tiktoken"] = b"".join(lines[: len(lines) // 2])
+    elif how == "config of another model":
+        config = json.loads(files["other config"])
+    return members | {"model/config.json": json.dumps(config).encode()}
+
+
+@pytest.mark.parametrize("how, message", [
+    ("checksums removed", "model/config.json records no sha256 checksums, so its files cannot be verified"),
+    ("checksums malformed", "not a valid model config .sha256 must map file names to sha256 digests"),
+    ("weights flipped", "model/model.safetensors: the file is damaged or was changed after saving"),
+    ("tokenizer cut short", "model/tokenizer.tiktoken: the file is damaged or was changed after saving"),
+    ("config of another model", "model/model.safetensors: the file is damaged or was changed after saving"),
+])
+def test_a_forged_or_damaged_model_is_refused(small_files, tmp_path, how: str, message: str) -> None:
+    assert_refused(make_zip(tmp_path / "run.zip", forged(small_files, how)), tmp_path, message)
+
+
+def test_the_unforged_small_model_is_accepted(small_files, tmp_path) -> None:
+    members = {k: v for k, v in small_files.items() if k.startswith("model/")}
+    assert load_checkpoint(read_run_archive(make_zip(tmp_path / "run.zip", members), tmp_path / "run")).model

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import plotly.io
 import pytest
 import torch
 import torch.multiprocessing as mp
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 import gpt.pretrain.state as state_module
 import gpt.pretrain.trainer as trainer_module
@@ -19,7 +23,7 @@ from gpt.config import GPTConfig
 from gpt.data.windows import open_token_file
 from gpt.model import GPTModel
 from gpt.pretrain.state import STATE_FILE, load_train_state, read_log, save_train_state, write_log
-from gpt.pretrain.trainer import BatchSampler, PretrainConfig, pretrain
+from gpt.pretrain.trainer import BatchSampler, PretrainConfig, log_up_to, pretrain
 from gpt.training.distributed import init_distributed
 from gpt.training.events import TrainingMonitor
 from gpt.training.optim import param_groups
@@ -114,13 +118,19 @@ def test_resume_refuses_other_text(tmp_path, tokenizer):
     assert pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True).step == 4
 
 
+def flipped(data: bytes, count: int = 2000) -> bytes:
+    """The bytes with the last `count` inverted: inside the tensors, so the file still parses."""
+    return data[:-count] + bytes(b ^ 0xFF for b in data[-count:])
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip"])
 def test_a_damaged_training_state_is_a_clear_message(tmp_path, tokenizer, damage):
     pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=2)
     state = tmp_path / "train_state.safetensors"
     data = state.read_bytes()
-    state.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x08" + bytes(range(256)) * 4)
+    state.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x08" + bytes(range(256)) * 4,
+                       "flip": flipped(data)}[damage])
     with pytest.raises(ValueError, match="train_state.safetensors in .* is damaged and cannot be resumed"):
         pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True)
 
@@ -189,6 +199,90 @@ def test_log_and_figure_are_written(tmp_path, tokenizer):
     assert [t.name for t in fig.data] == ["train", "validation (held out)"]
     assert list(fig.data[1].x) == [4 * 64, 8 * 64]
     assert "plotly" in (tmp_path / "loss.html").read_text()
+
+
+def saved_state(path: Path, bfloat16: bool = False) -> tuple[GPTModel, torch.optim.Optimizer]:
+    """A state as a checkpoint writes it, after one optimizer step (so AdamW has its moments), in a moment."""
+    torch.manual_seed(0)
+    model = GPTModel(TINY).to(torch.bfloat16 if bfloat16 else torch.float32)
+    optimizer = torch.optim.AdamW(param_groups(model, 0.1))
+    model(torch.randint(0, 300, (2, 8))).float().mean().backward()
+    optimizer.step()
+    save_train_state(path, model, optimizer, tiny_cfg().to_dict(), 1, 64, 0.5, [torch.get_rng_state()])
+    return model, optimizer
+
+
+@pytest.mark.parametrize("bfloat16", [False, True])
+def test_flipped_bytes_in_a_training_state_are_refused_not_resumed_into_nans(tmp_path, bfloat16):
+    path = tmp_path / STATE_FILE
+    model, optimizer = saved_state(path, bfloat16)
+    meta, _ = load_train_state(path, model, optimizer)
+    assert meta["step"] == 1
+    path.write_bytes(flipped(path.read_bytes()))
+    with pytest.raises(ValueError, match=f"^{STATE_FILE} in {tmp_path.name} is damaged and cannot be resumed "
+                                         r"\(its contents do not match the sha256 saved with them\); start"):
+        load_train_state(path, model, optimizer)
+
+
+def test_a_training_state_from_before_the_digest_still_resumes(tmp_path):
+    path = tmp_path / STATE_FILE
+    model, optimizer = saved_state(path)
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata()
+    save_file(load_file(str(path)), str(path), metadata={"train_state": header["train_state"]})  # no sha256
+    assert load_train_state(path, model, optimizer)[0]["tokens_seen"] == 64
+
+
+def rows(*steps: int) -> list[dict[str, float]]:
+    return [{"step": s, "tokens_seen": 64 * s, "train_loss": 5.0} for s in steps]
+
+
+@pytest.mark.parametrize("log, problem", [
+    (None, "log.csv in {} is missing, so the run cannot be resumed (its state is at step 4)"),
+    (rows(), "log.csv in {} has no rows, but the state is at step 4"),
+    (rows(1, 2), "log.csv in {} stops at step 2, but the state is at step 4: it must have one row per step"),
+    (rows(1, 2, 4), "log.csv in {} has 3 rows up to step 4, but the state is at step 4"),
+    (rows(1, 2, 2, 3, 4), "log.csv in {} has 5 rows up to step 4"),
+])
+def test_a_log_missing_or_short_of_the_state_is_refused(tmp_path, log, problem):
+    if log is not None:
+        write_log(tmp_path / "log.csv", log)
+    with pytest.raises(ValueError) as err:
+        log_up_to(tmp_path / "log.csv", 4)
+    message = str(err.value)
+    assert message.startswith(problem.format(tmp_path.name)) and "\n" not in message
+    assert message.endswith("restore log.csv from a copy of the run, or start the run again in a new folder")
+
+
+def test_a_log_ahead_of_the_state_loses_the_rows_past_it(tmp_path):
+    """The log is written before the state: a kill in between leaves rows the state never reached."""
+    write_log(tmp_path / "log.csv", rows(1, 2, 3, 4, 5, 6))
+    assert [r["step"] for r in log_up_to(tmp_path / "log.csv", 4)] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_a_deleted_log_is_refused_at_resume_and_a_restored_one_resumes(tmp_path, tokenizer):
+    pretrain(tiny_cfg(max_steps=8), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=6)
+    kept = (tmp_path / "log.csv").read_bytes()
+    (tmp_path / "log.csv").unlink()
+    with pytest.raises(ValueError, match="log.csv in .* is missing, so the run cannot be resumed"):
+        pretrain(tiny_cfg(max_steps=8), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True)
+    (tmp_path / "log.csv").write_bytes(kept)
+    assert len(pretrain(tiny_cfg(max_steps=8), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True).log) == 8
+
+
+@pytest.mark.slow
+def test_a_resume_removes_what_a_killed_run_left_half_written(tmp_path, tokenizer):
+    """kill -9 mid-write leaves `.NAME.<pid>.tmp`; a live process's temporary (another rank's) is kept."""
+    pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, stop_step=2)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = [tmp_path / f".train_state.safetensors.{gone.pid}.tmp", tmp_path / f".log.csv.{gone.pid}.tmp"]
+    live = tmp_path / f".log.csv.{os.getppid()}.tmp"
+    for path in [*stale, live]:
+        path.write_bytes(b"half a file")
+    assert pretrain(tiny_cfg(max_steps=4), [TEXT], [TEXT[:400]], tokenizer, tmp_path, resume=True).step == 4
+    assert [p.name for p in tmp_path.glob(".*.tmp")] == [live.name]
 
 
 # -- events and stop requests ------------------------------------------------------------------
