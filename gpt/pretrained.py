@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub import hf_hub_download, try_to_load_from_cache
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.utils import httpx, silent_tqdm  # httpx: the HTTP client the hub uses (httpx2)
 
@@ -85,8 +85,17 @@ def memory_needed(name: str, dtype: torch.dtype = torch.float32) -> int:
     return pretrained(name).config.memory_bytes(name_of(dtype))
 
 
+# What `load_model` takes, for the command lines' --model help
+MODEL_NAMES_HELP = (f"a checkpoint folder, one of {', '.join(PRETRAINED)} (OpenAI's weights), one of "
+                    f"{', '.join(CATALOGUE)} (open models from the Hugging Face Hub), a Hub repo id (org/name) or a "
+                    f"folder in transformers' layout")
+
+
 def describe(name: str, dtype: torch.dtype = torch.float32) -> str:
-    """One line for the user before loading: size, and the memory it will take."""
+    """One line for the user before loading: size, and the memory it will take (and the download, for an open
+    model)."""
+    if name in CATALOGUE:
+        return CATALOGUE[name].describe(dtype)
     cfg = pretrained(name).config
     return (f"{name}: {cfg.n_params() / 1e6:.0f}M parameters, needs at least "
             f"{memory_needed(name, dtype) / 1e9:.1f} GB of memory in {name_of(dtype)}")
@@ -97,30 +106,34 @@ def cache_folder(name: str, cache_dir: str | Path | None = None) -> Path:
     return hub_cache_folder(pretrained(name).repo_id, cache_dir)
 
 
+def not_cached(name: str, cache_dir: str | Path | None = None) -> WeightsUnavailableError:
+    """The one-line error for a GPT-2 size neither cached nor downloadable, with what to do."""
+    spec = pretrained(name)
+    why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached"
+    return WeightsUnavailableError(
+        f"{name}: {spec.repo_id}/{WEIGHTS_FILE} is not in the Hugging Face cache ({cache_folder(name, cache_dir)}) "
+        f"and {why}; on a machine with internet run `hf download {spec.repo_id} {WEIGHTS_FILE}` and copy the "
+        f"cache here, or pass --weights PATH to a local copy of that file")
+
+
 def fetch(name: str, progress: bool = True, cache_dir: str | Path | None = None) -> Path:
-    """The local path of the model's Hub file: from the cache, or downloaded into it (resumable).
+    """The local path of the model's Hub file: from the cache (without asking the Hub), or downloaded into it
+    (resumable) when the Hub answers (`hub_reachable`).
 
     A download first checks the disk: the file is float32, four bytes a parameter.
     """
     spec = pretrained(name)
     cached = try_to_load_from_cache(spec.repo_id, WEIGHTS_FILE, cache_dir=cache_dir)
-    if isinstance(cached, str):  # no question to the Hub, so no wait when offline
+    if isinstance(cached, str):
         return Path(cached)
     require_disk(4 * spec.config.n_params(), cache_folder(name, cache_dir), f"downloading {name}")
     if not hub_reachable():
-        raise WeightsUnavailableError(
-            f"{name}: {spec.repo_id}/{WEIGHTS_FILE} is not in the Hugging Face cache ({cache_folder(name, cache_dir)}) "
-            f"and the Hub cannot be reached; on a machine with internet run `hf download {spec.repo_id} "
-            f"{WEIGHTS_FILE}` and copy the cache here, or pass --weights PATH to a local copy of that file")
+        raise not_cached(name, cache_dir)
     try:
         return Path(hf_hub_download(spec.repo_id, WEIGHTS_FILE, cache_dir=cache_dir,
                                     tqdm_class=None if progress else silent_tqdm))
     except LocalEntryNotFoundError:
-        raise WeightsUnavailableError(
-            f"{name}: {spec.repo_id}/{WEIGHTS_FILE} is not in the Hugging Face cache ({cache_folder(name, cache_dir)}) "
-            f"and the Hub cannot be reached; download it once with a connection (HF_HUB_OFFLINE unset), "
-            f"or pass --weights PATH to a local copy of that file"
-        ) from None
+        raise not_cached(name, cache_dir) from None
     except (HfHubHTTPError, httpx.HTTPError, OSError) as err:  # the Hub answered with an error, or the transfer broke
         reason = " ".join(str(err).split())  # hub messages span several lines; ours is one
         raise WeightsUnavailableError(

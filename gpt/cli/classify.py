@@ -20,7 +20,7 @@ from gpt.cli.options import add_config_arguments, add_device_argument, check_dev
 from gpt.cli.progress import TqdmListener
 from gpt.files import SHIPPED_BASE
 from gpt.precision import DTYPES
-from gpt.pretrained import PRETRAINED
+from gpt.pretrained import MODEL_NAMES_HELP
 from gpt.training.events import TrainingMonitor
 
 HELP = "finetune a GPT into the spam classifier or one of your own classes (the book's chapter 6), or re-measure one"
@@ -28,8 +28,7 @@ HELP = "finetune a GPT into the spam classifier or one of your own classes (the 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=str(SHIPPED_BASE),
-                        help="base model: a checkpoint folder (default: the shipped base, assets/models/base) "
-                             f"or one of {', '.join(PRETRAINED)}")
+                        help=f"base model: {MODEL_NAMES_HELP} (default: the shipped base, assets/models/base)")
     parser.add_argument("--out", help="folder to write the classifier to")
     parser.add_argument("--preset", default="book", choices=sorted(CLASSIFIER_PRESETS),
                         help="finetuning settings; the ClassifierConfig options override them (default: %(default)s)")

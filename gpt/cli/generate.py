@@ -16,18 +16,19 @@ from pathlib import Path
 from gpt.cli.options import add_config_arguments, add_device_argument, check_device, config_overrides
 from gpt.generate import Beam, SamplingConfig, common_prefix, generate, search_beams, stream
 from gpt.model import GPTModel
+from gpt.open_models import CATALOGUE
 from gpt.precision import DTYPES, dtype_of
-from gpt.pretrained import PRETRAINED, describe, load_model
+from gpt.pretrained import MODEL_NAMES_HELP, PRETRAINED, describe, load_model
 from gpt.quantize import to_precision
 from gpt.tokenizer import Tokenizer
 
-HELP = "continue a prompt with OpenAI's GPT-2 or a checkpoint folder (sampling, or beam search)"
+HELP = ("continue a prompt with OpenAI's GPT-2, an open model from the Hub or a checkpoint folder (sampling, or "
+        "beam search)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="gpt2-small",
-                        help=f"{', '.join(PRETRAINED)} (OpenAI's weights), "
-                             "or a checkpoint folder such as assets/models/base")
+                        help=f"{MODEL_NAMES_HELP}, such as assets/models/base")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--weights", type=Path,
                         help="local safetensors file (the Hub's layout or ours, or a folder holding "
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"--beams must be >= 0, got {args.beams}")
     device = check_device(args.device)
     float_dtype = dtype_of("float32" if args.dtype == "int8" else args.dtype)  # int8 quantizes the float32 weights
-    if args.model in PRETRAINED:
+    if args.model in PRETRAINED or args.model in CATALOGUE:
         print(describe(args.model, float_dtype), file=sys.stderr)
     ckpt = load_model(args.model, float_dtype, str(device), weights=args.weights)
     if args.dtype == "int8":

@@ -42,7 +42,7 @@ from gpt.instruct.evaluate import (
 )
 from gpt.instruct.finetune import INSTRUCT_PRESETS, InstructConfig, InstructResult, finetune_instruct
 from gpt.instruct.runs import PROMPT_FORMAT, base_sha256
-from gpt.pretrained import PRETRAINED, load_model
+from gpt.pretrained import MODEL_NAMES_HELP, load_model
 from gpt.training.events import TrainingMonitor
 
 HELP = "instruction finetuning (Alpaca format) and its evaluation"
@@ -53,7 +53,7 @@ Config = TypeVar("Config")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=str(SHIPPED_BASE),
-                        help=f"checkpoint folder, or {', '.join(PRETRAINED)} (default: %(default)s)")
+                        help=f"{MODEL_NAMES_HELP} (default: %(default)s)")
     parser.add_argument("--data", default="shipped", help="shipped | book (downloaded, cached) | a .json(.gz) file")
     parser.add_argument("--preset", choices=sorted(INSTRUCT_PRESETS),
                         help="default: gpt2 for GPT-2 models, else shipped")

@@ -34,7 +34,7 @@ from gpt.preference.dpo import (
     finetune_preference,
     reward_table,
 )
-from gpt.pretrained import PRETRAINED, load_model
+from gpt.pretrained import MODEL_NAMES_HELP, load_model
 from gpt.training.events import TrainingMonitor
 
 HELP = "preference tuning with DPO, scored on held-out pairs and the instruction test split"
@@ -44,8 +44,7 @@ EVAL_QUESTIONS = 800  # instruction test questions scored per model by default: 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=str(SHIPPED_MODELS / "instruct"),
-                        help=f"the chat model to tune: a checkpoint folder, or {', '.join(PRETRAINED)} "
-                             "(default: %(default)s)")
+                        help=f"the chat model to tune: {MODEL_NAMES_HELP} (default: %(default)s)")
     parser.add_argument("--data", default="shipped",
                         help="preference pairs: shipped | book (downloaded, cached) | a .json(.gz) file")
     parser.add_argument("--instruct-data", default="shipped",

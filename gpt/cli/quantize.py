@@ -11,14 +11,14 @@ import argparse
 from pathlib import Path
 
 from gpt.checkpoint import save_checkpoint
-from gpt.pretrained import PRETRAINED, load_model
+from gpt.pretrained import MODEL_NAMES_HELP, load_model
 from gpt.quantize import format_errors, is_quantized, quantize_model, weight_bytes
 
 HELP = "write an int8 (weight-only) copy of a model, with each layer's rounding error"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help=f"a checkpoint folder, or {', '.join(PRETRAINED)}")
+    parser.add_argument("--model", required=True, help=MODEL_NAMES_HELP)
     parser.add_argument("--out", type=Path, required=True, help="the int8 checkpoint folder to write")
     parser.add_argument("--group-size", type=int,
                         help="one scale per this many inputs of a row (must divide every layer's width); "

@@ -66,9 +66,9 @@ def test_a_value_out_of_the_fields_bounds_is_a_usage_error_and_the_help_shows_th
 
 def test_the_commands_refuse_out_of_range_flags_before_any_work(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["pretrain", "--text", str(tmp_path / "absent.txt"), "--out", str(tmp_path), "--n-layers", "49"])
+        main(["pretrain", "--text", str(tmp_path / "absent.txt"), "--out", str(tmp_path), "--n-layers", "129"])
     assert exit_info.value.code == 2
-    assert "argument --n-layers: value must be between 1 and 48, got 49" in capsys.readouterr().err
+    assert "argument --n-layers: value must be between 1 and 128, got 129" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["finetune-classifier", "--lr", "2", "--out", str(tmp_path)])
     assert "argument --lr: value must be between 1e-06 and 1, got 2" in capsys.readouterr().err
