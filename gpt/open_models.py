@@ -54,7 +54,8 @@ SHARD_INDEX = "model.safetensors.index.json"
 WEIGHT_FILES = "model*.safetensors"  # transformers' names; Mistral's repos also hold a consolidated.safetensors
 # What a download fetches: the model's config, its weights, its tokenizer and chat template; nothing pickled.
 HUB_FILES = [CONFIG_FILE, "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-             "special_tokens_map.json", "chat_template.jinja", WEIGHT_FILES, SHARD_INDEX]
+             "special_tokens_map.json", "chat_template.jinja", WEIGHT_FILES, SHARD_INDEX,
+             "README.md"]  # the model card: its licence and description, for the app's card view
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt")  # weights as pickles: loading one can run any code it holds
 DEFAULT_CONTEXT = 2048  # the KV cache is allocated for the whole context: Qwen3's 40,960 would take gigabytes
 FAMILIES = {"llama": "Llama", "qwen3": "Qwen3", "qwen2": "Qwen2", "mistral": "Mistral"}  # model_type -> family
@@ -481,8 +482,25 @@ def _cached_snapshot(repo_id: str, cache_dir: str | Path | None) -> Path | None:
     return folder
 
 
+class TooLargeError(UnsupportedModelError):
+    """A model with more parameters than the caller admits (a shared server bounds what one visitor loads)."""
+
+
+def count_text(n: int) -> str:
+    """A parameter count as people say it: 1.7B, 135M, 4,096."""
+    return f"{n / 1e9:.1f}B" if n >= 10**9 else f"{n / 1e6:,.0f}M" if n >= 10**6 else f"{n:,}"
+
+
+def check_size(cfg: GPTConfig, max_params: int | None, label: str) -> None:
+    """Refuse a model above `max_params` parameters (None: any size) before its weights are fetched or built."""
+    if max_params is not None and cfg.n_params() > max_params:
+        raise TooLargeError(f"{label} has {count_text(cfg.n_params())} parameters; here models of up to "
+                            f"{count_text(max_params)} load (run larger ones with `python -m gpt generate --model "
+                            f"{label}` on a machine with the memory)")
+
+
 def fetch_hub_model(repo_id: str, dtype: torch.dtype = torch.float32, context_length: int | None = None,
-                    cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+                    cache_dir: str | Path | None = None, progress: bool = True, max_params: int | None = None) -> Path:
     """The local snapshot folder of `repo_id`: from the cache (a whole snapshot is used without asking the Hub), or
     downloaded into it (resumable) when the Hub answers (`hub_reachable`).
 
@@ -504,6 +522,7 @@ def fetch_hub_model(repo_id: str, dtype: torch.dtype = torch.float32, context_le
         raise _hub_error(repo_id, err, cache_dir) from None
     hub = read_hub_config(config_path.parent)
     cfg = config_from_hub(hub, context_length, repo_id)
+    check_size(cfg, max_params, repo_id)
     require_memory(cfg.memory_bytes(name_of(dtype)), f"{repo_id} in {name_of(dtype)}")
     require_disk(stored_bytes(hub, cfg), hub_cache_folder(repo_id, cache_dir), f"downloading {repo_id}")
     try:
@@ -513,15 +532,18 @@ def fetch_hub_model(repo_id: str, dtype: torch.dtype = torch.float32, context_le
 
 
 def load_hub_folder(folder: str | Path, dtype: torch.dtype = torch.float32, context_length: int | None = None,
-                    label: str | None = None, meta: dict[str, Any] | None = None) -> Checkpoint:
+                    label: str | None = None, meta: dict[str, Any] | None = None,
+                    max_params: int | None = None) -> Checkpoint:
     """A local folder in transformers' layout as our model (with its fast modules) and its tokenizer.
 
-    The memory is checked from config.json before the model is built; the tokenizer is read before the weights.
+    The size (`max_params`) and the memory are checked from config.json before the model is built; the tokenizer
+    is read before the weights.
     """
     folder = Path(folder)
     label = label or str(folder)
     hub = read_hub_config(folder)
     cfg = config_from_hub(hub, context_length, f"{label}/{CONFIG_FILE}")
+    check_size(cfg, max_params, label)
     require_memory(cfg.memory_bytes(name_of(dtype)), f"{label} in {name_of(dtype)}")
     files = weight_files(folder)
     tokenizer = load_hub_tokenizer(folder, name=label)
@@ -538,10 +560,12 @@ def load_hub_folder(folder: str | Path, dtype: torch.dtype = torch.float32, cont
 
 
 def load_open_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32, context_length: int | None = None,
-                    cache_dir: str | Path | None = None, progress: bool = True) -> Checkpoint:
+                    cache_dir: str | Path | None = None, progress: bool = True,
+                    max_params: int | None = None) -> Checkpoint:
     """A catalogue name (`CATALOGUE`), a Hub repo id (`org/name`) or a local folder in transformers' layout.
 
-    A catalogue model's memory is checked before anything is downloaded; a repo's after its config.json.
+    A catalogue model's size (`max_params`, None: any) and memory are checked before anything is downloaded; a
+    repo's after its config.json (TooLargeError, an UnsupportedModelError).
     Errors are one line: WeightsUnavailableError (offline and not cached, the Hub unreachable) and its
     kinds ModelNotFoundError, GatedModelError, IncompleteModelError; UnsupportedModelError;
     `gpt.memory.InsufficientResourcesError`; CheckpointError for a damaged file.
@@ -550,13 +574,14 @@ def load_open_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32
     name_of(dtype)  # refuse an unsupported dtype before a download, not after
     entry = CATALOGUE.get(name)
     if entry is not None:
+        check_size(entry.config(context_length), max_params, name)
         require_memory(entry.memory_needed(dtype, context_length), f"{name} in {name_of(dtype)}")
     if entry is None and Path(name).is_dir():
-        return load_hub_folder(name, dtype, context_length)
+        return load_hub_folder(name, dtype, context_length, max_params=max_params)
     repo_id = entry.repo_id if entry is not None else name
     if not is_repo_id(repo_id):
         raise ModelNotFoundError(f"{name!r} is neither a folder nor a Hub repo id (org/name) nor one of "
                                  f"{', '.join(CATALOGUE)}")
-    folder = fetch_hub_model(repo_id, dtype, context_length, cache_dir, progress)
+    folder = fetch_hub_model(repo_id, dtype, context_length, cache_dir, progress, max_params)
     meta = {"hub": repo_id, "revision": folder.name} | ({"catalogue": name, "family": entry.family} if entry else {})
-    return load_hub_folder(folder, dtype, context_length, repo_id, meta)
+    return load_hub_folder(folder, dtype, context_length, repo_id, meta, max_params)

@@ -204,14 +204,14 @@ def load_pretrained(name: str, dtype: torch.dtype = torch.float32, progress: boo
 
 def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu",
                progress: bool = True, weights: str | Path | None = None, context_length: int | None = None,
-               cache_dir: str | Path | None = None) -> Checkpoint:
+               cache_dir: str | Path | None = None, max_params: int | None = None) -> Checkpoint:
     """The one way in to every model: a GPT-2 size (from the Hub cache, a download, or the local file `weights`),
     one of our checkpoint folders, or an open model of the Llama layout (`gpt.open_models`): a catalogue name
     (qwen3-0.6b ...), a Hub repo id (org/name) or a local folder in transformers' layout.
 
     Ours and transformers' folders both hold a config.json: ours has a "model" key, theirs a "model_type".
     `context_length` (open models only) sets the context the KV cache is allocated for; `cache_dir` overrides
-    the Hub cache root.
+    the Hub cache root; `max_params` (open models only) refuses a larger one before its weights are fetched.
     """
     name = str(name_or_path)
     if name in PRETRAINED:
@@ -221,7 +221,7 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32, dev
     elif Path(name).is_dir() and not is_hub_folder(name):
         return load_checkpoint(name, dtype, device)
     elif name in CATALOGUE or Path(name).is_dir() or is_repo_id(name):
-        checkpoint = load_open_model(name, dtype, context_length, cache_dir, progress)
+        checkpoint = load_open_model(name, dtype, context_length, cache_dir, progress, max_params)
     else:
         raise ValueError(f"model {name!r} is none of {', '.join(PRETRAINED)}, {', '.join(CATALOGUE)}, a Hub repo id "
                          f"(org/name) or a model folder")

@@ -46,6 +46,7 @@ from gpt.open_models import (
     IncompleteModelError,
     ModelNotFoundError,
     OpenModel,
+    TooLargeError,
     UnsupportedModelError,
     WeightsUnavailableError,
     config_from_hub,
@@ -292,6 +293,20 @@ def test_an_unreachable_hub_is_one_immediate_line_and_a_cached_model_needs_no_hu
     hf, folder = saved["qwen3"]
     put_folder_in_hub_cache(offline_hub, REPO, folder)
     assert max(max_differences(load_model(REPO).model, hf)) <= 1e-4 and len(asked) == 1
+
+
+def test_a_model_above_the_size_asked_is_refused_before_its_weights(offline_hub, saved, monkeypatch) -> None:
+    """A shared server bounds what one visitor loads: a catalogue model from what it knows, a repo from its config."""
+    with pytest.raises(TooLargeError, match=r"^qwen3-1.7b has 1.7B parameters; here models of up to 1.0B load"):
+        load_model("qwen3-1.7b", max_params=10**9)
+    assert not any(offline_hub.iterdir())
+    hf, folder = saved["llama"]
+    put_folder_in_hub_cache(offline_hub, "test-org/tiny-llama", folder)
+    monkeypatch.setattr(open_models, "load_hub_weights", lambda *a: pytest.fail("read the weights"))
+    with pytest.raises(TooLargeError, match=r"^test-org/tiny-llama has [\d,]+ parameters; here models of up to 1,000 "):
+        load_model("test-org/tiny-llama", max_params=1000)
+    with pytest.raises(TooLargeError):
+        load_model(folder, max_params=1000)
 
 
 def test_a_model_too_large_for_memory_is_refused_before_anything_is_read(offline_hub, saved, monkeypatch) -> None:
