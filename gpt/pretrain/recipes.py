@@ -84,9 +84,17 @@ def same_tokens(steps: int, first: GPTConfig, other: GPTConfig, max_steps: int) 
     return max(1, min(max_steps, round(steps * first.context_length / other.context_length)))
 
 
-def with_steps(cfg: PretrainConfig, steps: int) -> PretrainConfig:
-    """`cfg` for `steps` steps: twenty evaluations, ten checkpoints, the warmup no longer than the run."""
-    return replace(cfg, max_steps=steps, warmup_steps=min(cfg.warmup_steps, steps),
+WARMUP_SHARE = 0.1  # fitted steps warm up for at most this share of them
+
+
+def with_steps(cfg: PretrainConfig, steps: int, fitted: bool = False) -> PretrainConfig:
+    """`cfg` for `steps` steps: twenty evaluations, ten checkpoints, the warmup no longer than the run.
+
+    `fitted` steps were not asked for but fitted to a budget: on a slow machine they may be few, and a warmup
+    sized for more would take the whole run (no decay at all), so it is cut to WARMUP_SHARE of them.
+    """
+    warmup = min(cfg.warmup_steps, max(1, int(WARMUP_SHARE * steps)) if fitted else steps)
+    return replace(cfg, max_steps=steps, warmup_steps=warmup,
                    eval_interval=max(1, steps // 20), checkpoint_interval=max(1, steps // 10))
 
 
@@ -97,7 +105,8 @@ def plan_recipes(plans: list[Plan], fit_s: float | None, max_steps: int, time_li
     rates = [recipe_seconds_per_step(p.cfg) for p in plans]
     first = plans[0].cfg
     steps = fitted_steps(fit_s, rates[0], max_steps) if fit_s else first.max_steps
-    cfgs = [with_steps(p.cfg, same_tokens(steps, first.model, p.cfg.model, max_steps)) for p in plans]
+    cfgs = [with_steps(p.cfg, same_tokens(steps, first.model, p.cfg.model, max_steps), fitted=fit_s is not None)
+            for p in plans]
     first_s = cfgs[0].max_steps * rates[0]
     return [{"config": cfg.to_dict(), "seconds_per_step": rate, "run": None,
              "time_limit_s": time_limit_s * max(1.0, cfg.max_steps * rate / first_s)}
@@ -143,7 +152,7 @@ def train_recipes(monitor: TrainingMonitor, plans: list[Plan], fit_s: float | No
             for later_entry in planned[1:]:
                 other = PretrainConfig.from_dict(later_entry["config"])
                 steps = same_tokens(run.max_steps, cfg.model, other.model, max_steps)
-                later_entry["config"] = with_steps(other, steps).to_dict()
+                later_entry["config"] = with_steps(other, steps, fitted=fit_s is not None).to_dict()
         write_text_atomic(record, json.dumps(planned))
     if all(run is None for run in runs):
         return None

@@ -36,6 +36,16 @@ def test_the_first_recipe_fills_the_budget_and_the_second_sees_as_many_tokens(mo
     assert as_sent["config"]["max_steps"] == 60
 
 
+def test_few_fitted_steps_keep_a_short_warmup_and_steps_asked_for_keep_theirs(monkeypatch):
+    """A machine so busy that a 3-minute budget fits 17 steps: a 30-step warmup would be the whole run."""
+    monkeypatch.setattr(recipes, "recipe_seconds_per_step", lambda cfg: 9.5)
+    cfg = PretrainConfig(model=TINY, max_steps=60, batch_size=4, warmup_steps=30)
+    (fitted,) = plan_recipes([Plan("A", cfg, None)], 180, 20_000, 180)
+    assert (fitted["config"]["max_steps"], fitted["config"]["warmup_steps"]) == (17, 1)
+    (asked,) = plan_recipes([Plan("A", cfg, None)], None, 20_000, 180)
+    assert (asked["config"]["max_steps"], asked["config"]["warmup_steps"]) == (60, 30)
+
+
 def test_a_slower_later_recipe_gets_a_longer_time_limit(monkeypatch):
     rates = {"adamw": 0.25, "muon": 1.0}
     monkeypatch.setattr(recipes, "recipe_seconds_per_step", lambda cfg: rates[cfg.optimizer])
