@@ -4,7 +4,8 @@
 gives the same modules the classes below, which compute the same function by faster routes on a CPU:
 
 - `Linear`: matrix products by the fastest exact route the CPU has, PyTorch's default (MKL) or oneDNN;
-- `OutputHead`: decoding reads the head's weight from a transposed copy where the default route decodes;
+- `OutputHead`: decoding reads the head's weight from a transposed copy where the default route decodes
+  and the copy is measured faster;
 - `DecodeAttention`: a half-precision decoding step attends in float32.
 
 Each module keeps its identity, parameters and state; only its class changes (as
@@ -181,18 +182,33 @@ class Linear(nn.Linear):
         return self._copies[name][1]
 
 
+@cache
+def transposed_head_wins(dtype: torch.dtype, threads: int) -> bool:
+    """Whether one row times a contiguous (C, vocab) copy of a head's weight beats `F.linear` over the (vocab, C)
+    weight itself, measured once per process, dtype and thread count on a head-shaped product far larger than
+    the caches. It wins in float32 on the CPUs measured; in bfloat16 without native bfloat16 instructions
+    PyTorch has no vector code for the copy's layout and it loses by far."""
+    gen = torch.Generator().manual_seed(0)  # its own: the global RNG (training's) is untouched
+    w = torch.randn(16384, 768, dtype=dtype, generator=gen)
+    x = torch.randn(1, 768, dtype=dtype, generator=gen)
+    w_t = w.t().contiguous()
+    seconds = median_seconds_in_turns({"plain": lambda: F.linear(x, w), "transposed": lambda: x @ w_t})
+    return seconds["transposed"] < 0.9 * seconds["plain"]
+
+
 class OutputHead(Linear):
     """The output head, whose decoding reads a contiguous (C, vocab) copy of the weight where PyTorch's
-    default route decodes (oneDNN's route reads its packed copy instead).
+    default route decodes and the copy is measured faster (oneDNN's route reads its packed copy instead).
 
     For one row of activations, x @ W.T over the row-major (vocab, C) weight streams memory at about
-    half the rate of x @ W_t over a contiguous (C, vocab) copy on the CPUs measured. The head is a
-    third of GPT-2 small's weights, so decoding trades the copy's memory for speed.
+    half the rate of x @ W_t over a contiguous (C, vocab) copy on the CPUs measured in float32. The head
+    is a third of GPT-2 small's weights, so decoding trades the copy's memory for speed.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         decoding = x.dim() == 3 and x.shape[1] == 1  # one position per sequence: GPTModel's last_only
-        if decoding and x.is_cpu and not torch.is_grad_enabled() and matmul_route(x.dtype, 1) == "aten":
+        if (decoding and x.is_cpu and not torch.is_grad_enabled() and matmul_route(x.dtype, 1) == "aten"
+                and transposed_head_wins(x.dtype, torch.get_num_threads())):
             logits = x @ self._weight_copy("transposed", lambda w: w.t().contiguous())  # (B, 1, vocab)
             return logits if self.bias is None else logits + self.bias
         return super().forward(x)

@@ -11,6 +11,7 @@ from benchmarks import inference, speedrun, train_app, training
 from benchmarks.common import format_table, hf_model
 from gpt.config import GPTConfig
 from gpt.model import GPTModel
+from gpt.open_models import CATALOGUE
 from gpt.pretrain.recipes import fitted_steps
 from gpt.tokenizer import load_tokenizer
 from gpt.training.loss import lm_loss
@@ -36,6 +37,59 @@ def test_training_and_inference_benchmarks_report_both_implementations():
         assert all(set(r) == {"workload", "ours", "transformers", "ratio"} for r in rows)  # the probe is no row
         line = inference.bandwidth_line(rows, n_bytes, bandwidth=1e10)
         assert f"allows {1e10 / n_bytes:.1f} decode tokens/s" in line and "ours" in line
+
+
+def tiny_open_shape(name: str) -> dict:
+    """The catalogue's config.json for `name`, shrunk to a few thousand weights; what sets its family apart kept
+    (Qwen3's QK-norm and heads wider than hidden / heads, grouped-query attention, a tied head)."""
+    hub = CATALOGUE[name].hub_config
+    wide = hub["head_dim"] * hub["num_attention_heads"] != hub["hidden_size"]
+    return {**hub, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "intermediate_size": 96, "vocab_size": 320, "head_dim": 32 if wide else 16}
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m", "qwen3-0.6b"])
+def test_open_model_shapes_are_timed_beside_transformers_own_class(name, tmp_path):
+    results = inference.run_open_model(tiny_open_shape(name), repeats=1, prefill_len=12, prompt_len=4, new_tokens=6,
+                                       probe_bytes=2**20, workdir=tmp_path)
+    assert [r.precision for r in results] == ["float32", "bfloat16", "int8"]
+    for r in results:
+        assert [row["workload"] for row in r.rows] == ["prefill 1x12", "decode 4+6 (KV cache)"]
+        assert all(set(row) == {"workload", "ours", "transformers", "ratio"} for row in r.rows)
+        assert all(row["ours"] > 0 and row["transformers"] > 0 for row in r.rows)
+        assert r.weight_bytes > 0 and r.kv_bytes > 0 and r.bandwidth > 0 and set(r.greedy_equal) == {"ours",
+                                                                                                   "transformers"}
+        assert "KV cache" in inference.bandwidth_line(r.rows, r.weight_bytes, r.bandwidth, r.kv_bytes)
+        assert inference.greedy_line(r).endswith(f"ours {r.greedy_equal['ours']}/6, transformers "
+                                                 f"{r.greedy_equal['transformers']}/6")
+    assert results[0].greedy_equal == {"ours": 6, "transformers": 6}  # float32: the same tokens as transformers
+    bytes_of = {r.precision: r.weight_bytes for r in results}
+    assert bytes_of["int8"] < bytes_of["bfloat16"] < bytes_of["float32"]
+    assert list(tmp_path.iterdir()) == []  # the saved folder is gone
+
+
+def test_transformers_int8_is_its_dynamic_int8_and_the_kv_read_grows_with_the_run():
+    hf = inference.hf_open_model(tiny_open_shape("smollm2-135m"))
+    int8 = inference.hf_in_precision(hf, "int8")
+    assert any("quantized.dynamic" in type(m).__module__ for m in int8.modules())
+    assert inference.hf_in_precision(hf, "bfloat16").lm_head.weight.dtype == torch.bfloat16
+    assert hf.lm_head.weight.dtype == torch.float32  # the float32 reference is untouched
+    cfg = CATALOGUE["qwen3-0.6b"].config()
+    # 28 layers, keys and values, 8 heads of 128: per position 2 * 28 * 1024 elements; 16 + 32/2 positions on average
+    assert inference.kv_read_bytes(cfg, 16, 32, 2) == 2 * 28 * 1024 * 32 * 2
+    assert inference.same_prefix([1, 2, 3], [1, 2, 4]) == 2 and inference.same_prefix([1, 2], [1, 2, 3]) == 2
+
+
+def test_the_command_line_times_a_catalogue_shape(monkeypatch, capsys):
+    entry = CATALOGUE["qwen3-0.6b"]
+    monkeypatch.setitem(CATALOGUE, "qwen3-0.6b", replace(entry, hub_config=tiny_open_shape("qwen3-0.6b")))
+    monkeypatch.setattr(inference, "memory_read", lambda n_bytes: torch.ones(2**16).sum)  # no 2 GB probe in a test
+    assert inference.main(["--shape", "qwen3-0.6b", "--dtype", "float32", "--repeats", "1", "--prefill-len", "8",
+                           "--prompt-len", "4", "--new-tokens", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "qwen3-0.6b shape, random weights, float32 beside transformers float32" in out
+    assert "| prefill 1x8 |" in out and "| decode 4+3 (KV cache) |" in out
+    assert "greedy tokens equal to transformers float32 (leading tokens): ours 3/3, transformers 3/3" in out
 
 
 
