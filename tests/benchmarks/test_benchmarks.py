@@ -141,10 +141,11 @@ def test_a_tiny_speedrun_trains_every_recipe_on_the_same_tokens_and_reports_thei
 
 @pytest.mark.slow
 def test_the_train_app_benchmark_runs_the_tab_as_it_opens_with_steps_fitted_to_a_measured_step(tmp_path):
-    """Part 2 on the tab's defaults, made tiny: the steps are those fitted to the rate its training process measured."""
+    """Part 2 on the tab's defaults, made tiny: the steps are those fitted to the rate its training process measured
+    (fewer if the machine slowed during the run: the schedule is then shortened, never lengthened)."""
     tiny = replace(train_app.DEFAULTS, corpora=[], pasted=STORY, vocab_size=300, preset="custom", n_layers=2,
                    emb_dim=32, context_length=16, batch_size=4, warmup_steps=5, minutes=0.1)
     run, measured = train_app.tab_run(tiny, tmp_path)
-    assert run.max_steps == fitted_steps(60 * tiny.minutes, measured, train_app.TrainLimits().max_steps)
+    assert run.max_steps <= fitted_steps(60 * tiny.minutes, measured, train_app.TrainLimits().max_steps)
     assert 0 < run.steps <= run.max_steps and run.tokens_seen == run.steps * 4 * 16
     assert run.held_out_bits_per_byte > 0 and "xz -9 (after the training text)" in run.baselines
