@@ -40,6 +40,7 @@ from gpt.instruct.data import (
     split_entries,
 )
 from gpt.instruct.prompt import chat_line
+from gpt.reasoning.problems import ADD_SUB_MAX, ARITHMETIC_QUESTIONS, TABLES_MAX
 from tools.instruct_conversations import conversation_entries, heldout_phrasings, new_refusals
 
 CHAT_TOKENIZER = ASSETS / "models" / "instruct"  # the chat models' tokenizer: earlier turns are cut to its tokens
@@ -294,19 +295,6 @@ WORD_QUESTIONS = {
                "Define the word {w}.", "What's the meaning of the word {w}?", "{w} -> definition"],
 }
 FOLLOW_UPS = ["And {w}?", "And of {w}?", "What about {w}?", "How about {w}?", "And for {w}?", "Now {w}."]
-ARITHMETIC_QUESTIONS = {
-    "add": ["What is {a} plus {b}?", "What is {a} + {b}?", "What's {a} plus {b}?", "{a} + {b} =", "{a}+{b}=?",
-            "Add {a} and {b}.", "What is the sum of {a} and {b}?", "Calculate {a} + {b}.", "How much is {a} plus {b}?",
-            "{a} plus {b} equals?", "What do you get if you add {a} to {b}?"],
-    "sub": ["What is {a} minus {b}?", "What is {a} - {b}?", "What's {a} minus {b}?", "{a} - {b} =", "{a}-{b}=?",
-            "Subtract {b} from {a}.", "What is the difference between {a} and {b}?", "Calculate {a} - {b}.",
-            "How much is {a} minus {b}?", "Take {b} away from {a}.", "{a} minus {b} equals?"],
-    "mul": ["What is {a} times {b}?", "What is {a} x {b}?", "{a} x {b} =", "{a} * {b} =", "{a}*{b}=?",
-            "Multiply {a} by {b}.", "What is {a} multiplied by {b}?", "What is the product of {a} and {b}?",
-            "How much is {a} times {b}?", "What's {a} times {b}?", "Calculate {a} x {b}."],
-    "div": ["What is {a} divided by {b}?", "{a} / {b} =", "Divide {a} by {b}.", "What's {a} divided by {b}?",
-            "How many times does {b} go into {a}?", "Calculate {a} / {b}.", "{a}/{b}=?"],
-}
 ARITHMETIC_TASKS = {"add": "addition", "sub": "subtraction", "mul": "multiplication", "div": "division"}
 WORD_TASKS = {"plural": "plural", "singular": "singular", "past": "past tense", "comparative": "comparative",
               "superlative": "superlative", "antonym": "antonym", "synonym": "synonym", "define": "definition"}
@@ -538,10 +526,6 @@ def follow_up_entries(cfg: BuildConfig, rng: random.Random, facts: WordFacts) ->
 
 
 # -- arithmetic, computed ----------------------------------------------------------------------------
-
-ADD_SUB_MAX = 100
-TABLES_MAX = 12
-
 
 def arithmetic_facts(op: str) -> list[tuple[tuple[int, int], str, str]]:
     """Every (operands, answer, fact) of an operation within the model's range. A sum or product names

@@ -23,6 +23,8 @@ COMMANDS = {  # command -> module in gpt.cli
     "finetune-classifier": "classify",
     "finetune-instruct": "instruct",
     "finetune-preference": "preference",
+    "finetune-rl": "rl",
+    "vote": "vote",
     "quantize": "quantize",
 }
 

@@ -1,0 +1,1 @@
+"""Reasoning on a CPU: a verifier for checkable answers, problems, voting and best-of-N, and GRPO."""
