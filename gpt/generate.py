@@ -9,7 +9,7 @@ import torch
 
 from gpt.config import option
 from gpt.model import GPTModel
-from gpt.tokenizer import Tokenizer
+from gpt.tokenizer import Tokenizer, TokenPiece
 
 Stops = int | Collection[int] | None  # the token, or tokens, that end a text (a Hub tokenizer's `stop_ids`)
 
@@ -22,11 +22,21 @@ def stop_set(stops: Stops) -> frozenset[int]:
     return frozenset([stops] if isinstance(stops, int) else stops)
 
 
-def encode_prompt(tokenizer: Tokenizer, text: str) -> list[int]:
+def encode_prompt(tokenizer: Tokenizer, text: str, allow_special: bool = False) -> list[int]:
     """The ids a model reads for a plain text: the tokenizer's BOS first where it has one (Llama's `<s>` or
-    `<|begin_of_text|>`, which every text it was trained on began with), else the text's tokens alone."""
-    ids = tokenizer.encode(text)
+    `<|begin_of_text|>`, which every text it was trained on began with), else the text's tokens alone.
+    `allow_special` reads special tokens in the text as such (a prompt a chat template wrote)."""
+    ids = tokenizer.encode(text, allow_special=allow_special)
     return ids if tokenizer.bos_id is None or ids[:1] == [tokenizer.bos_id] else [tokenizer.bos_id, *ids]
+
+
+def prompt_pieces(tokenizer: Tokenizer, text: str, allow_special: bool = False) -> list[TokenPiece]:
+    """`encode_prompt`'s tokens with their bytes and character spans, for the views that show each token: the
+    BOS a tokenizer puts first is a token of its own, covering no character."""
+    pieces = tokenizer.pieces(text, allow_special=allow_special)
+    if tokenizer.bos_id is None or [p.id for p in pieces[:1]] == [tokenizer.bos_id]:
+        return pieces
+    return [TokenPiece(tokenizer.bos_id, tokenizer.decode_bytes([tokenizer.bos_id]), 0, 0), *pieces]
 
 
 @dataclass(frozen=True)

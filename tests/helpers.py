@@ -227,11 +227,17 @@ HUB_CONTEXT = 512  # room for a chat prompt and a reply on a 500-token BPE
 def hub_chat_models(cache_dir: Path) -> dict[str, Path]:
     """Write the two tiny instruct models into the Hub cache at `cache_dir`: {repo id: snapshot folder}.
 
-    Built by transformers' own classes (`tests/test_open_models.py`'s builders) on a tokenizer.json trained
-    here (`tests/test_hub_tokenizer.py`'s), with the chat templates of that file: nothing is downloaded.
+    Built by transformers' own classes on a tokenizer.json trained here, with chat templates shaped as theirs
+    (`tests/hub_models.py`): nothing is downloaded.
     """
-    from tests.test_hub_tokenizer import CHATML_TEMPLATE, QWEN_LIKE_TEMPLATE, byte_level_json
-    from tests.test_open_models import put_folder_in_hub_cache, random_hf, save_hf
+    from tests.hub_models import (  # transformers is slow to import: only the tests that need these pay for it
+        CHATML_TEMPLATE,
+        QWEN_LIKE_TEMPLATE,
+        byte_level_json,
+        put_folder_in_hub_cache,
+        random_hf,
+        save_hf,
+    )
 
     tokenizer_json = byte_level_json()
     im_end = json.loads(tokenizer_json)["added_tokens"][2]

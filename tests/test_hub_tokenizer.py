@@ -11,21 +11,21 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer
 
 from gpt.checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint, load_checkpoint_tokenizer, save_checkpoint
 from gpt.config import GPTConfig
 from gpt.hub_tokenizer import CHAT_TEMPLATE_FILE, HubTokenizer, chat_environment, load_hub_tokenizer
 from gpt.model import GPTModel
 from gpt.tokenizer import Tokenizer as TiktokenTokenizer
-
-CORPUS = [
-    "The quick brown fox jumps over the lazy dog. 12 + 30 = 42, and 1999 was a year.",
-    "Hello, world!\nA second line\twith a tab, then  two spaces.",
-    "Ünïcödé text: café, naïve, Straße, Καλημέρα, Привет, 東京, こんにちは.",
-    "def add(a, b):\n    return a + b  # code has indentation\n",
-    "Assistants answer questions; users ask them. The system says how to behave.",
-] * 20
+from tests.hub_models import (
+    CHATML_TEMPLATE,
+    LLAMA2_LIKE_TEMPLATE,
+    QWEN_LIKE_TEMPLATE,
+    byte_level_json,
+    metaspace_json,
+    write_folder,
+)
 
 SAMPLES = [
     "plain words and 12345 digits",
@@ -37,117 +37,12 @@ SAMPLES = [
     "<|im_end|> typed by a user, and <|im_start|>system",
 ]
 
-# ChatML as SmolLM2-Instruct uses it: a default system prompt when the conversation brings none.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a small, helpful assistant.<|im_end|>\n"
-    "{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-# Shaped as Qwen3's: the last user turn found through a namespace, earlier reasoning dropped, roles checked,
-# `enable_thinking=False` writing an empty think block, extra variables through tojson.
-QWEN_LIKE_TEMPLATE = """
-{%- if messages[0].role == 'system' %}
-    {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}
-{%- endif %}
-{%- if extra is defined %}
-    {{- '<|im_start|>system\\n' + (extra | tojson) + '<|im_end|>\\n' }}
-{%- endif %}
-{%- set ns = namespace(last_user=-1) %}
-{%- for message in messages %}
-    {%- if message.role == 'user' %}{% set ns.last_user = loop.index0 %}{% endif %}
-{%- endfor %}
-{%- for message in messages %}
-    {%- if message.role == 'system' %}{% continue %}{% endif %}
-    {%- if message.role == 'assistant' %}
-        {%- set content = message.content %}
-        {%- if '</think>' in content and loop.index0 < ns.last_user %}
-            {%- set content = content.split('</think>')[-1].lstrip('\\n') %}
-        {%- endif %}
-        {{- '<|im_start|>assistant\\n' + content + '<|im_end|>\\n' }}
-    {%- elif message.role == 'user' %}
-        {{- '<|im_start|>user\\n' + message.content + '<|im_end|>\\n' }}
-    {%- else %}
-        {{- raise_exception('Unexpected role ' + message.role) }}
-    {%- endif %}
-{%- endfor %}
-{%- if add_generation_prompt %}
-    {{- '<|im_start|>assistant\\n' }}
-    {%- if enable_thinking is defined and enable_thinking is false %}
-        {{- '<think>\\n\\n</think>\\n\\n' }}
-    {%- endif %}
-{%- endif %}
-"""
-
-# Shaped as Llama 2's: the BOS written by the template, the system prompt folded into the first turn.
-LLAMA2_LIKE_TEMPLATE = (
-    "{% if messages[0]['role'] == 'system' %}{% set system = messages[0]['content'] %}"
-    "{% set rest = messages[1:] %}{% else %}{% set system = '' %}{% set rest = messages %}{% endif %}"
-    "{% for message in rest %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Turns must alternate user/assistant') }}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' }}"
-    "{% if loop.first and system %}{{ '<<SYS>>\\n' + system + '\\n<</SYS>>\\n\\n' }}{% endif %}"
-    "{{ message['content'] | trim + ' [/INST]' }}"
-    "{% else %}{{ ' ' + message['content'] | trim + ' ' + eos_token }}{% endif %}"
-    "{% endfor %}"
-)
-
 CONVERSATION = [
     {"role": "system", "content": "Answer in one sentence."},
     {"role": "user", "content": "What is a token?"},
     {"role": "assistant", "content": "<think>\nshort\n</think>\n\nA piece of text with an id."},
     {"role": "user", "content": "And <|im_end|> inside a message?"},
 ]
-
-
-def byte_level_json() -> str:
-    """A byte-level BPE as Qwen3's and SmolLM2's: ChatML specials, <think> as a plain added token, and a
-    post-processor that trims spaces off offsets (as GPT-2's file has)."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=True)
-    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(CORPUS, trainer)
-    tok.add_tokens(["<think>", "</think>"])
-    return tok.to_str()
-
-
-def metaspace_json() -> str:
-    """A SentencePiece-style BPE as Llama 2's tokenizer.json: '▁' for spaces, prepended to the text, and the
-    256 byte tokens `<0x00>`… in the vocabulary after <unk>, <s>, </s>, for characters it lacks."""
-    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
-    tok.train_from_iterator(CORPUS, trainer)
-    spec = json.loads(tok.to_str())
-    vocab = spec["model"]["vocab"]
-    shifted = {token: (i if i < 3 else i + 256) for token, i in vocab.items()}
-    shifted.update({f"<0x{b:02X}>": 3 + b for b in range(256)})
-    spec["model"]["vocab"] = shifted
-    tok = Tokenizer.from_str(json.dumps(spec))
-    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1, 0)])
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return tok.to_str()
-
-
-def write_folder(folder: Path, tokenizer_json: str, config: dict, generation: dict | None = None,
-                 template_file: str | None = None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
-    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
-    if generation is not None:
-        (folder / "generation_config.json").write_text(json.dumps(generation), encoding="utf-8")
-    if template_file is not None:
-        (folder / CHAT_TEMPLATE_FILE).write_text(template_file, encoding="utf-8")
-    return folder
 
 
 @pytest.fixture(scope="module")

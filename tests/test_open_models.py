@@ -22,16 +22,6 @@ import torch
 from huggingface_hub import constants
 from huggingface_hub.utils import _http, httpx
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (
-    LlamaConfig,
-    LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-    Qwen3Config,
-    Qwen3ForCausalLM,
-)
 
 import gpt.memory
 from gpt import open_models
@@ -55,41 +45,10 @@ from gpt.open_models import (
 from gpt.pretrained import load_model
 from gpt.quantize import to_precision
 from tests.helpers import COMMIT
+from tests.hub_models import FAMILIES, put_folder_in_hub_cache, random_hf, save_hf
 
-SHAPE = {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "num_key_value_heads": 2, "vocab_size": 320, "max_position_embeddings": 128, "bos_token_id": 0,
-         "eos_token_id": 1}
-# One tiny model per family, each with what sets it apart from the others.
-FAMILIES: dict[str, tuple[type, type, dict[str, Any]]] = {
-    "qwen3": (Qwen3Config, Qwen3ForCausalLM,  # QK-norm, heads wider than hidden / heads, tied head
-              {**SHAPE, "head_dim": 32, "rope_theta": 1e6, "rms_norm_eps": 1e-6, "tie_word_embeddings": True}),
-    "llama": (LlamaConfig, LlamaForCausalLM,  # grouped-query, untied head, Llama 3's base
-              {**SHAPE, "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}),
-    "llama3-scaled": (LlamaConfig, LlamaForCausalLM,  # Llama 3.1's stretched frequencies, from a 16-token original
-                      {**SHAPE, "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
-                       "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                        "high_freq_factor": 4.0, "original_max_position_embeddings": 16}}),
-    "smollm2": (LlamaConfig, LlamaForCausalLM,  # SmolLM2's shape: 3 heads sharing one KV head, tied
-                {**SHAPE, "hidden_size": 48, "num_attention_heads": 3, "num_key_value_heads": 1,
-                 "rope_theta": 100000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": True}),
-    "qwen2": (Qwen2Config, Qwen2ForCausalLM,  # biases on q, k and v only
-              {**SHAPE, "rope_theta": 1e6, "rms_norm_eps": 1e-6, "tie_word_embeddings": False}),
-    "mistral": (MistralConfig, MistralForCausalLM,  # a sliding window longer than the context: full attention
-                {**SHAPE, "sliding_window": 256, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}),
-}
 REPO = "test-org/tiny-qwen3"
 IDS = [[5, 17, 42, 99, 3, 250, 7, 7, 64, 311, 128, 2, 90, 18, 33, 201, 76, 12, 5, 140]]
-
-
-def random_hf(family: str, seed: int = 0, **changes: Any) -> torch.nn.Module:
-    """transformers' own model of `family`, every tensor random (norm gains too, so each mapping matters)."""
-    config_cls, model_cls, kwargs = FAMILIES[family]
-    torch.manual_seed(seed)
-    model = model_cls(config_cls(**{**kwargs, **changes}, attn_implementation="eager")).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p), alpha=0.1)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -104,36 +63,11 @@ def tokenizer_json() -> str:
     return tok.to_str()
 
 
-def save_hf(model: torch.nn.Module, folder: Path, tokenizer_json: str, **kwargs: Any) -> Path:
-    """`save_pretrained` in safetensors, plus the tokenizer files a Hub repository has beside the weights."""
-    model.save_pretrained(folder, **kwargs)
-    (folder / "tokenizer.json").write_text(tokenizer_json)
-    template = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|im_end|>", "chat_template": template}))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory, tokenizer_json) -> dict[str, tuple[torch.nn.Module, Path]]:
     """Every family's random model and its saved folder."""
     root = tmp_path_factory.mktemp("hf")
     return {family: (hf := random_hf(family), save_hf(hf, root / family, tokenizer_json)) for family in FAMILIES}
-
-
-def put_folder_in_hub_cache(cache_dir: Path, repo_id: str, folder: Path) -> Path:
-    """Lay a folder's files out as huggingface_hub's cache holds a download: blobs, snapshot links, a ref."""
-    repo = cache_dir / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / COMMIT
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for file in sorted(folder.iterdir()):
-        data = file.read_bytes()
-        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        (snapshot / file.name).symlink_to(Path("../..") / "blobs" / blob.name)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(COMMIT)
-    return snapshot
 
 
 def cached_logits(model: GPTModel, ids: list[int], split: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from gpt.generate import prompt_pieces
 from ui import lens_view, surprisal_view
 from ui.common import check_number, clip_chars, require_text, user_errors, with_notices
 from ui.labels import piece_label
@@ -23,10 +24,11 @@ EXAMPLE_TEXT = "The cat sat on the mat because the cat was tired, and the mat wa
 
 
 def attention_for(registry: ModelRegistry, model_name: str, text: str) -> tuple[list[str], list[np.ndarray], str]:
-    """Token labels, each layer's (H, T, T) weights for the text, and a notice if it was cut."""
+    """Token labels, each layer's (H, T, T) weights for the text, and a notice if it was cut. The model reads the
+    ids every view reads for the text (`encode_prompt`): a Llama-style tokenizer's BOS first, shown as a token."""
     text, cut = clip_chars(require_text(text))
     ckpt = registry.load(model_name)
-    pieces = ckpt.tokenizer.pieces(text)
+    pieces = prompt_pieces(ckpt.tokenizer, text)
     limit = min(MAX_TOKENS, ckpt.model.cfg.context_length)
     if len(pieces) > limit:
         cut = f"The text has {len(pieces):,} tokens; the heatmaps show the first {limit}."

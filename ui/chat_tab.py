@@ -20,19 +20,24 @@ from gpt.checkpoint import Checkpoint, read_config
 from gpt.generate import SamplingConfig
 from gpt.instruct.data import Entry, read_uploaded_entries, resolve_data, save_entries, split_entries
 from gpt.instruct.evaluate import format_base_comparison, format_task_report, load_model_eval
-from gpt.instruct.finetune import InstructConfig
+from gpt.instruct.finetune import InstructConfig, InstructionDataset
+from gpt.instruct.finetune import seconds_per_step as instruct_seconds_per_step
 from gpt.instruct.prompt import chat_prompt, chat_stream, fold_chat, has_chat_template
 from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, FinetuneRun, finetune_run, of_families
+from gpt.pretrained import load_model
 from ui import preference_view
 from ui.common import check_number, join_notices, public_message, user_errors
 from ui.forms import check_field, number, on_form, slider
 from ui.jobs import Job, JobRunner
 from ui.picker import describe
-from ui.registry import RUN_MODEL, RUN_PREFIX, ModelRegistry
+from ui.registry import RUN_MODEL, RUN_PREFIX, BaseModel, ModelRegistry
 from ui.training_panel import (
+    PROBE_LOCK,
     Panel,
     Submission,
+    check_memory,
     duration,
+    estimate_line,
     finetune_base,
     loss_curve,
     owner_of,
@@ -64,6 +69,8 @@ OPEN_MODEL_SCORES = ("The held-out questions score the app's own chat models, wh
                      "which).")
 MAX_EPOCHS = 5  # the app's cap on InstructConfig's epochs: an epoch of the shipped set is long on two cores
 MAX_RANK = 64  # and on its LoRA rank
+DEFAULT_LORA_RANK = 8  # the rank a base larger than the shipped one starts with
+OPEN_BASES = ("smollm2-135m", "smollm2-135m-instruct")  # the open models offered as bases once on disk
 
 
 @dataclass(frozen=True)
@@ -194,10 +201,9 @@ def model_info(registry: ModelRegistry, name: str) -> tuple[str, str]:
 
 def finetune_method(recorded: Any) -> str:
     """What a finetune recorded in a model's metadata trained, in words ('all layers', 'LoRA rank 8 on ...')."""
-    known = {f.name for f in dataclasses.fields(InstructConfig)}
-    try:
-        return InstructConfig(**{k: v for k, v in recorded.items() if k in known}).method
-    except (AttributeError, TypeError, ValueError):
+    try:  # typed field by field, as every config read from a file; a newer version's fields are skipped
+        return InstructConfig.from_dict(recorded, ignore_unknown=True).method
+    except ValueError:
         return "settings not recorded"
 
 
@@ -264,29 +270,88 @@ def scheduled(cfg: InstructConfig, n_train: int) -> tuple[InstructConfig, int]:
     return dataclasses.replace(cfg, eval_every=max(1, steps // 10)), steps
 
 
-def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None, form: ChatFinetuneForm,
-                   request: gr.Request = None) -> tuple[str, str]:
-    """Check every setting, then queue the finetune; returns the first status line and the owner."""
-    owner = owner_of(token, request)
+@dataclass(frozen=True)
+class FinetunePlan:
+    """A start's settings, checked, with its base, the entries it trains on and its steps."""
+
+    base: BaseModel
+    cfg: InstructConfig
+    entries: list[Entry]
+    data_name: str
+    families: list[str]
+    n_train: int
+    steps: int
+
+
+def plan_finetune(runner: JobRunner, registry: ModelRegistry, form: ChatFinetuneForm) -> FinetunePlan:
+    """Every setting checked, the base within the size limits (LoRA admits larger ones), the data read."""
     cfg = instruct_config(form)
     n_entries = check_number(form.max_entries, "Training entries", 1, MAX_ENTRIES, integer=True)
     families = picked_families(form.families) if form.data == "shipped" else []
-    base = finetune_base(runner, registry, form.base)
+    base = finetune_base(runner, registry, form.base, lora=cfg.lora_rank > 0)
+    if cfg.pretokenizer and registry.tokenizer(form.base).pretokenizer == "tokenizer.json":
+        raise ValueError(f"{base.name} reads text with its Hub tokenizer (tokenizer.json), which keeps its own way "
+                         "of cutting numbers: untick *Numbers digit by digit*.")
     entries, data_name = gather_instructions(runner, form.data, form.file)
-    n_train = min(n_entries, len(split_entries(of_families(entries, families)).train))
+    kept = split_entries(of_families(entries, families)).train
+    n_train = min(n_entries, len(kept))
     cfg, steps = scheduled(cfg, n_train)
+    return FinetunePlan(base, cfg, entries, data_name, families, n_train, steps)
+
+
+def plan_memory(registry: ModelRegistry, plan: FinetunePlan) -> int:
+    """The memory the plan's finetune needs (checked against what is free), at the longest entry it trains on."""
+    tokenizer = registry.tokenizer(plan.base.name)
+    train = split_entries(of_families(plan.entries, plan.families)).train[: plan.n_train]
+    longest = max(len(ids) for ids, _ in InstructionDataset(train, tokenizer).items)
+    return check_memory(plan.base, plan.cfg.batch_size, longest, plan.cfg.lora_rank > 0)
+
+
+def check_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None, form: ChatFinetuneForm,
+                   request: gr.Request = None) -> str:
+    """Before a start: the memory the finetune needs, and a timed step of it (the base loaded, a few steps of these
+    very settings on these entries, on the app's threads) times its steps."""
+    plan = plan_finetune(runner, registry, form)
+    needed = plan_memory(registry, plan)
+    train = split_entries(of_families(plan.entries, plan.families)).train[: plan.n_train]
+    with PROBE_LOCK:
+        seconds = instruct_seconds_per_step(load_model(plan.base.source), train, plan.cfg)
+    return estimate_line(plan.base, needed, seconds, plan.steps, runner.limits.max_minutes, plan.cfg.lora_rank > 0)
+
+
+def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None, form: ChatFinetuneForm,
+                   request: gr.Request = None) -> tuple[str, str]:
+    """Check every setting and the memory it needs, then queue the finetune; returns the first status line and the
+    owner. The model saved records the Alpaca prompt it learnt (`prompt_format`): the Chat tab talks to it in that,
+    even where its base (a Hub instruct model) brings a chat template."""
+    owner = owner_of(token, request)
+    plan = plan_finetune(runner, registry, form)
+    plan_memory(registry, plan)
+    cfg, n_train, families, entries = plan.cfg, plan.n_train, plan.families, plan.entries
 
     def prepare(folder: Path) -> Submission:
         source = form.data  # the training process reads the datasets by name, and keeps a copy of an uploaded file
         if form.data == "upload":
             source = str(save_entries(entries, folder / "instruction-data.json.gz"))
-        kwargs = {"base": base.source, "data": source, "cfg": cfg, "out_dir": folder / RUN_MODEL,
-                  "data_name": data_name, "max_train": n_train, "families": families, "base_name": form.base}
+        kwargs = {"base": plan.base.source, "data": source, "cfg": cfg, "out_dir": folder / RUN_MODEL,
+                  "data_name": plan.data_name, "max_train": n_train, "families": families, "base_name": form.base}
         kinds = f" of {', '.join(families)}" if families else ""
         return Submission(finetune_run, kwargs,
-                          f"{cfg.method}, {n_train:,} entries{kinds}, {cfg.epochs} epoch(s), {steps:,} steps")
+                          f"{cfg.method}, {n_train:,} entries{kinds}, {cfg.epochs} epoch(s), {plan.steps:,} steps")
 
     return PANEL.start(runner, owner, prepare), owner
+
+
+def base_defaults(registry: ModelRegistry, name: str) -> tuple[Any, Any]:
+    """A new base puts LoRA on (rank 8) where it is larger than the shipped one, off otherwise, and the digit by digit
+    cut off for a Hub tokenizer, which keeps its own; the user may change either after."""
+    lora = registry.lora_by_default(name)
+    try:
+        hub = registry.tokenizer(name).pretokenizer == "tokenizer.json"
+    except (ValueError, OSError):
+        hub = False
+    return (gr.Slider(value=DEFAULT_LORA_RANK if lora else DEFAULT_FORM.lora_rank),
+            gr.Checkbox(value=False if hub else DEFAULT_FORM.digits))
 
 
 def stop_finetune(runner: JobRunner, token: str | None, request: gr.Request = None) -> str:
@@ -336,7 +401,7 @@ def model_choices(registry: ModelRegistry) -> tuple[Any, Any, Any, Any]:
     """New choices for the chat model picker, the two side-by-side pickers and the base model picker."""
     names = registry.choices()
     return (gr.Dropdown(choices=registry.choices(registry.chat_names())), gr.Dropdown(choices=names),
-            gr.Dropdown(choices=names), gr.Dropdown(choices=registry.base_names()))
+            gr.Dropdown(choices=names), gr.Dropdown(choices=registry.base_names(OPEN_BASES)))
 
 
 def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str | None, request: gr.Request = None
@@ -450,8 +515,10 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
                     f"{EVAL_QUESTIONS} held-out questions beside its base. {DEFAULTS_REACH}",
                     elem_id="chat-ft-intro")
         with gr.Row():
-            form["base"] = gr.Dropdown(registry.base_names(), value=DEFAULT_FORM.base, allow_custom_value=True,
-                                       label="Base model", elem_id="chat-ft-base")
+            form["base"] = gr.Dropdown(registry.base_names(OPEN_BASES), value=DEFAULT_FORM.base,
+                                       allow_custom_value=True, label="Base model", elem_id="chat-ft-base",
+                                       info="shipped, trained here, local, GPT-2, or SmolLM2-135M (-Instruct) "
+                                            "when on disk; a base larger than the shipped one trains LoRA adapters")
             form["data"] = gr.Radio(DATA_CHOICES, value=DEFAULT_FORM.data, label="Instruction data",
                                     elem_id="chat-ft-data")
         form["families"] = gr.CheckboxGroup(list(FAMILIES), value=DEFAULT_FORM.families, elem_id="chat-ft-families",
@@ -476,9 +543,12 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
             form["digits"] = gr.Checkbox(DEFAULT_FORM.digits, elem_id="chat-ft-digits",
                                          label="Numbers digit by digit (\"137\" as 1 3 7, as the shipped chat model "
                                                "reads them: sums are learnt per digit)")
+        gr.Markdown(registry.open_bases_missing(OPEN_BASES), elem_id="chat-ft-open")
         with gr.Row():
+            check = gr.Button("Check memory and time", elem_id="chat-ft-check")
             start = gr.Button("Start finetuning", variant="primary", elem_id="chat-ft-start")
             stop = gr.Button("Stop", variant="stop", elem_id="chat-ft-stop")
+        estimate = gr.Markdown(elem_id="chat-ft-estimate")
         line = gr.Markdown(elem_id="chat-ft-status")
         curve = gr.Plot(label="Loss", elem_id="chat-ft-curve")
         result = gr.Markdown(elem_id="chat-ft-result")
@@ -498,6 +568,11 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
                 [line, token], inputs_kwargs=fields, api_name="chat_finetune_start").success(
         watch, token, watched, api_visibility="private")
     stop.click(user_errors(functools.partial(stop_finetune, runner)), token, line, api_name="chat_finetune_stop")
+    check.click(user_errors(on_form(ChatFinetuneForm, functools.partial(check_finetune, runner, registry))), token,
+                estimate, inputs_kwargs=fields, api_name="chat_finetune_check", concurrency_id="finetune_probe",
+                concurrency_limit=1)
+    base.change(functools.partial(base_defaults, registry), base, [form["lora_rank"], form["digits"]],
+                api_visibility="private")
     timer.tick(watch, token, watched, api_name="chat_finetune_status", concurrency_id="chat_finetune_status",
                concurrency_limit=8)
     download.click(user_errors(functools.partial(download_chat, registry)), picker, zipped, api_name="chat_download")

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import torch
 
 from gpt.checkpoint import Checkpoint
-from gpt.generate import SamplingConfig, encode_prompt, next_token_logits, stream
+from gpt.generate import SamplingConfig, next_token_logits, stream
 from gpt.tokenizer import Tokenizer
 from ui.common import check_number, clip_chars, fit_context, require_text, user_errors, with_notices
 from ui.inside import chat_prompt_option, load_two, model_text, other_dropdown, same_tokenizer, where
@@ -58,7 +58,7 @@ def compare(registry: ModelRegistry, model_name: str, other: str, prompt: str, m
         tokenizer = ckpt.tokenizer
         read = model_text(ckpt, name, prompt, wrap)
         reads.append((name, read.wrapped))
-        ids, too_long = fit_context(encode_prompt(tokenizer, read.text), ckpt.model.cfg.context_length)
+        ids, too_long = fit_context(read.ids(tokenizer), ckpt.model.cfg.context_length)
         notices += [read.notice, too_long and f"{name}: {too_long}"]
         probs = torch.softmax(next_token_logits(ckpt.model, ids, tokenizer.n_vocab), dim=-1)
         pair.append((name, ckpt, probs))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpt.checkpoint import Checkpoint
-from gpt.generate import SamplingConfig, encode_prompt
+from gpt.generate import SamplingConfig
 from ui.common import check_number, clip_chars, fit_context, require_text
 from ui.inside import model_text
 from ui.registry import ModelRegistry
@@ -78,7 +78,7 @@ def make_request(registry: ModelRegistry, model_name: str, prompt: str, settings
     sampling = settings.sampling()
     ckpt = registry.load(model_name)
     read = model_text(ckpt, model_name, prompt, settings.wrap)
-    ids, too_long = fit_context(encode_prompt(ckpt.tokenizer, read.text), ckpt.model.cfg.context_length)
+    ids, too_long = fit_context(read.ids(ckpt.tokenizer), ckpt.model.cfg.context_length)
     return Request(ckpt, read.text, read.wrapped, ids, sampling, (cut, read.notice, too_long))
 
 
@@ -93,5 +93,5 @@ def beam_request(registry: ModelRegistry, model_name: str, prompt: str, num_beam
     context = ckpt.model.cfg.context_length
     new_tokens = min(new_tokens, context - 1)
     read = model_text(ckpt, model_name, prompt, wrap)
-    ids, too_long = fit_context(encode_prompt(ckpt.tokenizer, read.text), context - new_tokens)
+    ids, too_long = fit_context(read.ids(ckpt.tokenizer), context - new_tokens)
     return BeamRequest(ckpt, ids, n_beams, new_tokens, (cut, read.notice, too_long))

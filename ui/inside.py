@@ -19,9 +19,10 @@ from typing import Any
 import gradio as gr
 
 from gpt.checkpoint import Checkpoint, read_config
-from gpt.instruct.prompt import is_chat_model, is_chat_prompt, wrap_in_chat_prompt
+from gpt.generate import encode_prompt, prompt_pieces
+from gpt.hub_tokenizer import TOKENIZER_JSON
+from gpt.instruct.prompt import is_chat_model, is_chat_prompt, reads_special_tokens, wrap_in_chat_prompt
 from gpt.tokenizer import Tokenizer, TokenPiece
-from ui.common import clip_chars, require_text
 from ui.registry import SHIPPED_LANGUAGE_MODELS, ModelRegistry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,13 +41,11 @@ def where(*functions: Callable) -> str:
     return "Where the code is: " + ", ".join(names) + "."
 
 
-def window_pieces(tokenizer: Tokenizer, text: str, limit: int) -> tuple[list[TokenPiece], str]:
-    """The first `limit` tokens of the text (after the 100k-character cut), and a notice of what was cut."""
-    text, cut = clip_chars(require_text(text))
-    pieces = tokenizer.pieces(text)
+def window_pieces(pieces: list[TokenPiece], limit: int) -> tuple[list[TokenPiece], str]:
+    """A text's first `limit` tokens (as the model reads them: `ModelText.pieces`), and a notice of what was cut."""
     if len(pieces) > limit:
-        cut = f"The text has {len(pieces):,} tokens; only the first {limit:,} are used."
-    return pieces[:limit], cut
+        return pieces[:limit], f"The text has {len(pieces):,} tokens; only the first {limit:,} are used."
+    return pieces, ""
 
 
 def other_choices(registry: ModelRegistry, none: str | None = None) -> list[tuple[str, str]]:
@@ -96,16 +95,26 @@ class ModelText:
     text: str
     wrapped: bool
     notice: str
+    special: bool = False  # a prompt in the model's chat template: its special tokens are read as such
+
+    def ids(self, tokenizer: Tokenizer) -> list[int]:
+        """The ids the model reads (its BOS first where it has one): what every view of this text reads."""
+        return encode_prompt(tokenizer, self.text, self.special)
+
+    def pieces(self, tokenizer: Tokenizer) -> list[TokenPiece]:
+        """Those ids as tokens with their bytes and spans, the BOS one of them."""
+        return prompt_pieces(tokenizer, self.text, self.special)
 
 
 def model_text(ckpt: Checkpoint, name: str, text: str, wrap: bool) -> ModelText:
-    """The text inside the model's chat prompt where it is a chat model and `wrap` is on; else as it is, said
-    plainly for a chat model (bare text gets gibberish from it)."""
-    read = wrap_in_chat_prompt(ckpt.meta, text, wrap)
-    bare = is_chat_model(ckpt.meta) and read == text and not is_chat_prompt(text)
-    notice = (f"{name} is a chat model, finetuned to answer text inside its chat prompt; here it reads the text "
+    """The text inside the model's chat prompt (Alpaca, or its chat template) where it is a chat model and `wrap` is
+    on; else as it is, said plainly for a chat model (bare text gets gibberish from it)."""
+    meta, tokenizer = ckpt.meta, ckpt.tokenizer
+    read = wrap_in_chat_prompt(meta, text, wrap, tokenizer)
+    bare = is_chat_model(meta, tokenizer) and read == text and not is_chat_prompt(text, tokenizer)
+    notice = (f"{name} is a chat model, tuned to answer text inside its chat prompt; here it reads the text "
               f"bare, which it was not trained on (tick *{WRAP_LABEL}*).") if bare else ""
-    return ModelText(read, read != text, notice)
+    return ModelText(read, read != text, notice, wrap and reads_special_tokens(meta, tokenizer, read))
 
 
 def model_meta(registry: ModelRegistry, name: str | None) -> dict[str, Any]:
@@ -119,13 +128,30 @@ def model_meta(registry: ModelRegistry, name: str | None) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+def model_reader(registry: ModelRegistry, name: str | None) -> tuple[dict[str, Any], Tokenizer | None]:
+    """What decides the prompt a model reads (`gpt.instruct.prompt.chat_format`), without its weights: its
+    metadata, and its tokenizer where that may bring a chat template (a Hub tokenizer on disk); None elsewhere."""
+    meta = model_meta(registry, name)
+    if meta.get("prompt_format"):
+        return meta, None  # the recorded format decides
+    try:
+        entry = registry.resolve(name)
+        if entry.path is None or not (entry.path / TOKENIZER_JSON).is_file():
+            return meta, None  # ours, GPT-2, or an open model not on disk: no template to read yet
+        return meta, registry.tokenizer(name)
+    except (ValueError, OSError):
+        return meta, None
+
+
 def chat_prompt_shown(registry: ModelRegistry, names: Sequence[str | None], text: str | None, wrap: bool) -> str:
-    """The chat prompt the view's chat model reads (every chat model here reads the same one), or "" when none of
-    `names` is a chat model, `wrap` is off or there is no text."""
-    chat = next((meta for meta in map(functools.partial(model_meta, registry), names) if is_chat_model(meta)), None)
+    """The chat prompt the view's first chat model reads, or "" when none of `names` is a chat model, `wrap` is off
+    or there is no text."""
+    chat = next((reader for reader in map(functools.partial(model_reader, registry), names)
+                 if is_chat_model(*reader)), None)
     if not wrap or chat is None or not text or not text.strip():
         return ""
-    return wrap_in_chat_prompt(chat, text)
+    meta, tokenizer = chat
+    return wrap_in_chat_prompt(meta, text, tokenizer=tokenizer)
 
 
 def chat_prompt_option(registry: ModelRegistry, models: Sequence[gr.components.Component], text: gr.Textbox,
@@ -138,7 +164,7 @@ def chat_prompt_option(registry: ModelRegistry, models: Sequence[gr.components.C
     """
 
     def state(names: Sequence[str | None]) -> tuple[bool, bool]:  # (shown, ticked)
-        chat = [is_chat_model(model_meta(registry, name)) for name in names]
+        chat = [is_chat_model(*model_reader(registry, name)) for name in names]
         return any(chat), any(chat) if on_when_any else chat[0]
 
     shown, ticked = state([m.value for m in models])

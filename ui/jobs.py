@@ -47,6 +47,7 @@ class TrainLimits:
     max_chars: int = 8_000_000  # GPT_TRAIN_MAX_CHARS: training text (all sources together)
     max_upload_mb: int = 20  # GPT_TRAIN_MAX_UPLOAD_MB: one uploaded .txt file or run zip
     max_params: int = 30_000_000  # GPT_TRAIN_MAX_PARAMS
+    max_lora_params: int = 200_000_000  # GPT_TRAIN_MAX_LORA_PARAMS: a base finetuned with LoRA (its weights frozen)
     max_vocab: int = 8_192  # GPT_TRAIN_MAX_VOCAB: our BPE's vocabulary (it is trained inside the request)
     max_steps: int = 20_000  # GPT_TRAIN_MAX_STEPS
     max_minutes: float = 60.0  # GPT_TRAIN_MAX_MINUTES: a training is stopped (with a checkpoint) after this
@@ -62,6 +63,7 @@ class TrainLimits:
             max_chars=env_number("GPT_TRAIN_MAX_CHARS", cls.max_chars),
             max_upload_mb=env_number("GPT_TRAIN_MAX_UPLOAD_MB", cls.max_upload_mb),
             max_params=env_number("GPT_TRAIN_MAX_PARAMS", cls.max_params),
+            max_lora_params=env_number("GPT_TRAIN_MAX_LORA_PARAMS", cls.max_lora_params),
             max_vocab=env_number("GPT_TRAIN_MAX_VOCAB", cls.max_vocab),
             max_steps=env_number("GPT_TRAIN_MAX_STEPS", cls.max_steps),
             max_minutes=env_number("GPT_TRAIN_MAX_MINUTES", cls.max_minutes, float),

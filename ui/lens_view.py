@@ -10,11 +10,12 @@ import numpy as np
 import plotly.graph_objects as go
 
 from gpt.checkpoint import Checkpoint
+from gpt.generate import encode_prompt
 from gpt.instruct.prompt import wrap_in_chat_prompt
 from gpt.lens import LogitLens, logit_lens
 from gpt.tokenizer import TokenPiece
 from ui.common import check_number, clip_chars, require_text, user_errors, with_notices
-from ui.inside import chat_prompt_option, model_text, where, window_pieces
+from ui.inside import ModelText, chat_prompt_option, model_text, where, window_pieces
 from ui.labels import id_label
 from ui.registry import ModelRegistry
 
@@ -73,10 +74,10 @@ def last_positions(result: LogitLens, n: int) -> LogitLens:
     return LogitLens(**{f.name: getattr(result, f.name)[..., -n:] for f in dataclasses.fields(result)})
 
 
-def chat_window(ckpt: Checkpoint, prompt: str) -> tuple[list[TokenPiece], str]:
+def chat_window(ckpt: Checkpoint, read: ModelText) -> tuple[list[TokenPiece], str]:
     """A chat prompt's tokens as the model reads them (its last `MAX_CHAT_TOKENS`, at most its window), and a
     notice of what was cut. The prompt starts with fixed text: its end, where the answer starts, matters."""
-    pieces = ckpt.tokenizer.pieces(prompt)
+    pieces = read.pieces(ckpt.tokenizer)
     limit = min(MAX_CHAT_TOKENS, ckpt.model.cfg.context_length)
     if len(pieces) <= limit:
         return pieces, ""
@@ -86,14 +87,17 @@ def chat_window(ckpt: Checkpoint, prompt: str) -> tuple[list[TokenPiece], str]:
 def lens(registry: ModelRegistry, model_name: str, text: str, position: float, wrap: bool = False
          ) -> tuple[go.Figure, go.Figure, str]:
     """The grid, the trace at `position` (1-based among the columns; 0 = the last token), and a line on what is
-    shown. With `wrap`, a chat model reads its chat prompt around the text, and the grid shows the prompt's end."""
+    shown. With `wrap`, a chat model reads its chat prompt around the text, and the grid shows the prompt's end.
+    The model reads the ids every view reads for the text (`encode_prompt`: a Llama-style BOS first)."""
     ckpt = registry.load(model_name)
     tokenizer, cfg = ckpt.tokenizer, ckpt.model.cfg
-    read = model_text(ckpt, model_name, clip_chars(require_text(text))[0], wrap)
+    text, clipped = clip_chars(require_text(text))
+    read = model_text(ckpt, model_name, text, wrap)
     if read.wrapped:
-        pieces, cut = chat_window(ckpt, read.text)
+        pieces, cut = chat_window(ckpt, read)
     else:
-        pieces, cut = window_pieces(tokenizer, text, min(MAX_TOKENS, cfg.context_length))
+        pieces, cut = window_pieces(read.pieces(tokenizer), min(MAX_TOKENS, cfg.context_length))
+    cut = cut or clipped
     shown = min(len(pieces), MAX_TOKENS)
     line = (f"The model reads the chat prompt around your text ({len(pieces)} tokens, shown above); the grid shows "
             f"the last {shown}, where the answer starts." if read.wrapped else "")
@@ -104,7 +108,7 @@ def lens(registry: ModelRegistry, model_name: str, text: str, position: float, w
     top = [[id_label(tokenizer, i) for i in row] for row in result.top_ids.tolist()]
     final = top[-1][pos - 1]
     settled = max((i + 1 for i, rank in enumerate(result.final_ranks[:, pos - 1].tolist()) if rank), default=0)
-    code = (logit_lens, wrap_in_chat_prompt) if read.wrapped else (logit_lens,)
+    code = (logit_lens, wrap_in_chat_prompt) if read.wrapped else (logit_lens, encode_prompt)
     info = (f"{len(pieces)} tokens × {cfg.n_layers} layers. After {inputs[pos - 1]!r} the model predicts {final!r} "
             f"(p = {float(result.final_probs[-1, pos - 1]):.3f}); it is the top guess from "
             f"{layer_names(cfg.n_layers)[settled]} on.")

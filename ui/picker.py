@@ -38,14 +38,16 @@ def show_model(registry: ModelRegistry, name: str, progress: gr.Progress = gr.Pr
     here.
 
     A model that is not there (not shipped yet, offline and not in the Hugging Face cache) is reported in the
-    summary, in one line and at once; an unknown name is bad input and raises.
+    summary, in one line and at once; an unknown name is bad input and raises. A folder without checksums loads,
+    with a line saying its files cannot be verified.
     """
     registry.resolve(name)
     progress(0, desc=f"loading {name}")
     try:
-        return describe(registry.load(name), name)
+        summary = describe(registry.load(name), name)
     except FileNotFoundError as err:  # not shipped yet, or GPT-2 offline and not in the cache
         return public_message(f"⚠️ {err}")
+    return "  \n".join([summary, *(public_message(f"⚠️ {line}.") for line in registry.warnings_of(name))])
 
 
 def build(registry: ModelRegistry, demo: gr.Blocks) -> gr.Dropdown:

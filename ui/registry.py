@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import threading
 import time
+import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import httpx
 from huggingface_hub import constants, try_to_load_from_cache
 
-from gpt.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint_tokenizer, read_config
+from gpt.checkpoint import CONFIG_FILE, Checkpoint, UnverifiedWarning, load_checkpoint_tokenizer, read_config
 from gpt.classify.classifier import CLASSIFIER_CONFIG, TextClassifier, load_classifier
 from gpt.config import GPT2_SIZES, GPTConfig
 from gpt.files import SHIPPED_MODELS
@@ -62,6 +64,8 @@ MAX_PRECISION_COPY_PARAMS = 400_000_000  # an open model gets bfloat16 and int8 
 MAX_CACHED_LISTED = 24  # repositories of the Hugging Face cache the picker lists beside the catalogue
 HUB_PROBE_S = 3.0  # how long the app waits to learn whether the Hub answers before it says it is offline
 HUB_PROBE_KEPT_S = 60.0  # and how long it trusts that answer
+
+log = logging.getLogger("gpt.app")
 
 
 class UnknownModelError(ValueError):
@@ -193,6 +197,7 @@ class ModelRegistry:
         self._hub_lock = threading.Lock()
         self._hub_names: set[str] = set()  # the names loaded as open models: at most one of them is held
         self._tokenizers: dict[str, tuple[int | None, Tokenizer]] = {}  # name -> (version, tokenizer)
+        self._warnings: dict[tuple[str, int | None], list[str]] = {}  # (name, version) -> what its loading warned
 
     # -- names -------------------------------------------------------------------------------
     def shipped_path(self, name: str) -> Path:
@@ -273,10 +278,22 @@ class ModelRegistry:
         cached = [r for r in cached_repos() if r not in known and brings_chat_template(hub_snapshot(r))]
         return [name for name, m in CATALOGUE.items() if m.chat] + cached
 
-    def base_names(self) -> list[str]:
-        """The models the app finetunes: shipped models present, runs, local checkpoints, GPT-2 sizes."""
+    def base_names(self, open_models: Sequence[str] = ()) -> list[str]:
+        """The models the app finetunes: shipped models present, runs, local checkpoints, GPT-2 sizes, and those of
+        `open_models` (catalogue names) that are on disk."""
         shipped = [n for n in SHIPPED_NAMES if self.has(n)]
-        return shipped + self.run_names() + self.local_names() + list(GPT2_SIZES)
+        on_disk = [n for n in open_models if hub_snapshot(CATALOGUE[n].repo_id) is not None]
+        return shipped + self.run_names() + self.local_names() + list(GPT2_SIZES) + on_disk
+
+    def open_bases_missing(self, open_models: Sequence[str]) -> str:
+        """How to get the open models of `open_models` that are not on disk, in a sentence; "" when all are."""
+        missing = [CATALOGUE[n] for n in open_models if hub_snapshot(CATALOGUE[n].repo_id) is None]
+        if not missing:
+            return ""
+        names = " and ".join(m.name for m in missing)
+        runs = "; ".join(f"`hf download {m.repo_id}`" for m in missing)
+        return (f"{names} can be finetuned here once on disk: on a machine with internet run {runs}, and copy its "
+                f"Hugging Face cache here (HF_HUB_CACHE), then reload the page.")
 
     def names(self) -> list[str]:
         """Every name the picker offers: the models the app finetunes, and the open models."""
@@ -339,15 +356,32 @@ class ModelRegistry:
         entry = self.resolve(name)
         if entry.kind == "gpt2":
             return BaseModel(entry.name, entry.name, GPTConfig.preset(entry.name))
-        if entry.kind == "hub" or is_hub_folder(entry.path):
-            raise ValueError(f"{name.strip()} is an open model of the Hub: the app finetunes its own models and "
-                             f"GPT-2 (the command line's finetunes take a Hub model too).")
+        if entry.kind == "hub" and entry.path is None:
+            raise ValueError(f"{name.strip()} is not on disk: on a machine with internet run `hf download "
+                             f"{entry.repo_id}` and copy its Hugging Face cache here (HF_HUB_CACHE); the app does not "
+                             "download a model to finetune it.")
+        if entry.kind == "hub" or is_hub_folder(entry.path):  # a transformers folder: its config.json, no weights read
+            try:
+                config = config_from_hub(json.loads((entry.path / CONFIG_FILE).read_text()), None, entry.name)
+            except (OSError, ValueError) as err:
+                raise ValueError(f"The base model {name.strip()!r} is not available: {err}") from err
+            return BaseModel(entry.name, str(entry.path), config)
         if not (entry.path / CONFIG_FILE).is_file():
             raise ValueError(f"The base model {name.strip()!r} is not available: it has no checkpoint (yet).")
         try:
             return BaseModel(entry.name, str(entry.path), read_config(entry.path)["model"])
         except ValueError as err:  # a broken checkpoint
             raise ValueError(f"The base model {name.strip()!r} is not available: {err}") from err
+
+    def lora_by_default(self, name: str) -> bool:
+        """Whether a finetune of this base trains LoRA adapters unless told otherwise: a base larger than the shipped
+        `base` (every weight of a larger one takes far more memory and time here); False for a name that is no base."""
+        try:
+            size = self.base_model(name).config.n_params()
+            shipped = read_config(self.shipped_path(SHIPPED_LANGUAGE_MODELS[0]))["model"].n_params()
+        except (ValueError, OSError, KeyError):
+            return False
+        return size > shipped
 
     # -- loading -----------------------------------------------------------------------------
     def load(self, name: str, progress: bool = True) -> Checkpoint:
@@ -363,40 +397,52 @@ class ModelRegistry:
                 return self._load_open_model(entry, progress)
             if not (entry.path / CONFIG_FILE).is_file():
                 raise ModelUnavailableError(f"model {entry.name!r} is not available: its folder has no checkpoint")
-            return load_model(entry.path)  # ours, or a folder in transformers' layout
+            return self._load_folder(entry)  # ours, or a folder in transformers' layout
 
         return self.cached(("lm", entry.name, self._version(entry)), load_entry)
 
+    def _load_folder(self, entry: ModelEntry) -> Checkpoint:
+        """A checkpoint folder, with the `UnverifiedWarning` its loading gave kept for the page (`warnings_of`): a
+        folder without checksums loads, and the model's summary says so, not only the server's log."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UnverifiedWarning)
+            ckpt = load_model(entry.path)
+        said = []
+        for warning in caught:  # this folder's; another thread's warnings (caught meanwhile) go on as they were
+            if issubclass(warning.category, UnverifiedWarning) and str(warning.message).startswith(
+                    f"{entry.path.name}/"):
+                said.append(str(warning.message))
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        for line in said:
+            log.warning("%s: %s", entry.name, line)
+        with self._cache_lock:
+            self._warnings[(entry.name, self._version(entry))] = said
+        return ckpt
+
+    def warnings_of(self, name: str) -> list[str]:
+        """What loading the model warned about (a folder without checksums), once it is loaded; [] otherwise."""
+        entry = self.resolve(name)
+        with self._cache_lock:
+            return list(self._warnings.get((entry.name, self._version(entry)), []))
+
     def check_open_model(self, entry: ModelEntry) -> None:
-        """Refuse, in one line and before anything large is read or downloaded, an open model that is not on disk
-        while the Hub cannot be reached, or that is larger than MAX_OPEN_MODEL_PARAMS."""
-        catalogued = CATALOGUE.get(entry.name)
+        """Refuse, in one line and at once, an open model that is not on disk while the Hub cannot be reached (a
+        download would wait on the network before it fails). Its size is `load_model`'s to check (`max_params`)."""
         if entry.path is None and not hub_reachable():
-            raise ModelUnavailableError(not_on_disk(entry.name, entry.repo_id, catalogued))
-        if catalogued is not None:
-            n_params = catalogued.config().n_params()
-        elif entry.path is not None:
-            n_params = config_from_hub(json.loads((entry.path / CONFIG_FILE).read_text()), None,
-                                       entry.repo_id).n_params()
-        else:
-            return  # a repo id not on disk: `load_model` reads its config.json first and checks the memory
-        if n_params > MAX_OPEN_MODEL_PARAMS:
-            raise ValueError(f"{entry.name} has {n_params / 1e9:.1f}B parameters: this app loads open models of up "
-                             f"to {MAX_OPEN_MODEL_PARAMS / 1e9:.0f}B (`python -m gpt generate --model "
-                             f"{entry.repo_id}` runs it outside the app).")
+            raise ModelUnavailableError(not_on_disk(entry.name, entry.repo_id, CATALOGUE.get(entry.name)))
 
     def _load_open_model(self, entry: ModelEntry, progress: bool) -> Checkpoint:
-        """One open model at a time, and only one held: the one before is dropped first."""
+        """One open model at a time, and only one held: the one before is dropped first. A model above
+        MAX_OPEN_MODEL_PARAMS is refused before its weights are downloaded or read (`TooLargeError`): a catalogue
+        model by its shape, a typed repo id by its config.json, fetched first."""
         self.check_open_model(entry)
         with self._hub_lock:
             self._evict(lambda key: key[0] in ("lm", "lm-precision") and key[1] in self._hub_names)
             try:
-                ckpt = load_model(entry.name, progress=progress)
+                ckpt = load_model(entry.name, progress=progress, max_params=MAX_OPEN_MODEL_PARAMS)
             except WeightsUnavailableError as err:
                 raise ModelUnavailableError(str(err)) from None
-            if ckpt.model.n_params() > MAX_OPEN_MODEL_PARAMS:  # a repo id whose size was unknown before its config
-                raise ValueError(f"{entry.name} has {ckpt.model.n_params() / 1e9:.1f}B parameters: this app loads "
-                                 f"open models of up to {MAX_OPEN_MODEL_PARAMS / 1e9:.0f}B.")
             self._hub_names.add(entry.name)
             return ckpt
 

@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gpt.classify import data
-from gpt.classify.app_defaults import DEFAULTS, LORA, DefaultsMeasurement, read_measurement
+from gpt.classify.app_defaults import DEFAULTS, LORA, DefaultsMeasurement, read_measurement, seconds_per_step
 from gpt.classify.archive import read_classifier_archive, write_classifier_archive
 from gpt.classify.classifier import (
     CLASSIFIER_CONFIG,
@@ -51,8 +51,19 @@ from gpt.training.events import TrainEvent
 from ui.common import clip_chars, join_notices, require_text, user_errors
 from ui.forms import check_field, number, on_form, slider
 from ui.jobs import Job, JobRunner
-from ui.registry import RUN_CLASSIFIER, RUN_PREFIX, SHIPPED_CLASSIFIER, ModelRegistry, recorded_base_name
-from ui.training_panel import Panel, Submission, check_upload, duration, finetune_base, owner_of, owner_token
+from ui.registry import RUN_CLASSIFIER, RUN_PREFIX, SHIPPED_CLASSIFIER, BaseModel, ModelRegistry, recorded_base_name
+from ui.training_panel import (
+    PROBE_LOCK,
+    Panel,
+    Submission,
+    check_memory,
+    check_upload,
+    duration,
+    estimate_line,
+    finetune_base,
+    owner_of,
+    owner_token,
+)
 
 CSS = (".attended {line-height: 2}\n"
        ".attended span {padding: 1px 2px; margin: 1px; border-radius: 3px; font-family: monospace; "
@@ -79,6 +90,7 @@ TRAINS = ("last blocks", "all layers", "LoRA")
 SMS_DATA, FILE_DATA = "SMS Spam Collection (the shipped copy)", "my CSV/TSV file"
 DATA_COPY = "data"  # the run folder's copy of an uploaded table
 APP, APP_LORA = CLASSIFIER_PRESETS[DEFAULTS], CLASSIFIER_PRESETS[LORA]  # where the form starts
+OPEN_BASES = ("smollm2-135m",)  # the open models offered as bases once on disk
 
 
 @dataclass(frozen=True)
@@ -254,13 +266,49 @@ def _safe_file_name(path: Path) -> str:
     return stem + (path.suffix.lower() if path.suffix.lower() in (".csv", ".tsv") else ".txt")
 
 
-def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None, form: FinetuneForm,
-                   request: gr.Request = None) -> tuple[str, str]:
-    """Check every setting and the data, then queue the finetuning; returns the first status line and the owner."""
-    owner = owner_of(token, request)
-    base = finetune_base(runner, registry, form.base)
+def spam_mix(runner: JobRunner, table: Path | None) -> data.DataMix:
+    """The data a finetune trains on: the uploaded table, or the shipped SMS collection."""
+    if table is None:
+        return data.load_mix("sms", "offline")
+    return data.file_mix(table, max_bytes=runner.limits.max_upload_mb * 2**20)
+
+
+def spam_memory(registry: ModelRegistry, base: BaseModel, cfg: ClassifierConfig, mix: data.DataMix) -> int:
+    """The memory the finetune needs (checked against what is free), at the longest training message."""
+    tokenizer = registry.tokenizer(base.name)
+    longest = max(len(tokenizer.encode(message.text)) for message in mix.train)
+    return check_memory(base, cfg.batch_size, longest, cfg.lora is not None)
+
+
+def plan_finetune(runner: JobRunner, registry: ModelRegistry, form: FinetuneForm
+                  ) -> tuple[BaseModel, ClassifierConfig, Path | None, str]:
+    """The base (within the size limits: LoRA admits larger ones), the settings and the data, checked."""
+    base = finetune_base(runner, registry, form.base, lora=form.trains == "LoRA")
     cfg = finetune_config(form, base.config.n_layers)
     table, about_data = check_data(runner, form.data_choice, form.file)
+    return base, cfg, table, about_data
+
+
+def check_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None, form: FinetuneForm,
+                   request: gr.Request = None) -> str:
+    """Before a start: the memory the finetune needs, and a timed step of it (the base loaded, a few steps of these
+    very settings on this data, on the app's threads) times its steps."""
+    base, cfg, table, _ = plan_finetune(runner, registry, form)
+    mix = spam_mix(runner, table)
+    needed = spam_memory(registry, base, cfg, mix)
+    with PROBE_LOCK:
+        seconds = seconds_per_step(base.source, cfg, mix, steps=2)
+    steps = cfg.epochs * (len(mix.train) // cfg.batch_size)
+    return estimate_line(base, needed, seconds, steps, runner.limits.max_minutes, cfg.lora is not None)
+
+
+def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None, form: FinetuneForm,
+                   request: gr.Request = None) -> tuple[str, str]:
+    """Check every setting, the data and the memory, then queue the finetuning; returns the first status line and
+    the owner."""
+    owner = owner_of(token, request)
+    base, cfg, table, about_data = plan_finetune(runner, registry, form)
+    spam_memory(registry, base, cfg, spam_mix(runner, table))
 
     def prepare(folder: Path) -> Submission:
         kwargs: dict[str, Any] = {"base": base.source, "cfg": cfg, "out": folder / RUN_CLASSIFIER,
@@ -442,6 +490,12 @@ def _classify_panel(registry: ModelRegistry) -> tuple[Any, ...]:
     return message, button, samples, label, notice, attended
 
 
+def base_trains(registry: ModelRegistry, name: str) -> str:
+    """What trains by default for a new base: LoRA where it is larger than the shipped one, else the last blocks
+    (the user may change it after)."""
+    return "LoRA" if registry.lora_by_default(name) else "last blocks"
+
+
 def show_trains(trains: str) -> tuple[Any, Any, Any]:
     """The block slider for 'last blocks', rank and alpha for LoRA; nothing to set for all layers."""
     return (gr.Slider(visible=trains == "last blocks"), gr.Slider(visible=trains == "LoRA"),
@@ -469,9 +523,10 @@ def _finetune_panel(registry: ModelRegistry, runner: JobRunner) -> dict[str, Any
                 "come from test sets it never trains on.")
     gr.Markdown(defaults_note(read_measurement()), elem_id="spam-ft-defaults")
     with gr.Row():
-        c["base"] = gr.Dropdown(registry.base_names(), value=registry.default(), label="Base model",
+        c["base"] = gr.Dropdown(registry.base_names(OPEN_BASES), value=registry.default(), label="Base model",
                                 allow_custom_value=True,  # runs trained since the page loaded; the registry checks
-                                info="shipped, trained in the Train tab, local, or GPT-2", elem_id="spam-ft-base")
+                                info="shipped, trained in the Train tab, local, GPT-2, or SmolLM2-135M when on disk; "
+                                     "a base larger than the shipped one trains LoRA", elem_id="spam-ft-base")
         c["head_token"] = gr.Radio(list(choices(ClassifierConfig, "head_token")), value=APP.head_token,
                                    label="The head reads",
                                    info="the last token has seen the whole message; the book also tries the first")
@@ -493,9 +548,12 @@ def _finetune_panel(registry: ModelRegistry, runner: JobRunner) -> dict[str, Any
                                   "messages per class, labels that are names")
         c["file"] = gr.File(file_types=[".csv", ".tsv", ".txt"], type="filepath", elem_id="spam-ft-file",
                             label=f"CSV or TSV file (up to {runner.limits.max_upload_mb} MB)")
+    gr.Markdown(registry.open_bases_missing(OPEN_BASES), elem_id="spam-ft-open")
     with gr.Row():
+        c["check"] = gr.Button("Check memory and time", elem_id="spam-ft-check")
         c["start"] = gr.Button("Start finetuning", variant="primary", elem_id="spam-ft-start")
         c["stop"] = gr.Button("Stop (keeps the best epoch)", variant="stop", elem_id="spam-ft-stop")
+    c["estimate"] = gr.Markdown(elem_id="spam-ft-estimate")
     c["line"] = gr.Markdown(elem_id="spam-ft-status")
     c["curves"] = gr.Plot(label="Loss and accuracy", elem_id="spam-ft-curves")
     c["result"] = gr.Markdown(elem_id="spam-ft-result")
@@ -548,7 +606,9 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     tab.select(figures, picker, [summary, table, confusion], api_visibility="private")
     choices = user_errors(functools.partial(classifier_choices, registry))
     gr.on(None, choices, None, picker, api_visibility="private")  # on page load: classifiers made since
-    tab.select(lambda: gr.Dropdown(choices=registry.base_names()), None, ft["base"], api_visibility="private")
+    tab.select(lambda: gr.Dropdown(choices=registry.base_names(OPEN_BASES)), None, ft["base"],
+               api_visibility="private")
+    ft["base"].change(functools.partial(base_trains, registry), ft["base"], ft["trains"], api_visibility="private")
     ft["trains"].change(show_trains, ft["trains"], [ft["blocks"], ft["lora_rank"], ft["lora_alpha"]],
                         api_visibility="private")
 
@@ -560,6 +620,9 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
         watch, [token, announced], watched, api_visibility="private")
     ft["stop"].click(user_errors(functools.partial(stop_finetune, runner)), token, ft["line"],
                      api_name="spam_finetune_stop")
+    ft["check"].click(user_errors(on_form(FinetuneForm, functools.partial(check_finetune, runner, registry))), token,
+                      ft["estimate"], inputs_kwargs=fields, api_name="spam_finetune_check",
+                      concurrency_id="finetune_probe", concurrency_limit=1)
     timer.tick(watch, [token, announced], watched, api_name="spam_finetune_status", concurrency_id="spam_status",
                concurrency_limit=8)
     tab.select(watch, [token, announced], watched, api_visibility="private")

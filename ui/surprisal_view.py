@@ -10,6 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from gpt.checkpoint import Checkpoint
+from gpt.generate import prompt_pieces
 from gpt.instruct.prompt import wrap_in_chat_prompt
 from gpt.lens import bits_by_word, surprisal_bits
 from gpt.tokenizer import TokenPiece
@@ -45,16 +46,22 @@ def token_limit(ckpt: Checkpoint) -> int:
     return int(min(MAX_TOKENS, ckpt.model.cfg.context_length, TOKEN_PARAMETERS // ckpt.model.n_params()))
 
 
-def readable_end(ckpt: Checkpoint, text: str) -> int:
+def readable_end(ckpt: Checkpoint, text: str, special: bool = False) -> int:
     """How many characters of `text` the model scores: up to where its first unread token starts."""
-    pieces = ckpt.tokenizer.pieces(text)
+    pieces = ckpt.tokenizer.pieces(text, allow_special=special)
     return len(text) if len(pieces) <= token_limit(ckpt) else pieces[token_limit(ckpt)].start
 
 
-def score(ckpt: Checkpoint, name: str, text: str) -> Scored:
+def score(ckpt: Checkpoint, name: str, text: str, special: bool = False) -> Scored:
+    """Each token's bits, on the ids every view reads for the text (`prompt_pieces`): a BOS the tokenizer puts
+    first is what the first token is scored after (it costs nothing itself), else the end-of-text token."""
     tokenizer = ckpt.tokenizer
-    pieces = tokenizer.pieces(text)[: token_limit(ckpt)]
-    start = tokenizer.eot_id if tokenizer.bos_id is None else tokenizer.bos_id  # what a text starts after
+    pieces = prompt_pieces(tokenizer, text, special)
+    if tokenizer.bos_id is not None:  # the BOS starts the text: the tokens after it are scored
+        start, pieces = pieces[0].id, pieces[1:]
+    else:
+        start = tokenizer.eot_id
+    pieces = pieces[: token_limit(ckpt)]
     bits = surprisal_bits(ckpt.model, [p.id for p in pieces], start, tokenizer.n_vocab)
     return Scored(name, pieces, bits.tolist())
 
@@ -113,14 +120,16 @@ def surprisal(registry: ModelRegistry, model_name: str, text: str, other: str | 
     reads = [model_text(ckpt, name, text, wrap) for ckpt, name in zip(ckpts, names, strict=True)]
     chat = next((name for name, read in zip(names, reads, strict=True) if read.wrapped), None)
     bare = [read.notice for read in reads]
-    if chat is not None:
-        text, bare = reads[names.index(chat)].text, []
-    end = min(readable_end(ckpt, text) for ckpt in ckpts)
+    special = False
+    if chat is not None:  # every model scores the chat model's prompt, its special tokens as that model reads them
+        read = reads[names.index(chat)]
+        text, bare, special = read.text, [], read.special
+    end = min(readable_end(ckpt, text, special) for ckpt in ckpts)
     if end < len(text):
         cut = (f"Only the first {end:,} of {len(text):,} characters are scored: what fits every model's window "
                f"(and at most {MAX_TOKENS} tokens, fewer for GPT-2's larger sizes, so that a request stays short).")
         text = text[:end]
-    scored = [score(ckpt, name, text) for ckpt, name in zip(ckpts, names, strict=True)]
+    scored = [score(ckpt, name, text, special) for ckpt, name in zip(ckpts, names, strict=True)]
     info = summary(scored, len(text.encode("utf-8")))
     table = pd.DataFrame()
     if two:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
+from gpt.instruct.finetune import finetune_memory_bytes
+from gpt.memory import require_memory
+from gpt.open_models import count_text
 from gpt.pretrain.archive import ArchiveError, read_run_archive, write_run_archive
 from gpt.pretrain.state import loss_figure
 from gpt.training.events import TrainEvent
@@ -175,13 +179,42 @@ class Panel:
                        gr.Timer(active=False), job, finished=True)
 
 
-def finetune_base(runner: JobRunner, registry: ModelRegistry, name: str) -> BaseModel:
-    """The base model to finetune, within the app's size limit."""
+def finetune_base(runner: JobRunner, registry: ModelRegistry, name: str, lora: bool = False) -> BaseModel:
+    """The base model to finetune, within the app's size limits: every weight of one training up to
+    `max_params`, LoRA adapters on a frozen base up to `max_lora_params`."""
     base = registry.base_model(name)
-    if base.config.n_params() > runner.limits.max_params:
-        raise ValueError(f"{base.name} has {base.config.n_params() / 1e6:.0f}M parameters; the limit here is "
-                         f"{runner.limits.max_params / 1e6:.0f}M. Pick a smaller base model.")
+    n_params, limits = base.config.n_params(), runner.limits
+    limit = limits.max_lora_params if lora else limits.max_params
+    if n_params > limit:
+        hint = (f" Turn LoRA on: a frozen base may have up to {count_text(limits.max_lora_params)}."
+                if not lora and n_params <= limits.max_lora_params else " Pick a smaller base model.")
+        raise ValueError(f"{base.name} has {count_text(n_params)} parameters; the limit here is {count_text(limit)}"
+                         f"{' with LoRA' if lora else ' when every weight trains'}.{hint}")
     return base
+
+
+PROBE_LOCK = threading.Lock()  # one timed step at a time in the server: two would time each other
+
+
+def check_memory(base: BaseModel, batch_size: int, tokens: int, lora: bool) -> int:
+    """The memory a finetune of `base` needs (`gpt.instruct.finetune.finetune_memory_bytes`), refused in a sentence
+    when the machine has not that much free; the bytes otherwise."""
+    needed = finetune_memory_bytes(base.config, batch_size, tokens, lora)
+    require_memory(needed, f"Finetuning {base.name} ({'LoRA' if lora else 'every weight'}, batches of "
+                           f"{batch_size} x {tokens} tokens)")
+    return needed
+
+
+def estimate_line(base: BaseModel, needed: int, seconds: float, steps: int, limits_minutes: float, lora: bool) -> str:
+    """What a finetune will take, said before it starts: its memory, the measured step and the whole run."""
+    total = seconds * steps
+    over = (f" The app stops a run after {limits_minutes:g} minutes (with what it has learnt so far)."
+            if total > 60 * limits_minutes else "")
+    return (f"**{base.name}**: {base.config.n_params() / 1e6:,.1f}M parameters, "
+            f"{'LoRA adapters train, the base stays frozen' if lora else 'every weight trains'}. Needs about "
+            f"**{needed / 2**20:,.0f} MB** of memory (weights, gradients, optimizer, activations). Measured here: "
+            f"**{seconds:.2f} s per step** on the app's threads, so {steps:,} steps take about "
+            f"**{duration(total)}** (the run's own threads may be faster or slower).{over}")
 
 
 def check_upload(runner: JobRunner, file: str | None, what: str) -> Path:

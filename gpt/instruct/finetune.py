@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gpt.checkpoint import Checkpoint, save_checkpoint
-from gpt.config import check_options, config_from_dict, option
+from gpt.config import GPTConfig, check_options, config_from_dict, option
 from gpt.instruct.data import Entry
 from gpt.instruct.prompt import format_prompt
 from gpt.lora import LoRAConfig, apply_lora, merge_lora, save_adapters, trainable_parameters
@@ -342,3 +343,40 @@ def finetune_instruct(checkpoint: Checkpoint, train: Sequence[Entry], val: Seque
     measure()
     loop.finish(result.seconds)
     return result
+
+
+# -- before a finetune starts: the memory it needs and the time a step takes --------------------------------------
+
+WARMUP_STEPS = 1  # the first step is not timed: allocation and caches
+
+
+def finetune_memory_bytes(model: GPTConfig, batch_size: int, tokens: int, lora: bool) -> int:
+    """What finetuning `model` takes on batches of `batch_size` sequences of up to `tokens` tokens: the estimate of
+    `GPTConfig.training_memory_bytes` at that length (a finetune pads each batch to its longest entry, never to the
+    whole context). With LoRA the frozen weights keep no gradient and no AdamW moments: 4 bytes a parameter
+    instead of 16 (the adapters are a rounding error beside them)."""
+    cfg = replace(model, context_length=max(1, min(tokens, model.context_length)))
+    full = cfg.training_memory_bytes(batch_size)
+    return full - 12 * cfg.n_params() if lora else full
+
+
+def seconds_per_step(checkpoint: Checkpoint, train: Sequence[Entry], cfg: InstructConfig, steps: int = 2) -> float:
+    """The median seconds of `steps` optimizer steps of `cfg` on `train` (after WARMUP_STEPS), on this process's
+    threads: `finetune_instruct` itself, stopped once they are timed, nothing saved. It trains `checkpoint.model`:
+    hand it a copy loaded for the purpose."""
+    stamps: list[float] = []
+
+    def on_event(event: Any) -> None:
+        if event.kind == "step":
+            stamps.append(time.perf_counter())
+            if len(stamps) == WARMUP_STEPS + steps + 1:
+                monitor.request_stop()
+
+    monitor = TrainingMonitor(on_event)
+    entries = list(train)[: cfg.batch_size * (WARMUP_STEPS + steps + 1)]
+    finetune_instruct(checkpoint, entries, [], replace(cfg, epochs=1, eval_every=0), None, monitor=monitor)
+    gaps = [after - before for before, after in zip(stamps[WARMUP_STEPS:], stamps[WARMUP_STEPS + 1:], strict=False)]
+    if not gaps:
+        raise ValueError(f"{len(entries)} entries make fewer than {WARMUP_STEPS + 2} batches of {cfg.batch_size}: "
+                         "nothing to time")
+    return statistics.median(gaps)

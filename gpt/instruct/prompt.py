@@ -257,9 +257,15 @@ def build_chat_prompt(history: Sequence[dict], message: str, tokenizer: Tokenize
 TEMPLATE_SWITCHES = {"enable_thinking": False}
 
 
-def has_chat_template(tokenizer: Tokenizer) -> bool:
-    """Whether the tokenizer brings a chat template (a Hub instruct model's): then chats are rendered by it."""
+def has_chat_template(tokenizer: Tokenizer | None) -> bool:
+    """Whether the tokenizer brings a chat template (a Hub instruct model's)."""
     return getattr(tokenizer, "chat_template", None) is not None
+
+
+def render_template(tokenizer: Tokenizer, messages: Sequence[dict[str, str]]) -> str:
+    """Role/content messages as the tokenizer's chat template writes them for the model to answer: the assistant's
+    header after them (`add_generation_prompt`), Qwen3's reasoning block switched off (`TEMPLATE_SWITCHES`)."""
+    return tokenizer.render_chat(list(messages), add_generation_prompt=True, **TEMPLATE_SWITCHES)
 
 
 def build_template_prompt(history: Sequence[dict], message: str, tokenizer: Tokenizer, context_length: int,
@@ -282,8 +288,7 @@ def build_template_prompt(history: Sequence[dict], message: str, tokenizer: Toke
                              model_limit=False, context_length=context_length, max_new_tokens=max_new_tokens)
     for dropped in range(len(room) + 1):
         kept = [m for turn in room[dropped:] for m in turn]
-        text = tokenizer.render_chat([*kept, {"role": "user", "content": message}], add_generation_prompt=True,
-                                     **TEMPLATE_SWITCHES)
+        text = render_template(tokenizer, [*kept, {"role": "user", "content": message}])
         n_tokens = len(tokenizer.encode(text, allow_special=True))
         if n_tokens <= budget:
             return fold(text=text, no_room=len(turns) - len(room) + dropped)
@@ -308,11 +313,11 @@ def respond_in_template(model: GPTModel, tokenizer: Tokenizer, prompt: str, cfg:
 
 def fold_chat(checkpoint: Checkpoint, history: Sequence[dict], message: str,
               sampling_cfg: SamplingConfig) -> ChatPrompt:
-    """The conversation as the prompt `chat_stream` sends: rendered by the model's chat template where it has one,
-    else one Alpaca prompt read to the most earlier turns the model was trained on (its `chat_turns`); with what
-    was left out."""
+    """The conversation as the prompt `chat_stream` sends, in the format the model reads (`chat_format`): rendered
+    by its chat template, or one Alpaca prompt read to the most earlier turns the model was trained on (its
+    `chat_turns`); with what was left out."""
     tokenizer, context = checkpoint.tokenizer, checkpoint.model.cfg.context_length
-    if has_chat_template(tokenizer):
+    if chat_format(checkpoint.meta, tokenizer) == TEMPLATE_FORMAT:
         return build_template_prompt(history, message, tokenizer, context, sampling_cfg.max_new_tokens)
     return build_chat_prompt(history, message, tokenizer, context, sampling_cfg.max_new_tokens,
                              trained_turns(checkpoint.meta))
@@ -327,32 +332,73 @@ def chat_stream(checkpoint: Checkpoint, history: Sequence[dict], message: str,
                 sampling_cfg: SamplingConfig) -> Iterator[str]:
     """The assistant's reply to `message` after `history` (role/content dicts), as growing text."""
     prompt = chat_prompt(checkpoint, history, message, sampling_cfg)
-    reply = respond_in_template if has_chat_template(checkpoint.tokenizer) else respond
+    reply = respond_in_template if chat_format(checkpoint.meta, checkpoint.tokenizer) == TEMPLATE_FORMAT else respond
     yield from reply(checkpoint.model, checkpoint.tokenizer, prompt, replace(sampling_cfg, stop_at_eot=True))
 
 
-# -- a text for a chat model outside the Chat tab (Generate, Compare, Surprisal, the logit lens) --------------
+# -- which prompt a model reads, and a text for it outside the Chat tab (Generate, Compare, Surprisal, the lens) --
 
-CHAT_PROMPT_FORMAT = "alpaca"  # the `prompt_format` a chat model's metadata records (`gpt.instruct.runs`)
-
-
-def is_chat_model(meta: dict | None) -> bool:
-    """Whether a checkpoint was finetuned to read this module's prompt, as its metadata records.
-
-    A chat model learnt to write after `### Response:`; handed bare text, it writes gibberish, so
-    whatever sends it text must wrap it first (`wrap_in_chat_prompt`).
-    """
-    return isinstance(meta, dict) and meta.get("prompt_format") == CHAT_PROMPT_FORMAT
+CHAT_PROMPT_FORMAT = "alpaca"  # the `prompt_format` an instruction finetune records (`gpt.instruct.runs`)
+TEMPLATE_FORMAT = "chat_template"  # a model that reads its tokenizer's chat template (a Hub instruct model)
+_TEMPLATE_MARK = "\x00message\x00"  # a message no one types: where the user's text sits in a rendered template
 
 
-def is_chat_prompt(text: str) -> bool:
-    """Whether the text is a chat prompt already (it has the response header): wrapping it again would nest two."""
-    return RESPONSE_HEADER.strip() in text
+def chat_format(meta: dict | None, tokenizer: Tokenizer | None = None) -> str | None:
+    """The prompt format a model was tuned to read, by one rule: the format its metadata records (every
+    instruction finetune records `prompt_format`, "alpaca" here, whatever its base: a Hub instruct model finetuned
+    on Alpaca data keeps its tokenizer and chat template, yet answers in Alpaca), else its tokenizer's chat template
+    where it brings one (TEMPLATE_FORMAT), else None: a plain language model."""
+    recorded = meta.get("prompt_format") if isinstance(meta, dict) else None
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    return TEMPLATE_FORMAT if has_chat_template(tokenizer) else None
 
 
-def wrap_in_chat_prompt(meta: dict | None, text: str, wrap: bool = True) -> str:
-    """The text as the model should read it: a chat model's prompt with the text as its instruction, when `wrap`
-    is asked for; a plain language model, or a text that is a chat prompt already, reads the text as it is."""
-    if wrap and is_chat_model(meta) and not is_chat_prompt(text):
+def is_chat_model(meta: dict | None, tokenizer: Tokenizer | None = None) -> bool:
+    """Whether a model was tuned to read a chat prompt (`chat_format`): handed bare text, it writes gibberish (an
+    Alpaca model learnt to write after `### Response:`), so whatever sends it text must wrap it first
+    (`wrap_in_chat_prompt`)."""
+    return chat_format(meta, tokenizer) in (CHAT_PROMPT_FORMAT, TEMPLATE_FORMAT)
+
+
+def template_tail(tokenizer: Tokenizer) -> str:
+    """What a chat template writes after one user message (its end, the assistant's header), stripped."""
+    rendered = render_template(tokenizer, [{"role": "user", "content": _TEMPLATE_MARK}])
+    return rendered.rpartition(_TEMPLATE_MARK)[2].strip()
+
+
+def is_chat_prompt(text: str, tokenizer: Tokenizer | None = None) -> bool:
+    """Whether the text is a chat prompt already (the Alpaca response header, or what the tokenizer's chat template
+    writes after a message): wrapping it again would nest two."""
+    if RESPONSE_HEADER.strip() in text:
+        return True
+    if not has_chat_template(tokenizer):
+        return False
+    tail = template_tail(tokenizer)
+    return bool(tail) and tail in text
+
+
+def message_prompt(meta: dict | None, tokenizer: Tokenizer | None, text: str) -> str:
+    """A model's chat prompt for one message: the Alpaca prompt with the text as its instruction, or the text as
+    one user message in the model's chat template (what the Chat tab sends for a first message); the text as it
+    is for a plain language model."""
+    fmt = chat_format(meta, tokenizer)
+    if fmt == CHAT_PROMPT_FORMAT:
         return format_prompt({"instruction": text.strip(), "input": ""})
+    if fmt == TEMPLATE_FORMAT:
+        return render_template(tokenizer, [{"role": "user", "content": text.strip()}])
     return text
+
+
+def wrap_in_chat_prompt(meta: dict | None, text: str, wrap: bool = True, tokenizer: Tokenizer | None = None) -> str:
+    """The text as the model should read it: a chat model's prompt for one message (`message_prompt`) when `wrap`
+    is asked for; a plain language model, or a text that is a chat prompt already, reads the text as it is."""
+    if wrap and is_chat_model(meta, tokenizer) and not is_chat_prompt(text, tokenizer):
+        return message_prompt(meta, tokenizer, text)
+    return text
+
+
+def reads_special_tokens(meta: dict | None, tokenizer: Tokenizer | None, text: str) -> bool:
+    """Whether the model reads the text's special tokens as such: a prompt in its chat template (`<|im_start|>`)
+    is encoded as `apply_chat_template` encodes it; any other text's special-looking strings are plain text."""
+    return chat_format(meta, tokenizer) == TEMPLATE_FORMAT and is_chat_prompt(text, tokenizer)

@@ -145,7 +145,7 @@ def test_one_job_per_session_and_others_see_a_busy_machine(runner, registry, upl
 BAD = [
     ({"base": "spam"}, "unknown model 'spam'"),  # a classifier, not a language model
     ({"base": "garbage"}, "unknown model 'garbage'"),
-    ({"base": "gpt2-medium"}, "355M parameters; the limit here is 30M"),
+    ({"base": "gpt2-medium"}, "355M parameters; the limit here is 200M with LoRA"),  # the form trains LoRA
     ({"base": "local:nothing"}, "not available"),
     ({"epochs": 0}, "Epochs must be between 1 and 5"),
     ({"lr": -1.0}, "Learning rate must be between"),

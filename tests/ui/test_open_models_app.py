@@ -16,7 +16,7 @@ from gpt.generate import SamplingConfig, encode_prompt, stream
 from gpt.hub_tokenizer import load_hub_tokenizer
 from gpt.instruct.prompt import MAX_TURNS, build_template_prompt
 from tests.helpers import HUB_QWEN, HUB_SMOL
-from tests.test_hub_tokenizer import LLAMA2_LIKE_TEMPLATE, metaspace_json, write_folder
+from tests.hub_models import LLAMA2_LIKE_TEMPLATE, metaspace_json, write_folder
 from tests.ui import open_models
 from ui import (
     attention_tab,
@@ -176,9 +176,11 @@ def test_the_history_is_bounded_by_the_context(registry):
     assert "oldest turns were left out" in notice
 
 
-def test_a_hub_model_is_not_offered_as_a_base_to_finetune(registry):
-    with pytest.raises(ValueError, match="open model of the Hub"):
-        registry.base_model(HUB_QWEN)
+def test_a_hub_model_on_disk_is_a_base_to_finetune_and_one_not_on_disk_says_how_to_get_it(registry):
+    base = registry.base_model(HUB_QWEN)
+    assert base.source == str(registry.resolve(HUB_QWEN).path) and base.config.qk_norm
+    with pytest.raises(ValueError, match="`hf download Qwen/Qwen3-0.6B`"):
+        registry.base_model("qwen3-0.6b")
 
 
 def test_the_cache_listing_skips_what_the_app_cannot_load(registry, hub_cache):

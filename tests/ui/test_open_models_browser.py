@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import HUB_QWEN, app_process, hub_chat_models, make_model_folder
+from tests.hub_models import tiny_smollm2_in_cache
 from tests.ui import app_browser  # skips this module where Chromium is absent
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -23,6 +24,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory):
     cache = tmp_path_factory.mktemp("hf") / "hub"
     cache.mkdir()
     hub_chat_models(cache)
+    tiny_smollm2_in_cache(cache, tmp_path_factory.mktemp("smollm2"))  # the finetune panels' open bases
     models = make_model_folder(tmp_path_factory.mktemp("models"))
     with app_process(models, tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("app") / "app.log",
                      HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1") as url:
@@ -97,4 +99,30 @@ def test_the_chat_tab_writes_the_chat_template(page, shots):
     page.locator("#chat-prompt").filter(has_text="<|im_start|>assistant").wait_for()
     page.wait_for_timeout(1000)
     page.screenshot(path=str(shots / "open-5-chat.png"), full_page=True)
+    no_error(page)
+
+
+def test_the_finetune_panels_offer_smollm2_on_disk(page, shots):
+    """SmolLM2-135M in the cache: the Spam tab's base picker offers it and picking it turns LoRA on; the Chat tab's
+    offers it and its -Instruct (LoRA rank 8, digits off); neither says how to download it."""
+    page.get_by_role("tab", name="Spam").click()
+    page.get_by_text("Finetune your own classifier").click()
+    pick(page, "spam-ft-base", "smollm2-135m")
+    page.locator("#spam-ft-trains input[value='LoRA']:checked").wait_for()
+    assert "hf download" not in page.locator("#spam-ft-open").inner_text()
+    page.wait_for_timeout(500)
+    page.locator("#spam-finetune").screenshot(path=str(shots / "open-6-spam-finetune.png"))
+    no_error(page)
+
+    page.get_by_role("tab", name="Chat").click()
+    page.get_by_text("Finetune your own chat model").click()
+    pick(page, "chat-ft-base", "smollm2-135m-instruct")
+    page.wait_for_function("el => el.value === '8'", arg=page.locator("#chat-ft-rank input[type='number']")
+                           .element_handle())
+    assert not page.locator("#chat-ft-digits input").is_checked()
+    page.locator("#chat-ft-base input").click()
+    assert page.get_by_role("option", name="smollm2-135m", exact=True).count() == 1
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "open-7-chat-finetune.png"), full_page=True)
     no_error(page)
