@@ -74,3 +74,21 @@ def test_an_open_model_not_on_disk_is_one_line_at_once(client):
     assert "not on disk" in summary and "`hf download Qwen/Qwen3-0.6B`" in summary
     outcome = client_call(client, "/tokenize", ["smollm2-135m", "Hello", False, "some training text", 300])
     assert outcome[0] == "error" and "hf download HuggingFaceTB/SmolLM2-135M" in outcome[1]
+
+
+def test_the_finetune_checks_time_smollm2_through_the_api(client, hub_cache, tmp_path_factory):
+    """SmolLM2-135M (tiny here) on disk: /spam_finetune_check and /chat_finetune_check say its memory and a timed
+    step before a start; the Chat tab's wrapped prompt for an open instruct model is its chat template."""
+    from tests.hub_models import tiny_smollm2_in_cache
+
+    tiny_smollm2_in_cache(hub_cache, tmp_path_factory.mktemp("smollm2"))
+    sms = "SMS Spam Collection (the shipped copy)"
+    spam = client.predict(token=None, base="smollm2-135m", head_token="last", trains="LoRA", blocks=1, lora_rank=8,
+                          lora_alpha=16, epochs=1, lr=1e-3, seed=1, data_choice=sms, file=None,
+                          api_name="/spam_finetune_check")
+    assert spam.startswith("**smollm2-135m**") and "LoRA adapters train" in spam and "s per step" in spam
+    chat = client.predict(token=None, base="smollm2-135m-instruct", data="shipped", families=["small talk"],
+                          max_entries=64,
+                          file=None, epochs=1, lr=1e-3, batch_size=4, lora_rank=8, lora_alpha=16, mask_prompt=True,
+                          digits=False, api_name="/chat_finetune_check")
+    assert chat.startswith("**smollm2-135m-instruct**") and "MB** of memory" in chat
