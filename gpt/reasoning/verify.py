@@ -5,7 +5,7 @@ what makes voting (`gpt.reasoning.scaling`) and reinforcement learning on checka
 (`gpt.reasoning.grpo`) possible. The hard part is reading the reply the way a person would.
 
 Which number counts, when a reply holds several ("7 + 5 = 12", "12. Check: 10 + 2"):
-1. the number after an announcement, "the answer is", "answer:" or "=", the last such one;
+1. the number right after an announcement ("the answer is", "answer:", "the result is", "="), the last one;
 2. otherwise the last number in the reply: a worked reply ends with its result.
 
 What reads as one number: digits with an optional minus sign right before them (not after a digit or
