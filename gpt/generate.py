@@ -39,12 +39,17 @@ def prompt_pieces(tokenizer: Tokenizer, text: str, allow_special: bool = False) 
     return [TokenPiece(tokenizer.bos_id, tokenizer.decode_bytes([tokenizer.bos_id]), 0, 0), *pieces]
 
 
+# Below this temperature sampling is greedy: logits / 1e-38 overflow to inf, and softmax of them is nan. At 1e-3 a
+# logit gap of 0.1 is already e^100 to one, so nothing a sampler could draw is lost.
+GREEDY_BELOW = 1e-3
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How the next token is picked. temperature 0 means greedy (argmax)."""
+    """How the next token is picked. temperature 0 (or any below `GREEDY_BELOW`) means greedy (argmax)."""
 
     max_new_tokens: int = option(50, "tokens to generate at most")
-    temperature: float = option(1.0, "divides the logits before sampling; 0 is greedy")
+    temperature: float = option(1.0, f"divides the logits before sampling; 0 (or below {GREEDY_BELOW:g}) is greedy")
     top_k: int | None = option(None, "keep the k most likely tokens; none or 0 keeps all")
     top_p: float | None = option(None, "keep the smallest set whose probability reaches p; none or 1 keeps all")
     seed: int | None = option(None, "a fixed seed makes sampling reproducible")
@@ -62,13 +67,18 @@ class SamplingConfig:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        return self.temperature < GREEDY_BELOW
 
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None) -> torch.Tensor:
-    """Scale by temperature, then set every token outside top-k / top-p to -inf. (..., V) -> (..., V)."""
-    if temperature > 0:
+    """Scale by temperature, then set every token outside top-k / top-p to -inf. (..., V) -> (..., V).
+
+    A temperature below `GREEDY_BELOW` (0 included) keeps only the argmax: dividing by it would overflow."""
+    if temperature < GREEDY_BELOW:
+        top = logits.argmax(-1, keepdim=True)
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, top, logits.gather(-1, top))
+    else:
         logits = logits / temperature
     if top_k and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]

@@ -47,7 +47,10 @@ from ui.training_panel import (
 )
 
 CHAT_MODEL = "instruct"
-MAX_NEW_TOKENS = 256
+# The Alpaca template and a short question take about 60 of the shipped model's 256 tokens: the reply's slider stops
+# where the prompt keeps PROMPT_ROOM (every value it allows works); a model with a smaller context allows less.
+PROMPT_ROOM = 96
+MAX_NEW_TOKENS = 256 - PROMPT_ROOM
 EMPTY_REPLY = "(the model answered with nothing: try again with a higher temperature)"
 # Questions of the held-out (test) split of the shipped data, one per kind the model does well, in the order
 # of a conversation; tests/ui/test_chat_tab.py checks that they are held out and that the shipped model
@@ -120,6 +123,14 @@ def chat_model(registry: ModelRegistry, name: str | None) -> Checkpoint:
     return ckpt
 
 
+def check_reply_room(ckpt: Checkpoint, max_new_tokens: int) -> None:
+    """Refuse a reply so long that the model's context keeps less than `PROMPT_ROOM` tokens for the prompt."""
+    most = min(MAX_NEW_TOKENS, ckpt.model.cfg.context_length - PROMPT_ROOM)
+    if max_new_tokens > most:
+        raise ValueError(f"Max new tokens must be between 1 and {max(most, 1)} for this model (a context of "
+                         f"{ckpt.model.cfg.context_length}, {PROMPT_ROOM} of them kept for the prompt).")
+
+
 def chat(registry: ModelRegistry, message: str, history: list[dict], temperature: float, max_new_tokens: float,
          seed: float, model: str = CHAT_MODEL) -> Iterator[tuple[str, str]]:
     """Stream the reply; alongside it, the prompt built from the conversation (what the model reads): one Alpaca
@@ -134,6 +145,7 @@ def chat(registry: ModelRegistry, message: str, history: list[dict], temperature
         seed=check_number(seed, "Seed", 0, 2**31 - 1, integer=True),
     )
     ckpt = chat_model(registry, model)
+    check_reply_room(ckpt, sampling.max_new_tokens)
     prompt = chat_prompt(ckpt, history, message, sampling)
     reply = ""
     for reply in chat_stream(ckpt, history, message, sampling):
@@ -213,6 +225,8 @@ def compare(registry: ModelRegistry, left: str, right: str, message: str, max_ne
     sampling = SamplingConfig(max_new_tokens=check_number(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS,
                                                           integer=True), temperature=0.0)
     models = [chat_model(registry, left), chat_model(registry, right)]
+    for ckpt in models:
+        check_reply_room(ckpt, sampling.max_new_tokens)
     chat_prompt(models[0], [], message, sampling)  # an empty or too long message is refused before any reply
     replies = ["", ""]
     for i, ckpt in enumerate(models):

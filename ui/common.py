@@ -37,10 +37,33 @@ def clip_chars(text: str, limit: int = MAX_CHARS) -> tuple[str, str]:
     return text[:limit], f"Only the first {limit:,} of {len(text):,} characters are used."
 
 
+def as_real(value: Any) -> float | None:
+    """`value` as a finite float, or None where it is no number (text, None, true, NaN, inf) or one no float holds (a
+    401-digit integer: `math.isnan` of it raises OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        real = float(value)
+    except OverflowError:
+        return None
+    return real if math.isfinite(real) else None
+
+
+def shown_number(value: Any) -> str:
+    """A number for a message: `:g`, or its count of digits where no float holds it."""
+    if isinstance(value, int) and not isinstance(value, bool) and as_real(value) is None:
+        return f"a {len(str(abs(value))):,}-digit integer" if abs(value) < 10 ** 4000 else "a huge integer"
+    return f"{value:g}" if isinstance(value, (int, float)) else repr(value)[:40]
+
+
 def check_number(value: Any, name: str, low: float, high: float, integer: bool = False) -> float | int:
     """A number within [low, high]: API callers can send anything, the sliders' limits do not bind them."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name} must be a number, got {value!r}.")
+    real = as_real(value)
+    if real is None and isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        # inf, or an integer too large for a float: out of range
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {shown_number(value)}.")
+    if real is None:
+        raise ValueError(f"{name} must be a number, got {shown_number(value)}.")
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value:g}.")
     if integer:
@@ -71,16 +94,24 @@ def with_notices(text: str, *notices: str) -> str:
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])~?/(?:[^\s/'\"`:;,()<>\[\]{}]+/)+[^\s/'\"`:;,()<>\[\]{}]*")
 
 
+# A relative path of three parts or more (a/b/c, archive/../../x, assets/models/base), not inside a URL: cut the same
+# way. Two parts stay ("top-k/top-p", a Hub id "openai-community/gpt2").
+_RELATIVE_PATH = re.compile(r"(?<![\w.:/~-])(?=[^\s/]*[A-Za-z.])(?:[^\s/'\"`:;,()<>\[\]{}]+/){2,}"
+                            r"[^\s/'\"`:;,()<>\[\]{}]*")
 MAX_MESSAGE_CHARS = 300  # a message that echoes what was sent (5 MB of it) is cut: a message, not a dump
 
 
 def public_message(text: str) -> str:
-    """`text` with every absolute path cut to its last folder or file name, and at most `MAX_MESSAGE_CHARS` long.
+    """`text` with every absolute path, and every relative one of three parts or more, cut to its last folder or file
+    name, and at most `MAX_MESSAGE_CHARS` long.
 
     The page should name a model or a file, never where the server keeps it (the repository, the
     Hub cache, the runs folder).
     """
-    text = _ABSOLUTE_PATH.sub(lambda m: [p for p in m.group(0).split("/") if p][-1], text)
+    def last(match: re.Match) -> str:
+        return ([p for p in match.group(0).split("/") if p] or ["…"])[-1]
+
+    text = _RELATIVE_PATH.sub(last, _ABSOLUTE_PATH.sub(last, text))
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS - 1] + "…"
 
 
@@ -171,7 +202,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return f"{value:g}"
+        return shown_number(value)
     return f"a {type(value).__name__}"
 
 
@@ -196,8 +227,13 @@ def check_input(block: Any, value: Any) -> Any:
     """
     name = field_name(block)
     if isinstance(block, (gr.Slider, gr.Number)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        low, high = getattr(block, "minimum", None), getattr(block, "maximum", None)
+        huge = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and \
+            as_real(value) is None  # inf, or an integer no float holds
+        if as_real(value) is None and not huge:
             raise InputError(f"{name}: expected a number, got {_shown(value)}.")
+        if huge or (low is not None and value < low) or (high is not None and value > high):
+            raise InputError(f"{name} must be between {_bound(low)} and {_bound(high)}, got {_shown(value)}.")
     elif isinstance(block, gr.Textbox):
         if value is None:
             return ""
@@ -215,6 +251,10 @@ def check_input(block: Any, value: Any) -> Any:
             what = "uploaded files" if wanted else "an uploaded file"
             raise InputError(f"{name}: expected {what}, got {_shown(value)}.")
     return value
+
+
+def _bound(value: float | None) -> str:
+    return "any" if value is None else f"{value:g}"
 
 
 def _check_choices(block: Any, value: Any, name: str) -> None:

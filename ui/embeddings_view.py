@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from gpt.embeddings import nearest_tokens, position_similarity, project_tokens, vocabulary_sample
 from gpt.tokenizer import Tokenizer
 from ui.common import clip_chars, join_notices, require_text, user_errors
+from ui.figures import Plot
 from ui.inside import where
 from ui.labels import id_label
 from ui.registry import ModelRegistry
@@ -91,11 +92,12 @@ def positions_figure(similarity, positions: list[int], kind: str) -> go.Figure:
     return fig
 
 
-def embeddings(registry: ModelRegistry, model_name: str, words: str, dims: float, leading_space: bool
+def embeddings(registry: ModelRegistry, model_name: str, words: str, dims: str | int, leading_space: bool
                ) -> tuple[go.Figure, pd.DataFrame, go.Figure, str]:
     """The scatter, each word's nearest tokens, the position heatmap, and notices."""
-    if dims not in (2, 3):
+    if isinstance(dims, bool) or str(dims) not in ("2", "3"):  # the API's choices are text ("2", "3"): both do
         raise ValueError(f"Dimensions must be 2 or 3, got {dims!r}.")
+    dims = int(str(dims))
     ckpt = registry.load(model_name)
     tokenizer, model = ckpt.tokenizer, ckpt.model
     found, notice = word_tokens(tokenizer, words, leading_space)
@@ -116,7 +118,7 @@ def embeddings(registry: ModelRegistry, model_name: str, words: str, dims: float
             "\n\n".join(filter(None, [notice, info, rotary])))
 
 
-def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
+def build(registry: ModelRegistry, picker: gr.Dropdown, demo: gr.Blocks) -> None:
     """An accordion at the foot of the Tokenizer tab: after the ids, the vectors they stand for."""
     with gr.Accordion("Embeddings: where the model puts each token", open=False, elem_id="emb"):
         gr.Markdown(EXPLAIN)
@@ -124,13 +126,14 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
             words = gr.Textbox(EXAMPLE_WORDS, label=f"Words, separated by commas (up to {MAX_WORDS})", scale=3,
                                lines=2, elem_id="emb-words")
             with gr.Column(scale=1):
-                dims = gr.Radio([2, 3], value=2, label="Dimensions")
+                dims = gr.Radio(["2", "3"], value="2", label="Dimensions")
                 space = gr.Checkbox(True, label="With a leading space, as inside a sentence")
                 button = gr.Button("Show embeddings", variant="primary", elem_id="emb-run")
         info = gr.Markdown(elem_id="emb-info")
-        plot = gr.Plot(label="Token embeddings", elem_id="emb-plot")
+        plot = Plot(label="Token embeddings", elem_id="emb-plot")
         table = gr.Dataframe(label="Nearest tokens", interactive=False, wrap=True, column_widths=["12%", "10%", "78%"],
                              elem_id="emb-table")
-        positions = gr.Plot(label="Position embeddings", elem_id="emb-positions")
+        positions = Plot(label="Position embeddings", elem_id="emb-positions")
     fn = user_errors(functools.partial(embeddings, registry))
     button.click(fn, [picker, words, dims, space], [plot, table, positions, info], api_name="embeddings")
+    demo.load(fn, [picker, words, dims, space], [plot, table, positions, info], api_visibility="private")

@@ -18,6 +18,7 @@ from ui.common import user_errors
 from ui.registry import ModelRegistry
 
 SHIPPED = ModelRegistry()
+MAX_NEW = chat_tab.MAX_NEW_TOKENS  # the slider's top: every value it allows works
 SHIPPED_ENTRIES = load_entries(SHIPPED_DATA)
 HELD_OUT = {e["instruction"]: e for e in split_entries(SHIPPED_ENTRIES).test if not e["input"]}
 
@@ -138,12 +139,24 @@ def test_a_message_of_emoji_only_gets_a_reply(message):
 
 
 @needs_chat_model
+def test_the_max_tokens_slider_allows_only_what_works():
+    reply, prompt, _, _ = answered("What is the product of 7 and 12?", [], max_new_tokens=MAX_NEW)
+    assert reply and prompt
+    with pytest.raises(gr.Error, match=f"Max new tokens must be between 1 and {MAX_NEW}"):
+        list(PAGE_CHAT("Hi", [], 0.0, MAX_NEW + 1, 123))
+    for temperature in (1e-38, 1e-300, 5e-324):  # so small that dividing by it overflows: greedy
+        assert list(PAGE_CHAT("Good morning.", [], temperature, 8, 1))[-1] == list(PAGE_CHAT("Good morning.", [], 0.0,
+                                                                                             8, 1))[-1]
+
+
+@needs_chat_model
 def test_turns_left_out_to_fit_the_context_are_said_and_a_new_chat_says_nothing():
-    reply, prompt, notice, _ = answered("What is 7 times 8?", turns(3), max_new_tokens=190)  # 66 tokens of prompt
+    message = "What is 7 times 8? Say it in a word, please, and then say nothing more at all."
+    reply, prompt, notice, _ = answered(message, turns(3), max_new_tokens=MAX_NEW)  # 96 tokens of prompt
     assert "### Input:" not in prompt
-    assert notice == ("⚠️ To fit the model's context of 256 tokens (190 kept for the reply), no earlier turn was "
+    assert notice == (f"⚠️ To fit the model's context of 256 tokens ({MAX_NEW} kept for the reply), no earlier turn was "
                       "kept: the model reads your message alone.")
-    assert chat_tab.chat_notice(SHIPPED, "", "What is 7 times 8?", turns(3), 190) == ""  # no prompt sent yet
+    assert chat_tab.chat_notice(SHIPPED, "", message, turns(3), MAX_NEW) == ""  # no prompt sent yet
     assert chat_tab.new_chat() == ([], [], [], "", "")
 
 

@@ -34,7 +34,7 @@ from ui.registry import ModelRegistry
 
 MB = 2**20
 TEXT_MB = 5
-NUMBER = ["12", None, [1], math.nan, math.inf, -1e308, True]
+NUMBER = ["12", None, [1], math.nan, math.inf, -1e308, True, 10**400, 1e-38]  # a 401-digit integer, a tiny temperature
 TEXT = [None, "x" * (TEXT_MB * MB), "a lone surrogate \ud800 here", ["a list"], " \n\t ", "😀🎉🙂"]
 # Beside nonsense, the open models' names: a catalogue model and a Hub repo id not on disk (offline: one line).
 CHOICE = [12, "x" * 300, "local:" + "a" * 300, "qwen3-0.6b", "some-org/" + "a" * 40]

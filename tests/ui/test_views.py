@@ -416,7 +416,7 @@ def test_each_view_has_a_named_endpoint(client):
 
 
 def test_endpoints_answer(client):
-    plot, table, positions, info = client.predict("base", "the, a", 2, True, api_name="/embeddings")
+    plot, table, positions, info = client.predict("base", "the, a", "2", True, api_name="/embeddings")
     assert plot["type"] == "plotly" and table["headers"][0] == "word" and "nearest_tokens" in info
     grid, trace, info = client.predict("base", TEXT, 0, api_name="/logit_lens")
     assert len(fig_json(grid)["data"][0]["z"]) == 3 and "layers" in info
@@ -460,8 +460,8 @@ def test_model_card_endpoint(client):
 
 
 BAD_INPUT = [
-    (("base", "", 2, True), "/embeddings", "empty"),
-    (("base", "xylophonically", 2, True), "/embeddings", "None of the words is a single token"),
+    (("base", "", "2", True), "/embeddings", "empty"),
+    (("base", "xylophonically", "2", True), "/embeddings", "None of the words is a single token"),
     (("base", "the", 5, True), "/embeddings", "5 is not"),
     (("base", "one two", 30, ), "/logit_lens", "Position must be between 0 and"),
     (("base", "   ", 0), "/logit_lens", "empty"),
