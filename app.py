@@ -25,12 +25,14 @@ from starlette.responses import PlainTextResponse  # noqa: E402
 from ui import (  # noqa: E402
     attention_tab,
     chat_tab,
+    classroom,
     generate_tab,
     labels,
     model_card_view,
     picker,
     spam_tab,
     tokenizer_tab,
+    tour_tab,
     train_tab,
 )
 from ui.common import SafeBlocks  # noqa: E402
@@ -38,7 +40,7 @@ from ui.jobs import JobRunner, env_number  # noqa: E402
 from ui.registry import MODELS_DIR, ModelRegistry  # noqa: E402
 
 THEME = gr.themes.Soft()  # a built-in theme: its fonts are bundled, nothing is fetched
-CSS = "#model-summary {align-self: center}\n" + labels.CSS + spam_tab.CSS
+CSS = "#model-summary {align-self: center}\n" + labels.CSS + spam_tab.CSS + classroom.CSS
 COMPUTE = "compute"  # the one concurrency group of every event that runs a model or trains a tokenizer
 FILES_PER_UPLOAD = 5  # an upload request holds at most this many files of the largest size allowed
 
@@ -120,13 +122,16 @@ def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = 
     with SafeBlocks(title="GPT from scratch", analytics_enabled=False) as demo:
         gr.Markdown("# GPT from scratch\nHow a GPT turns text into tokens, attends, predicts, classifies and chats: "
                     "every model here was written and trained from scratch (or loaded from OpenAI's GPT-2).")
+        classroom.toggle()
         model = picker.build(registry, demo)
         model_card_view.build(registry, model)  # "How this model was made": follows the picked model
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
+            with gr.Tab("Start here", id="start"):
+                tour_tab.build(registry, model, tabs, demo)
             with gr.Tab("Tokenizer", id="tokenizer"):
-                tokenizer_tab.build(registry, model)
+                tokenizer_tab.build(registry, model, demo)
             with gr.Tab("Attention", id="attention"):
-                attention_tab.build(registry, model)
+                attention_tab.build(registry, model, demo)
             with gr.Tab("Generate", id="generate"):
                 generate_tab.build(registry, model)
             with gr.Tab("Train", id="train") as train:
@@ -146,8 +151,8 @@ def serve(demo: gr.Blocks, limits: ServeLimits, max_upload_mb: float, **launch_k
     middleware = Middleware(RequestSizeLimit, max_bytes=int(limits.max_request_mb * 2**20),
                             upload_bytes=FILES_PER_UPLOAD * upload + 2**20)  # a megabyte for the form's framing
     demo.queue(max_size=limits.queue_size, default_concurrency_limit=limits.concurrency)
-    demo.launch(theme=THEME, css=CSS, max_file_size=upload, app_kwargs={"middleware": [middleware]},
-                prevent_thread_lock=True, **launch_kwargs)
+    demo.launch(theme=THEME, css=CSS, head=classroom.HEAD, max_file_size=upload,
+                app_kwargs={"middleware": [middleware]}, prevent_thread_lock=True, **launch_kwargs)
     return demo
 
 

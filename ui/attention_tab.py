@@ -13,6 +13,7 @@ import torch
 from gpt.generate import prompt_pieces
 from ui import lens_view, surprisal_view
 from ui.common import check_number, clip_chars, require_text, user_errors, with_notices
+from ui.figures import Plot
 from ui.labels import piece_label
 from ui.registry import ModelRegistry
 
@@ -190,7 +191,7 @@ def slider_limits(registry: ModelRegistry, model_name: str) -> tuple[dict, dict]
     return gr.update(maximum=cfg.n_layers, value=1), gr.update(maximum=cfg.n_heads, value=1)
 
 
-def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
+def build(registry: ModelRegistry, picker: gr.Dropdown, demo: gr.Blocks) -> None:
     gr.Markdown("Each layer's heads decide how much every token takes from the tokens before it. "
                 "Pick a layer, then one head, all heads, or their mean.")
     try:
@@ -207,7 +208,7 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
                 head = gr.Slider(1, n_heads, value=1, step=1, label="Head")
             button = gr.Button("Show attention", variant="primary", elem_id="att-run")
     info = gr.Markdown()
-    plot = gr.Plot(label="Attention", elem_id="att-plot")
+    plot = Plot(label="Attention", elem_id="att-plot")
     lens_view.build(registry, picker, text)
     surprisal_view.build(registry, picker, text)
 
@@ -216,4 +217,5 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     button.click(fn, inputs, [plot, info], api_name="attention")
     for control in (layer, view, head):
         control.change(fn, inputs, [plot, info], api_visibility="private")
+    demo.load(fn, inputs, [plot, info], api_visibility="private")  # the page opens on the example text's heatmap
     picker.change(functools.partial(slider_limits, registry), picker, [layer, head], api_visibility="private")

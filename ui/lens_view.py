@@ -15,6 +15,7 @@ from gpt.instruct.prompt import wrap_in_chat_prompt
 from gpt.lens import LogitLens, logit_lens
 from gpt.tokenizer import TokenPiece
 from ui.common import check_number, clip_chars, require_text, user_errors, with_notices
+from ui.figures import Plot
 from ui.inside import ModelText, chat_prompt_option, model_text, where, window_pieces
 from ui.labels import id_label
 from ui.registry import ModelRegistry
@@ -126,7 +127,7 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, text: gr.Textbox) -> Non
             button = gr.Button("Read every layer", variant="primary", elem_id="lens-run", scale=1)
         wrap = chat_prompt_option(registry, [picker], text, "lens")
         info = gr.Markdown(elem_id="lens-info")
-        grid = gr.Plot(label="Logit lens", elem_id="lens-grid")
-        trace = gr.Plot(label="The final prediction, layer by layer", elem_id="lens-trace")
+        grid = Plot(label="Logit lens", elem_id="lens-grid")
+        trace = Plot(label="The final prediction, layer by layer", elem_id="lens-trace")
     fn = user_errors(functools.partial(lens, registry))
     button.click(fn, [picker, text, position, wrap], [grid, trace, info], api_name="logit_lens")

@@ -109,7 +109,7 @@ def tokenize(registry: ModelRegistry, model_name: str, text: str, allow_special:
             tokens_html(trained_pieces), tokens_html(chars), special, join_notices(*notices))
 
 
-def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
+def build(registry: ModelRegistry, picker: gr.Dropdown, demo: gr.Blocks) -> None:
     gr.Markdown("A model never sees letters: the text is cut into **tokens**, each an id in a fixed vocabulary. "
                 "Hover a token for its bytes; `␣` is a space, `↵` a new line.")
     with gr.Row():
@@ -119,7 +119,7 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
             button = gr.Button("Tokenize", variant="primary", elem_id="tok-run")
     notices = gr.Markdown()
     gr.Markdown("### The picked model's tokens")
-    model_view = gr.HTML(elem_id="tok-model")
+    model_view = gr.HTML(elem_id="tok-model", elem_classes="scroll-x")
     counts = gr.Dataframe(label="Counts", interactive=False, elem_id="tok-counts")
     gr.Markdown("### Side by side")
     with gr.Row():
@@ -141,10 +141,11 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     with gr.Accordion("Every token: id, bytes, characters", open=False):
         table = gr.Dataframe(interactive=False)
 
-    embeddings_view.build(registry, picker)
+    embeddings_view.build(registry, picker, demo)
 
     fn = user_errors(functools.partial(tokenize, registry))
     inputs = [picker, text, allow_special, training_text, vocab]
     outputs = [model_view, table, counts, gpt2_view, trained_view, chars_view, special, notices]
     button.click(fn, inputs, outputs, api_name="tokenize")
     text.submit(fn, inputs, outputs, api_visibility="private")
+    demo.load(fn, inputs, outputs, api_visibility="private")  # the page opens on the example text, analysed
