@@ -21,6 +21,7 @@ MAX_TOKENS = 128  # a heatmap wider than this has unreadable labels; the grid ge
 VIEWS = ("one head", "all heads", "mean over heads")
 MASKED_COLOUR = "#d1d5db"  # the causal mask: cells a token may not look at show the plot background
 GRID_COLUMNS = 4
+ONE_HEAD_PX, MIN_CELL_PX, MAX_CELL_PX = 900, 14, 40  # a short text's heatmap is ~900 px; a cell never under 14
 EXAMPLE_TEXT = "The cat sat on the mat because the cat was tired, and the mat was warm."
 
 
@@ -114,10 +115,15 @@ def gap_shapes(n: int, step: int, rows: int, cols: int) -> list[dict]:
     return x_gaps + y_gaps
 
 
-def ticks(labels: list[str], step: int, repeats: int) -> dict:
+def cell_px(n: int) -> int:
+    """A one-head heatmap's cell in pixels: large for a short text (readable on a projector), at least 14."""
+    return max(MIN_CELL_PX, min(MAX_CELL_PX, ONE_HEAD_PX // max(n, 1)))
+
+
+def ticks(labels: list[str], step: int, repeats: int, size: int = 10) -> dict:
     """Token labels at each tile's positions (repeated tokens keep their own tick)."""
     return {"tickmode": "array", "tickvals": [t * step + i for t in range(repeats) for i in range(len(labels))],
-            "ticktext": labels * repeats, "tickfont": {"size": 10}}
+            "ticktext": labels * repeats, "tickfont": {"size": size}}
 
 
 def attention_figure(labels: list[str], layer_maps: np.ndarray, layer: int, view: str, head: int,
@@ -143,17 +149,19 @@ def attention_figure(labels: list[str], layer_maps: np.ndarray, layer: int, view
     else:
         weights = layer_maps.mean(axis=0) if view == "mean over heads" else layer_maps[head - 1]
         z, text = masked(weights), hover_labels(labels)
-        xaxis = {**axis, "title": "looks at (key)", **ticks(labels, n, 1)}
-        yaxis = {**axis, "title": "token (query)", **ticks(labels, n, 1)}
+        cell = cell_px(n)
+        font = 14 if cell >= 24 else 10
+        xaxis = {**axis, "title": "looks at (key)", **ticks(labels, n, 1, font)}
+        yaxis = {**axis, "title": "token (query)", **ticks(labels, n, 1, font)}
         what = "mean over heads" if view == "mean over heads" else head_title(head - 1, group)
         titles, shapes = [], []
-        title, height = f"Layer {layer}, {what} (grey = masked future)", max(450, 14 * n + 200)
+        title, height = f"Layer {layer}, {what} (grey = masked future)", cell * n + 220
     trace = go.Heatmap(z=z, text=text, hovertemplate="%{text}: %{z:.3f}<extra></extra>", hoverongaps=False,
                        colorscale="Viridis", zmin=0, zmax=float(np.nanmax(z)))
     layout = {"title": title, "height": height, "plot_bgcolor": MASKED_COLOUR, "annotations": titles,
               "shapes": shapes, "margin": {"l": 40, "r": 20, "t": 70, "b": 40},
-              "xaxis": {**xaxis, "constrain": "domain"},  # square cells; the axis shrinks instead of padding
-              "yaxis": {**yaxis, "autorange": "reversed", "scaleanchor": "x"}}
+              "xaxis": {**xaxis, "constrain": "domain"},  # square cells: the longer axis shrinks, no grey padding
+              "yaxis": {**yaxis, "autorange": "reversed", "scaleanchor": "x", "constrain": "domain"}}
     return go.Figure(trace, layout)
 
 

@@ -27,6 +27,7 @@ from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, FinetuneRun, finetu
 from gpt.pretrained import load_model
 from ui import preference_view
 from ui.common import check_number, join_notices, public_message, user_errors
+from ui.figures import Plot
 from ui.forms import check_field, number, on_form, slider
 from ui.jobs import Job, JobRunner
 from ui.picker import describe
@@ -564,7 +565,7 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
             stop = gr.Button("Stop", variant="stop", elem_id="chat-ft-stop")
         estimate = gr.Markdown(elem_id="chat-ft-estimate")
         line = gr.Markdown(elem_id="chat-ft-status")
-        curve = gr.Plot(label="Loss", elem_id="chat-ft-curve")
+        curve = Plot(label="Loss", elem_id="chat-ft-curve")
         result = gr.Markdown(elem_id="chat-ft-result")
         with gr.Accordion("Download or upload a chat model (.zip)", open=False):
             with gr.Row():

@@ -12,6 +12,7 @@ from gpt.checkpoint import Checkpoint
 from gpt.generate import SamplingConfig, next_token_logits, stream
 from gpt.tokenizer import Tokenizer
 from ui.common import check_number, clip_chars, fit_context, require_text, user_errors, with_notices
+from ui.figures import Plot
 from ui.inside import chat_prompt_option, load_two, model_text, other_dropdown, same_tokenizer, where
 from ui.labels import bytes_label
 from ui.registry import ModelRegistry
@@ -88,7 +89,7 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox) -> N
             button = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=1)
         wrap = chat_prompt_option(registry, [picker, other], prompt, "compare")
         info = gr.Markdown(elem_id="compare-info")
-        plot = gr.Plot(label="Next-token probabilities, both models", elem_id="compare-plot")
+        plot = Plot(label="Next-token probabilities, both models", elem_id="compare-plot")
         with gr.Row():
             first = gr.Textbox(label="The picked model, greedy", lines=4, elem_id="compare-a")
             second = gr.Textbox(label="The other model, greedy", lines=4, elem_id="compare-b")

@@ -12,6 +12,7 @@ import torch
 from gpt.generate import SamplingConfig, beam_search, next_token_logits, next_token_probs, pick, stream
 from ui import beams_view, compare_view, kv_cache_view, precision_view
 from ui.common import join_notices, user_errors, with_notices
+from ui.figures import Plot
 from ui.generation import (
     MAX_BEAMS,
     MAX_NEW_TOKENS,
@@ -168,8 +169,8 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     notice = gr.Markdown(elem_id="gen-notice")
     output = gr.Textbox(label="Continuation (streamed)", lines=5, elem_id="gen-output")
     with gr.Row():
-        bars = gr.Plot(label="Next-token probabilities", elem_id="gen-bars")
-        temps = gr.Plot(label="The temperature plot", elem_id="gen-temps")
+        bars = Plot(label="Next-token probabilities", elem_id="gen-bars")
+        temps = Plot(label="The temperature plot", elem_id="gen-temps")
 
     # `wrap` is each event's last value: API callers that send the values they sent before wrap nothing.
     charts = user_errors(functools.partial(next_token_charts, registry))

@@ -16,6 +16,7 @@ from gpt.config import PRESETS, GPTConfig
 from gpt.open_models import CATALOGUE
 from gpt.precision import DTYPES
 from ui.common import check_number, user_errors, with_notices
+from ui.figures import Plot
 from ui.generation import GREEDY_STEP, make_request
 from ui.inside import where
 from ui.registry import ModelRegistry
@@ -140,7 +141,7 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, prompt: gr.Textbox, wrap
         gr.Markdown(EXPLAIN)
         dtype = gr.Radio(list(DTYPES), value="float32", label="Precision")
         info = gr.Markdown(elem_id="kv-info")
-        growth = gr.Plot(label="Cache size", elem_id="kv-plot")
+        growth = Plot(label="Cache size", elem_id="kv-plot")
         with gr.Row(equal_height=True):
             n_tokens = gr.Slider(2, MAX_TIMED_TOKENS, value=16, step=1, label="Tokens to time", scale=3)
             time_it = gr.Button("Time it with and without the cache", elem_id="kv-time", scale=1)

@@ -17,6 +17,7 @@ from gpt.model_card import ModelHistory, read_history
 from gpt.open_models import CATALOGUE, CONFIG_FILE, FAMILIES, config_from_hub, is_hub_folder
 from gpt.pretrain.state import loss_figure
 from ui.common import user_errors
+from ui.figures import Plot
 from ui.inside import where
 from ui.registry import ModelEntry, ModelRegistry
 
@@ -156,7 +157,7 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     with gr.Accordion(title, open=False, elem_id="model-card") as accordion:
         with gr.Row():
             card = gr.Markdown(elem_id="model-card-text", max_height=440)
-            loss = gr.Plot(label="Loss curve", elem_id="model-card-loss")
+            loss = Plot(label="Loss curve", elem_id="model-card-loss")
         figures = gr.Markdown(elem_id="model-card-figures")
     fn = user_errors(functools.partial(model_card, registry))
     accordion.expand(fn, picker, [card, loss, figures], api_name="model_card")

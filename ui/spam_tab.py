@@ -49,6 +49,7 @@ from gpt.config import choices
 from gpt.pretrain.archive import ArchiveError
 from gpt.training.events import TrainEvent
 from ui.common import clip_chars, join_notices, require_text, user_errors
+from ui.figures import Plot
 from ui.forms import check_field, number, on_form, slider
 from ui.jobs import Job, JobRunner
 from ui.registry import RUN_CLASSIFIER, RUN_PREFIX, SHIPPED_CLASSIFIER, BaseModel, ModelRegistry, recorded_base_name
@@ -555,10 +556,10 @@ def _finetune_panel(registry: ModelRegistry, runner: JobRunner) -> dict[str, Any
         c["stop"] = gr.Button("Stop (keeps the best epoch)", variant="stop", elem_id="spam-ft-stop")
     c["estimate"] = gr.Markdown(elem_id="spam-ft-estimate")
     c["line"] = gr.Markdown(elem_id="spam-ft-status")
-    c["curves"] = gr.Plot(label="Loss and accuracy", elem_id="spam-ft-curves")
+    c["curves"] = Plot(label="Loss and accuracy", elem_id="spam-ft-curves")
     c["result"] = gr.Markdown(elem_id="spam-ft-result")
     c["table"] = gr.Dataframe(interactive=False, label="Per class (test split)")
-    c["confusion"] = gr.Plot(label="Confusion matrix", elem_id="spam-ft-confusion")
+    c["confusion"] = Plot(label="Confusion matrix", elem_id="spam-ft-confusion")
     return c
 
 
@@ -578,7 +579,7 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     gr.Markdown("### How good is it?")
     summary = gr.Markdown(elem_id="spam-summary")
     table = gr.Dataframe(interactive=False, label="Per test set and class")
-    confusion = gr.Plot(label="Confusion matrices", elem_id="spam-confusion")
+    confusion = Plot(label="Confusion matrices", elem_id="spam-confusion")
     with gr.Accordion("Finetune your own classifier", open=False, elem_id="spam-finetune"):
         ft = _finetune_panel(registry, runner)
     with gr.Accordion("Experiments: every classifier here", open=False):

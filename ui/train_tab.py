@@ -40,6 +40,7 @@ from gpt.pretrain.trainer import PretrainConfig
 from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
 from gpt.training.events import TrainEvent
 from ui.common import check_number, user_errors
+from ui.figures import Plot
 from ui.forms import (
     check_field,
     check_flag,
@@ -728,7 +729,7 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
     line = gr.Markdown(elem_id="train-status")
     axis = gr.Radio([("tokens seen", "tokens"), ("seconds of training", "seconds")], value="tokens",
                     label="Loss against", elem_id="train-axis")
-    curve = gr.Plot(label="Loss", elem_id="train-curve")
+    curve = Plot(label="Loss", elem_id="train-curve")
     samples = gr.Dataframe(interactive=False, wrap=True, label="Samples at each evaluation", elem_id="train-samples")
     result = gr.Markdown(elem_id="train-result")
     with gr.Accordion("Runs: download, upload", open=False):
