@@ -9,6 +9,7 @@ place in the queue, and nothing more. Limits come from environment variables (`T
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -53,6 +54,8 @@ class TrainLimits:
     max_minutes: float = 60.0  # GPT_TRAIN_MAX_MINUTES: a training is stopped (with a checkpoint) after this
     keep_runs: int = 20  # GPT_TRAIN_KEEP_RUNS: finished runs kept on disk; the oldest are removed
     threads: int = 2  # GPT_TRAIN_THREADS: torch threads of a training process
+    max_memory_mb: int = 4096  # GPT_JOB_MAX_MEMORY_MB: one child process's memory (never more than 80% of what is free)
+    probe_seconds: float = 120.0  # GPT_JOB_PROBE_SECONDS: a probe or a preview's tokenizer, in its child, at most
     runs_dir: Path = field(default_factory=lambda: cache_dir() / "runs")  # GPT_RUNS_DIR
 
     @classmethod
@@ -69,8 +72,120 @@ class TrainLimits:
             max_minutes=env_number("GPT_TRAIN_MAX_MINUTES", cls.max_minutes, float),
             keep_runs=env_number("GPT_TRAIN_KEEP_RUNS", cls.keep_runs),
             threads=env_number("GPT_TRAIN_THREADS", cls.threads),
+            max_memory_mb=env_number("GPT_JOB_MAX_MEMORY_MB", cls.max_memory_mb),
+            probe_seconds=env_number("GPT_JOB_PROBE_SECONDS", cls.probe_seconds, float),
             runs_dir=Path(os.environ.get("GPT_RUNS_DIR") or cache_dir() / "runs"),
         )
+
+
+def free_memory_mb() -> int | None:
+    """MemAvailable of /proc/meminfo in MB (None where there is none: not Linux)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def memory_limit_mb(limits: TrainLimits) -> int:
+    """One child's memory limit: `max_memory_mb`, less where the machine has less than that free (80% of it)."""
+    free = free_memory_mb()
+    return limits.max_memory_mb if free is None else max(256, min(limits.max_memory_mb, int(0.8 * free)))
+
+
+def limit_memory(mb: int) -> None:
+    """In a child process: its data segment (heap and anonymous maps, what tensors take) at most `mb`; past it an
+    allocation fails (MemoryError, or torch's RuntimeError) instead of the machine swapping or the OOM killer
+    choosing. RLIMIT_DATA, not RLIMIT_AS: torch's libraries map gigabytes of address space they never touch."""
+    try:
+        import resource
+    except ImportError:  # not POSIX: no limit
+        return
+    limit = mb * 2**20
+    for which in (getattr(resource, "RLIMIT_DATA", None), getattr(resource, "RLIMIT_AS", None)):
+        if which is None:
+            continue
+        if which == getattr(resource, "RLIMIT_AS", None):
+            limit = 4 * limit + 8 * 2**30  # the address space: only a backstop, well above the data limit
+        with contextlib.suppress(ValueError, OSError):  # a hard limit below ours: keep it
+            resource.setrlimit(which, (limit, resource.getrlimit(which)[1]))
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and (
+        "can't allocate memory" in str(err) or "not enough memory" in str(err)))
+
+
+def out_of_memory_message(mb: int) -> str:
+    return (f"This ran past the memory limit of a job here ({mb:,} MB, GPT_JOB_MAX_MEMORY_MB): make it smaller "
+            "(a smaller model, batch, context or vocabulary, or less text).")
+
+
+def _limited_child(fn: Callable[..., Any], args: tuple, memory_mb: int, threads: int, conn: Any) -> None:
+    limit_memory(memory_mb)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        conn.send(("ok", fn(*args)))
+    except (ValueError, FileNotFoundError) as err:
+        conn.send(("error", str(err)))
+    except Exception as err:  # noqa: BLE001 - the server learns of any failure
+        if is_out_of_memory(err):
+            conn.send(("memory", ""))
+        else:
+            traceback.print_exc()
+            conn.send(("failed", type(err).__name__))
+    finally:
+        conn.close()
+
+
+def run_limited(fn: Callable[..., Any], *args: Any, limits: TrainLimits, what: str) -> Any:
+    """`fn(*args)` (module-level, picklable) in a spawned child under the job memory limit and `probe_seconds`:
+    work sized by a visitor's numbers (a probe step, a tokenizer on their text) never grows the server, which
+    gets the result back, or a one-line ValueError. `what` names the work in that message."""
+    mb = memory_limit_mb(limits)
+    context = mp.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_limited_child, args=(fn, args, mb, limits.threads, send), daemon=True)
+    process.start()
+    send.close()
+    try:
+        if not receive.poll(limits.probe_seconds):
+            raise ValueError(f"{what} took longer than {limits.probe_seconds:g} s, the limit here "
+                             "(GPT_JOB_PROBE_SECONDS): make it smaller.")
+        try:
+            kind, value = receive.recv()
+        except EOFError:  # the child died without a word: killed for memory, most likely
+            kind, value = "memory", ""
+    finally:
+        receive.close()
+        if process.is_alive():
+            process.kill()
+        process.join(timeout=10)
+    if kind == "ok":
+        return value
+    if kind == "memory":
+        raise ValueError(f"{what}: {out_of_memory_message(mb)}")
+    if kind == "error":
+        raise ValueError(value)
+    raise RuntimeError(f"{what} failed in its process ({value}); details are in the server log")
+
+
+def train_bpe_ranks(text: str, vocab_size: int) -> dict[bytes, int]:
+    """A BPE's ranks trained on `text` (run in a limited child by `run_limited`: its memory grows with the text)."""
+    from gpt.bpe import BytePairEncoder
+
+    return BytePairEncoder.train(text, vocab_size).ranks
+
+
+def probe_seconds_per_step(cfg: Any) -> float:
+    """`recipe_seconds_per_step(cfg)` (a fresh model and batch of the visitor's sizes: in a limited child)."""
+    from gpt.pretrain.recipes import recipe_seconds_per_step
+
+    return recipe_seconds_per_step(cfg)
 
 
 class JobError(ValueError):
@@ -101,12 +216,14 @@ class Job:
 
 
 def _child(target: Callable[..., Any], kwargs: dict[str, Any], events: Any, stop: Any, threads: int,
-           max_seconds: float) -> None:
+           max_seconds: float, memory_mb: int | None = None) -> None:
     """The training process: run `target(monitor=..., **kwargs)`, sending every event and the outcome back.
 
     Past `max_seconds` the job is asked to stop, as if its owner had pressed Stop: whatever the job,
     it keeps what it has and ends.
     """
+    if memory_mb:
+        limit_memory(memory_mb)
     import torch
 
     torch.set_num_threads(threads)
@@ -122,7 +239,10 @@ def _child(target: Callable[..., Any], kwargs: dict[str, Any], events: Any, stop
         events.put(("result", target(monitor=monitor, **kwargs)))
     except (ValueError, FileNotFoundError) as err:  # bad input: its message is for the user
         events.put(("error", str(err)))
-    except Exception as err:  # noqa: BLE001 - the server must learn of any failure, and stay up
+    except Exception as err:  # noqa: BLE001 - a failure of memory has a message of its own
+        if memory_mb and is_out_of_memory(err):
+            events.put(("error", out_of_memory_message(memory_mb)))
+            return
         traceback.print_exc()
         events.put(("error", f"the training failed ({type(err).__name__}); details are in the server log"))
 
@@ -222,7 +342,7 @@ class JobRunner:
         events = self._context.Queue()
         process = self._context.Process(target=_child, daemon=True,
                                         args=(job.target, job.kwargs, events, job._stop, self.limits.threads,
-                                              60 * self.limits.max_minutes))
+                                              60 * self.limits.max_minutes, memory_limit_mb(self.limits)))
         outcome: tuple[str, Any] | None = None
         try:
             process.start()
