@@ -91,7 +91,7 @@ STEPS = (
          "The model gives a probability to every token. Generation draws one, appends it and repeats. Temperature "
          "sharpens or flattens the distribution; top-k keeps only the k likeliest tokens, top-p the smallest set "
          "whose probability adds up to p (top-p is an addition here; the book covers temperature and top-k).",
-         "Move the temperature slider: low, 1, high.",
+         "Move the temperature slider from 0.1 to 1, then to 3, and watch the purple bars.",
          "At a low temperature one token takes nearly all the probability; at a high one the bars level out and "
          "unlikely tokens get their chance."),
     Step("pretrained", "8. Loading GPT-2 and today's open models", "Chapter 5, Pretraining on unlabeled data "
