@@ -9,6 +9,7 @@ README's "Limits of a public app" lists them all.
 from __future__ import annotations
 
 import os
+import signal
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # must precede the gradio import
 
@@ -59,6 +60,8 @@ class ServeLimits:
     queue_size: int = 32  # GPT_APP_QUEUE_SIZE: events waiting; more are told the queue is full
     max_request_mb: float = 10.0  # GPT_APP_MAX_REQUEST_MB: one request's body (pasted text); uploads aside
     torch_threads: int = 1  # GPT_APP_TORCH_THREADS: PyTorch threads of each event
+    sessions: int = 400  # GPT_APP_SESSIONS: sessions whose state the server keeps (~0.7 MB each); the oldest go first
+    cache_hours: float = 2.0  # GPT_APP_CACHE_HOURS: uploaded and generated files are deleted once this old
 
     @classmethod
     def from_env(cls) -> ServeLimits:
@@ -67,6 +70,8 @@ class ServeLimits:
             queue_size=env_number("GPT_APP_QUEUE_SIZE", cls.queue_size),
             max_request_mb=env_number("GPT_APP_MAX_REQUEST_MB", cls.max_request_mb, float),
             torch_threads=env_number("GPT_APP_TORCH_THREADS", cls.torch_threads),
+            sessions=env_number("GPT_APP_SESSIONS", cls.sessions),
+            cache_hours=env_number("GPT_APP_CACHE_HOURS", cls.cache_hours, float),
         )
 
 
@@ -151,6 +156,9 @@ def serve(demo: gr.Blocks, limits: ServeLimits, max_upload_mb: float, **launch_k
     middleware = Middleware(RequestSizeLimit, max_bytes=int(limits.max_request_mb * 2**20),
                             upload_bytes=FILES_PER_UPLOAD * upload + 2**20)  # a megabyte for the form's framing
     demo.queue(max_size=limits.queue_size, default_concurrency_limit=limits.concurrency)
+    age = max(60, int(3600 * limits.cache_hours))  # Gradio reads it when launching: checked every quarter of the age
+    demo.delete_cache = (max(60, age // 4), age)
+    launch_kwargs.setdefault("state_session_capacity", limits.sessions)  # Gradio's default, 10,000, is gigabytes
     demo.launch(theme=THEME, css=CSS, head=classroom.HEAD, max_file_size=upload,
                 app_kwargs={"middleware": [middleware]}, prevent_thread_lock=True, **launch_kwargs)
     return demo
@@ -162,7 +170,17 @@ def main() -> None:
     runner = JobRunner()
     demo = serve(build_app(runner=runner), limits, runner.limits.max_upload_mb)
     print(f"GPT from scratch playground: {demo.local_url}", flush=True)
-    demo.block_thread()
+
+    def stop(signum: int, _frame: Any) -> None:  # SIGTERM would end the server and leave its trainings running
+        print(f"Stopping: {runner.shutdown()} training(s) stopped.", flush=True)
+        demo.close()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        demo.block_thread()
+    finally:
+        runner.shutdown()
 
 
 if __name__ == "__main__":

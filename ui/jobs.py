@@ -53,6 +53,8 @@ class TrainLimits:
     max_steps: int = 20_000  # GPT_TRAIN_MAX_STEPS
     max_minutes: float = 60.0  # GPT_TRAIN_MAX_MINUTES: a training is stopped (with a checkpoint) after this
     keep_runs: int = 20  # GPT_TRAIN_KEEP_RUNS: finished runs kept on disk; the oldest are removed
+    runs_per_visitor: int = 5  # GPT_TRAIN_RUNS_PER_VISITOR: one visitor's runs kept; past it, their own oldest go
+    protect_hours: float = 2.0  # GPT_TRAIN_PROTECT_HOURS: another visitor's run is never pruned this soon after it ends
     threads: int = 2  # GPT_TRAIN_THREADS: torch threads of a training process
     max_memory_mb: int = 4096  # GPT_JOB_MAX_MEMORY_MB: one child process's memory (never more than 80% of what is free)
     probe_seconds: float = 120.0  # GPT_JOB_PROBE_SECONDS: a probe or a preview's tokenizer, in its child, at most
@@ -71,6 +73,8 @@ class TrainLimits:
             max_steps=env_number("GPT_TRAIN_MAX_STEPS", cls.max_steps),
             max_minutes=env_number("GPT_TRAIN_MAX_MINUTES", cls.max_minutes, float),
             keep_runs=env_number("GPT_TRAIN_KEEP_RUNS", cls.keep_runs),
+            runs_per_visitor=env_number("GPT_TRAIN_RUNS_PER_VISITOR", cls.runs_per_visitor),
+            protect_hours=env_number("GPT_TRAIN_PROTECT_HOURS", cls.protect_hours, float),
             threads=env_number("GPT_TRAIN_THREADS", cls.threads),
             max_memory_mb=env_number("GPT_JOB_MAX_MEMORY_MB", cls.max_memory_mb),
             probe_seconds=env_number("GPT_JOB_PROBE_SECONDS", cls.probe_seconds, float),
@@ -209,6 +213,7 @@ class Job:
     started: float | None = None
     finished: float | None = None
     _stop: Any = None  # the child's stop flag (a multiprocessing Event)
+    _process: Any = None  # the child process, while it runs
 
     @property
     def active(self) -> bool:
@@ -327,6 +332,24 @@ class JobRunner:
             time.sleep(0.05)
         return not job.active
 
+    def shutdown(self, grace_s: float = 10.0) -> int:
+        """Stop every job (the server is stopping: SIGTERM, Ctrl-C): the waiting are cancelled, the running asked to
+        stop (they checkpoint), and any child still alive after `grace_s` is killed. Returns how many were running."""
+        with self._lock:
+            for job in self._waiting:
+                job.state, job.finished = "cancelled", time.time()
+            self._waiting.clear()
+            running = [j for j in self._jobs.values() if j._process is not None and j.state in ("running", "stopping")]
+        for job in running:
+            job._stop.set()
+        deadline = time.monotonic() + grace_s
+        for job in running:
+            job._process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if job._process.is_alive():
+                job._process.kill()
+                job._process.join(timeout=5)
+        return len(running)
+
     # -- running ---------------------------------------------------------------------------------
     def _start_waiting(self) -> None:
         with self._lock:
@@ -344,6 +367,7 @@ class JobRunner:
                                         args=(job.target, job.kwargs, events, job._stop, self.limits.threads,
                                               60 * self.limits.max_minutes, memory_limit_mb(self.limits)))
         outcome: tuple[str, Any] | None = None
+        job._process = process
         try:
             process.start()
             while outcome is None:
@@ -376,13 +400,36 @@ class JobRunner:
 
     def _prune_runs(self, ended: Job) -> None:
         """Keep the newest `keep_runs` run folders; never one that a queued or running job uses: its own, or
-        `<name>-b` (the Train tab's second recipe). `ended`, whose process has just ended, uses none any more."""
+        `<name>-b` (the Train tab's second recipe). `ended`, whose process has just ended, uses none any more.
+
+        A visitor keeps at most `runs_per_visitor` runs: past it, their own oldest go first. Another visitor's
+        run is never pruned while it is in use or less than `protect_hours` after it ended (its session may
+        still be looking at it): the total may then stay above `keep_runs` for a while."""
         root = self.limits.runs_dir
         if not root.is_dir():
             return
+        now = time.time()
         with self._lock:
             in_use = {j.name for j in self._jobs.values() if j.active and j is not ended}
+            owners = {j.name: j for j in sorted(self._jobs.values(), key=lambda j: j.created)}  # the latest job wins
         runs = sorted((d for d in root.iterdir() if d.is_dir() and d.name.removesuffix("-b") not in in_use),
                       key=lambda d: d.stat().st_mtime, reverse=True)
-        for old in runs[self.limits.keep_runs:]:
+
+        def job_of_run(d: Path) -> Job | None:
+            return owners.get(d.name.removesuffix("-b"))
+
+        mine = [d for d in runs if (j := job_of_run(d)) is not None and j.owner == ended.owner]
+        gone: set[Path] = set()  # a run and its second recipe (`-b`) count as one
+        mine_runs = [d for d in mine if not d.name.endswith("-b")]
+        for old in mine_runs[self.limits.runs_per_visitor:]:
+            gone.update(d for d in mine if d.name.removesuffix("-b") == old.name)
+
+        def protected(d: Path) -> bool:
+            j = job_of_run(d)
+            recent = now - (j.finished or now) < 3600 * self.limits.protect_hours if j is not None else False
+            return j is not None and j.owner != ended.owner and recent
+
+        kept = [d for d in runs if d not in gone]
+        gone.update(d for d in kept[self.limits.keep_runs:] if not protected(d))
+        for old in gone:
             shutil.rmtree(old, ignore_errors=True)

@@ -263,7 +263,7 @@ def test_limits_come_from_the_environment(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_old_runs_beyond_the_limit_are_removed(tmp_path):
-    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1, keep_runs=1))
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1, keep_runs=1, protect_hours=0))
     for who in ("alice", "bob"):
         start(runner, who, steps=10)
         finished(runner, who)

@@ -1,0 +1,70 @@
+"""Issue 36, runs shared by strangers: pruning never takes another visitor's recent run, a visitor's own runs are
+capped (their oldest go first), and a stopping server stops its trainings' child processes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ui.jobs import Job, JobRunner, TrainLimits
+
+
+def ended_job(runner: JobRunner, owner: str, name: str, age_s: float = 0.0) -> Job:
+    """A finished job of `owner` whose run folder `name` exists, ended `age_s` seconds ago."""
+    folder = runner.limits.runs_dir / name
+    folder.mkdir(parents=True)
+    (folder / "log.csv").write_text("step\n")
+    stamp = time.time() - age_s
+    os.utime(folder, (stamp, stamp))
+    job = Job(name, owner, name, print, {}, state="done", created=stamp, finished=stamp)
+    runner._jobs[job.id] = job
+    return job
+
+
+def runs(runner: JobRunner) -> set[str]:
+    return {d.name for d in runner.limits.runs_dir.iterdir()}
+
+
+def test_pruning_never_takes_another_visitor_s_recent_run(tmp_path):
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", keep_runs=2, runs_per_visitor=20, protect_hours=1))
+    ended_job(runner, "alice", "alice-1", age_s=60)
+    for i in range(16):  # the audit: 16 tiny runs of another visitor
+        last = ended_job(runner, "mallory", f"mallory-{i:02d}", age_s=30 - i)
+        runner._prune_runs(ended=last)
+    assert "alice-1" in runs(runner)
+    assert runs(runner) - {"alice-1"} == {"mallory-15", "mallory-14"}
+
+
+def test_an_old_run_of_another_visitor_is_pruned_past_the_limit(tmp_path):
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", keep_runs=1, protect_hours=1))
+    ended_job(runner, "alice", "alice-1", age_s=2 * 3600)
+    runner._prune_runs(ended=ended_job(runner, "bob", "bob-1"))
+    assert runs(runner) == {"bob-1"}
+
+
+def test_a_visitor_keeps_at_most_their_quota_of_runs(tmp_path):
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", keep_runs=50, runs_per_visitor=2))
+    ended_job(runner, "bob", "bob-1", age_s=100)
+    for i in range(4):
+        last = ended_job(runner, "alice", f"alice-{i}", age_s=50 - i)
+        (runner.limits.runs_dir / f"alice-{i}-b").mkdir()  # the second recipe goes with its run
+        runner._prune_runs(ended=last)
+    assert runs(runner) == {"bob-1", "alice-3", "alice-3-b", "alice-2", "alice-2-b"}
+
+
+def sleeper(monitor, **kwargs) -> None:
+    """A training that never stops by itself (module level: the child imports it)."""
+    time.sleep(600)
+
+
+def test_shutdown_stops_running_children_and_cancels_the_queue(tmp_path):
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1, max_running=1, max_queued=2))
+    running = runner.submit("alice", "a", sleeper, {})
+    waiting = runner.submit("bob", "b", sleeper, {})
+    deadline = time.monotonic() + 120
+    while (running._process is None or not running._process.is_alive()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running._process.is_alive()
+    assert runner.shutdown(grace_s=1) == 1
+    assert not running._process.is_alive() and waiting.state == "cancelled"
+    assert runner.wait(running, 60) and running.state in ("failed", "stopped")
