@@ -31,6 +31,7 @@ from ui import (  # noqa: E402
     labels,
     model_card_view,
     picker,
+    reasoning_tab,
     spam_tab,
     tokenizer_tab,
     tour_tab,
@@ -145,6 +146,8 @@ def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = 
                 spam_tab.build(registry, runner, spam)
             with gr.Tab("Chat", id="chat") as chat:
                 chat_tab.build(registry, runner, chat)
+            with gr.Tab("Reasoning", id="reasoning") as reasoning:
+                reasoning_tab.build(registry, reasoning)
     return demo
 
 
