@@ -49,7 +49,7 @@ class TrainLimits:
     max_upload_mb: int = 20  # GPT_TRAIN_MAX_UPLOAD_MB: one uploaded .txt file or run zip
     max_params: int = 30_000_000  # GPT_TRAIN_MAX_PARAMS
     max_lora_params: int = 200_000_000  # GPT_TRAIN_MAX_LORA_PARAMS: a base finetuned with LoRA (its weights frozen)
-    max_vocab: int = 8_192  # GPT_TRAIN_MAX_VOCAB: our BPE's vocabulary (it is trained inside the request)
+    max_vocab: int = 8_192  # GPT_TRAIN_MAX_VOCAB: our BPE's vocabulary (trained in a limited child process)
     max_steps: int = 20_000  # GPT_TRAIN_MAX_STEPS
     max_minutes: float = 60.0  # GPT_TRAIN_MAX_MINUTES: a training is stopped (with a checkpoint) after this
     keep_runs: int = 20  # GPT_TRAIN_KEEP_RUNS: finished runs kept on disk; the oldest are removed
