@@ -13,6 +13,7 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import pickle
 import queue
 import shutil
 import threading
@@ -234,9 +235,10 @@ def _child(target: Callable[..., Any], kwargs: dict[str, Any], events: Any, stop
     torch.set_num_threads(threads)
     monitor = TrainingMonitor(lambda e: events.put(("event", e)))
     deadline = time.monotonic() + max_seconds
+    parent = os.getppid()
 
-    def check_stop(_: TrainEvent) -> None:
-        if stop.is_set() or time.monotonic() > deadline:
+    def check_stop(_: TrainEvent) -> None:  # a server that died (kill -9) leaves no orphan: it checkpoints and ends
+        if stop.is_set() or time.monotonic() > deadline or os.getppid() != parent:
             monitor.request_stop()
 
     monitor.listeners.insert(0, check_stop)
@@ -252,8 +254,17 @@ def _child(target: Callable[..., Any], kwargs: dict[str, Any], events: Any, stop
         events.put(("error", f"the training failed ({type(err).__name__}); details are in the server log"))
 
 
+RECORDS = ".jobs"  # under the runs folder: what each unfinished job ran, so that it can resume after a restart
+RESTARTED = "the server stopped while it ran; Resume continues it from its last checkpoint"
+
+
 class JobRunner:
-    """Queue and run jobs, at most `limits.max_running` at once; thread-safe."""
+    """Queue and run jobs, at most `limits.max_running` at once; thread-safe.
+
+    Each job's owner, target and arguments are written to `<runs>/.jobs/<name>.pickle` (the server's own
+    folder: uploads unpack into run folders of names the server makes) until the job finishes; a new
+    runner reads them back as ended jobs, so their owner can resume them after a restart.
+    """
 
     def __init__(self, limits: TrainLimits | None = None):
         self.limits = limits or TrainLimits.from_env()
@@ -262,6 +273,54 @@ class JobRunner:
         self._waiting: deque[Job] = deque()
         self._running = 0
         self._context = mp.get_context("spawn")
+        self._restore()
+
+    # -- records of unfinished jobs ----------------------------------------------------------------
+    def _record(self, name: str) -> Path:
+        return self.limits.runs_dir / RECORDS / f"{name}.pickle"
+
+    def _write_record(self, job: Job) -> None:
+        path = self._record(job.name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(pickle.dumps({"owner": job.owner, "name": job.name, "target": job.target,
+                                         "kwargs": job.kwargs, "kind": job.kind, "created": job.created}))
+            os.replace(tmp, path)
+        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+            log.warning("job %s: no record written; it cannot resume after a restart", job.name)
+
+    def _drop_record(self, name: str) -> None:
+        self._record(name).unlink(missing_ok=True)
+
+    def _restore(self) -> None:
+        folder = self.limits.runs_dir / RECORDS
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.glob("*.pickle")):
+            try:
+                record = pickle.loads(path.read_bytes())  # noqa: S301 - written by this server, in its own folder
+            except Exception:  # noqa: BLE001 - an unreadable record is dropped, not fatal
+                path.unlink(missing_ok=True)
+                continue
+            if not (self.limits.runs_dir / record["name"]).is_dir():
+                path.unlink(missing_ok=True)
+                continue
+            job = Job(uuid.uuid4().hex, record["owner"], record["name"], record["target"], record["kwargs"],
+                      record["kind"], state="failed", error=RESTARTED, created=record["created"],
+                      finished=path.stat().st_mtime, _stop=self._context.Event())
+            self._jobs[job.id] = job
+
+    def resumable(self, job: Job) -> bool:
+        """Whether `job` ended before finishing and left a checkpoint to go on from: stopped or out of time, or its
+        process (or the server) died after a checkpoint."""
+        if job.active:
+            return False
+        if job.result is not None:
+            return not job.result.finished
+        from gpt.pretrain.state import STATE_FILE
+
+        return job.state == "failed" and (self.limits.runs_dir / job.name / STATE_FILE).is_file()
 
     # -- asking ----------------------------------------------------------------------------------
     def job_of(self, owner: str, kind: str | None = None) -> Job | None:
@@ -302,6 +361,7 @@ class JobRunner:
                       _stop=self._context.Event())
             self._jobs[job.id] = job
             self._waiting.append(job)
+        self._write_record(job)
         self._start_waiting()
         return job
 
@@ -313,6 +373,7 @@ class JobRunner:
             if job in self._waiting:
                 self._waiting.remove(job)
                 job.state, job.finished = "cancelled", time.time()
+                self._drop_record(job.name)
                 return
             if job.state == "running":
                 job.state = "stopping"
@@ -392,6 +453,9 @@ class JobRunner:
             job.result = outcome[1]
             state = "stopped" if job._stop.is_set() else "done"
         job.finished = time.time()
+        job._process = None
+        if state == "done" and getattr(job.result, "finished", True):
+            self._drop_record(job.name)
         with self._lock:
             self._running -= 1
         self._prune_runs(ended=job)
@@ -412,7 +476,8 @@ class JobRunner:
         with self._lock:
             in_use = {j.name for j in self._jobs.values() if j.active and j is not ended}
             owners = {j.name: j for j in sorted(self._jobs.values(), key=lambda j: j.created)}  # the latest job wins
-        runs = sorted((d for d in root.iterdir() if d.is_dir() and d.name.removesuffix("-b") not in in_use),
+        runs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                       and d.name.removesuffix("-b") not in in_use),
                       key=lambda d: d.stat().st_mtime, reverse=True)
 
         def job_of_run(d: Path) -> Job | None:
@@ -433,3 +498,4 @@ class JobRunner:
         gone.update(d for d in kept[self.limits.keep_runs:] if not protected(d))
         for old in gone:
             shutil.rmtree(old, ignore_errors=True)
+            self._drop_record(old.name)

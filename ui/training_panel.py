@@ -154,12 +154,13 @@ class Panel:
         keeps the steps before the stop."""
         owner = owner_of(token, request)
         job = runner.job_of(owner, self.kind)
-        if job is None or job.active or job.result is None or job.result.finished:
+        if job is None or not runner.resumable(job):
             raise ValueError(f"There is no unfinished {self.what} to resume: start one; once it is stopped (or its "
-                             "time budget ran out), Resume continues it.")
+                             "time budget ran out, or the server stopped), Resume continues it.")
         new = runner.submit(owner, job.name, job.target, {**job.kwargs, "resume": True}, kind=self.kind,
                             before=job.before + job.events)
-        return f"Resuming **{RUN_PREFIX}{new.name}** from step {job.result.steps}."
+        where = f"step {job.result.steps}" if job.result is not None else "its last checkpoint"
+        return f"Resuming **{RUN_PREFIX}{new.name}** from {where}."
 
     def view(self, runner: JobRunner, token: str | None, request: gr.Request | None) -> JobView:
         """The owner's job: its status line and curve; other sessions' jobs only as a busy machine."""

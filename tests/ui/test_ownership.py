@@ -4,7 +4,10 @@ capped (their oldest go first), and a stopping server stops its trainings' child
 from __future__ import annotations
 
 import os
+import signal
 import time
+
+import pytest
 
 from ui.jobs import Job, JobRunner, TrainLimits
 
@@ -68,3 +71,46 @@ def test_shutdown_stops_running_children_and_cancels_the_queue(tmp_path):
     assert runner.shutdown(grace_s=1) == 1
     assert not running._process.is_alive() and waiting.state == "cancelled"
     assert runner.wait(running, 60) and running.state in ("failed", "stopped")
+
+
+# -- a crash, a restart ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_killed_training_resumes_in_the_app_and_after_a_restart(tmp_path):
+    """kill -9 of the training process after its first checkpoint: Resume continues it; a new runner on
+    the same runs folder (a restarted server) finds it for the same owner, and Resume continues it again."""
+    from gpt.pretrain.state import STATE_FILE
+    from tests.ui.helpers import session
+    from tests.ui.test_train_tab import start, wait_for_steps
+    from ui import train_tab
+
+    limits = TrainLimits(runs_dir=tmp_path / "runs", threads=1)
+    runner = JobRunner(limits)
+    start(runner, "alice", steps=2_000)  # a checkpoint every 200 steps
+    job = runner.job_of("alice")
+    deadline = time.monotonic() + 300
+    while not any(e.kind == "checkpoint" for e in job.events):
+        assert job.active and time.monotonic() < deadline, job.error
+        time.sleep(0.05)
+    saved = next(e for e in job.events if e.kind == "checkpoint").step
+    assert (limits.runs_dir / job.name / STATE_FILE).is_file()
+    os.kill(job._process.pid, signal.SIGKILL)
+    assert runner.wait(job, 60) and job.state == "failed"
+    message = train_tab.resume_training(runner, None, session("alice"))
+    assert message == f"Resuming **run:{job.name}** from its last checkpoint."
+    resumed = runner.job_of("alice")
+    wait_for_steps(runner, resumed, 1)
+    started = next(e for e in resumed.events if e.kind == "start" and "recipe" not in e.metrics)
+    assert started.step == saved
+    with pytest.raises(ValueError, match="no unfinished training"):
+        train_tab.resume_training(runner, None, session("bob"))  # not bob's
+    runner.shutdown(grace_s=60)  # the server stops: the training checkpoints and ends
+    assert runner.wait(resumed, 60)
+
+    restarted = JobRunner(limits)
+    again = restarted.job_of("alice")
+    assert again is not None and again.name == job.name and restarted.resumable(again)
+    assert restarted.job_of("bob") is None
+    assert "Resuming" in train_tab.resume_training(restarted, None, session("alice"))
+    train_tab.stop_training(restarted, None, session("alice"))
+    assert restarted.wait(restarted.job_of("alice"), 120)
