@@ -11,14 +11,16 @@ STORAGE_KEY = "gpt-present"
 PRESENT = "present"  # the class on <body> in presentation mode
 
 CSS = """
-/* Phone: the tabs scroll sideways instead of hiding behind a menu; wide content scrolls inside its box. */
+/* Phone: the tabs that do not fit are behind Gradio's "More tabs" menu, made plain to see; the picker is one line;
+   wide content scrolls inside its box. */
 .scroll-x, .attended, .tokens {overflow-x: auto; max-width: 100%}
 @media (max-width: 640px) {
-  .tab-wrapper .tab-container {overflow-x: auto !important; flex-wrap: nowrap !important; scrollbar-width: thin}
-  .tab-wrapper .tab-container button {flex: 0 0 auto; display: inline-flex !important; visibility: visible !important}
-  .tab-wrapper .overflow-menu {display: none !important}
-  #model-picker .info, #model-picker [data-testid="block-info"] + div, #model-picker > span > div {display: none}
-  .table-wrap, .gradio-dataframe, .js-plotly-plot, .plot-container {overflow-x: auto; max-width: 100%}
+  .tab-wrapper .overflow-menu > button {border: 1px solid var(--border-color-primary); border-radius: 6px;
+                                        padding: 2px 8px}
+  .tab-wrapper .overflow-menu > button::after {content: " more tabs"; font-size: var(--text-sm)}
+  #model-picker [data-testid="block-info"], #model-picker .info-text, #model-summary {display: none}
+  .tab-wrapper .overflow-menu {display: flex !important; visibility: visible !important}
+  .table-wrap, .gradio-dataframe, .plot-container {overflow-x: auto; max-width: 100%}
 }
 /* Presentation: larger text, figures across the whole width. */
 body.present {--text-sm: 16px; --text-md: 20px; --text-lg: 24px; --text-xl: 28px; --text-xxl: 34px}
@@ -37,16 +39,16 @@ HEAD = """<script>
   if (wanted) localStorage.setItem(key, wanted === cls ? "1" : "0");
   const apply = () => document.body.classList.toggle(cls, localStorage.getItem(key) === "1");
   if (document.body) apply(); else document.addEventListener("DOMContentLoaded", apply);
-  const cell = (v) => v === null || v === undefined ? "" : `"${String(v).replaceAll('"', '""')}"`;
+  const cell = (v) => v === null || v === undefined || Number.isNaN(v) ? "" : `"${String(v).replaceAll('"', '""')}"`;
   const tick = (axis, n, i) => (axis && axis.ticktext && axis.ticktext.length === n ? axis.ticktext[i] : i);
   const csv = (gd) => {
     const rows = [];
-    for (const t of gd.data) {
+    for (const t of gd._fullData) {  // decoded: a figure's arrays may arrive as base64
       const name = t.name || t.type || "trace";
       if (t.type === "heatmap") {
         const cols = (t.z[0] || []).length;
         rows.push([name, ...Array.from({length: cols}, (_, i) => tick(gd.layout.xaxis, cols, i))]);
-        t.z.forEach((row, i) => rows.push([tick(gd.layout.yaxis, t.z.length, i), ...row]));
+        Array.from(t.z).forEach((row, i) => rows.push([tick(gd.layout.yaxis, t.z.length, i), ...Array.from(row)]));
       } else if (t.x && t.y) {
         rows.push([name + " x", name + " y"]);
         Array.from(t.x).forEach((x, i) => rows.push([x, t.y[i]]));
