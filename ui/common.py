@@ -21,6 +21,18 @@ from gradio.exceptions import ComponentProcessingError, InvalidPathError
 
 log = logging.getLogger("gpt.app")
 
+def public_mode() -> bool:
+    """Whether strangers share this server: `GPT_APP_MODE=public`, or by default a server bound to an address other
+    than this machine's (a Space sets GRADIO_SERVER_NAME=0.0.0.0). `GPT_APP_MODE=local` (or a server on 127.0.0.1,
+    Gradio's default) is a laptop's: every run is everyone's, as before."""
+    import os
+
+    mode = os.environ.get("GPT_APP_MODE", "").strip().lower()
+    if mode in ("public", "local"):
+        return mode == "public"
+    return os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1").strip() not in ("127.0.0.1", "localhost", "::1", "")
+
+
 MAX_CHARS = 100_000  # longer text is cut before tokenizing: nothing shown needs more
 
 

@@ -39,7 +39,7 @@ from gpt.pretrain.recipes import (
 from gpt.pretrain.trainer import PretrainConfig
 from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
 from gpt.training.events import TrainEvent
-from ui.common import check_number, user_errors
+from ui.common import check_number, public_mode, user_errors
 from ui.figures import Plot
 from ui.forms import (
     check_field,
@@ -57,7 +57,16 @@ from ui.forms import (
 from ui.jobs import Job, JobRunner
 from ui.labels import piece_label, tokens_html
 from ui.registry import RUN_PREFIX, ModelRegistry
-from ui.training_panel import Panel, Submission, duration, owner_of, owner_token, receive_run_zip, run_zip
+from ui.training_panel import (
+    Panel,
+    Submission,
+    duration,
+    owner_of,
+    owner_token,
+    owns,
+    receive_run_zip,
+    run_zip,
+)
 
 # The recipe the page starts with, in one place: the fastest of `python -m benchmarks.speedrun` (README, Pretraining).
 DEFAULT_RECIPE = {"preset": "classroom-modern", "optimizer": "muon", "lr": 4e-3}
@@ -596,27 +605,42 @@ def status(runner: JobRunner, registry: ModelRegistry, token: str | None, axis: 
         choices=registry.choices())
 
 
-def list_runs(registry: ModelRegistry) -> pd.DataFrame:
-    """Every run with an exported model: name, steps, held-out bits per byte."""
+def _asker(token: str | None, request: gr.Request | None) -> str | None:
+    """Who asks, in public mode (None on a laptop, where every run is everyone's)."""
+    return owner_of(token, request) if public_mode() else None
+
+
+def _run_folder(registry: ModelRegistry, name: str) -> Path:
+    """The folder of run `name` ("run:...", whose model is in its `model/`): where its owner is written."""
+    return registry.runs_root / name.strip().removeprefix(RUN_PREFIX).strip()
+
+
+def list_runs(registry: ModelRegistry, token: str | None = None, request: gr.Request = None) -> pd.DataFrame:
+    """Every run with an exported model (in public mode, the asker's own): name, steps, held-out bits per byte."""
     rows = []
+    asker = _asker(token, request)
     for name in registry.run_names():
+        if not owns(_run_folder(registry, name), asker):
+            continue
         meta = registry.load(name).meta
         rows.append((name, meta.get("steps"), meta.get("tokens_seen"), meta.get("held_out_bits_per_byte"),
                      meta.get("corpus")))
     return pd.DataFrame(rows, columns=["model", "steps", "tokens seen", "held-out bits per byte", "data"])
 
 
-def download_run(registry: ModelRegistry, name: str) -> str:
-    """The run as one zip (weights, config, tokenizer, log, card) for the user to keep or upload again."""
+def download_run(registry: ModelRegistry, name: str, token: str | None = None, request: gr.Request = None) -> str:
+    """The run as one zip (weights, config, tokenizer, log, card) for the user to keep or upload again; in public
+    mode, only the session that trained or uploaded it gets it."""
     entry = registry.resolve(name)
-    if entry.kind != "run" or not entry.path.is_dir():
-        raise ValueError(f"{name!r} is not a run trained here; pick one from the list of runs.")
+    if entry.kind != "run" or not entry.path.is_dir() or not owns(_run_folder(registry, name), _asker(token, request)):
+        raise ValueError(f"{name!r} is not a run trained here (or not yours); pick one from the list of runs.")
     return run_zip(entry.path)
 
 
-def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
-    """Load a run zip (as `download_run` makes them) into the runs folder and the model picker."""
-    name, _ = receive_run_zip(runner, file)
+def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None, token: str | None = None,
+               request: gr.Request = None) -> tuple[str, Any]:
+    """Load a run zip (as `download_run` makes them) into the runs folder, the uploader's, and the model picker."""
+    name, _ = receive_run_zip(runner, file, owner=_asker(token, request))
     return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the model picker.", gr.Dropdown(choices=registry.choices())
 
 
@@ -759,9 +783,10 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
     timer.tick(watch, watching, watched, api_name="train_status", concurrency_id="train_status", concurrency_limit=8)
     axis.change(watch, watching, watched, api_visibility="private")
     runs_fn = user_errors(functools.partial(list_runs, registry))
-    result.change(runs_fn, None, runs, api_name="train_runs")
-    download.click(user_errors(functools.partial(download_run, registry)), run_name, zipped, api_name="train_download")
-    upload.upload(user_errors(functools.partial(upload_run, runner, registry)), upload, [uploaded, picker],
+    result.change(runs_fn, token, runs, api_name="train_runs")
+    download.click(user_errors(functools.partial(download_run, registry)), [run_name, token], zipped,
+                   api_name="train_download")
+    upload.upload(user_errors(functools.partial(upload_run, runner, registry)), [upload, token], [uploaded, picker],
                   api_name="train_upload")
     # The token is written by the first start (it is that page's session) and read back from the
     # browser's storage after a reload. A tab's components exist only once it is opened: opening it

@@ -10,6 +10,7 @@ share: the size check and unpacking a run zip.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import tempfile
@@ -30,6 +31,7 @@ from gpt.open_models import count_text
 from gpt.pretrain.archive import ArchiveError, read_run_archive, write_run_archive
 from gpt.pretrain.state import loss_figure
 from gpt.training.events import TrainEvent
+from ui.common import public_mode
 from ui.jobs import Job, JobError, JobRunner
 from ui.registry import RUN_PREFIX, BaseModel, ModelRegistry
 
@@ -45,6 +47,28 @@ def owner_of(token: str | None, request: gr.Request | None) -> str:
     if not session:
         raise ValueError("No session: reload the page.")
     return str(session)
+
+
+OWNER_FILE = ".owner"  # in a run folder: a digest of the session that made it (public mode shows it to them only)
+
+
+def _digest(owner: str) -> str:
+    return hashlib.sha256(owner.encode("utf-8", "replace")).hexdigest()
+
+
+def mark_owner(folder: Path, owner: str) -> None:
+    (folder / OWNER_FILE).write_text(_digest(owner))
+
+
+def owns(folder: Path, owner: str | None) -> bool:
+    """Whether `owner` may list and download the run in `folder`: anyone on a laptop (`public_mode()` off); in
+    public mode only the session that trained or uploaded it."""
+    if not public_mode():
+        return True
+    try:
+        return owner is not None and (folder / OWNER_FILE).read_text().strip() == _digest(owner)
+    except OSError:
+        return False
 
 
 def owner_token() -> gr.BrowserState:
@@ -134,6 +158,7 @@ class Panel:
         name = self.prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         folder = runner.limits.runs_dir / name
         folder.mkdir(parents=True)
+        mark_owner(folder, owner)
         try:
             submission = prepare(folder)
             job = runner.submit(owner, name, submission.target, submission.kwargs, kind=self.kind)
@@ -235,12 +260,16 @@ def run_zip(model_folder: Path) -> str:
     return str(write_run_archive(run, Path(tempfile.mkdtemp(prefix="run-zip-")) / f"{run.name}.zip"))
 
 
-def receive_run_zip(runner: JobRunner, file: str | None, prefix: str = "upload-") -> tuple[str, Path]:
-    """Unpack a run zip (as `run_zip` makes them) into a new run folder: its name and its
+def receive_run_zip(runner: JobRunner, file: str | None, prefix: str = "upload-", owner: str | None = None
+                    ) -> tuple[str, Path]:
+    """Unpack a run zip (as `run_zip` makes them) into a new run folder, the uploader's: its name and its
     model folder."""
     path = check_upload(runner, file, "run .zip")
     name = prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     try:
-        return name, read_run_archive(path, runner.limits.runs_dir / name)
+        model = read_run_archive(path, runner.limits.runs_dir / name)
     except ArchiveError as err:
         raise ValueError(f"Not a run archive: {err}") from err
+    if owner is not None:
+        mark_owner(runner.limits.runs_dir / name, owner)
+    return name, model

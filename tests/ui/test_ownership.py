@@ -114,3 +114,45 @@ def test_a_killed_training_resumes_in_the_app_and_after_a_restart(tmp_path):
     assert "Resuming" in train_tab.resume_training(restarted, None, session("alice"))
     train_tab.stop_training(restarted, None, session("alice"))
     assert restarted.wait(restarted.job_of("alice"), 120)
+
+
+# -- who sees which run ------------------------------------------------------------------------------
+
+def test_public_mode_is_said_or_follows_the_address(monkeypatch):
+    from ui.common import public_mode
+
+    for env, public in (({}, False), ({"GRADIO_SERVER_NAME": "0.0.0.0"}, True),
+                        ({"GRADIO_SERVER_NAME": "0.0.0.0", "GPT_APP_MODE": "local"}, False),
+                        ({"GPT_APP_MODE": "public"}, True)):
+        for name in ("GRADIO_SERVER_NAME", "GPT_APP_MODE"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert public_mode() is public, env
+
+
+@pytest.mark.slow
+def test_in_public_mode_a_visitor_lists_and_downloads_only_their_own_runs(monkeypatch, tmp_path):
+    from tests.ui.helpers import session
+    from tests.ui.test_train_tab import start
+    from ui import train_tab
+    from ui.registry import RUN_PREFIX, ModelRegistry
+
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1))
+    registry = ModelRegistry(tmp_path / "models", runs_root=runner.limits.runs_dir)
+    start(runner, "alice", steps=10)
+    job = runner.job_of("alice")
+    assert runner.wait(job, 180) and job.state == "done"
+    name = RUN_PREFIX + job.name
+    monkeypatch.setenv("GPT_APP_MODE", "public")
+    assert name in set(train_tab.list_runs(registry, None, session("alice"))["model"])
+    assert name not in set(train_tab.list_runs(registry, None, session("mallory"))["model"])
+    with pytest.raises(ValueError, match="not a run trained here \\(or not yours\\)"):
+        train_tab.download_run(registry, name, None, session("mallory"))
+    archive = train_tab.download_run(registry, name, None, session("alice"))
+    message, _ = train_tab.upload_run(runner, registry, archive, None, session("mallory"))
+    uploaded = message.split("`")[1]
+    assert uploaded in set(train_tab.list_runs(registry, None, session("mallory"))["model"])
+    assert uploaded not in set(train_tab.list_runs(registry, None, session("alice"))["model"])
+    monkeypatch.setenv("GPT_APP_MODE", "local")  # a laptop: every run is everyone's
+    assert {name, uploaded} <= set(train_tab.list_runs(registry)["model"])
