@@ -12,7 +12,7 @@ from ui import tour_tab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 app_url, browser = app_browser.app_url, app_browser.browser
-TABS = ("Tokenizer", "Attention", "Generate", "Train", "Spam", "Chat")
+TABS = ("Tokenizer", "Attention", "Generate", "Train", "Spam", "Chat", "Reasoning")
 SIZES = {"desktop": (1920, 1080), "phone": (390, 844)}
 FIGURE_SHARE = 0.8  # of the page's width, in presentation mode
 # Elements reaching past the right edge that no box of theirs scrolls or clips within the page.
