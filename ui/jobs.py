@@ -55,6 +55,7 @@ class TrainLimits:
     max_minutes: float = 60.0  # GPT_TRAIN_MAX_MINUTES: a training is stopped (with a checkpoint) after this
     keep_runs: int = 20  # GPT_TRAIN_KEEP_RUNS: finished runs kept on disk; the oldest are removed
     runs_per_visitor: int = 5  # GPT_TRAIN_RUNS_PER_VISITOR: one visitor's runs kept; past it, their own oldest go
+    max_disk_mb: int = 5_000  # GPT_TRAIN_MAX_DISK_MB: all runs together; past it, a new run is refused (resumes go on)
     protect_hours: float = 2.0  # GPT_TRAIN_PROTECT_HOURS: another visitor's run is never pruned this soon after it ends
     threads: int = 2  # GPT_TRAIN_THREADS: torch threads of a training process
     max_memory_mb: int = 4096  # GPT_JOB_MAX_MEMORY_MB: one child process's memory (never more than 80% of what is free)
@@ -76,6 +77,7 @@ class TrainLimits:
             keep_runs=env_number("GPT_TRAIN_KEEP_RUNS", cls.keep_runs),
             runs_per_visitor=env_number("GPT_TRAIN_RUNS_PER_VISITOR", cls.runs_per_visitor),
             protect_hours=env_number("GPT_TRAIN_PROTECT_HOURS", cls.protect_hours, float),
+            max_disk_mb=env_number("GPT_TRAIN_MAX_DISK_MB", cls.max_disk_mb),
             threads=env_number("GPT_TRAIN_THREADS", cls.threads),
             max_memory_mb=env_number("GPT_JOB_MAX_MEMORY_MB", cls.max_memory_mb),
             probe_seconds=env_number("GPT_JOB_PROBE_SECONDS", cls.probe_seconds, float),
@@ -273,6 +275,7 @@ class JobRunner:
         self._waiting: deque[Job] = deque()
         self._running = 0
         self._context = mp.get_context("spawn")
+        self._closed = False  # set by `shutdown`: nothing starts any more
         self._restore()
 
     # -- records of unfinished jobs ----------------------------------------------------------------
@@ -329,6 +332,18 @@ class JobRunner:
             mine = [j for j in self._jobs.values() if j.owner == owner and kind in (None, j.kind)]
         return max(mine, key=lambda j: j.created) if mine else None
 
+    def runs_mb(self) -> float:
+        """What the runs folder holds, in MB."""
+        root = self.limits.runs_dir
+        if not root.is_dir():
+            return 0.0
+        total = 0
+        for path in root.rglob("*"):
+            with contextlib.suppress(OSError):
+                if path.is_file():
+                    total += path.stat().st_size
+        return total / 2**20
+
     def place_in_queue(self, job: Job) -> int:
         """1 for the next to start, 2 after it...; 0 when not waiting."""
         with self._lock:
@@ -357,6 +372,10 @@ class JobRunner:
                 raise JobError(f"You already have a training queued or running (in the {where} tab): stop it first.")
             if len(self._waiting) >= self.limits.max_queued and self._running >= self.limits.max_running:
                 raise JobError(f"The queue is full ({self.limits.max_queued} trainings waiting): try again later.")
+            resuming = any(j.name == name for j in self._jobs.values())
+            if not resuming and self.runs_mb() > self.limits.max_disk_mb:
+                raise JobError(f"The runs on this server fill their disk ({self.limits.max_disk_mb:,} MB, "
+                               "GPT_TRAIN_MAX_DISK_MB): try again once old runs are removed.")
             job = Job(uuid.uuid4().hex, owner, name, target, kwargs, kind, before=list(before or []),
                       _stop=self._context.Event())
             self._jobs[job.id] = job
@@ -397,6 +416,7 @@ class JobRunner:
         """Stop every job (the server is stopping: SIGTERM, Ctrl-C): the waiting are cancelled, the running asked to
         stop (they checkpoint), and any child still alive after `grace_s` is killed. Returns how many were running."""
         with self._lock:
+            self._closed = True
             for job in self._waiting:
                 job.state, job.finished = "cancelled", time.time()
             self._waiting.clear()
@@ -414,6 +434,8 @@ class JobRunner:
     # -- running ---------------------------------------------------------------------------------
     def _start_waiting(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             starting = []
             while self._waiting and self._running < self.limits.max_running:
                 starting.append(self._waiting.popleft())
@@ -428,9 +450,11 @@ class JobRunner:
                                         args=(job.target, job.kwargs, events, job._stop, self.limits.threads,
                                               60 * self.limits.max_minutes, memory_limit_mb(self.limits)))
         outcome: tuple[str, Any] | None = None
-        job._process = process
         try:
             process.start()
+            job._process = process
+            if self._closed:  # the server began stopping while this one started
+                process.kill()
             while outcome is None:
                 try:
                     kind, value = events.get(timeout=0.5)

@@ -265,6 +265,9 @@ def receive_run_zip(runner: JobRunner, file: str | None, prefix: str = "upload-"
     """Unpack a run zip (as `run_zip` makes them) into a new run folder, the uploader's: its name and its
     model folder."""
     path = check_upload(runner, file, "run .zip")
+    if runner.runs_mb() > runner.limits.max_disk_mb:
+        raise ValueError(f"The runs on this server fill their disk ({runner.limits.max_disk_mb:,} MB): try again "
+                         "once old runs are removed.")
     name = prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     try:
         model = read_run_archive(path, runner.limits.runs_dir / name)

@@ -156,3 +156,17 @@ def test_in_public_mode_a_visitor_lists_and_downloads_only_their_own_runs(monkey
     assert uploaded not in set(train_tab.list_runs(registry, None, session("alice"))["model"])
     monkeypatch.setenv("GPT_APP_MODE", "local")  # a laptop: every run is everyone's
     assert {name, uploaded} <= set(train_tab.list_runs(registry)["model"])
+
+
+def test_a_new_run_past_the_disk_cap_is_refused_and_a_resume_is_not(tmp_path):
+    from ui.jobs import JobError
+
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", max_disk_mb=1))
+    ended_job(runner, "alice", "alice-1")
+    (runner.limits.runs_dir / "alice-1" / "weights.bin").write_bytes(b"\0" * 2 * 2**20)
+    assert runner.runs_mb() > 1
+    with pytest.raises(JobError, match="fill their disk"):
+        runner.submit("bob", "bob-1", print, {})
+    job = runner.submit("alice", "alice-1", sleeper, {})  # the same run, going on
+    runner.shutdown(grace_s=0)
+    assert runner.wait(job, 60)
