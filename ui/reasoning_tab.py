@@ -125,7 +125,7 @@ def worked_answer(question: str) -> Fraction | None:
 
 def checkable_answer(question: Any) -> int:
     """The right answer of a typed or drawn problem, or a one-line ValueError saying why it cannot be checked."""
-    question = require_text(question, "problem")
+    question = require_text(question if isinstance(question, str) else None, "problem")
     if len(question) > MAX_QUESTION_CHARS:
         raise ValueError(f"The problem is {len(question):,} characters long; keep it under {MAX_QUESTION_CHARS} "
                          "(one question, such as 7 + 5 - 3).")
@@ -148,13 +148,14 @@ def checkable_answer(question: Any) -> int:
 # -- drawing a problem, voting -------------------------------------------------------------------------
 
 def draw_problem(kind: Any, seed: int) -> tuple[str, str]:
-    """A held-out problem of the kind (never trained on, by `finetune-rl` or here), and a line saying what it is."""
+    """A problem of the kind's held-out split (GRPO trains on the other split), and a line saying what it is."""
     if not isinstance(kind, str) or kind not in TASKS:
         raise ValueError(f"Choose a kind of problem: {', '.join(TASKS)}.")
     kinds = TASKS[kind]  # several kinds ("hard"): the seed picks one
     problem = make_problems([kinds[seed % len(kinds)]], 1, "held_out", seed=seed)[0]
-    return problem.question, (f"A held-out problem ({KIND_LABELS.get(problem.kind, problem.kind)}): none of its "
-                              "kind's held-out problems is ever trained on. Its answer is shown after the vote.")
+    return problem.question, (f"A held-out problem of the kind *{KIND_LABELS.get(problem.kind, problem.kind)}*: "
+                              "reinforcement learning (`finetune-rl`) never trains on it. Its answer is shown "
+                              "after the vote.")
 
 
 def new_problem(kind: Any) -> tuple[str, str]:
@@ -207,7 +208,7 @@ def votes_figure(result: Vote) -> go.Figure:
     fig.update_layout(title=title, height=320, margin={"l": 50, "r": 20, "t": 60, "b": 50},
                       xaxis={"type": "category", "title": "answer read by the verifier"},
                       yaxis={"title": "replies", "rangemode": "tozero", "dtick": 1 if max(counts) <= 8 else None},
-                      showlegend=False)
+                      showlegend=False, bargap=0.6 if len(labels) <= 2 else 0.3)
     return fig
 
 
@@ -221,15 +222,14 @@ def summary_markdown(result: Vote, greedy_reply: str, greedy: Number | None, tem
 
     any_right = any(result.correct(a) for a in result.answers)
     lines = [f"**Expected answer: {expected}** (worked out from the problem; the model never sees it)", "",
-             "| way of choosing | answer | verifier |", "|---|---|---|",
-             f"| greedy: one reply, always the likeliest token (“{greedy_reply.strip()[:40]}”) | "
-             f"{shown_answer(greedy)} | {mark(greedy)} |",
-             f"| majority of {n} replies at temperature {temperature:g} (self-consistency) | "
-             f"{shown_answer(result.majority)} | {mark(result.majority)} |",
+             "| chosen by | answer | verifier |", "|---|---|---|",
+             f"| greedy: one reply at temperature 0 | {shown_answer(greedy)} | {mark(greedy)} |",
+             f"| majority of {n} at temperature {temperature:g} (self-consistency) | {shown_answer(result.majority)} | "
+             f"{mark(result.majority)} |",
              f"| best-of-{n}: the reply the model is surest of | {shown_answer(result.best_of_n)} | "
              f"{mark(result.best_of_n)} |",
-             f"| any of the {n} right (a perfect verifier: a ceiling, not a method) | "
-             f"{'yes' if any_right else 'no'} | |", ""]
+             f"| any of the {n} right? (a perfect verifier: a ceiling) | {'yes' if any_right else 'no'} | |", "",
+             f"The greedy reply: “{greedy_reply.strip()[:60]}”.", ""]
     if result.correct(result.majority) and not result.correct(greedy):
         said = "The vote helped: the greedy reply is wrong, but the right answer is the most common one."
     elif result.correct(greedy) and not result.correct(result.majority):
@@ -275,7 +275,7 @@ def build(registry: ModelRegistry, tab: gr.Tab) -> None:
     gr.Markdown(EXPLAIN, elem_id="reasoning-explain")
     with gr.Row(equal_height=True):
         model = gr.Dropdown(registry.choices(names), value=SHIPPED_CHAT if SHIPPED_CHAT in names else None,
-                            label="Chat model", elem_id="reasoning-model",
+                            allow_custom_value=True, label="Chat model", elem_id="reasoning-model",
                             info="the shipped one and those finetuned here (run:…)")
         kind = gr.Dropdown(KIND_CHOICES, value=DEFAULT_KIND, label="Kind of problem", elem_id="reasoning-kind")
         draw = gr.Button("New problem", elem_id="reasoning-new", scale=0, min_width=140)

@@ -1,0 +1,57 @@
+"""The Reasoning tab in a real browser (`python app.py` on the shipped models, Debian's Chromium via playwright):
+draw a held-out problem, vote with N = 8, see the votes' chart, the chosen answers and the replies; a screenshot
+goes to $GPT_SHOTS_DIR (default: a pytest temporary folder)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.ui import app_browser  # skips this module where Chromium is absent
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+app_url, browser, page = app_browser.app_url, app_browser.browser, app_browser.page  # the app, Chromium, a page
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ["GPT_SHOTS_DIR"]) if os.environ.get("GPT_SHOTS_DIR") else tmp_path_factory.mktemp("shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_draw_a_problem_and_vote_with_eight_replies(page, shots, app_url):
+    page.get_by_role("tab", name="Reasoning").click()
+    question = page.locator("#reasoning-question textarea")
+    first = question.input_value()
+    assert first
+    page.locator("#reasoning-new").click()
+    page.locator("#reasoning-note", has_text="held-out").wait_for()
+    drawn = question.input_value()
+    assert drawn
+    n = page.locator("#reasoning-n input[type=number]")
+    n.fill("8")
+    n.press("Enter")
+    page.locator("#reasoning-vote").click()
+    page.locator("#reasoning-plot .js-plotly-plot").wait_for()
+    summary = page.locator("#reasoning-summary")
+    summary.get_by_text("Expected answer").wait_for()
+    text = summary.inner_text()
+    assert "majority of 8 at temperature" in text and "best-of-8" in text and "greedy" in text
+    replies = page.locator("#reasoning-replies")
+    cells = replies.locator("[data-testid^=cell-]")
+    cells.filter(has_text="★ best-of-N").wait_for()
+    verdicts = cells.filter(has_text="right").count() + cells.filter(has_text="wrong").count()
+    assert cells.filter(has_text="no number").count() + verdicts == 8
+    assert question.input_value() == drawn  # voting leaves the problem as it was
+    page.wait_for_timeout(500)  # plotly finishes its layout after the element appears
+    page.screenshot(path=str(shots / "reasoning-vote.png"), full_page=True)
+    # a problem without a number: one line, and the votes stay
+    question.fill("What is the capital of France?")
+    page.locator("#reasoning-vote").click()
+    page.get_by_text("no number in it").first.wait_for()
+    assert text in summary.inner_text()  # Gradio marks the outputs "Error"; their contents stay
+    assert "Traceback" not in page.locator("body").inner_text()
+    assert all(u.startswith(app_url) or u.startswith(("data:", "blob:")) for u in page.requested)
