@@ -93,7 +93,9 @@ def cases(api: dict, client: bool) -> list[tuple[str, str, list[Any]]]:
             nth = seen[kind(param)]
             seen[kind(param)] += 1
             for value in values if nth == 0 else [values[nth % len(values)]]:
-                shown = repr(value) if len(repr(value)) < 30 else f"{type(value).__name__} of {len(value):,}"
+                shown = repr(value) if len(repr(value)) < 30 else (
+                    f"a {len(repr(value))}-digit int" if isinstance(value, int)
+                    else f"{type(value).__name__} of {len(value):,}")
                 out.append((name, f"{param['parameter_name']}={shown}", [*base[:i], value, *base[i + 1:]]))
         if not client and base:
             out.append((name, "too few values", base[:-1]))
