@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +171,65 @@ def test_a_new_run_past_the_disk_cap_is_refused_and_a_resume_is_not(tmp_path):
     job = runner.submit("alice", "alice-1", sleeper, {})  # the same run, going on
     runner.shutdown(grace_s=0)
     assert runner.wait(job, 60)
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of `pid` (from /proc)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found.update(int(p) for p in task.read_text().split())
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_sigterm_of_the_server_stops_its_training(shipped_models, tmp_path):
+    """`python app.py`, a training started through the API, then SIGTERM: the training's process ends with it
+    (before, one kept running 17 minutes after its server was stopped)."""
+    import subprocess
+    import sys
+    import threading
+
+    from gradio_client import Client
+
+    from tests.helpers import REPO, free_port
+    from tests.ui.app_client import TRAIN
+
+    if not Path("/proc/self/task").exists():
+        pytest.skip("reads processes from /proc")
+    port = free_port()
+    env = {**os.environ, "GPT_MODELS_DIR": str(shipped_models), "GPT_RUNS_DIR": str(tmp_path / "runs"),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GPT_TRAIN_THREADS": "1",
+           "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 300
+        while not any("playground: http" in line for line in lines):
+            assert server.poll() is None and time.monotonic() < deadline, "".join(lines)[-3000:]
+            time.sleep(0.5)
+        client = Client(f"http://127.0.0.1:{port}", verbose=False)
+        line, _ = client.predict(*TRAIN, api_name="/train_start")
+        assert "Started" in line
+        while not (training := {p for p in children(server.pid)
+                                if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()}):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        deadline = time.monotonic() + 30
+        while any(map(alive, training)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(map(alive, training)), "a training outlived its server"
+        assert any("training(s) stopped" in line for line in lines), "".join(lines)[-2000:]
+    finally:
+        if server.poll() is None:
+            server.kill()
