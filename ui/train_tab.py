@@ -13,6 +13,7 @@ budget.
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,6 @@ from gpt.pretrain.recipes import (
     Plan,
     Trained,
     fitted_steps,
-    recipe_seconds_per_step,
     same_tokens,
     train_recipes,
     with_steps,
@@ -54,7 +54,7 @@ from ui.forms import (
     reads_form,
     slider,
 )
-from ui.jobs import Job, JobRunner
+from ui.jobs import Job, JobRunner, TrainLimits, env_number, probe_seconds_per_step, run_limited, train_bpe_ranks
 from ui.labels import piece_label, tokens_html
 from ui.registry import RUN_PREFIX, ModelRegistry
 from ui.training_panel import (
@@ -229,23 +229,51 @@ def form_data(runner: JobRunner, form: TrainForm) -> TrainData:
     return gather_data(form.corpora, form.pasted, form.files, limits.max_chars, limits.max_upload_mb * 2**20)
 
 
-@functools.lru_cache(maxsize=4)
-def _trained_bpe(text: str, vocab_size: int) -> Tokenizer:
-    return BytePairEncoder.train(text, vocab_size).to_tokenizer("bpe")
+# Our BPE learns its merges from at most this many characters of the training text (it then encodes all of it): a
+# tokenizer's memory and time grow with the text's distinct words, and it is trained while the visitor waits.
+TOKENIZER_CHARS = int(env_number("GPT_TRAIN_TOKENIZER_CHARS", 500_000))
 
 
-def build_tokenizer(data: TrainData, kind: str, vocab_size: int) -> Tokenizer:
-    """GPT-2's BPE, or ours trained on the training text to `vocab_size` (fewer if the text has no more pairs)."""
+@functools.lru_cache(maxsize=8)
+def _trained_ranks(digest: str, vocab_size: int, limits: TrainLimits) -> dict[bytes, int]:
+    return run_limited(train_bpe_ranks, _SAMPLES.pop(digest), vocab_size, limits=limits, what="Training the tokenizer")
+
+
+_SAMPLES: dict[str, str] = {}  # the text of a digest being trained on: the cache keeps digests, not megabytes
+_BPE_LOCK = threading.Lock()
+
+
+def tokenizer_sample(data: TrainData) -> tuple[str, str]:
+    """The text our BPE learns from (the first `TOKENIZER_CHARS` characters) and a notice when that is not all."""
+    text = "\n\n".join(data.train)
+    if len(text) <= TOKENIZER_CHARS:
+        return text, ""
+    return text[:TOKENIZER_CHARS], (f"The tokenizer learned its merges from the first {TOKENIZER_CHARS:,} of the "
+                                    f"{len(text):,} characters (GPT_TRAIN_TOKENIZER_CHARS); it encodes all of them.")
+
+
+def build_tokenizer(data: TrainData, kind: str, vocab_size: int, limits: TrainLimits | None = None) -> Tokenizer:
+    """GPT-2's BPE, or ours trained on the training text (its first `TOKENIZER_CHARS` characters) to `vocab_size`
+    (fewer if the text has no more pairs), in a child process under the job memory limit."""
     if kind == "gpt2":
         return load_tokenizer("gpt2")
     if kind != "bpe":
         raise ValueError(f"Unknown tokenizer {kind!r}: choose bpe or gpt2.")
-    return _trained_bpe("\n\n".join(data.train), vocab_size)
+    text, _ = tokenizer_sample(data)
+    digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+    limits = limits or TrainLimits.from_env()
+    with _BPE_LOCK:  # one digest's text at a time: a second request for it waits for the cache
+        _SAMPLES[digest] = text
+        try:
+            ranks = _trained_ranks(digest, vocab_size, limits)
+        finally:
+            _SAMPLES.pop(digest, None)
+    return Tokenizer("bpe", dict(ranks))
 
 
 def vocab_of(runner: JobRunner, form: TrainForm) -> int:
     """The vocabulary asked for: GPT-2's, or ours between a byte-level minimum and the app's limit (its BPE is
-    trained inside the request)."""
+    trained in a limited child process)."""
     if form.tokenizer_kind == "gpt2":
         return load_tokenizer("gpt2").n_vocab
     return check_field(GPTConfig, "vocab_size", form.vocab_size, "Vocabulary size", low=MIN_VOCAB,
@@ -264,7 +292,7 @@ def preview(runner: JobRunner, form: TrainForm, stride: float) -> tuple[str, pd.
     else:
         context = check_field(GPTConfig, "context_length", form.context_length, "Context length")
     stride = check_number(stride, "Stride", 1, field_range(GPTConfig, "context_length")[1], integer=True)
-    tokenizer = build_tokenizer(data, form.tokenizer_kind, vocab_size)
+    tokenizer = build_tokenizer(data, form.tokenizer_kind, vocab_size, runner.limits)
     first = data.train[0][:4000]
     pieces = tokenizer.pieces(first)[:PREVIEW_TOKENS]
     ids = tokenizer.encode(join_documents(data.train))
@@ -283,6 +311,8 @@ def preview(runner: JobRunner, form: TrainForm, stride: float) -> tuple[str, pd.
               f"**{tokenizer.n_vocab:,}** tokens{requested}; {len(ids):,} training tokens, "
               f"**{n_chars / max(len(ids), 1):.2f}** characters per token. "
               f"Windows of {context} tokens every {stride}: **{len(windows):,}**.")
+    if form.tokenizer_kind == "bpe" and n_chars > TOKENIZER_CHARS:
+        counts += f"\n\n⚠️ {tokenizer_sample(data)[1]}"
     return tokens_html(pieces), table, counts
 
 
@@ -388,8 +418,10 @@ def check_model(runner: JobRunner, form: TrainForm) -> str:
     for i, recipe in enumerate(chosen):
         cfg = recipe.model
         check_size(runner, cfg)
-        with PROBE_LOCK:
-            seconds = recipe_seconds_per_step(PretrainConfig(model=cfg, optimizer=recipe.optimizer, batch_size=batch))
+        with PROBE_LOCK:  # in a child under the job memory limit: a model sized by the visitor never grows the server
+            seconds = run_limited(probe_seconds_per_step, PretrainConfig(model=cfg, optimizer=recipe.optimizer,
+                                                                         batch_size=batch),
+                                  limits=runner.limits, what="Measuring a training step")
         tokens_per_step = batch * cfg.context_length
         if i == 0:
             first_steps = fitted_steps(60 * minutes, seconds, runner.limits.max_steps) if fit else steps
@@ -505,7 +537,7 @@ def start_training(runner: JobRunner, token: str | None, form: TrainForm, reques
     """
     owner = owner_of(token, request)
     data = form_data(runner, form)
-    tokenizer = build_tokenizer(data, form.tokenizer_kind, vocab_of(runner, form))
+    tokenizer = build_tokenizer(data, form.tokenizer_kind, vocab_of(runner, form), runner.limits)
     chosen = recipes(form, tokenizer.n_vocab)
     for recipe in chosen:
         check_size(runner, recipe.model)
