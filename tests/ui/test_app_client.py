@@ -24,10 +24,12 @@ ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token
              "/train_upload",
              # the Spam tab's classifier picker and finetuning
              "/spam_finetune_start", "/spam_finetune_stop", "/spam_finetune_status", "/spam_experiments",
-             "/spam_download", "/spam_upload",
+             "/spam_download", "/spam_upload", "/spam_finetune_check",
              # the Chat tab's model picker, side by side and finetuning
              "/chat_model", "/chat_compare", "/chat_finetune_start", "/chat_finetune_stop", "/chat_finetune_status",
-             "/chat_download", "/chat_upload",
+             "/chat_download", "/chat_upload", "/chat_finetune_check",
+             # the Reasoning tab
+             "/reasoning_problem", "/reasoning_vote",
              # the views inside the model
              "/embeddings", "/logit_lens", "/surprisal", "/compare_models", "/beam_tree", "/kv_cache", "/kv_timing",
              "/memory_table", "/model_card",

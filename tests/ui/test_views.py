@@ -430,7 +430,7 @@ def test_endpoints_answer(client):
     assert "in float16" in info and plot["type"] == "plotly"
     assert "without (the whole text again)" in client.predict("base", TEXT, 2, api_name="/kv_timing")
     table = client.predict("base", "float32", 512, 1, api_name="/memory_table")
-    assert [row[0] for row in table["data"]] == ["base (picked)", *PRESETS]
+    assert [row[0] for row in table["data"]] == ["base (picked)", *PRESETS, *kv_cache_view.open_model_configs()]
 
 
 def test_endpoints_take_wrap_last_and_leave_it_off_when_not_sent(client, registry):
