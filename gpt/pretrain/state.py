@@ -35,23 +35,45 @@ def save_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimiz
 
     `data_sha256` identifies the text trained on: a resume on other text would mix two runs.
     """
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()
+    tensors, param_groups = training_tensors(model, optimizer)
+    for rank, rng in enumerate(rng_states):
+        tensors[f"rng.cpu.{rank}"] = rng.cpu()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state().cpu()
+    meta = {"config": config, "step": step, "tokens_seen": tokens_seen, "elapsed_s": elapsed_s,
+            "data_sha256": data_sha256, "param_groups": param_groups,
+            "scheduler": {"kind": "warmup+cosine", "step": step}}
+    text = json.dumps(meta)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={STATE_META: text, STATE_SHA256: state_sha256(tensors, text)})
+
+
+def training_tensors(model: GPTModel, optimizer: torch.optim.Optimizer
+                     ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """What a resumable state keeps of a training, on the CPU: the weights (`model.*`, a tied head once) and the
+    optimizer's moments (`optim.<param>.<name>`); and the optimizer's param groups, which go in the JSON."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()
                if not (model.cfg.tie_weights and k == "out_head.weight")}
     opt_state = optimizer.state_dict()
     for idx, state in opt_state["state"].items():
         for key, value in state.items():
-            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
-    for rank, rng in enumerate(rng_states):
-        tensors[f"rng.cpu.{rank}"] = rng
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    meta = {"config": config, "step": step, "tokens_seen": tokens_seen, "elapsed_s": elapsed_s,
-            "data_sha256": data_sha256, "param_groups": opt_state["param_groups"],
-            "scheduler": {"kind": "warmup+cosine", "step": step}}
-    tensors = {k: v.cpu() for k, v in tensors.items()}
-    text = json.dumps(meta)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={STATE_META: text, STATE_SHA256: state_sha256(tensors, text)})
+            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().clone().contiguous()
+    return tensors, opt_state["param_groups"]
+
+
+def restore_training(tensors: dict[str, torch.Tensor], param_groups: list[dict[str, Any]], model: GPTModel,
+                     optimizer: torch.optim.Optimizer) -> None:
+    """Put `training_tensors`' weights and moments back into `model` and `optimizer`, in place."""
+    weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    if model.cfg.tie_weights:
+        weights["out_head.weight"] = weights["tok_emb.weight"]
+    model.load_state_dict(weights)
+    moments: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, key = k.split(".", 2)
+            moments.setdefault(int(idx), {})[key] = v  # load_state_dict moves it to its parameter's device
+    optimizer.load_state_dict({"state": moments, "param_groups": param_groups})
 
 
 def state_sha256(tensors: dict[str, torch.Tensor], meta: str) -> str:
@@ -80,16 +102,7 @@ def load_train_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimiz
         tensors = load_file(str(path))
         if STATE_SHA256 in header and state_sha256(tensors, header[STATE_META]) != header[STATE_SHA256]:
             raise ValueError("its contents do not match the sha256 saved with them")  # states before it have none
-        model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-        if model.cfg.tie_weights:
-            model_state["out_head.weight"] = model_state["tok_emb.weight"]
-        model.load_state_dict(model_state)
-        opt_state: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, idx, key = k.split(".", 2)
-                opt_state.setdefault(int(idx), {})[key] = v  # load_state_dict moves it to its parameter's device
-        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+        restore_training(tensors, meta["param_groups"], model, optimizer)
     except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         reason = " ".join(str(err).split())[:200]
         raise ValueError(f"{path.name} in {path.parent.name} is damaged and cannot be resumed ({reason}); "

@@ -8,7 +8,6 @@ kept: a step's problems and samples follow from the seed and the step number alo
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from gpt.files import atomic_path
 from gpt.model import GPTModel
-from gpt.pretrain.state import STATE_SHA256, state_sha256
+from gpt.pretrain.state import STATE_SHA256, restore_training, state_sha256, training_tensors
 
 STATE_FILE = "rl_state.safetensors"
 STATE_META = "rl_state"
@@ -27,23 +26,13 @@ STATE_META = "rl_state"
 
 def weights_sha256(model: GPTModel) -> str:
     """A digest of the model's weights (name, dtype, shape, bytes): which starting model a state belongs to."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
+    return state_sha256(dict(model.state_dict()), "")
 
 
 def save_rl_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimizer, record: dict[str, Any]) -> None:
     """Weights, AdamW's moments and `record` (config, step, history...) as one file."""
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-               if not (model.cfg.tie_weights and k == "out_head.weight")}
-    opt_state = optimizer.state_dict()
-    for idx, state in opt_state["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().clone().contiguous()
-    text = json.dumps({**record, "param_groups": opt_state["param_groups"]})
+    tensors, param_groups = training_tensors(model, optimizer)
+    text = json.dumps({**record, "param_groups": param_groups})
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={STATE_META: text, STATE_SHA256: state_sha256(tensors, text)})
@@ -61,16 +50,7 @@ def load_rl_state(path: Path, model: GPTModel, optimizer: torch.optim.Optimizer)
         if state_sha256(tensors, header[STATE_META]) != header[STATE_SHA256]:
             raise ValueError("its contents do not match the sha256 saved with them")
         record = json.loads(header[STATE_META])
-        weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-        if model.cfg.tie_weights:
-            weights["out_head.weight"] = weights["tok_emb.weight"]
-        model.load_state_dict(weights)
-        moments: dict[int, dict[str, torch.Tensor]] = {}
-        for k, v in tensors.items():
-            if k.startswith("optim."):
-                _, idx, key = k.split(".", 2)
-                moments.setdefault(int(idx), {})[key] = v
-        optimizer.load_state_dict({"state": moments, "param_groups": record.pop("param_groups")})
+        restore_training(tensors, record.pop("param_groups"), model, optimizer)
     except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         reason = " ".join(str(err).split())[:200]
         raise ValueError(f"{path.name} in {path.parent.name} is damaged and cannot be resumed ({reason}); "

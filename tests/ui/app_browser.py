@@ -1,12 +1,13 @@
 """`python app.py` on 127.0.0.1 and Debian's Chromium driven by playwright: the fixtures of every browser test.
 
 Importing this module skips the importing test module where Chromium or playwright is absent. A test module
-takes the fixtures by name (`page = app_browser.page`, and `app_url`, `browser`); the app runs on the shipped
+takes the fixtures by name (`page = app_browser.page`, and `app_url`, `browser`, `shots`); the app runs on the shipped
 models (they ship with it: the tests fail where one is missing).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,14 @@ def browser():
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where a test saves its screenshots: GPT_SHOTS_DIR to keep them and look at them, else a temporary folder."""
+    folder = Path(os.environ["GPT_SHOTS_DIR"]) if os.environ.get("GPT_SHOTS_DIR") else tmp_path_factory.mktemp("shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from tests.ui import app_browser
 from ui import tour_tab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-app_url, browser = app_browser.app_url, app_browser.browser
+app_url, browser, shots = app_browser.app_url, app_browser.browser, app_browser.shots
 TABS = ("Tokenizer", "Attention", "Generate", "Train", "Spam", "Chat", "Reasoning")
 SIZES = {"desktop": (1920, 1080), "phone": (390, 844)}
 FIGURE_SHARE = 0.8  # of the page's width, in presentation mode
@@ -31,13 +31,6 @@ CUT_OFF = """() => {
   }
   return {scroll: document.documentElement.scrollWidth, width, cut: cut.slice(0, 5)};
 }"""
-
-
-@pytest.fixture(scope="module")
-def shots() -> Path:
-    folder = Path("/tmp/shots34")
-    folder.mkdir(exist_ok=True)
-    return folder
 
 
 def open_page(browser, url: str, size: tuple[int, int], query: str = ""):

@@ -5,9 +5,6 @@ folder)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from tests.helpers import HUB_QWEN, app_process, hub_chat_models, make_model_folder
@@ -15,7 +12,7 @@ from tests.hub_models import tiny_smollm2_in_cache
 from tests.ui import app_browser  # skips this module where Chromium is absent
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-browser, page = app_browser.browser, app_browser.page  # Chromium, and a page on `app_url` below
+browser, page, shots = app_browser.browser, app_browser.page, app_browser.shots  # Chromium, a page on `app_url` below
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +26,6 @@ def app_url(tmp_path_factory: pytest.TempPathFactory):
     with app_process(models, tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("app") / "app.log",
                      HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ["GPT_SHOTS_DIR"]) if os.environ.get("GPT_SHOTS_DIR") else tmp_path_factory.mktemp("shots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def pick(page, dropdown: str, label: str) -> None:

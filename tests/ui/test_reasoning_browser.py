@@ -4,22 +4,12 @@ goes to $GPT_SHOTS_DIR (default: a pytest temporary folder)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from tests.ui import app_browser  # skips this module where Chromium is absent
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-app_url, browser, page = app_browser.app_url, app_browser.browser, app_browser.page  # the app, Chromium, a page
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ["GPT_SHOTS_DIR"]) if os.environ.get("GPT_SHOTS_DIR") else tmp_path_factory.mktemp("shots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+app_url, browser, page, shots = app_browser.app_url, app_browser.browser, app_browser.page, app_browser.shots
 
 
 def test_draw_a_problem_and_vote_with_eight_replies(page, shots, app_url):

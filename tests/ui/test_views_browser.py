@@ -8,7 +8,6 @@ model folder.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,7 @@ from gpt.instruct.prompt import format_prompt
 from tests.ui import app_browser  # skips this module where Chromium is absent
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-app_url, browser, page = app_browser.app_url, app_browser.browser, app_browser.page  # the app, Chromium, a page
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ["GPT_SHOTS_DIR"]) if os.environ.get("GPT_SHOTS_DIR") else tmp_path_factory.mktemp("shots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+app_url, browser, page, shots = app_browser.app_url, app_browser.browser, app_browser.page, app_browser.shots
 
 
 def run_view(page, tab: str | None, title: str, button: str | None, *pictures: str) -> None:
