@@ -46,6 +46,7 @@ def test_vote_prints_the_accuracy_table(chat_model, capsys):
     assert rows[-3:] == ["1", "2", "4"]
 
 
+@pytest.mark.slow
 def test_finetune_rl_stops_in_one_line_when_no_reply_is_ever_right(chat_model, capsys, tmp_path):
     out = tmp_path / "rl"
     assert main(["finetune-rl", "--model", chat_model, "--task", "three_digit_sum", "--steps", "5",
@@ -55,6 +56,7 @@ def test_finetune_rl_stops_in_one_line_when_no_reply_is_ever_right(chat_model, c
     assert not (out / STATE_FILE).exists()
 
 
+@pytest.mark.slow
 def test_finetune_rl_trains_saves_and_resumes(chat_model, capsys, tmp_path):
     out = tmp_path / "rl"
     flags = ["finetune-rl", "--model", chat_model, "--task", "sum", "--problems-per-step", "1", "--group-size", "2",
