@@ -12,7 +12,7 @@ import torch
 
 from gpt.generate import prompt_pieces
 from ui import lens_view, surprisal_view
-from ui.common import check_number, clip_chars, require_text, user_errors, with_notices
+from ui.common import check_number, clip_chars, on_first_open, require_text, user_errors, with_notices
 from ui.figures import Plot
 from ui.labels import piece_label
 from ui.registry import ModelRegistry
@@ -225,5 +225,5 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, demo: gr.Blocks) -> None
     button.click(fn, inputs, [plot, info], api_name="attention")
     for control in (layer, view, head):
         control.change(fn, inputs, [plot, info], api_visibility="private")
-    demo.load(fn, inputs, [plot, info], api_visibility="private")  # the page opens on the example text's heatmap
+    demo.load(on_first_open(fn, 2), inputs, [plot, info], api_visibility="private")  # the example text's heatmap
     picker.change(functools.partial(slider_limits, registry), picker, [layer, head], api_visibility="private")

@@ -139,6 +139,22 @@ def _as_user_error(err: Exception, said: tuple[type[Exception], ...] = (ValueErr
                     "Details are in the server log.", print_exception=False)
 
 
+def on_first_open(fn: Callable, n_outputs: int) -> Callable:
+    """A view's event run once as the page opens, on its example input: a failure (the picked model cannot read
+    the example, say) leaves the view empty instead of greeting the visitor with an error; pressing the view's
+    button gives the message."""
+
+    @functools.wraps(fn)
+    def quiet(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception:  # noqa: BLE001 - a page that opens never shows an error it was not asked for
+            logging.getLogger(__name__).info("a view left empty at page load", exc_info=True)
+            return tuple(gr.skip() for _ in range(n_outputs))
+
+    return quiet
+
+
 def user_errors(fn: Callable) -> Callable:
     """Run an event function so that every failure reaches the page as a `gr.Error` message.
 

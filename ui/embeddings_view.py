@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from gpt.embeddings import nearest_tokens, position_similarity, project_tokens, vocabulary_sample
 from gpt.tokenizer import Tokenizer
-from ui.common import clip_chars, join_notices, require_text, user_errors
+from ui.common import clip_chars, join_notices, on_first_open, require_text, user_errors
 from ui.figures import Plot
 from ui.inside import where
 from ui.labels import id_label
@@ -136,4 +136,5 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, demo: gr.Blocks) -> None
         positions = Plot(label="Position embeddings", elem_id="emb-positions")
     fn = user_errors(functools.partial(embeddings, registry))
     button.click(fn, [picker, words, dims, space], [plot, table, positions, info], api_name="embeddings")
-    demo.load(fn, [picker, words, dims, space], [plot, table, positions, info], api_visibility="private")
+    demo.load(on_first_open(fn, 4), [picker, words, dims, space], [plot, table, positions, info],
+              api_visibility="private")

@@ -12,7 +12,7 @@ from gpt.bpe import BytePairEncoder
 from gpt.data.corpus import CORPORA, read_text
 from gpt.tokenizer import END_OF_TEXT, Tokenizer, TokenPiece, load_tokenizer
 from ui import embeddings_view
-from ui.common import check_number, clip_chars, join_notices, require_text, user_errors
+from ui.common import check_number, clip_chars, join_notices, on_first_open, require_text, user_errors
 from ui.labels import MAX_SHOWN_TOKENS, piece_label, tokens_html
 from ui.registry import ModelRegistry
 
@@ -148,4 +148,4 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, demo: gr.Blocks) -> None
     outputs = [model_view, table, counts, gpt2_view, trained_view, chars_view, special, notices]
     button.click(fn, inputs, outputs, api_name="tokenize")
     text.submit(fn, inputs, outputs, api_visibility="private")
-    demo.load(fn, inputs, outputs, api_visibility="private")  # the page opens on the example text, analysed
+    demo.load(on_first_open(fn, len(outputs)), inputs, outputs, api_visibility="private")  # the example, analysed
