@@ -60,7 +60,7 @@ def test_an_impossible_combination_is_one_line_naming_the_fields_and_starts_noth
 def test_the_check_fits_the_steps_to_the_measured_rate(runner, monkeypatch):
     """Rates are injected, not timed: the first recipe fills 90% of the budget, the second sees as many tokens."""
     rates = {"adamw": 0.25, "muon": 0.5}
-    monkeypatch.setattr(train_tab, "recipe_seconds_per_step", lambda cfg: rates[cfg.optimizer])
+    monkeypatch.setattr(train_tab, "run_limited", lambda fn, cfg, **limits: rates[cfg.optimizer])  # the probe's child
     info = train_tab.check_model(runner, form(fit_steps=True, minutes=3, compare=True, b_preset="tiny",
                                               b_optimizer="muon"))
     assert "**250 ms per step**" in info and "**648 steps**" in info  # 0.9 * 180 s / 0.25 s
