@@ -176,7 +176,7 @@ def test_train_a_tiny_model_watch_it_stop_it_and_generate_with_it(client):
 
 
 def test_train_refuses_bad_settings(client):
-    bad = {2: "", 13: 0, 7: 100, 5: 10**6}  # no text, no steps, 100 layers, a huge vocabulary
+    bad = {2: "", 13: 0, 7: 200, 5: 10**6}  # no text, no steps, 200 layers (over the bound), a huge vocabulary
     for index, value in bad.items():
         settings = list(TRAIN)
         settings[index] = value

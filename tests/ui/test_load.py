@@ -47,12 +47,12 @@ def marker(user: int) -> str:
     return f"zebra{user:02d}"
 
 
-# The Train tab's settings with 5,000 steps and two minutes, the most the server below allows (the page fits
+# The Train tab's settings with 5,000 steps and five minutes, the most the server below allows (the page fits
 # the steps to them): the training runs through the whole load.
 # The settings the tab added since TRAIN was written take the page's opening values (a text box's example value
 # would be refused as a number).
 PAGE_SINCE = [("" if value is None else value) for value in astuple(DEFAULTS)[len(TRAIN) - 1:]]
-LOAD_TRAIN = [*TRAIN[:13], 5000, 2.0, *TRAIN[15:], *PAGE_SINCE]
+LOAD_TRAIN = [*TRAIN[:13], 5000, 5.0, *TRAIN[15:], *PAGE_SINCE]
 # The realistic mix: (endpoint, arguments for user i). Endpoints not named here run with their
 # example values from view_api (they must answer with a value or a short message).
 MIX: dict[str, Callable[[int], list[Any]]] = {
@@ -84,7 +84,7 @@ def app_process(shipped_models, tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     env = {**os.environ, "GPT_MODELS_DIR": str(shipped_models), "GPT_RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GPT_TRAIN_THREADS": "1",
-           "GPT_TRAIN_MAX_MINUTES": "2", "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "GPT_TRAIN_MAX_MINUTES": "5", "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
