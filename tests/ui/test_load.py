@@ -40,7 +40,9 @@ START_CAP_S = 180
 RSS_GROWTH_MB = 300  # what 20 sessions and their replies may add to a warm server
 GEN = (0.8, 40, 0.95)
 # Job control is exercised by the training user; the load is the compute every visitor asks for.
-NOT_IN_THE_MIX = re.compile(r"_(start|stop|resume|upload)$")
+# Job controls, and the finetune panels' checks, which time real training steps one visitor at a time (a lock):
+# a job's cost, not a view's
+NOT_IN_THE_MIX = re.compile(r"_(start|stop|resume|upload|finetune_check)$")
 
 
 def marker(user: int) -> str:
