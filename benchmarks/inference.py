@@ -85,17 +85,26 @@ def run_benchmarks(model: str = "gpt2-small", precision: str = "float32", repeat
          None if hf is None else lambda: hf.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                                                      do_sample=False, pad_token_id=0)),
     ]
-    rows: list[dict[str, float | str]] = []
     with torch.inference_mode():
-        for name, n_tokens, ours_fn, hf_fn in workloads:
-            steps = {"ours": ours_fn} if hf_fn is None else {"ours": ours_fn, "transformers": hf_fn}
-            if name.startswith(DECODE):
-                steps[MEMORY_READ] = memory_read(probe_bytes)
-            seconds = interleaved_median_seconds(steps, repeats)
-            if MEMORY_READ in seconds:
-                bandwidth = probe_bytes / seconds.pop(MEMORY_READ)
-            rows.append(throughput_row(name, n_tokens, seconds))
+        rows, bandwidth = time_workloads(workloads, repeats, probe_bytes)
     return rows, decode_bytes(ours), bandwidth
+
+
+def time_workloads(workloads: list[tuple[str, int, Any, Any]], repeats: int, probe_bytes: int
+                   ) -> tuple[list[dict[str, float | str]], float]:
+    """Each (name, tokens, ours, transformers or None) workload timed in turns, a memory read of `probe_bytes`
+    beside each decode one; the rows and the bandwidth that read measured (0.0 without a decode workload)."""
+    rows: list[dict[str, float | str]] = []
+    bandwidth = 0.0
+    for name, n_tokens, ours_fn, hf_fn in workloads:
+        steps = {"ours": ours_fn} if hf_fn is None else {"ours": ours_fn, "transformers": hf_fn}
+        if name.startswith(DECODE):
+            steps[MEMORY_READ] = memory_read(probe_bytes)
+        seconds = interleaved_median_seconds(steps, repeats)
+        if MEMORY_READ in seconds:
+            bandwidth = probe_bytes / seconds.pop(MEMORY_READ)
+        rows.append(throughput_row(name, n_tokens, seconds))
+    return rows, bandwidth
 
 
 def decode_bytes(model: GPTModel) -> int:
@@ -227,15 +236,7 @@ def run_open_model(hub: dict[str, Any], precisions: list[str] | tuple[str, ...] 
                  lambda ours=ours: generate(ours, prompt[0].tolist(), greedy),
                  lambda theirs=theirs: theirs.generate(prompt, **hf_generate)),
             ]
-            rows: list[dict[str, float | str]] = []
-            for name, n_tokens, ours_fn, hf_fn in workloads:
-                steps = {"ours": ours_fn, "transformers": hf_fn}
-                if name.startswith(DECODE):
-                    steps[MEMORY_READ] = memory_read(probe_bytes)
-                seconds = interleaved_median_seconds(steps, repeats)
-                if MEMORY_READ in seconds:
-                    bandwidth = probe_bytes / seconds.pop(MEMORY_READ)
-                rows.append(throughput_row(name, n_tokens, seconds))
+            rows, bandwidth = time_workloads(workloads, repeats, probe_bytes)
             tokens = {"ours": generate(ours, prompt[0].tolist(), greedy),
                       "transformers": theirs.generate(prompt, **hf_generate)[0, prompt_len:].tolist()}
             kv_size = ours.tok_emb.weight.element_size()  # the cache holds the activations' dtype
