@@ -420,15 +420,17 @@ class JobRunner:
             for job in self._waiting:
                 job.state, job.finished = "cancelled", time.time()
             self._waiting.clear()
-            running = [j for j in self._jobs.values() if j._process is not None and j.state in ("running", "stopping")]
-        for job in running:
+            # The supervisor clears `_process` when a child ends, so hold each process object here.
+            running = [(j, j._process) for j in self._jobs.values()
+                       if j._process is not None and j.state in ("running", "stopping")]
+        for job, _ in running:
             job._stop.set()
         deadline = time.monotonic() + grace_s
-        for job in running:
-            job._process.join(timeout=max(0.0, deadline - time.monotonic()))
-            if job._process.is_alive():
-                job._process.kill()
-                job._process.join(timeout=5)
+        for _, process in running:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
         return len(running)
 
     # -- running ---------------------------------------------------------------------------------
