@@ -21,15 +21,13 @@ from gpt.generate import SamplingConfig
 from gpt.instruct.data import Entry, read_uploaded_entries, resolve_data, save_entries, split_entries
 from gpt.instruct.evaluate import format_base_comparison, format_task_report, load_model_eval
 from gpt.instruct.finetune import InstructConfig, InstructionDataset
-from gpt.instruct.finetune import seconds_per_step as instruct_seconds_per_step
 from gpt.instruct.prompt import chat_prompt, chat_stream, fold_chat, has_chat_template
 from gpt.instruct.runs import EVAL_QUESTIONS, PROMPT_FORMAT, FinetuneRun, finetune_run, of_families
-from gpt.pretrained import load_model
 from ui import preference_view
 from ui.common import check_number, join_notices, public_message, user_errors
 from ui.figures import Plot
 from ui.forms import check_field, number, on_form, slider
-from ui.jobs import Job, JobRunner
+from ui.jobs import Job, JobRunner, probe_instruct_seconds, run_limited
 from ui.picker import describe
 from ui.registry import RUN_MODEL, RUN_PREFIX, BaseModel, ModelRegistry
 from ui.training_panel import (
@@ -330,7 +328,8 @@ def check_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None
     needed = plan_memory(registry, plan)
     train = split_entries(of_families(plan.entries, plan.families)).train[: plan.n_train]
     with PROBE_LOCK:
-        seconds = instruct_seconds_per_step(load_model(plan.base.source), train, plan.cfg)
+        seconds = run_limited(probe_instruct_seconds, plan.base.source, train, plan.cfg, limits=runner.limits,
+                              what="Timing a step of this finetune")
     return estimate_line(plan.base, needed, seconds, plan.steps, runner.limits.max_minutes, plan.cfg.lora_rank > 0)
 
 

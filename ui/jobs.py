@@ -195,6 +195,21 @@ def probe_seconds_per_step(cfg: Any) -> float:
     return recipe_seconds_per_step(cfg)
 
 
+def probe_classifier_seconds(base: Any, cfg: Any, data_mix: Any) -> float:
+    """Seconds per step of a classifier finetune of `base` (loaded in the limited child, not the server)."""
+    from gpt.classify.app_defaults import seconds_per_step
+
+    return seconds_per_step(base, cfg, data_mix, steps=2)
+
+
+def probe_instruct_seconds(base: Any, entries: list, cfg: Any) -> float:
+    """Seconds per step of an instruction finetune of `base` on `entries` (loaded in the limited child)."""
+    from gpt.instruct.finetune import seconds_per_step
+    from gpt.pretrained import load_model
+
+    return seconds_per_step(load_model(base), entries, cfg)
+
+
 class JobError(ValueError):
     """A job request that cannot be honoured: the queue is full, the session has one already, not yours..."""
 

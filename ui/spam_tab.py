@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gpt.classify import data
-from gpt.classify.app_defaults import DEFAULTS, LORA, DefaultsMeasurement, read_measurement, seconds_per_step
+from gpt.classify.app_defaults import DEFAULTS, LORA, DefaultsMeasurement, read_measurement
 from gpt.classify.archive import read_classifier_archive, write_classifier_archive
 from gpt.classify.classifier import (
     CLASSIFIER_CONFIG,
@@ -51,7 +51,7 @@ from gpt.training.events import TrainEvent
 from ui.common import clip_chars, join_notices, require_text, user_errors
 from ui.figures import Plot
 from ui.forms import check_field, number, on_form, slider
-from ui.jobs import Job, JobRunner
+from ui.jobs import Job, JobRunner, probe_classifier_seconds, run_limited
 from ui.registry import RUN_CLASSIFIER, RUN_PREFIX, SHIPPED_CLASSIFIER, BaseModel, ModelRegistry, recorded_base_name
 from ui.training_panel import (
     PROBE_LOCK,
@@ -298,7 +298,8 @@ def check_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None
     mix = spam_mix(runner, table)
     needed = spam_memory(registry, base, cfg, mix)
     with PROBE_LOCK:
-        seconds = seconds_per_step(base.source, cfg, mix, steps=2)
+        seconds = run_limited(probe_classifier_seconds, base.source, cfg, mix, limits=runner.limits,
+                              what="Timing a step of this finetune")
     steps = cfg.epochs * (len(mix.train) // cfg.batch_size)
     return estimate_line(base, needed, seconds, steps, runner.limits.max_minutes, cfg.lora is not None)
 

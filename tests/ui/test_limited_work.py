@@ -84,3 +84,24 @@ def test_the_preview_tokenizer_learns_from_a_bounded_sample(monkeypatch, limits)
     monkeypatch.setattr(train_tab, "TOKENIZER_CHARS", 10**9)
     _, _, counts = train_tab.preview(runner, form(), 8)
     assert "learned its merges" not in counts
+
+
+@pytest.mark.slow
+def test_the_finetune_panels_time_their_steps_outside_the_server(limits, shipped_models):
+    """"Check memory and time" of the Spam and Chat panels loads the base and runs its steps in a child: past the
+    limit a message, and the server holds no copy of the base either way."""
+    from ui import chat_tab, spam_tab
+    from ui.registry import ModelRegistry
+
+    registry = ModelRegistry(shipped_models)
+    spam = spam_tab.FinetuneForm(base="base", head_token="last", trains="LoRA", blocks=1, lora_rank=8, lora_alpha=16,
+                                 epochs=1, lr=1e-3, seed=1, data_choice=spam_tab.SMS_DATA, file=None)
+    chat = chat_tab.ChatFinetuneForm(**{**chat_tab.DEFAULT_FORM.__dict__, "max_entries": 64})
+    before = rss_mb()
+    assert "s per step" in spam_tab.check_finetune(JobRunner(limits), registry, None, spam)
+    assert "s per step" in chat_tab.check_finetune(JobRunner(limits), registry, None, chat)
+    assert rss_mb() - before < 100
+    small = JobRunner(dataclasses.replace(limits, max_memory_mb=256))
+    for check, settings in ((spam_tab.check_finetune, spam), (chat_tab.check_finetune, chat)):
+        with pytest.raises(ValueError, match="past the memory limit of a job here"):
+            check(small, registry, None, settings)
