@@ -1,18 +1,23 @@
-"""Weight-only int8: every linear layer's weight as int8 with float scales; embeddings and norms stay float.
+"""int8 weights: every linear layer's weight as int8 with float scales; embeddings and norms stay float.
 
 A weight row w (one output channel) is stored as round(w / s) in [-127, 127] with s = max|w| / 127,
 so each weight is off by at most s / 2. With `group_size` g, every g consecutive inputs of a row get
 their own scale: an outlier then costs precision only in its group. Decoding reads each weight once
 per token, so a quarter of the bytes is up to four times the speed where memory is the limit.
 
-The product runs on PyTorch's int8 weight kernel (`aten._weight_int8pack_mm`, per-channel scales)
-with the activations in bfloat16, or dequantizes the weight for each call; which is faster is
-measured once per process for decoding (one row) and for prefill (many rows), never assumed
-(`GPT_INT8_KERNEL=pack|dequant` forces one). int8 is its own precision: its outputs differ from
-float32 by the rounding of the weights (reported per layer by `quantize_model`) and of the bfloat16
-activations and outputs.
+Three ways to multiply, the fastest measured once per process for decoding (one row) and for
+prefill (many rows), never assumed (`GPT_INT8_KERNEL=pack|dynamic|dequant` forces one):
+- `pack`: PyTorch's int8 weight kernel (`aten._weight_int8pack_mm`, per-channel scales), the
+  activations in bfloat16;
+- `dynamic`: int8 weights times int8 activations (`quantized::linear_dynamic`, fbgemm), each call's
+  activations rounded to 7 bits with one scale: what transformers' and ONNX Runtime's dynamic int8
+  run, several times faster than `pack` on a CPU without bfloat16 instructions, with about four times
+  its logit error and a second (packed) copy of the int8 weights in memory;
+- `dequant`: the float32 weight rebuilt for each call.
+int8 is its own precision: its outputs differ from float32 by the rounding of the weights (reported
+per layer by `quantize_model`) and of the activations the kernel rounds.
 
-The kernel reads 16 inputs at a time with aligned vector loads and checks neither: a layer whose
+The `pack` kernel reads 16 inputs at a time with aligned vector loads and checks neither: a layer whose
 input width is not a multiple of 16, or a misaligned tensor, would read garbage or crash the
 process, so such layers dequantize instead.
 """
@@ -20,6 +25,7 @@ process, so such layers dequantize instead.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from functools import cache
 
@@ -30,7 +36,7 @@ from torch import nn
 from gpt.kernels import FEW_ROWS, accelerate, median_seconds_in_turns
 from gpt.model import GPTModel
 
-KERNELS = ("pack", "dequant")
+KERNELS = ("pack", "dynamic", "dequant")
 KERNEL_ENV = "GPT_INT8_KERNEL"
 PRECISIONS = ("float32", "bfloat16", "int8")  # what a loaded model can be run in
 PACK_WIDTH = 16  # the int8 kernel's step over the inputs: layers it may run must have a multiple of it
@@ -69,7 +75,11 @@ class QuantizedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2d = x.reshape(-1, self.in_features)
-        if int8_kernel(x.device.type, x2d.shape[0]) == "pack" and self._packable():
+        kernel = int8_kernel(x.device.type, x2d.shape[0])
+        if kernel == "dynamic" and self.group_size is None:
+            y = torch.ops.quantized.linear_dynamic(x2d.float().contiguous(), self._dynamic_weight(), reduce_range=True)
+            y = y.to(x.dtype)
+        elif kernel == "pack" and self._packable():
             xb = x2d.to(torch.bfloat16).contiguous()
             if xb.data_ptr() % ALIGNMENT:  # a view into a larger tensor: copy it to an aligned start
                 xb = xb.clone()
@@ -79,6 +89,26 @@ class QuantizedLinear(nn.Module):
         else:
             y = F.linear(x2d, self.dequantize().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
         return y.reshape(*x.shape[:-1], self.out_features)
+
+    def _dynamic_weight(self) -> torch.ScriptObject:
+        """The weight in the layout of PyTorch's int8 x int8 product (fbgemm), made on first use and again after
+        a load, a move or a change in place. The product quantizes each call's activations to 7 bits with one
+        scale (`reduce_range`: the 8-bit products' int16 sums cannot saturate)."""
+        key = tuple((t.data_ptr(), -1 if t.is_inference() else t._version)  # inference tensors keep no version
+                    for t in (self.weight_int8, self.scales, self.bias) if t is not None)
+        if self.__dict__.get("_dynamic_key") != key:
+            with warnings.catch_warnings():  # PyTorch marks quantized tensors deprecated; this kernel still reads one
+                warnings.simplefilter("ignore", UserWarning)
+                weight = torch._make_per_channel_quantized_tensor(
+                    self.weight_int8, self.scales[:, 0].double(), torch.zeros(self.out_features, dtype=torch.long), 0)
+            bias = None if self.bias is None else self.bias.float()
+            self.__dict__["_dynamic"] = torch.ops.quantized.linear_prepack(weight, bias)
+            self.__dict__["_dynamic_key"] = key
+        return self.__dict__["_dynamic"]
+
+    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
+        self.__dict__.pop("_dynamic_key", None)  # loading fills the buffers in place: pack them again
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _packable(self) -> bool:
         """Whether the int8 kernel can run this layer: one scale per row, a width and a weight it reads safely."""
@@ -93,28 +123,35 @@ class QuantizedLinear(nn.Module):
 
 @cache
 def _measured_kernel(few_rows: bool, threads: int) -> str:
-    """The int8 kernel or dequantize-then-multiply on a GPT-2-small layer, for one row (decoding) or 256
-    (prefill): where the kernel has no vector code it can win the first and lose the second by far.
+    """The fastest of the int8 kernels and dequantize-then-multiply on a GPT-2-small layer, for one row
+    (decoding) or 256 (prefill): a CPU without vector code for a kernel can win one and lose the other by far.
 
-    Dequantizing must win clearly (by 10%) to be chosen: on a shared machine a near tie would otherwise
+    Another than `pack` must win clearly (by 10%) to be chosen: on a shared machine a near tie would otherwise
     flip from one process to the next, and with it the rounding of the outputs.
     """
     with torch.random.fork_rng(devices=[]):  # random operands; the global RNG (training's) is left as it was
         layer = QuantizedLinear.from_linear(nn.Linear(768, 3072))
         x = torch.randn(1 if few_rows else 256, 768)
     xb, scales = x.to(torch.bfloat16), layer.scales[:, 0].to(torch.bfloat16)
-    steps = {"pack": lambda: torch.ops.aten._weight_int8pack_mm(xb, layer.weight_int8, scales),
-             "dequant": lambda: F.linear(x, layer.dequantize())}
-    try:
-        seconds = median_seconds_in_turns(steps)
-    except (RuntimeError, AttributeError, NotImplementedError):  # a build or CPU without the kernel
-        return "dequant"
-    return "dequant" if seconds["dequant"] < 0.9 * seconds["pack"] else "pack"
+    candidates = {"pack": lambda: torch.ops.aten._weight_int8pack_mm(xb, layer.weight_int8, scales),
+                  "dynamic": lambda: torch.ops.quantized.linear_dynamic(x, layer._dynamic_weight(), reduce_range=True),
+                  "dequant": lambda: F.linear(x, layer.dequantize())}
+    calls = 20 if few_rows else 1  # a one-row product is too short to time alone on a busy machine
+    steps = {}
+    for name, step in candidates.items():
+        try:
+            step()
+        except (RuntimeError, AttributeError, NotImplementedError):  # a build or CPU without this kernel
+            continue
+        steps[name] = lambda step=step: [step() for _ in range(calls)]
+    seconds = median_seconds_in_turns(steps)
+    handicap = {name: 1.0 if name == "pack" else 1 / 0.9 for name in seconds}
+    return min(seconds, key=lambda name: seconds[name] * handicap[name])
 
 
 def int8_kernel(device_type: str = "cpu", rows: int = 1) -> str:
-    """`pack` or `dequant` for products of `rows` rows: forced by GPT_INT8_KERNEL, else measured once
-    (CPU only; other devices dequantize)."""
+    """`pack`, `dynamic` or `dequant` for products of `rows` rows: forced by GPT_INT8_KERNEL, else measured
+    once (CPU only; other devices dequantize)."""
     forced = os.environ.get(KERNEL_ENV, "").strip().lower()
     if forced and forced not in KERNELS:
         raise ValueError(f"{KERNEL_ENV} must be one of {', '.join(KERNELS)}, got {forced!r}")

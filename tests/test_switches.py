@@ -41,7 +41,7 @@ from gpt.precision import dtype_of
 from gpt.pretrain.runs import run_card
 from gpt.pretrain.state import read_log
 from gpt.pretrain.trainer import PretrainConfig, export_model, pretrain
-from gpt.quantize import QuantizedLinear, quantize_model
+from gpt.quantize import QuantizedLinear, int8_kernel, quantize_model
 from gpt.training.loss import lm_loss
 from tests.helpers import REPO, STORY, TRAINING_TEXT, free_port, train_tokenizer
 from tests.pretrain.test_trainer import _ddp_worker  # trains on STORY, as these tests do
@@ -379,7 +379,8 @@ def test_int8_stays_close_and_its_file_loads_back(name: str, tmp_path, tokenizer
         errors = quantize_model(model)
         quantized = model(x)
     assert len(errors) == 4 * 2 + 1 and all(e.relative_error < 0.02 for e in errors)
-    assert (quantized - reference).abs().max() < 0.1 * reference.std()
+    tolerance = 0.2 if int8_kernel("cpu", x.numel()) == "dynamic" else 0.1  # its activations in 7 bits round more
+    assert (quantized - reference).abs().max() < tolerance * reference.std()
     save_checkpoint(model, tmp_path, tokenizer)
     loaded = load_checkpoint(tmp_path).model
     assert sum(isinstance(m, QuantizedLinear) for m in loaded.modules()) == 9
