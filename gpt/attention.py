@@ -29,8 +29,9 @@ class KVCache:
     def __init__(self, cfg: GPTConfig, batch_size: int, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32):
         shape = (cfg.n_layers, batch_size, cfg.kv_heads, cfg.context_length, cfg.head_dim)  # fewer KV heads: smaller
-        self.keys = torch.zeros(shape, device=device, dtype=dtype)
-        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        # Never zeroed: `update` returns only the positions written (zeroing a long context costs a whole step)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
         self.pos = 0  # number of positions already written
         self.capacity = cfg.context_length
 
