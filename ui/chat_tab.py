@@ -34,11 +34,13 @@ from ui.training_panel import (
     PROBE_LOCK,
     Panel,
     Submission,
+    asker_of,
     check_memory,
     duration,
     estimate_line,
     finetune_base,
     loss_curve,
+    may_see,
     owner_of,
     owner_token,
     receive_run_zip,
@@ -411,11 +413,18 @@ def result_markdown(result: FinetuneRun, name: str) -> str:
             f"| kind of question | base: {result.base_model} | this model |\n|---|---|---|\n{rows}")
 
 
-def model_choices(registry: ModelRegistry) -> tuple[Any, Any, Any, Any]:
-    """New choices for the chat model picker, the two side-by-side pickers and the base model picker."""
-    names = registry.choices()
-    return (gr.Dropdown(choices=registry.choices(registry.chat_names())), gr.Dropdown(choices=names),
-            gr.Dropdown(choices=names), gr.Dropdown(choices=registry.base_names(OPEN_BASES)))
+def model_choices(registry: ModelRegistry, token: str | None = None, request: gr.Request = None
+                  ) -> tuple[Any, Any, Any, Any]:
+    """New choices for the chat model picker, the two side-by-side pickers and the base model picker: on a public
+    server, of the runs only the asker's own."""
+    asker = asker_of(token, request)
+
+    def visible(names: list[str]) -> list[str]:
+        return [name for name in names if may_see(registry.runs_root, name, asker)]
+
+    names = registry.choices(visible(registry.names()))
+    return (gr.Dropdown(choices=registry.choices(visible(registry.chat_names()))), gr.Dropdown(choices=names),
+            gr.Dropdown(choices=names), gr.Dropdown(choices=visible(registry.base_names(OPEN_BASES))))
 
 
 def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str | None, request: gr.Request = None
@@ -426,34 +435,40 @@ def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str | Non
     if not view.finished:
         return (view.line, view.figure, "", view.timer, *(gr.skip(),) * 4)
     return (view.line, view.figure, result_markdown(view.job.result, view.job.name), view.timer,
-            *model_choices(registry))
+            *model_choices(registry, token, request))
 
 
-def download_chat(registry: ModelRegistry, name: str) -> str:
-    """A chat model finetuned here as one zip (weights, config, tokenizer, held-out scores)."""
+def download_chat(registry: ModelRegistry, name: str, token: str | None = None, request: gr.Request = None) -> str:
+    """A chat model finetuned here as one zip (weights, config, tokenizer, held-out scores); on a public server,
+    only the session that made or uploaded it gets it."""
     entry = registry.resolve(name)
-    if entry.kind != "run" or name not in registry.chat_names():
+    if (entry.kind != "run" or name not in registry.chat_names()
+            or not may_see(registry.runs_root, name, asker_of(token, request))):
         raise ValueError(f"{name!r} is not a chat model finetuned here: pick one of yours (run:…) in the chat "
                          "model picker.")
     return run_zip(entry.path)
 
 
-def upload_chat(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
-    """Load a chat model zip (as `download_chat` makes them) into the runs folder and the chat model picker."""
-    name, folder = receive_run_zip(runner, file, prefix="chat-upload-")
+def upload_chat(runner: JobRunner, registry: ModelRegistry, file: str | None, token: str | None = None,
+                request: gr.Request = None) -> tuple[str, Any]:
+    """Load a chat model zip (as `download_chat` makes them) into the runs folder, the uploader's, and the chat
+    model picker."""
+    asker = asker_of(token, request)
+    name, folder = receive_run_zip(runner, file, prefix="chat-upload-", owner=asker)
     if "finetune" not in read_config(folder).get("meta", {}):
         shutil.rmtree(runner.limits.runs_dir / name, ignore_errors=True)
         raise ValueError("Not a chat model: its metadata records no instruction finetuning. A pretrained model "
                          "goes in the Train tab's upload.")
     return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the chat model picker.", gr.Dropdown(
-        choices=registry.chat_names())
+        choices=registry.choices([n for n in registry.chat_names() if may_see(registry.runs_root, n, asker)]))
 
 
 # -- the tab -------------------------------------------------------------------------------------------
 
 def _chat_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Markdown, gr.Markdown]:
     with gr.Row(equal_height=True):
-        picker = gr.Dropdown(registry.choices(registry.chat_names()), value=CHAT_MODEL, allow_custom_value=True,
+        shipped_and_local = [n for n in registry.chat_names() if may_see(registry.runs_root, n, None)]
+        picker = gr.Dropdown(registry.choices(shipped_and_local), value=CHAT_MODEL, allow_custom_value=True,
                              scale=1, label="Chat model", elem_id="chat-model",
                              info="the shipped one, those finetuned here (run:…), and today's open instruct models "
                                   "(Qwen3, SmolLM2-Instruct: downloaded when picked)")
@@ -519,7 +534,7 @@ def _compare_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Dropdown]:
 
 
 def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, left: gr.Dropdown,
-                    right: gr.Dropdown, tab: gr.Tab) -> gr.Dropdown:
+                    right: gr.Dropdown, tab: gr.Tab) -> tuple[gr.Dropdown, gr.BrowserState]:
     limits = runner.limits
     token = owner_token()
     form: dict[str, Any] = {}  # ChatFinetuneForm's fields -> their components
@@ -589,11 +604,12 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
                 api_visibility="private")
     timer.tick(watch, token, watched, api_name="chat_finetune_status", concurrency_id="chat_finetune_status",
                concurrency_limit=8)
-    download.click(user_errors(functools.partial(download_chat, registry)), picker, zipped, api_name="chat_download")
-    upload.upload(user_errors(functools.partial(upload_chat, runner, registry)), upload, [uploaded, picker],
+    download.click(user_errors(functools.partial(download_chat, registry)), [picker, token], zipped,
+                   api_name="chat_download")
+    upload.upload(user_errors(functools.partial(upload_chat, runner, registry)), [upload, token], [uploaded, picker],
                   api_name="chat_upload")
     tab.select(watch, token, watched, api_visibility="private")  # coming back shows the visitor's finetune
-    return base
+    return base, token
 
 
 def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
@@ -603,13 +619,13 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
                 "or finetune your own below.", elem_id="chat-intro")
     picker, info, scores = _chat_panel(registry)
     left, right = _compare_panel(registry)
-    base = _finetune_panel(runner, registry, picker, left, right, tab)
+    base, token = _finetune_panel(runner, registry, picker, left, right, tab)
     preference_view.build(registry)
     show = user_errors(functools.partial(model_info, registry))
     picker.change(show, picker, [info, scores], api_name="chat_model")
     refresh = functools.partial(model_choices, registry)
-    tab.select(refresh, None, [picker, left, right, base], api_visibility="private")
+    tab.select(refresh, token, [picker, left, right, base], api_visibility="private")
     demo = gr.context.Context.root_block
     if demo is not None:  # each page reads the choices anew: models finetuned since the server started
-        demo.load(refresh, None, [picker, left, right, base], api_visibility="private")
+        demo.load(refresh, token, [picker, left, right, base], api_visibility="private")
         demo.load(show, picker, [info, scores], api_visibility="private")

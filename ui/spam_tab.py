@@ -57,11 +57,14 @@ from ui.training_panel import (
     PROBE_LOCK,
     Panel,
     Submission,
+    asker_of,
     check_memory,
     check_upload,
     duration,
     estimate_line,
     finetune_base,
+    mark_owner,
+    may_see,
     owner_of,
     owner_token,
 )
@@ -120,6 +123,19 @@ def classifier(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER) -> TextC
     return registry.classifier(name)
 
 
+def visible_classifiers(registry: ModelRegistry, asker: str | None) -> list[str]:
+    """The classifiers `asker` (`asker_of`) may pick: on a public server the shipped one and their own."""
+    return [name for name in registry.classifier_names() if may_see(registry.runs_root, name, asker)]
+
+
+def check_visible(registry: ModelRegistry, name: str, token: str | None, request: gr.Request | None) -> str:
+    """`name`, once the asker may use it: on a public server another visitor's classifier (its test figures and
+    examples come from their data) is refused as if it were not there."""
+    if not may_see(registry.runs_root, name, asker_of(token, request)):
+        raise ValueError(f"{name!r} is not one of your classifiers: pick one in the list.")
+    return name
+
+
 def attention_html(pairs: list[tuple[str, float]]) -> str:
     """Tokens shaded by how much the position the verdict is read at attends to them."""
     top = max((w for _, w in pairs), default=1.0) or 1.0
@@ -131,11 +147,11 @@ def attention_html(pairs: list[tuple[str, float]]) -> str:
     return f'<div class="attended">{"".join(spans)}</div>'
 
 
-def classify(registry: ModelRegistry, message: str, name: str = SHIPPED_CLASSIFIER
-             ) -> tuple[dict[str, float], str, str]:
+def classify(registry: ModelRegistry, message: str, name: str = SHIPPED_CLASSIFIER, token: str | None = None,
+             request: gr.Request = None) -> tuple[dict[str, float], str, str]:
     """Label probabilities, the attention shading, and any notice (a long message keeps its start)."""
     message, cut = clip_chars(require_text(message, "message"))
-    model = classifier(registry, name)
+    model = classifier(registry, check_visible(registry, name, token, request))
     n_tokens, context = len(model.tokenizer.encode(message)), model.model.cfg.context_length
     too_long = (f"The message has {n_tokens:,} tokens; the classifier reads the first {context:,}."
                 if n_tokens > context else "")
@@ -176,15 +192,15 @@ def describe(config: dict[str, Any], name: str) -> str:
             f"the head reads {HEAD_READS[config.get('head_token', 'last')]}{trained}.")
 
 
-def test_figures(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER
-                 ) -> tuple[str, pd.DataFrame, go.Figure | None]:
+def test_figures(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER, token: str | None = None,
+                 request: gr.Request = None) -> tuple[str, pd.DataFrame, go.Figure | None]:
     """What the classifier is, its accuracy per test set, the per-class table and the confusion matrices.
 
     Runs when the tab opens, so a missing classifier is reported in the tab, not as an error pop-up.
     """
     try:
-        model = classifier(registry, name)
-    except (ValueError, FileNotFoundError) as err:  # not shipped yet, or made for another base model
+        model = classifier(registry, check_visible(registry, name, token, request))
+    except (ValueError, FileNotFoundError) as err:  # not shipped yet, made for another base model, or not yours
         return f"⚠️ The classifier is not available: {err}", pd.DataFrame(), None
     evaluations = model.test_metrics
     about = describe(model.config, name)
@@ -215,12 +231,15 @@ def examples(registry: ModelRegistry, name: str = SHIPPED_CLASSIFIER) -> list[st
     return [text for text, _ in labelled_examples(registry, name)]
 
 
-def example_samples(registry: ModelRegistry, name: str) -> gr.Dataset:
+def example_samples(registry: ModelRegistry, name: str, token: str | None = None,
+                    request: gr.Request = None) -> gr.Dataset:
+    if not may_see(registry.runs_root, name, asker_of(token, request)):
+        name = SHIPPED_CLASSIFIER
     return gr.Dataset(samples=[[text] for text in examples(registry, name)])
 
 
-def classifier_choices(registry: ModelRegistry) -> gr.Dropdown:
-    return gr.Dropdown(choices=registry.classifier_names())
+def classifier_choices(registry: ModelRegistry, token: str | None = None, request: gr.Request = None) -> gr.Dropdown:
+    return gr.Dropdown(choices=visible_classifiers(registry, asker_of(token, request)))
 
 
 # -- finetuning: settings --------------------------------------------------------------------------
@@ -400,8 +419,8 @@ def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str | Non
     job = view.job
     result, table, confusion = finished_result(job)
     new = RUN_PREFIX + job.name
-    picker = (gr.Dropdown(choices=registry.classifier_names(), value=new) if announced != job.id
-              else gr.Dropdown(choices=registry.classifier_names()))
+    names = visible_classifiers(registry, asker_of(token, request))
+    picker = gr.Dropdown(choices=names, value=new) if announced != job.id else gr.Dropdown(choices=names)
     return view.line, view.figure, result, table, confusion, view.timer, picker, job.id
 
 
@@ -424,11 +443,11 @@ def experiment_row(registry: ModelRegistry, name: str) -> dict[str, Any]:
     }
 
 
-def experiments(registry: ModelRegistry) -> pd.DataFrame:
-    """Every classifier here (the shipped one and every finetune), read from its folder: the book's chapter-6
-    table of experiments. A folder that does not read is listed with its error."""
+def experiments(registry: ModelRegistry, token: str | None = None, request: gr.Request = None) -> pd.DataFrame:
+    """Every classifier here (the shipped one and every finetune; on a public server the asker's own), read from its
+    folder: the book's chapter-6 table of experiments. A folder that does not read is listed with its error."""
     rows = []
-    for name in registry.classifier_names():
+    for name in visible_classifiers(registry, asker_of(token, request)):
         try:
             rows.append(experiment_row(registry, name))
         except (ValueError, OSError) as err:
@@ -436,9 +455,10 @@ def experiments(registry: ModelRegistry) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def download_classifier(registry: ModelRegistry, name: str) -> str:
+def download_classifier(registry: ModelRegistry, name: str, token: str | None = None,
+                        request: gr.Request = None) -> str:
     """The classifier's folder as one zip: config, the trained tensors, test figures, model card."""
-    folder = registry.classifier_path(name)
+    folder = registry.classifier_path(check_visible(registry, name, token, request))
     zip_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name) + "-classifier.zip"
     return str(write_classifier_archive(folder, Path(tempfile.mkdtemp(prefix="classifier-zip-")) / zip_name))
 
@@ -454,8 +474,11 @@ def find_base(registry: ModelRegistry, base_ref: dict) -> str:
                          "or finetune a classifier here") from None
 
 
-def upload_classifier(runner: JobRunner, registry: ModelRegistry, file: str | None) -> tuple[str, Any]:
-    """Load a classifier zip (as `download_classifier` makes them) into the runs folder and the picker."""
+def upload_classifier(runner: JobRunner, registry: ModelRegistry, file: str | None, token: str | None = None,
+                      request: gr.Request = None) -> tuple[str, Any]:
+    """Load a classifier zip (as `download_classifier` makes them) into the runs folder, the uploader's, and the
+    picker."""
+    asker = asker_of(token, request)
     path = check_upload(runner, file, "classifier .zip")
     name = time.strftime("upload-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = runner.limits.runs_dir / name
@@ -465,9 +488,11 @@ def upload_classifier(runner: JobRunner, registry: ModelRegistry, file: str | No
     except ArchiveError as err:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise ValueError(f"Not loaded: {err}") from err
+    if asker is not None:
+        mark_owner(run_dir, asker)
     new = RUN_PREFIX + name
     return (f"Loaded as `{new}`: it is picked above.",
-            gr.Dropdown(choices=registry.classifier_names(), value=new))
+            gr.Dropdown(choices=visible_classifiers(registry, asker), value=new))
 
 
 # -- the tab -------------------------------------------------------------------------------------------
@@ -568,7 +593,7 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     gr.Markdown("A base model with its output head swapped for a classification head (the book's chapter 6). "
                 "The head reads the message at its last token, the only one that has seen all of it, or, as the "
                 "shipped classifier does, as the mean over its tokens.")
-    names = registry.classifier_names()
+    names = visible_classifiers(registry, None)  # a public server's page adds the visitor's own when it loads
     with gr.Row(equal_height=True):
         picker = gr.Dropdown(names, value=names[0] if names else None, label="Classifier", scale=1,
                              allow_custom_value=True,  # made since the page loaded: the registry checks the name
@@ -598,16 +623,16 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     timer = gr.Timer(1.0, active=False)
 
     classify_fn = user_errors(functools.partial(classify, registry))
-    button.click(classify_fn, [message, picker], [label, attended, notice], api_name="classify")
-    message.submit(classify_fn, [message, picker], [label, attended, notice], api_visibility="private")
+    button.click(classify_fn, [message, picker, token], [label, attended, notice], api_name="classify")
+    message.submit(classify_fn, [message, picker, token], [label, attended, notice], api_visibility="private")
     samples.click(lambda sample: sample[0], samples, message, api_visibility="private")
     figures = user_errors(functools.partial(test_figures, registry))
-    picker.change(figures, picker, [summary, table, confusion], api_name="spam_test_figures")
-    picker.change(user_errors(functools.partial(example_samples, registry)), picker, samples,
+    picker.change(figures, [picker, token], [summary, table, confusion], api_name="spam_test_figures")
+    picker.change(user_errors(functools.partial(example_samples, registry)), [picker, token], samples,
                   api_visibility="private")
-    tab.select(figures, picker, [summary, table, confusion], api_visibility="private")
+    tab.select(figures, [picker, token], [summary, table, confusion], api_visibility="private")
     choices = user_errors(functools.partial(classifier_choices, registry))
-    gr.on(None, choices, None, picker, api_visibility="private")  # on page load: classifiers made since
+    gr.on(None, choices, token, picker, api_visibility="private")  # on page load: the visitor's, made since
     tab.select(lambda: gr.Dropdown(choices=registry.base_names(OPEN_BASES)), None, ft["base"],
                api_visibility="private")
     ft["base"].change(functools.partial(base_trains, registry), ft["base"], ft["trains"], api_visibility="private")
@@ -630,9 +655,9 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     tab.select(watch, [token, announced], watched, api_visibility="private")
 
     runs_fn = user_errors(functools.partial(experiments, registry))
-    refresh.click(runs_fn, None, table_of_runs, api_name="spam_experiments")
-    ft["result"].change(runs_fn, None, table_of_runs, api_visibility="private")
-    download.click(user_errors(functools.partial(download_classifier, registry)), picker, zipped,
+    refresh.click(runs_fn, token, table_of_runs, api_name="spam_experiments")
+    ft["result"].change(runs_fn, token, table_of_runs, api_visibility="private")
+    download.click(user_errors(functools.partial(download_classifier, registry)), [picker, token], zipped,
                    api_name="spam_download")
-    upload.upload(user_errors(functools.partial(upload_classifier, runner, registry)), upload, [uploaded, picker],
-                  api_name="spam_upload")
+    upload.upload(user_errors(functools.partial(upload_classifier, runner, registry)), [upload, token],
+                  [uploaded, picker], api_name="spam_upload")

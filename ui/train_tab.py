@@ -39,7 +39,7 @@ from gpt.pretrain.recipes import (
 from gpt.pretrain.trainer import PretrainConfig
 from gpt.tokenizer import Tokenizer, TokenPiece, load_tokenizer
 from gpt.training.events import TrainEvent
-from ui.common import check_number, public_mode, user_errors
+from ui.common import check_number, user_errors
 from ui.figures import Plot
 from ui.forms import (
     check_field,
@@ -60,10 +60,11 @@ from ui.registry import RUN_PREFIX, ModelRegistry
 from ui.training_panel import (
     Panel,
     Submission,
+    asker_of,
     duration,
+    may_see,
     owner_of,
     owner_token,
-    owns,
     receive_run_zip,
     run_zip,
 )
@@ -637,22 +638,12 @@ def status(runner: JobRunner, registry: ModelRegistry, token: str | None, axis: 
         choices=registry.choices())
 
 
-def _asker(token: str | None, request: gr.Request | None) -> str | None:
-    """Who asks, in public mode (None on a laptop, where every run is everyone's)."""
-    return owner_of(token, request) if public_mode() else None
-
-
-def _run_folder(registry: ModelRegistry, name: str) -> Path:
-    """The folder of run `name` ("run:...", whose model is in its `model/`): where its owner is written."""
-    return registry.runs_root / name.strip().removeprefix(RUN_PREFIX).strip()
-
-
 def list_runs(registry: ModelRegistry, token: str | None = None, request: gr.Request = None) -> pd.DataFrame:
     """Every run with an exported model (in public mode, the asker's own): name, steps, held-out bits per byte."""
     rows = []
-    asker = _asker(token, request)
+    asker = asker_of(token, request)
     for name in registry.run_names():
-        if not owns(_run_folder(registry, name), asker):
+        if not may_see(registry.runs_root, name, asker):
             continue
         meta = registry.load(name).meta
         rows.append((name, meta.get("steps"), meta.get("tokens_seen"), meta.get("held_out_bits_per_byte"),
@@ -663,8 +654,8 @@ def list_runs(registry: ModelRegistry, token: str | None = None, request: gr.Req
 def download_run(registry: ModelRegistry, name: str, token: str | None = None, request: gr.Request = None) -> str:
     """The run as one zip (weights, config, tokenizer, log, card) for the user to keep or upload again; in public
     mode, only the session that trained or uploaded it gets it."""
-    entry = registry.resolve(name)
-    if entry.kind != "run" or not entry.path.is_dir() or not owns(_run_folder(registry, name), _asker(token, request)):
+    entry, asker = registry.resolve(name), asker_of(token, request)
+    if entry.kind != "run" or not entry.path.is_dir() or not may_see(registry.runs_root, name, asker):
         raise ValueError(f"{name!r} is not a run trained here (or not yours); pick one from the list of runs.")
     return run_zip(entry.path)
 
@@ -672,7 +663,7 @@ def download_run(registry: ModelRegistry, name: str, token: str | None = None, r
 def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None, token: str | None = None,
                request: gr.Request = None) -> tuple[str, Any]:
     """Load a run zip (as `download_run` makes them) into the runs folder, the uploader's, and the model picker."""
-    name, _ = receive_run_zip(runner, file, owner=_asker(token, request))
+    name, _ = receive_run_zip(runner, file, owner=asker_of(token, request))
     return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the model picker.", gr.Dropdown(choices=registry.choices())
 
 

@@ -71,6 +71,19 @@ def owns(folder: Path, owner: str | None) -> bool:
         return False
 
 
+def asker_of(token: str | None, request: gr.Request | None) -> str | None:
+    """Who asks, in public mode (None on a laptop, where every run is everyone's)."""
+    return owner_of(token, request) if public_mode() else None
+
+
+def may_see(runs_root: Path | None, name: str, asker: str | None) -> bool:
+    """Whether `asker` (`asker_of`) may list, pick or download model `name`: shipped and Hub models are everyone's;
+    a run (`run:...`) in public mode only the session's that trained or uploaded it."""
+    if not isinstance(name, str) or not name.strip().startswith(RUN_PREFIX):
+        return True
+    return runs_root is not None and owns(runs_root / name.strip().removeprefix(RUN_PREFIX).strip(), asker)
+
+
 def owner_token() -> gr.BrowserState:
     """The component that holds the owner's token in the browser (written by the first start)."""
     return gr.BrowserState(None, storage_key=TOKEN_KEY)

@@ -233,3 +233,50 @@ def test_sigterm_of_the_server_stops_its_training(shipped_models, tmp_path):
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_in_public_mode_spam_and_chat_models_are_their_maker_s(monkeypatch, tmp_path, shipped_models):
+    """The audit read another visitor's classifier (its test figures held rows of their private CSV) and chat
+    model: on a public server a visitor sees, picks and downloads only their own; the shipped ones are everyone's."""
+    import shutil
+
+    from tests.ui.helpers import session
+    from ui import chat_tab, spam_tab
+    from ui.registry import RUN_PREFIX, ModelRegistry
+
+    def values(dropdown) -> list[str]:
+        return [value for _, value in dropdown.choices]
+
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1))
+    registry = ModelRegistry(shipped_models, runs_root=runner.limits.runs_dir)
+    classifier_zip = spam_tab.download_classifier(registry, "spam")
+    shutil.copytree(shipped_models / "instruct", runner.limits.runs_dir / "laptop-chat" / "model")
+    chat_zip = chat_tab.download_chat(registry, RUN_PREFIX + "laptop-chat")  # a laptop: every run is everyone's
+    shutil.rmtree(runner.limits.runs_dir / "laptop-chat")
+    monkeypatch.setenv("GPT_APP_MODE", "public")
+    alice, mallory = session("alice-session"), session("mallory-session")
+
+    message, _ = spam_tab.upload_classifier(runner, registry, classifier_zip, None, alice)
+    classifier = message.split("`")[1]
+    assert classifier in values(spam_tab.classifier_choices(registry, None, alice))
+    assert values(spam_tab.classifier_choices(registry, None, mallory)) == ["spam"]
+    assert classifier in set(spam_tab.experiments(registry, None, alice)["classifier"])
+    assert set(spam_tab.experiments(registry, None, mallory)["classifier"]) == {"spam"}
+    with pytest.raises(ValueError, match="not one of your classifiers"):
+        spam_tab.download_classifier(registry, classifier, None, mallory)
+    with pytest.raises(ValueError, match="not one of your classifiers"):
+        spam_tab.classify(registry, "WIN a prize", classifier, None, mallory)
+    summary, _, _ = spam_tab.test_figures(registry, classifier, None, mallory)
+    assert "not one of your classifiers" in summary
+    assert "Test accuracy" in spam_tab.test_figures(registry, classifier, None, alice)[0]
+    assert spam_tab.download_classifier(registry, classifier, None, alice).endswith(".zip")
+
+    message, _ = chat_tab.upload_chat(runner, registry, chat_zip, None, alice)
+    chat = message.split("`")[1]
+    for who, sees in ((alice, True), (mallory, False)):
+        picker, left, right, _ = chat_tab.model_choices(registry, None, who)
+        assert all((chat in values(d)) is sees for d in (picker, left, right)), who
+        assert "instruct" in values(picker)
+    with pytest.raises(ValueError, match="pick one of yours"):
+        chat_tab.download_chat(registry, chat, None, mallory)
+    assert chat_tab.download_chat(registry, chat, None, alice).endswith(".zip")
