@@ -14,7 +14,6 @@ import re
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -63,10 +62,11 @@ from ui.training_panel import (
     duration,
     estimate_line,
     finetune_base,
-    mark_owner,
+    keep_upload,
     may_see,
     owner_of,
     owner_token,
+    upload_folder,
 )
 
 CSS = (".attended {line-height: 2}\n"
@@ -480,17 +480,15 @@ def upload_classifier(runner: JobRunner, registry: ModelRegistry, file: str | No
     picker."""
     asker = asker_of(token, request)
     path = check_upload(runner, file, "classifier .zip")
-    name = time.strftime("upload-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    run_dir = runner.limits.runs_dir / name
+    run_dir = upload_folder(runner)
     try:
         read_classifier_archive(path, run_dir / RUN_CLASSIFIER, functools.partial(find_base, registry),
                                 runner.limits.max_upload_mb * 2**20)
     except ArchiveError as err:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise ValueError(f"Not loaded: {err}") from err
-    if asker is not None:
-        mark_owner(run_dir, asker)
-    new = RUN_PREFIX + name
+    keep_upload(runner, run_dir, asker)
+    new = RUN_PREFIX + run_dir.name
     return (f"Loaded as `{new}`: it is picked above.",
             gr.Dropdown(choices=visible_classifiers(registry, asker), value=new))
 

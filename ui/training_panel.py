@@ -273,19 +273,40 @@ def run_zip(model_folder: Path) -> str:
     return str(write_run_archive(run, Path(tempfile.mkdtemp(prefix="run-zip-")) / f"{run.name}.zip"))
 
 
-def receive_run_zip(runner: JobRunner, file: str | None, prefix: str = "upload-", owner: str | None = None
+UPLOADED = "upload-"  # an uploaded run's folder name contains it (`upload-...`, `chat-upload-...`)
+
+
+def upload_folder(runner: JobRunner, prefix: str = UPLOADED) -> Path:
+    """A new run folder's path for an upload, once the runs' disk has room for it."""
+    if runner.runs_mb() > runner.limits.max_disk_mb:
+        raise ValueError(f"The runs on this server fill their disk ({runner.limits.max_disk_mb:,} MB): try again "
+                         "once old runs are removed.")
+    return runner.limits.runs_dir / (prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
+
+
+def keep_upload(runner: JobRunner, folder: Path, owner: str | None) -> None:
+    """Mark an upload as `owner`'s (public mode), who keeps at most `runs_per_visitor` uploads: past it their own
+    oldest upload goes, so that one visitor's uploads cannot fill the disk."""
+    if owner is None:
+        return
+    mark_owner(folder, owner)
+    mine = [d for d in runner.limits.runs_dir.iterdir()
+            if d.is_dir() and UPLOADED in d.name and owns(d, owner)]
+    mine.sort(key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in mine[runner.limits.runs_per_visitor:]:
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def receive_run_zip(runner: JobRunner, file: str | None, prefix: str = UPLOADED, owner: str | None = None
                     ) -> tuple[str, Path]:
     """Unpack a run zip (as `run_zip` makes them) into a new run folder, the uploader's: its name and its
     model folder."""
     path = check_upload(runner, file, "run .zip")
-    if runner.runs_mb() > runner.limits.max_disk_mb:
-        raise ValueError(f"The runs on this server fill their disk ({runner.limits.max_disk_mb:,} MB): try again "
-                         "once old runs are removed.")
-    name = prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    folder = upload_folder(runner, prefix)
     try:
-        model = read_run_archive(path, runner.limits.runs_dir / name)
+        model = read_run_archive(path, folder)
     except ArchiveError as err:
         raise ValueError(f"Not a run archive: {err}") from err
-    if owner is not None:
-        mark_owner(runner.limits.runs_dir / name, owner)
-    return name, model
+    keep_upload(runner, folder, owner)
+    return folder.name, model

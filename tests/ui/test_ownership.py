@@ -280,3 +280,29 @@ def test_in_public_mode_spam_and_chat_models_are_their_maker_s(monkeypatch, tmp_
     with pytest.raises(ValueError, match="pick one of yours"):
         chat_tab.download_chat(registry, chat, None, mallory)
     assert chat_tab.download_chat(registry, chat, None, alice).endswith(".zip")
+
+
+def test_uploads_are_capped_per_visitor_and_by_the_disk(monkeypatch, tmp_path, shipped_models):
+    """The audit kept ten anonymous 19.5 MB uploads: a visitor now keeps `runs_per_visitor` uploads (their oldest
+    goes), and past the runs' disk cap an upload is refused, for classifiers as for runs."""
+    from tests.ui.helpers import session
+    from ui import spam_tab
+    from ui.registry import ModelRegistry
+
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1, runs_per_visitor=2))
+    registry = ModelRegistry(shipped_models, runs_root=runner.limits.runs_dir)
+    archive = spam_tab.download_classifier(registry, "spam")
+    monkeypatch.setenv("GPT_APP_MODE", "public")
+    alice, mallory = session("alice-session"), session("mallory-session")
+
+    def upload(who) -> str:
+        return spam_tab.upload_classifier(runner, registry, archive, None, who)[0].split("`")[1]
+
+    mallorys = upload(mallory)
+    alices = [upload(alice) for _ in range(3)]
+    kept = set(spam_tab.experiments(registry, None, alice)["classifier"])
+    assert kept == {"spam", *alices[1:]}  # the oldest of alice's three went
+    assert set(spam_tab.experiments(registry, None, mallory)["classifier"]) == {"spam", mallorys}
+    full = JobRunner(TrainLimits(runs_dir=runner.limits.runs_dir, threads=1, max_disk_mb=1))
+    with pytest.raises(ValueError, match="fill their disk"):
+        spam_tab.upload_classifier(full, registry, archive, None, mallory)
