@@ -45,6 +45,7 @@ from ui.training_panel import (
     owner_token,
     receive_run_zip,
     run_zip,
+    visible_choices,
 )
 
 CHAT_MODEL = "instruct"
@@ -418,13 +419,10 @@ def model_choices(registry: ModelRegistry, token: str | None = None, request: gr
     """New choices for the chat model picker, the two side-by-side pickers and the base model picker: on a public
     server, of the runs only the asker's own."""
     asker = asker_of(token, request)
-
-    def visible(names: list[str]) -> list[str]:
-        return [name for name in names if may_see(registry.runs_root, name, asker)]
-
-    names = registry.choices(visible(registry.names()))
-    return (gr.Dropdown(choices=registry.choices(visible(registry.chat_names()))), gr.Dropdown(choices=names),
-            gr.Dropdown(choices=names), gr.Dropdown(choices=visible(registry.base_names(OPEN_BASES))))
+    names = visible_choices(registry, asker)
+    bases = [name for name in registry.base_names(OPEN_BASES) if may_see(registry.runs_root, name, asker)]
+    return (gr.Dropdown(choices=visible_choices(registry, asker, registry.chat_names())), gr.Dropdown(choices=names),
+            gr.Dropdown(choices=names), gr.Dropdown(choices=bases))
 
 
 def finetune_status(runner: JobRunner, registry: ModelRegistry, token: str | None, request: gr.Request = None
@@ -460,16 +458,15 @@ def upload_chat(runner: JobRunner, registry: ModelRegistry, file: str | None, to
         raise ValueError("Not a chat model: its metadata records no instruction finetuning. A pretrained model "
                          "goes in the Train tab's upload.")
     return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the chat model picker.", gr.Dropdown(
-        choices=registry.choices([n for n in registry.chat_names() if may_see(registry.runs_root, n, asker)]))
+        choices=visible_choices(registry, asker, registry.chat_names()))
 
 
 # -- the tab -------------------------------------------------------------------------------------------
 
 def _chat_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Markdown, gr.Markdown]:
     with gr.Row(equal_height=True):
-        shipped_and_local = [n for n in registry.chat_names() if may_see(registry.runs_root, n, None)]
-        picker = gr.Dropdown(registry.choices(shipped_and_local), value=CHAT_MODEL, allow_custom_value=True,
-                             scale=1, label="Chat model", elem_id="chat-model",
+        picker = gr.Dropdown(visible_choices(registry, None, registry.chat_names()), value=CHAT_MODEL,
+                             allow_custom_value=True, scale=1, label="Chat model", elem_id="chat-model",
                              info="the shipped one, those finetuned here (run:…), and today's open instruct models "
                                   "(Qwen3, SmolLM2-Instruct: downloaded when picked)")
         info = gr.Markdown(elem_id="chat-model-info")

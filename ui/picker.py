@@ -9,6 +9,7 @@ import gradio as gr
 from gpt.checkpoint import Checkpoint
 from ui.common import public_message, user_errors
 from ui.registry import ModelRegistry
+from ui.training_panel import asker_of, owner_token, visible_choices
 
 
 def tokenizer_kind(ckpt: Checkpoint) -> str:
@@ -50,11 +51,17 @@ def show_model(registry: ModelRegistry, name: str, progress: gr.Progress = gr.Pr
     return "  \n".join([summary, *(public_message(f"⚠️ {line}.") for line in registry.warnings_of(name))])
 
 
+def picker_choices(registry: ModelRegistry, token: str | None = None, request: gr.Request = None) -> gr.Dropdown:
+    """The picker's choices for this page: on a public server, of the runs only the visitor's own."""
+    return gr.Dropdown(choices=visible_choices(registry, asker_of(token, request)))
+
+
 def build(registry: ModelRegistry, demo: gr.Blocks) -> gr.Dropdown:
     """The picker row: a dropdown (a `local:<folder>` name can be typed) and the model's summary."""
+    token = owner_token()
     with gr.Row(equal_height=True):
         picker = gr.Dropdown(
-            choices=registry.choices(), value=registry.default(), allow_custom_value=True, scale=1,
+            choices=visible_choices(registry, None), value=registry.default(), allow_custom_value=True, scale=1,
             elem_id="model-picker",
             label="Model (Tokenizer, Attention and Generate tabs; runs trained in the Train tab appear here)",
             info="shipped models, OpenAI GPT-2 and today's open models (Qwen3, SmolLM2: downloaded when picked, "
@@ -66,5 +73,5 @@ def build(registry: ModelRegistry, demo: gr.Blocks) -> gr.Dropdown:
     picker.change(load, picker, summary, api_name="load_model")
     demo.load(load, picker, summary, api_visibility="private")
     # The choices are read anew for each page: runs trained since the server started are among them.
-    demo.load(lambda: gr.Dropdown(choices=registry.choices()), None, picker, api_visibility="private")
+    demo.load(user_errors(functools.partial(picker_choices, registry)), token, picker, api_visibility="private")
     return picker

@@ -67,6 +67,7 @@ from ui.training_panel import (
     owner_token,
     receive_run_zip,
     run_zip,
+    visible_choices,
 )
 
 # The recipe the page starts with, in one place: the fastest of `python -m benchmarks.speedrun` (README, Pretraining).
@@ -635,7 +636,7 @@ def status(runner: JobRunner, registry: ModelRegistry, token: str | None, axis: 
     if not view.finished:
         return view.line, figure, samples, "", view.timer, gr.skip()
     return view.line, figure, samples, result_markdown(view.job.result), view.timer, gr.Dropdown(
-        choices=registry.choices())
+        choices=visible_choices(registry, asker_of(token, request)))
 
 
 def list_runs(registry: ModelRegistry, token: str | None = None, request: gr.Request = None) -> pd.DataFrame:
@@ -663,8 +664,10 @@ def download_run(registry: ModelRegistry, name: str, token: str | None = None, r
 def upload_run(runner: JobRunner, registry: ModelRegistry, file: str | None, token: str | None = None,
                request: gr.Request = None) -> tuple[str, Any]:
     """Load a run zip (as `download_run` makes them) into the runs folder, the uploader's, and the model picker."""
-    name, _ = receive_run_zip(runner, file, owner=asker_of(token, request))
-    return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the model picker.", gr.Dropdown(choices=registry.choices())
+    asker = asker_of(token, request)
+    name, _ = receive_run_zip(runner, file, owner=asker)
+    return f"Loaded as `{RUN_PREFIX}{name}`: pick it in the model picker.", gr.Dropdown(
+        choices=visible_choices(registry, asker))
 
 
 # -- the tab -----------------------------------------------------------------------------------------

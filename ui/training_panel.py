@@ -84,6 +84,13 @@ def may_see(runs_root: Path | None, name: str, asker: str | None) -> bool:
     return runs_root is not None and owns(runs_root / name.strip().removeprefix(RUN_PREFIX).strip(), asker)
 
 
+def visible_choices(registry: ModelRegistry, asker: str | None, names: list[str] | None = None
+                    ) -> list[tuple[str, str]]:
+    """(label, name) for a model dropdown: every name the picker offers (or `names`) that `asker` may see."""
+    names = registry.names() if names is None else names
+    return registry.choices([name for name in names if may_see(registry.runs_root, name, asker)])
+
+
 def owner_token() -> gr.BrowserState:
     """The component that holds the owner's token in the browser (written by the first start)."""
     return gr.BrowserState(None, storage_key=TOKEN_KEY)

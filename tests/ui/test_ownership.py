@@ -155,8 +155,15 @@ def test_in_public_mode_a_visitor_lists_and_downloads_only_their_own_runs(monkey
     uploaded = message.split("`")[1]
     assert uploaded in set(train_tab.list_runs(registry, None, session("mallory"))["model"])
     assert uploaded not in set(train_tab.list_runs(registry, None, session("alice"))["model"])
+    from ui.picker import picker_choices
+
+    def picked(who) -> set[str]:
+        return {value for _, value in picker_choices(registry, None, session(who)).choices}
+
+    assert name in picked("alice") and name not in picked("mallory") and uploaded in picked("mallory")
     monkeypatch.setenv("GPT_APP_MODE", "local")  # a laptop: every run is everyone's
     assert {name, uploaded} <= set(train_tab.list_runs(registry)["model"])
+    assert {name, uploaded} <= picked("mallory")
 
 
 def test_a_new_run_past_the_disk_cap_is_refused_and_a_resume_is_not(tmp_path):
