@@ -151,10 +151,33 @@ def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = 
     return demo
 
 
+KEPT_VALUE_SIZE = 10_000  # the longest text (characters) or list (items) a session keeps a copy of
+
+
+def keep_inputs_small() -> None:
+    """Gradio copies every event's inputs and outputs into its session (`SessionState.config_values`, read only
+    for deep links, which this app does not offer): a 5 MB text, and the tokens shown for it, stayed with its
+    session until `GPT_APP_SESSIONS` newer sessions pushed it out, 400 of them up to gigabytes. A text or list
+    longer than KEPT_VALUE_SIZE is kept empty."""
+    from gradio.state_holder import SessionState
+
+    keep = SessionState._update_value_in_config
+    if getattr(keep, "keeps_inputs_small", False):
+        return
+
+    def update(self: SessionState, key: int, value: Any) -> None:
+        large = isinstance(value, str | list | tuple) and len(value) > KEPT_VALUE_SIZE
+        keep(self, key, type(value)() if large else value)
+
+    update.keeps_inputs_small = True  # type: ignore[attr-defined]
+    SessionState._update_value_in_config = update
+
+
 def serve(demo: gr.Blocks, limits: ServeLimits, max_upload_mb: float, **launch_kwargs: Any) -> gr.Blocks:
     """Queue and launch `demo` within `limits`: one concurrency group for all compute, the queue's size,
     the request size, and `max_upload_mb` for each uploaded file (the Train tab's limit: refused at the door)."""
     share_compute(demo, limits.concurrency)
+    keep_inputs_small()
     upload = int(max_upload_mb * 2**20)
     middleware = Middleware(RequestSizeLimit, max_bytes=int(limits.max_request_mb * 2**20),
                             upload_bytes=FILES_PER_UPLOAD * upload + 2**20)  # a megabyte for the form's framing
