@@ -276,3 +276,26 @@ def test_the_queue_refuses_events_beyond_its_size():
     refused = [o for o in outcomes if o[0] != "value"]
     assert len(outcomes) == 6 and refused and len(refused) < 6
     assert all("Queue is full" in str(detail) for _, detail in refused), refused
+
+
+def test_a_session_keeps_no_copy_of_a_large_input_or_output():
+    """Gradio copies each event's values into the session for deep links (which the app does not offer): after
+    `keep_inputs_small`, a text or list past KEPT_VALUE_SIZE is kept empty there, a short one as it is."""
+    import gradio as gr
+    from gradio.state_holder import SessionState
+
+    from app import KEPT_VALUE_SIZE, keep_inputs_small
+
+    with gr.Blocks() as demo:
+        box = gr.Textbox()
+    keep_inputs_small()
+    keep_inputs_small()  # twice: wrapped once
+    state = SessionState(demo)
+
+    def kept(value):
+        state._update_value_in_config(box._id, value)
+        return state.config_values[box._id]["props"]["value"]
+
+    assert kept("x" * (KEPT_VALUE_SIZE + 1)) == ""
+    assert kept(list(range(KEPT_VALUE_SIZE + 1))) == []
+    assert kept("a short message") == "a short message"
