@@ -185,15 +185,16 @@ APP_START_TIMEOUT_S = 120  # the machine may be busy; a quiet one starts in a fe
 
 
 @contextlib.contextmanager
-def app_process(models: Path, runs: Path, log: Path, **env: str) -> Iterator[str]:
-    """`python app.py` on 127.0.0.1 and a free port, serving `models` and training into `runs`: its URL.
+def app_process(models: Path, runs: Path, log: Path, port: int | None = None, **env: str) -> Iterator[str]:
+    """`python app.py` on 127.0.0.1 and `port` (a free one by default), serving `models` and training into `runs`:
+    its URL.
 
     `env` adds environment variables (GPT_TRAIN_THREADS=...). The server's output goes to `log`; a
     traceback in it is printed when the app stops, since a failure reaches the page only as a message.
     """
     import pytest
 
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GPT_MODELS_DIR": str(models), "GPT_RUNS_DIR": str(runs), "GRADIO_ANALYTICS_ENABLED": "False",
            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1", **env}

@@ -620,7 +620,7 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
     preference_view.build(registry)
     show = user_errors(functools.partial(model_info, registry))
     picker.change(show, picker, [info, scores], api_name="chat_model")
-    refresh = functools.partial(model_choices, registry)
+    refresh = user_errors(functools.partial(model_choices, registry))  # the wrapper lets Gradio see gr.Request
     tab.select(refresh, token, [picker, left, right, base], api_visibility="private")
     demo = gr.context.Context.root_block
     if demo is not None:  # each page reads the choices anew: models finetuned since the server started

@@ -1,8 +1,8 @@
 """The job panel of the three training rooms (Train, Spam, Chat), written once: each tab says what it starts,
 how its events are drawn and what its result shows; the panel owns the rest.
 
-Who owns a job (the browser's stored token), starting one (the run named once, its folder made, the
-job submitted to `ui/jobs.py`'s runner, the folder removed again if that fails), stopping it,
+Who owns a job (in public mode a token this server signed, kept by the browser), starting one (the run named
+once, its folder made, the job submitted to `ui/jobs.py`'s runner, the folder removed again if that fails), stopping it,
 resuming it, and what the page shows while it runs: the status line, the curve (a resumed run's
 earlier steps included) and whether the timer keeps ticking. Also the pieces the tabs' run uploads
 share: the size check and unpacking a run zip.
@@ -10,13 +10,18 @@ share: the size check and unpacking a run zip.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
+import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,21 +37,76 @@ from gpt.pretrain.archive import ArchiveError, read_run_archive, write_run_archi
 from gpt.pretrain.state import loss_figure
 from gpt.training.events import TrainEvent
 from ui.common import public_mode
-from ui.jobs import Job, JobError, JobRunner
+from ui.jobs import Job, JobError, JobRunner, TrainLimits
 from ui.registry import RUN_PREFIX, BaseModel, ModelRegistry
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{8,64}")
 TOKEN_KEY = "gpt-playground-owner"  # the browser's stored token: one owner per browser, for every tab
+SIGNED = re.compile(r"(?P<id>[A-Za-z0-9_-]{22})\.(?P<mac>[0-9a-f]{32})")
+SECRET_FILE = ".secret"  # in the runs folder: the key that signs visitors' tokens (a restart keeps them valid)
+MAX_SESSIONS = 20_000  # sessions whose minted owner is remembered (about 2 MB)
+
+
+class Visitors:
+    """Owners on a public server are minted here, not named by the caller: a random id signed with the server's
+    key, remembered for the session that asked first and kept by the browser as its token. A token the server did
+    not sign is not an owner, so no caller can claim another's runs or a name of their choosing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[Path, bytes] = {}
+        self._minted: OrderedDict[str, str] = OrderedDict()
+
+    def key(self) -> bytes:
+        """`GPT_APP_SECRET`, else a key kept in the runs folder (made on first use, readable by this user only)."""
+        if os.environ.get("GPT_APP_SECRET"):
+            return os.environ["GPT_APP_SECRET"].encode()
+        path = TrainLimits.from_env().runs_dir / SECRET_FILE
+        with self._lock:
+            if path not in self._keys:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with contextlib.suppress(FileExistsError), os.fdopen(
+                            os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                        f.write(secrets.token_hex(32))
+                    self._keys[path] = bytes.fromhex(path.read_text().strip())
+                except (OSError, ValueError):  # a read-only or damaged folder: tokens last as long as the process
+                    self._keys[path] = secrets.token_bytes(32)
+            return self._keys[path]
+
+    def sign(self, visitor_id: str) -> str:
+        return f"{visitor_id}.{hmac.new(self.key(), visitor_id.encode(), 'sha256').hexdigest()[:32]}"
+
+    def signed(self, token: object) -> bool:
+        match = SIGNED.fullmatch(token) if isinstance(token, str) else None
+        return match is not None and hmac.compare_digest(self.sign(match["id"]), token)
+
+    def of_session(self, session: str) -> str:
+        """The session's owner: minted on its first question, the same one after."""
+        with self._lock:
+            token = self._minted.pop(session, None)
+        token = token or self.sign(secrets.token_urlsafe(16))
+        with self._lock:
+            self._minted[session] = token
+            while len(self._minted) > MAX_SESSIONS:
+                self._minted.popitem(last=False)
+        return token
+
+
+VISITORS = Visitors()
 
 
 def owner_of(token: str | None, request: gr.Request | None) -> str:
-    """Who is asking: the browser's stored token (survives a reload), else the connection's session."""
-    if isinstance(token, str) and TOKEN.fullmatch(token):
+    """Who is asking. In public mode: the browser's stored token if this server signed it (it survives a reload),
+    else the owner minted for the connection's session. On a laptop (local mode) any well-formed token, else the
+    session itself, as everyone's runs are everyone's there."""
+    public = public_mode()
+    if isinstance(token, str) and (VISITORS.signed(token) if public else TOKEN.fullmatch(token)):
         return token
     session = getattr(request, "session_hash", None)
     if not session:
         raise ValueError("No session: reload the page.")
-    return str(session)
+    return VISITORS.of_session(str(session)) if public else str(session)
 
 
 OWNER_FILE = ".owner"  # in a run folder: a digest of the session that made it (public mode shows it to them only)
@@ -92,8 +152,10 @@ def visible_choices(registry: ModelRegistry, asker: str | None, names: list[str]
 
 
 def owner_token() -> gr.BrowserState:
-    """The component that holds the owner's token in the browser (written by the first start)."""
-    return gr.BrowserState(None, storage_key=TOKEN_KEY)
+    """The component that holds the owner's token in the browser (written by the first start). Gradio encrypts it
+    with a key of the server's: derived from the visitors' key, so that a restarted server still reads it."""
+    secret = hmac.new(VISITORS.key(), b"browser state", "sha256").hexdigest()[:32]
+    return gr.BrowserState(None, storage_key=TOKEN_KEY, secret=secret)
 
 
 def duration(seconds: float) -> str:

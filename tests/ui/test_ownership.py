@@ -132,21 +132,44 @@ def test_public_mode_is_said_or_follows_the_address(monkeypatch):
         assert public_mode() is public, env
 
 
+def test_in_public_mode_the_server_mints_owners_and_no_caller_names_one(monkeypatch, tmp_path):
+    """Issue 36: an owner is not a string the caller picks. In public mode a session's owner is minted and signed
+    by the server (the same for that session on every call, kept by the browser); a token the server did not sign,
+    or one changed by a character, is no owner; the key lives in the runs folder, so a restart keeps tokens valid."""
+    from tests.ui.helpers import session
+    from ui.training_panel import SECRET_FILE, Visitors, owner_of
+
+    monkeypatch.setenv("GPT_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("GPT_APP_MODE", "public")
+    alice = owner_of(None, session("alice-session"))
+    assert alice == owner_of(None, session("alice-session")) != owner_of(None, session("mallory-session"))
+    assert alice not in ("alice-session", "alice")
+    assert owner_of(alice, session("after-a-reload")) == alice
+    named = owner_of("alice-session", session("mallory-session"))  # a well-formed token the server never signed
+    forged = alice[:-1] + ("0" if alice[-1] != "0" else "1")
+    assert named != "alice-session" and owner_of(forged, session("mallory-session")) != forged
+    assert oct((tmp_path / "runs" / SECRET_FILE).stat().st_mode)[-3:] == "600"
+    assert Visitors().signed(alice)  # a restarted server reads the same key
+    monkeypatch.setenv("GPT_APP_MODE", "local")  # a laptop, as before: the token or session as it is
+    assert owner_of("alice-session", None) == "alice-session" and owner_of(None, session("bob")) == "bob"
+
+
 @pytest.mark.slow
 def test_in_public_mode_a_visitor_lists_and_downloads_only_their_own_runs(monkeypatch, tmp_path):
     from tests.ui.helpers import session
-    from tests.ui.test_train_tab import start
+    from tests.ui.test_train_tab import form
     from ui import train_tab
     from ui.registry import RUN_PREFIX, ModelRegistry
 
     runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1))
     registry = ModelRegistry(tmp_path / "models", runs_root=runner.limits.runs_dir)
-    start(runner, "alice", steps=10)
-    job = runner.job_of("alice")
+    monkeypatch.setenv("GPT_APP_MODE", "public")
+    _, alices_token = train_tab.start_training(runner, None, form(max_steps=10), request=session("alice"))
+    job = runner.job_of(alices_token)
     assert runner.wait(job, 180) and job.state == "done"
     name = RUN_PREFIX + job.name
-    monkeypatch.setenv("GPT_APP_MODE", "public")
     assert name in set(train_tab.list_runs(registry, None, session("alice"))["model"])
+    assert name in set(train_tab.list_runs(registry, alices_token, session("after-a-reload"))["model"])
     assert name not in set(train_tab.list_runs(registry, None, session("mallory"))["model"])
     with pytest.raises(ValueError, match="not a run trained here \\(or not yours\\)"):
         train_tab.download_run(registry, name, None, session("mallory"))
