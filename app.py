@@ -139,7 +139,7 @@ def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = 
             with gr.Tab("Attention", id="attention"):
                 attention_tab.build(registry, model, demo)
             with gr.Tab("Generate", id="generate"):
-                generate_tab.build(registry, model)
+                generate_tab.build(registry, model, demo)
             with gr.Tab("Train", id="train") as train:
                 train_tab.build(runner, registry, model, train)
             with gr.Tab("Spam", id="spam") as spam:

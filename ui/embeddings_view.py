@@ -66,9 +66,10 @@ def scatter(tokenizer: Tokenizer, points, sample: list[int], found: list[tuple[s
               text=[w for w, _ in found], textposition="top center", hovertemplate="%{text}<extra></extra>",
               marker={"size": 6 if dims == 3 else 10, "color": "#4f46e5"}),
     ])
+    titles = {f"{axis}axis": {"title": f"principal direction {i}"} for i, axis in enumerate("xyz"[:dims], 1)}
     fig.update_layout(title=f"Token embeddings on their top {dims} principal directions", height=560,
-                      margin={"l": 30, "r": 10, "t": 50, "b": 30}, legend={"orientation": "h", "y": -0.08},
-                      plot_bgcolor="white")
+                      margin={"l": 50, "r": 10, "t": 50, "b": 30}, legend={"orientation": "h", "y": -0.15},
+                      plot_bgcolor="white", **({"scene": titles} if dims == 3 else titles))
     return fig
 
 

@@ -11,7 +11,7 @@ import torch
 
 from gpt.generate import SamplingConfig, beam_search, next_token_logits, next_token_probs, pick, stream
 from ui import beams_view, compare_view, kv_cache_view, precision_view
-from ui.common import join_notices, user_errors, with_notices
+from ui.common import join_notices, on_first_open, user_errors, with_notices
 from ui.figures import Plot
 from ui.generation import (
     MAX_BEAMS,
@@ -145,7 +145,7 @@ def beams(registry: ModelRegistry, model_name: str, prompt: str, num_beams: floa
     return tokenizer.decode(best), with_notices(info, *req.notices)
 
 
-def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
+def build(registry: ModelRegistry, picker: gr.Dropdown, demo: gr.Blocks) -> None:
     gr.Markdown("The model gives a probability to every token in its vocabulary; the settings reshape that "
                 "distribution before a token is drawn. Temperature 0 always takes the most likely token.")
     prompt = gr.Textbox(EXAMPLE_PROMPT, lines=3, label="Prompt", elem_id="gen-prompt")
@@ -178,6 +178,8 @@ def build(registry: ModelRegistry, picker: gr.Dropdown) -> None:
     streaming = run.click(user_errors(functools.partial(generate, registry)),
                           [*settings, max_new, seed, wrap], [output, notice], api_name="generate")
     run.click(charts, [*settings, wrap], [bars, temps, notice], api_name="next_token_probs")
+    demo.load(on_first_open(charts, 3), [*settings, wrap], [bars, temps, notice],  # the example prompt's charts
+              api_visibility="private")
     stop.click(None, cancels=[streaming])
     stepped = step.click(user_errors(functools.partial(one_token, registry)), [*settings, seed, wrap],
                          [prompt, bars, notice], api_name="one_token")

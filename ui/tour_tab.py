@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 import pandas as pd
@@ -30,7 +32,7 @@ MAX_WINDOWS = 4
 
 @dataclass(frozen=True)
 class Step:
-    key: str  # elem_id suffix of the step's accordion and buttons
+    key: str  # elem_id suffix of the step's accordion (tour-step-KEY) and button (tour-open-KEY)
     title: str
     chapter: str  # where the book covers it
     tab: str  # the id of the full tab (app.py's gr.Tab ids)
@@ -45,7 +47,7 @@ STEPS = (
          "the Tokenizer tab",
          "A model reads numbers, not letters. A tokenizer cuts text into pieces from a fixed vocabulary (byte pair "
          "encoding: frequent pairs of bytes merged, again and again) and each piece has an id.",
-         "Type your name, a long word, a number like 2026 or an emoji in the box.",
+         "Type your name, a long word, a number like 2026 or an emoji in the box and press Enter.",
          "Common words are one token, often with their leading space; rare words break into several pieces. The "
          "ids under each piece are all the model ever sees."),
     Step("window", "2. The sliding window: inputs and targets", "Chapter 2, Working with text data", "train",
@@ -53,7 +55,7 @@ STEPS = (
          "Training data is the same text twice: the input, and the target shifted by one token. Every position "
          "is one lesson, 'after these tokens comes this one'. A window slides along the text to cut it into "
          "pieces as long as the model's context.",
-         "Change the text and see how the windows follow.",
+         "Change the text of step 1 and press Enter: the windows follow.",
          "Each target row is its input row moved one step left: the model learns to predict the next token at "
          "every position at once."),
     Step("embeddings", "3. Embeddings and positions", "Chapter 2, Working with text data", "tokenizer",
@@ -67,7 +69,8 @@ STEPS = (
          "Attention lets each token take information from the tokens before it. A head scores every earlier "
          "token, the scores become weights that sum to 1, and the token's new vector is the weighted mix. A "
          "model has several heads in every layer, each free to look for something else.",
-         "Read a row of the heatmap: where does 'was' look? Then open the full tab and choose 'all heads'.",
+         "Read one row of the heatmap (in the example sentence, the row of 'was'): which earlier tokens does it "
+         "look at? Type your own sentence in step 1, then open the full tab and choose 'all heads'.",
          "The grey upper triangle is the causal mask: no token may look ahead. Many heads look mostly at the "
          "first token or at the one just before."),
     Step("parts", "5. The model's parts and its parameter count", "Chapter 4, Implementing a GPT model", "train",
@@ -75,15 +78,16 @@ STEPS = (
          "A GPT is a token embedding, a position embedding, a stack of identical transformer blocks (attention "
          "and a feed-forward network, each with a normalisation and a shortcut) and an output head that turns the "
          "last vector into a score for every token of the vocabulary.",
-         "Pick another model at the top of the page (gpt2-small, say) and see how the counts change.",
+         "Pick another model at the top of the page (gpt2-small where the machine is online, or later the run "
+         "you train in step 6) and see how the counts change.",
          "Most of the numbers sit in the blocks and in the embedding table; a recipe in the Train tab shows its "
          "count before it trains."),
     Step("pretrain", "6. Pretraining a tiny model, live", "Chapter 5, Pretraining on unlabeled data", "train",
          "the Train tab",
          "Pretraining shows the model window after window and nudges every parameter to make the true next token "
          "more likely (cross-entropy loss, AdamW). The loss falls, and the samples go from noise to words.",
-         "In the Train tab, keep the default data, choose the 'classroom' recipe, a few minutes, and press "
-         "'Start training'. Stop, resume, then pick the run at the top of the page.",
+         "In the Train tab, keep the default data and recipe (classroom-modern, about a million parameters, 3 "
+         "minutes) and press 'Start training'. Stop, resume, then pick the run at the top of the page.",
          "The training and validation losses fall together at first; the samples turn into words long before "
          "they make sense. The picker then offers your run beside the shipped ones."),
     Step("sampling", "7. Temperature, top-k and top-p", "Chapter 5, Pretraining on unlabeled data (decoding)",
@@ -108,7 +112,7 @@ STEPS = (
          "A pretrained model already reads text. Swap its output head for one with two outputs (ham, spam), train "
          "it on labelled messages, and read the verdict at the last token, the one that has seen the whole "
          "message.",
-         "Change the message below into an ordinary one ('See you at lunch?').",
+         "Change the message above into an ordinary one ('See you at lunch?') and press Enter.",
          "The shaded tokens are those the last position attended to; the full tab shows the test accuracy and "
          "the confusion matrix, and finetunes your own classifier."),
     Step("instruct", "10. Instruction finetuning: a chat model", "Chapter 7, Finetuning to follow instructions",
@@ -142,6 +146,19 @@ STEPS = (
 )
 
 
+def on_disk(piece: Callable[..., tuple[Any, str]]) -> Callable[..., tuple[Any, str]]:
+    """A live piece (a figure or table, and a line) left empty, with a short line, for a model not on this machine
+    (GPT-2 offline, say): the summary beside the picker says why and what to do, and an error pop-up from each
+    piece would repeat it three times."""
+    @functools.wraps(piece)
+    def shown(registry: ModelRegistry, model_name: str, *args: Any) -> tuple[Any, str]:
+        try:
+            return piece(registry, model_name, *args)
+        except FileNotFoundError:
+            return None, f"*{model_name} is not on this machine: the line beside the picker says why.*"
+    return shown
+
+
 def tour_tokens(registry: ModelRegistry, model_name: str, text: str) -> tuple[str, str]:
     """The text as the picked model's tokens (as the Tokenizer tab draws them), and a count."""
     text, cut = clip_chars(require_text(text), 2_000)
@@ -166,6 +183,7 @@ def tour_windows(registry: ModelRegistry, model_name: str, text: str) -> pd.Data
     return pd.DataFrame(rows, columns=["window", "input", "target (the input shifted by one)"])
 
 
+@on_disk
 def tour_parts(registry: ModelRegistry, model_name: str) -> tuple[pd.DataFrame, str]:
     """The picked model's parameters by part (every block's attention, feed-forward and norms added up)."""
     model = registry.load(model_name).model
@@ -180,12 +198,14 @@ def tour_parts(registry: ModelRegistry, model_name: str) -> tuple[pd.DataFrame, 
     return table, f"**{model_name}: {total:,} parameters** in {model.cfg.n_layers} blocks.{tied}"
 
 
+@on_disk
 def tour_sampling(registry: ModelRegistry, model_name: str, temperature: float):
     """The Generate tab's next-token charts on the tour's fixed prompt, top-k and top-p off."""
     bars, _, notice = generate_tab.next_token_charts(registry, model_name, TOUR_PROMPT, temperature, 0, 1.0)
     return bars, notice
 
 
+@on_disk
 def tour_attention(registry: ModelRegistry, model_name: str, text: str):
     """The Attention tab's one-head heatmap (layer 1, head 1)."""
     return attention_tab.attention(registry, model_name, text, 1, "one head", 1)
@@ -208,11 +228,12 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, tabs: gr.Tabs, demo: gr.
                 "minutes. The chapters are those of *Build a Large Language Model (From Scratch)*.")
     live = {}
     for step in STEPS:
-        with gr.Accordion(step.title, open=step.key == "tokens", elem_id=f"tour-{step.key}",
+        with gr.Accordion(step.title, open=step.key == "tokens", elem_id=f"tour-step-{step.key}",
                           elem_classes="tour-step"):
             gr.Markdown(f"*{step.chapter}* · {step.idea}")
             if step.key == "tokens":
-                live["text"] = gr.Textbox(TOUR_TEXT, label="Text", lines=2, elem_id="tour-text")
+                live["text"] = gr.Textbox(TOUR_TEXT, label="Text (type your own, then press Enter)", max_lines=4,
+                                          elem_id="tour-text")  # one line: Enter submits, as the try says
                 live["tokens"] = gr.HTML(elem_id="tour-tokens", elem_classes="scroll-x")
                 live["count"] = gr.Markdown()
             elif step.key == "window":
@@ -231,7 +252,8 @@ def build(registry: ModelRegistry, picker: gr.Dropdown, tabs: gr.Tabs, demo: gr.
                 live["sampling_notice"] = gr.Markdown()
                 live["bars"] = Plot(label="Next-token probabilities", elem_id="tour-bars")
             elif step.key == "classify":
-                live["message"] = gr.Textbox(TOUR_MESSAGE, label="Message", elem_id="tour-message")
+                live["message"] = gr.Textbox(TOUR_MESSAGE, label="Message (press Enter to classify)",
+                                             elem_id="tour-message")
                 live["verdict"] = gr.Label(label="Verdict", elem_id="tour-verdict")
                 live["attended"] = gr.HTML(elem_id="tour-attended", elem_classes="scroll-x")
                 live["spam_notice"] = gr.Markdown()

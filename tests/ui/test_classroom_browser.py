@@ -14,7 +14,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 app_url, browser, shots = app_browser.app_url, app_browser.browser, app_browser.shots
 TABS = ("Tokenizer", "Attention", "Generate", "Train", "Spam", "Chat", "Reasoning")
 SIZES = {"desktop": (1920, 1080), "phone": (390, 844)}
+FIRST_VIEW = {"Tokenizer": "#tok-model .tok", "Attention": "#att-plot .js-plotly-plot",  # drawn as the page opens
+              "Generate": "#gen-bars .js-plotly-plot"}
 FIGURE_SHARE = 0.8  # of the page's width, in presentation mode
+TICK_PX = "() => parseFloat(getComputedStyle(document.querySelector('#att-plot .xtick text')).fontSize)"
 # Elements reaching past the right edge that no box of theirs scrolls or clips within the page.
 CUT_OFF = """() => {
   const width = document.documentElement.clientWidth, cut = [];
@@ -59,7 +62,7 @@ def assert_nothing_cut_off(page, where: str) -> None:
 def test_the_tour_and_every_tab_fit_the_width(browser, app_url, shots, size):
     page = open_page(browser, app_url, SIZES[size])
     for step in tour_tab.STEPS[1:]:  # the first is open
-        page.locator(f"#tour-{step.key} > button").first.click()
+        page.locator(f"#tour-step-{step.key} > button").first.click()
     page.locator("#tour-attention .js-plotly-plot").wait_for()
     page.locator("#tour-bars .js-plotly-plot").wait_for()
     page.locator("#tour-attended span").first.wait_for()
@@ -67,6 +70,8 @@ def test_the_tour_and_every_tab_fit_the_width(browser, app_url, shots, size):
     page.screenshot(path=str(shots / f"test-{size}-tour.png"), full_page=True)
     for tab in TABS:
         open_tab(page, tab, size == "phone")
+        if tab in FIRST_VIEW:
+            page.locator(FIRST_VIEW[tab]).first.wait_for()
         page.wait_for_timeout(1500)
         assert_nothing_cut_off(page, tab)
         page.screenshot(path=str(shots / f"test-{size}-{tab}.png"), full_page=True)
@@ -75,13 +80,13 @@ def test_the_tour_and_every_tab_fit_the_width(browser, app_url, shots, size):
 
 def test_a_tour_button_opens_its_tab(browser, app_url):
     page = open_page(browser, app_url, SIZES["desktop"])
-    page.locator("#tour-window > button").first.click()
+    page.locator("#tour-step-window > button").first.click()
     page.locator("#tour-open-window").click()
     page.get_by_role("tab", name="Train", selected=True).wait_for()
     page.close()
 
 
-def test_presentation_mode_draws_figures_across_the_page_and_is_remembered(browser, app_url, shots):
+def test_presentation_mode_draws_figures_across_the_page_with_larger_text_and_is_remembered(browser, app_url, shots):
     page = open_page(browser, app_url, SIZES["desktop"], "?mode=present")
     assert "present" in page.evaluate("document.body.className")
     open_tab(page, "Attention", phone=False)
@@ -89,8 +94,11 @@ def test_presentation_mode_draws_figures_across_the_page_and_is_remembered(brows
     plot.wait_for()
     assert plot.bounding_box()["width"] >= FIGURE_SHARE * SIZES["desktop"][0]
     page.screenshot(path=str(shots / "test-present-attention.png"), full_page=True)
+    presented = page.evaluate(TICK_PX)
     page.locator("#present-toggle").click()
     assert "present" not in page.evaluate("document.body.className")
+    page.wait_for_function(f"({TICK_PX})() < {presented}")  # the figure is drawn again, its text smaller
+    assert presented >= 1.4 * page.evaluate(TICK_PX)
     page.goto(app_url)  # remembered: off now, without the query
     page.locator("#tour-tokens .tok").first.wait_for()
     assert "present" not in page.evaluate("document.body.className")
@@ -103,7 +111,7 @@ def test_presentation_mode_draws_figures_across_the_page_and_is_remembered(brows
 
 def test_every_figure_saves_png_svg_and_csv(browser, app_url):
     page = open_page(browser, app_url, SIZES["desktop"])
-    page.locator("#tour-attention > button").first.click()
+    page.locator("#tour-step-attention > button").first.click()
     plot = page.locator("#tour-attention .js-plotly-plot")
     plot.hover()
     titles = page.locator("#tour-attention .modebar-btn").evaluate_all(

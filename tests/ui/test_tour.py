@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import pytest
 
 from tests.helpers import make_model_folder
-from ui import attention_tab, classroom, figures, tour_tab
+from ui import attention_tab, classroom, embeddings_view, figures, tour_tab
 from ui.registry import ModelRegistry
 
 
@@ -38,6 +38,12 @@ def test_every_step_names_a_chapter_and_links_an_existing_tab(demo):
         assert all(len(text.split()) >= 8 for text in (step.idea, step.try_, step.notice)), step.key
 
 
+def test_no_two_components_share_an_elem_id(demo):
+    """A page's ids must be unique: a selector (the tests', the CSS's) would otherwise find the wrong element."""
+    ids = [block.elem_id for block in demo.blocks.values() if getattr(block, "elem_id", None)]
+    assert len(ids) == len(set(ids)), sorted(i for i in set(ids) if ids.count(i) > 1)
+
+
 def test_the_tour_is_the_first_tab(demo):
     first = next(block for block in demo.blocks.values() if isinstance(block, gr.Tab))
     assert (first.id, first.label) == ("start", "Start here")
@@ -57,6 +63,14 @@ def test_the_tours_live_pieces_call_the_full_tabs_functions(registry):
     assert "T=0.5" in fig.layout.title.text
     fig, _ = tour_tab.tour_attention(registry, name, tour_tab.TOUR_TEXT)
     assert fig.data[0].type == "heatmap"
+
+
+def test_a_model_not_on_this_machine_leaves_a_live_piece_empty_with_one_line(registry):
+    def missing(registry: ModelRegistry, model_name: str) -> tuple[None, str]:
+        raise FileNotFoundError(f"{model_name}: not in the Hugging Face cache")
+
+    assert tour_tab.on_disk(missing)(registry, "gpt2-small") == (
+        None, "*gpt2-small is not on this machine: the line beside the picker says why.*")
 
 
 def test_a_text_too_short_for_one_window_is_said(registry):
@@ -81,3 +95,11 @@ def test_the_one_head_heatmap_grows_with_a_short_text_and_stays_readable_for_a_l
     fig = attention_tab.attention_figure(labels, np.full((2, 20, 20), 0.05), 1, "one head", 1)
     assert fig.layout.height >= 20 * attention_tab.cell_px(20)
     assert fig.layout.yaxis.constrain == "domain" and fig.data[0].colorscale  # Viridis: colour-blind safe
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_embeddings_scatter_names_its_axes(registry, dims):
+    fig, _, _, _ = embeddings_view.embeddings(registry, registry.default(), "the, a", dims, True)
+    axes = fig.layout.scene if dims == 3 else fig.layout
+    assert fig.layout.title.text
+    assert [axes[f"{a}axis"].title.text for a in "xyz"[:dims]] == [f"principal direction {i + 1}" for i in range(dims)]
