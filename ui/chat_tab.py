@@ -45,6 +45,7 @@ from ui.training_panel import (
     owner_token,
     receive_run_zip,
     run_zip,
+    share_buttons,
     visible_choices,
 )
 
@@ -207,7 +208,8 @@ def model_info(registry: ModelRegistry, name: str) -> tuple[str, str]:
         stages = meta.get("stages", [])
         epochs = sum(s.get("epochs") or 0 for s in stages) if stages else meta.get("epochs_done", "?")
         in_stages = f" in {len(stages)} stages" if len(stages) > 1 else ""
-        line += (f"<br>Finetuned from **{meta.get('base_model', '?')}**{in_stages} on {meta.get('data', '?')} "
+        base = Path(str(meta.get("base_model", "?"))).name  # a folder's name: a path is cut to it anyway
+        line += (f"<br>Finetuned from **{base}**{in_stages} on {meta.get('data', '?')} "
                  f"({meta.get('n_train', 0):,} entries, {epochs} epochs, {how}); "
                  f"prompt format: {meta.get('prompt_format', PROMPT_FORMAT)}.")
     return public_message(line), held_out_scores(registry.resolve(name).path)
@@ -582,8 +584,9 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
             with gr.Row():
                 download = gr.Button("Download the picked chat model", elem_id="chat-download")
                 zipped = gr.File(label="Chat model archive")
-            upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a chat model .zip")
             uploaded = gr.Markdown()
+            share_buttons(registry, picker, token, uploaded, "chat")
+            upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a chat model .zip")
     timer = gr.Timer(1.0, active=False)
 
     base = form["base"]

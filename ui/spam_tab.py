@@ -66,6 +66,7 @@ from ui.training_panel import (
     may_see,
     owner_of,
     owner_token,
+    share_buttons,
     upload_folder,
 )
 
@@ -616,8 +617,9 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
                     "Uploaded here again, it needs its base model on this server.")
         download = gr.Button("Download the picked classifier")
         zipped = gr.File(label="Classifier archive")
-        upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a classifier .zip")
         uploaded = gr.Markdown(elem_id="spam-uploaded")
+        share_buttons(registry, picker, token, uploaded, "spam")
+        upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a classifier .zip")
     timer = gr.Timer(1.0, active=False)
 
     classify_fn = user_errors(functools.partial(classify, registry))

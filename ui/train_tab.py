@@ -58,6 +58,7 @@ from ui.jobs import Job, JobRunner, TrainLimits, env_number, probe_seconds_per_s
 from ui.labels import piece_label, tokens_html
 from ui.registry import RUN_PREFIX, ModelRegistry
 from ui.training_panel import (
+    SHARED_FILE,
     Panel,
     Submission,
     asker_of,
@@ -66,7 +67,9 @@ from ui.training_panel import (
     owner_of,
     owner_token,
     receive_run_zip,
+    run_folder,
     run_zip,
+    share_buttons,
     visible_choices,
 )
 
@@ -77,6 +80,7 @@ DEFAULT_RECIPE = {"preset": "classroom-modern", "optimizer": "muon", "lr": 4e-3}
 PROBE_LOCK = threading.Lock()
 SECOND_RECIPE = {"preset": "classroom", "optimizer": "adamw"}  # the comparison's: GPT-2 (2019) with AdamW
 KJV = "King James Bible (61 books)"
+WINDOW_COLUMNS = ["window", "start", "input (first tokens)", "target: the input shifted by one"]
 # The checkboxes' labels -> what `select_corpus` takes: a source, or one novel
 CORPORA = ({f"Austen: {name}": f"austen-{name}" for name in AUSTEN_NOVELS if name not in HELD_OUT_NOVELS}
            | {KJV: "kjv"} | {title: source for source, title in MODERN_TITLES.items()})
@@ -304,7 +308,7 @@ def preview(runner: JobRunner, form: TrainForm, stride: float) -> tuple[str, pd.
         x, y = windows[i]
         rows.append((i, i * stride, _shown(tokenizer, x.tolist()[:WINDOW_TOKENS_SHOWN]),
                      _shown(tokenizer, y.tolist()[:WINDOW_TOKENS_SHOWN])))
-    table = pd.DataFrame(rows, columns=["window", "start", "input (first tokens)", "target: the input shifted by one"])
+    table = pd.DataFrame(rows, columns=WINDOW_COLUMNS)
     n_chars = sum(map(len, data.train))
     requested = "" if tokenizer.n_vocab >= vocab_size or form.tokenizer_kind == "gpt2" else (
         f" (you asked for {vocab_size:,}: the text has no more pairs to merge)")
@@ -647,9 +651,11 @@ def list_runs(registry: ModelRegistry, token: str | None = None, request: gr.Req
         if not may_see(registry.runs_root, name, asker):
             continue
         meta = registry.load(name).meta
+        shared = (run_folder(registry.runs_root, name) / SHARED_FILE).is_file()
         rows.append((name, meta.get("steps"), meta.get("tokens_seen"), meta.get("held_out_bits_per_byte"),
-                     meta.get("corpus")))
-    return pd.DataFrame(rows, columns=["model", "steps", "tokens seen", "held-out bits per byte", "data"])
+                     meta.get("corpus"), "yes" if shared else ""))
+    return pd.DataFrame(rows, columns=["model", "steps", "tokens seen", "held-out bits per byte", "data",
+                                       "shared with every visitor"])
 
 
 def download_run(registry: ModelRegistry, name: str, token: str | None = None, request: gr.Request = None) -> str:
@@ -722,7 +728,8 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
         look = gr.Button("Show what the model will see", elem_id="train-preview")
         counts = gr.Markdown(elem_id="train-counts")
         tokens = gr.HTML()
-        windows = gr.Dataframe(interactive=False, wrap=True, label="Input/target windows (the book's chapter 2)")
+        windows = gr.Dataframe(headers=WINDOW_COLUMNS, interactive=False, wrap=True,
+                               label="Input/target windows (the book's chapter 2): press Preview")
     with gr.Accordion("2. Recipe and budget", open=True):
         with gr.Row():
             form["preset"] = gr.Dropdown(list(MODEL_PRESETS), value=DEFAULTS.preset, label="Model",
@@ -782,14 +789,15 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
     curve = Plot(label="Loss", elem_id="train-curve")
     samples = gr.Dataframe(interactive=False, wrap=True, label="Samples at each evaluation", elem_id="train-samples")
     result = gr.Markdown(elem_id="train-result")
-    with gr.Accordion("Runs: download, upload", open=False):
+    with gr.Accordion("Runs: download, share, upload", open=False):
         runs = gr.Dataframe(interactive=False, label="Runs trained here")
         with gr.Row():
-            run_name = gr.Textbox(label="Run to download", placeholder="run:…", elem_id="train-run-name")
+            run_name = gr.Textbox(label="Run to download or share", placeholder="run:…", elem_id="train-run-name")
             download = gr.Button("Download as .zip")
         zipped = gr.File(label="Run archive")
-        upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a run .zip")
         uploaded = gr.Markdown()
+        share_buttons(registry, run_name, token, uploaded, "train")
+        upload = gr.File(file_types=[".zip"], type="filepath", label="Upload a run .zip")
     timer = gr.Timer(1.0, active=False)
 
     fields = {name: form[name] for name in TrainForm.__dataclass_fields__}  # the API's order: the form's

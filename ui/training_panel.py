@@ -11,6 +11,7 @@ share: the size check and unpacking a run zip.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
@@ -20,7 +21,6 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +36,7 @@ from gpt.open_models import count_text
 from gpt.pretrain.archive import ArchiveError, read_run_archive, write_run_archive
 from gpt.pretrain.state import loss_figure
 from gpt.training.events import TrainEvent
-from ui.common import public_mode
+from ui.common import public_mode, user_errors
 from ui.jobs import Job, JobError, JobRunner, TrainLimits
 from ui.registry import RUN_PREFIX, BaseModel, ModelRegistry
 
@@ -136,12 +136,46 @@ def asker_of(token: str | None, request: gr.Request | None) -> str | None:
     return owner_of(token, request) if public_mode() else None
 
 
+def run_name(prefix: str) -> str:
+    """A new run's folder name: when it was made, and 48 random bits, so that on a public server a run nobody shared
+    cannot be found by guessing its name (the pickers never list it to another visitor)."""
+    return prefix + time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(6)
+
+
+SHARED_FILE = ".shared"  # in a run folder: its owner shared it, so every visitor may list, pick and download it
+RUN_FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a run folder's name, as the runs get them
+
+
 def may_see(runs_root: Path | None, name: str, asker: str | None) -> bool:
     """Whether `asker` (`asker_of`) may list, pick or download model `name`: shipped and Hub models are everyone's;
-    a run (`run:...`) in public mode only the session's that trained or uploaded it."""
+    a run (`run:...`) in public mode only the session's that trained or uploaded it, unless they shared it."""
     if not isinstance(name, str) or not name.strip().startswith(RUN_PREFIX):
         return True
-    return runs_root is not None and owns(runs_root / name.strip().removeprefix(RUN_PREFIX).strip(), asker)
+    folder = run_folder(runs_root, name)
+    if folder is None:
+        return not public_mode()  # a laptop's: whoever resolves the name says what is wrong with it
+    return owns(folder, asker) or (folder / SHARED_FILE).is_file()
+
+
+def run_folder(runs_root: Path | None, name: str) -> Path | None:
+    """The folder of run `name` (`run:...`) in `runs_root`, or None for a name no run can have."""
+    folder_name = name.strip().removeprefix(RUN_PREFIX).strip() if isinstance(name, str) else ""
+    return runs_root / folder_name if runs_root is not None and RUN_FOLDER.fullmatch(folder_name) else None
+
+
+def share(runs_root: Path | None, name: str, shared: bool, asker: str | None) -> str:
+    """Share the asker's run `name` with every visitor of a public server (a teacher's model for the class), or stop
+    sharing it. Only its owner may; the shipped models are everyone's already."""
+    folder = run_folder(runs_root, name)
+    if not (isinstance(name, str) and name.strip().startswith(RUN_PREFIX)):
+        raise ValueError("Only runs made or uploaded here can be shared; the shipped models are everyone's already.")
+    if folder is None or not folder.is_dir() or not owns(folder, asker):
+        raise ValueError(f"{name.strip()!r} is not one of your runs: pick one of yours to share.")
+    if shared:
+        (folder / SHARED_FILE).touch()
+        return f"`{name.strip()}` is shared: every visitor can now pick and download it."
+    (folder / SHARED_FILE).unlink(missing_ok=True)
+    return f"`{name.strip()}` is yours alone again."
 
 
 def visible_choices(registry: ModelRegistry, asker: str | None, names: list[str] | None = None
@@ -149,6 +183,27 @@ def visible_choices(registry: ModelRegistry, asker: str | None, names: list[str]
     """(label, name) for a model dropdown: every name the picker offers (or `names`) that `asker` may see."""
     names = registry.names() if names is None else names
     return registry.choices([name for name in names if may_see(registry.runs_root, name, asker)])
+
+
+def share_run(registry: ModelRegistry, name: str, token: str | None = None, request: gr.Request = None, *,
+              shared: bool) -> str:
+    """The Share buttons of the three training rooms: `share` the visitor's run, or stop sharing it."""
+    if not public_mode():
+        return (share(registry.runs_root, name, shared, None) +
+                " (On this server every run is everyone's already: sharing counts on a public server.)")
+    return share(registry.runs_root, name, shared, asker_of(token, request))
+
+
+def share_buttons(registry: ModelRegistry, name: gr.components.Component, token: gr.BrowserState,
+                  message: gr.Markdown, api_name: str) -> None:
+    """Buttons that share the run named in `name` with every visitor, or stop sharing it; `message` says so."""
+    with gr.Row():
+        on = gr.Button("Share with every visitor", size="sm", elem_id=f"{api_name}-share")
+        off = gr.Button("Stop sharing", size="sm", elem_id=f"{api_name}-unshare")
+    on.click(user_errors(functools.partial(share_run, registry, shared=True)), [name, token], message,
+             api_name=f"{api_name}_share")
+    off.click(user_errors(functools.partial(share_run, registry, shared=False)), [name, token], message,
+              api_name=f"{api_name}_unshare")
 
 
 def owner_token() -> gr.BrowserState:
@@ -237,7 +292,7 @@ class Panel:
     def start(self, runner: JobRunner, owner: str, prepare: Callable[[Path], Submission]) -> str:
         """Name the run, make its folder, let `prepare(folder)` write what the job reads there and say what to run,
         and submit it; the folder goes again if anything fails. Returns the first status line."""
-        name = self.prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        name = run_name(self.prefix)
         folder = runner.limits.runs_dir / name
         folder.mkdir(parents=True)
         mark_owner(folder, owner)
@@ -350,7 +405,7 @@ def upload_folder(runner: JobRunner, prefix: str = UPLOADED) -> Path:
     if runner.runs_mb() > runner.limits.max_disk_mb:
         raise ValueError(f"The runs on this server fill their disk ({runner.limits.max_disk_mb:,} MB): try again "
                          "once old runs are removed.")
-    return runner.limits.runs_dir / (prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
+    return runner.limits.runs_dir / run_name(prefix)
 
 
 def keep_upload(runner: JobRunner, folder: Path, owner: str | None) -> None:

@@ -21,13 +21,13 @@ from tests.ui.app_client import TRAIN  # noqa: E402
 ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token_probs", "/one_token",
              "/beam_search", "/classify", "/spam_test_figures", "/chat", "/train_preview", "/train_check",
              "/train_start", "/train_stop", "/train_resume", "/train_status", "/train_runs", "/train_download",
-             "/train_upload",
+             "/train_upload", "/train_share", "/train_unshare",
              # the Spam tab's classifier picker and finetuning
              "/spam_finetune_start", "/spam_finetune_stop", "/spam_finetune_status", "/spam_experiments",
-             "/spam_download", "/spam_upload", "/spam_finetune_check",
+             "/spam_download", "/spam_upload", "/spam_finetune_check", "/spam_share", "/spam_unshare",
              # the Chat tab's model picker, side by side and finetuning
              "/chat_model", "/chat_compare", "/chat_finetune_start", "/chat_finetune_stop", "/chat_finetune_status",
-             "/chat_download", "/chat_upload", "/chat_finetune_check",
+             "/chat_download", "/chat_upload", "/chat_finetune_check", "/chat_share", "/chat_unshare",
              # the Reasoning tab
              "/reasoning_problem", "/reasoning_vote",
              # the views inside the model

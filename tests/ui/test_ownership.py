@@ -336,3 +336,39 @@ def test_uploads_are_capped_per_visitor_and_by_the_disk(monkeypatch, tmp_path, s
     full = JobRunner(TrainLimits(runs_dir=runner.limits.runs_dir, threads=1, max_disk_mb=1))
     with pytest.raises(ValueError, match="fill their disk"):
         spam_tab.upload_classifier(full, registry, archive, None, mallory)
+
+
+def test_in_public_mode_an_owner_shares_a_run_with_every_visitor_and_takes_it_back(monkeypatch, tmp_path,
+                                                                                    shipped_models):
+    """"Other visitors see only shared models (the shipped ones and what their owner chose to publish)": a teacher's
+    classifier shared with the class is listed, picked and downloaded by every visitor; only its owner shares it or
+    takes it back; a shipped model or a name outside the runs folder is refused."""
+    from tests.ui.helpers import session
+    from ui import spam_tab
+    from ui.registry import ModelRegistry
+    from ui.training_panel import share_run
+
+    runner = JobRunner(TrainLimits(runs_dir=tmp_path / "runs", threads=1))
+    registry = ModelRegistry(shipped_models, runs_root=runner.limits.runs_dir)
+    archive = spam_tab.download_classifier(registry, "spam")
+    monkeypatch.setenv("GPT_APP_MODE", "public")
+    teacher, student = session("teacher-session"), session("student-session")
+    name = spam_tab.upload_classifier(runner, registry, archive, None, teacher)[0].split("`")[1]
+
+    def seen_by(who) -> bool:
+        return name in set(spam_tab.experiments(registry, None, who)["classifier"])
+
+    assert seen_by(teacher) and not seen_by(student)
+    with pytest.raises(ValueError, match="not one of your runs"):
+        share_run(registry, name, None, student, shared=True)
+    assert "is shared" in share_run(registry, name, None, teacher, shared=True)
+    assert seen_by(student)
+    assert spam_tab.download_classifier(registry, name, None, student).endswith(".zip")
+    assert spam_tab.classify(registry, "WIN a prize", name, None, student)[0]
+    with pytest.raises(ValueError, match="not one of your runs"):
+        share_run(registry, name, None, student, shared=False)  # a student cannot take it back either
+    assert "yours alone" in share_run(registry, name, None, teacher, shared=False)
+    assert not seen_by(student)
+    for bad in ("spam", "run:../runs", "run:", "run:" + "x" * 300, None):
+        with pytest.raises(ValueError):
+            share_run(registry, bad, None, teacher, shared=True)
