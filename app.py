@@ -8,8 +8,11 @@ README's "Limits of a public app" lists them all.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import threading
+import time
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # must precede the gradio import
 
@@ -173,11 +176,39 @@ def keep_inputs_small() -> None:
     SessionState._update_value_in_config = update
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+TRIM_EVERY_S = 5.0
+_trimming = threading.Event()
+
+
+def give_back_freed_memory() -> None:
+    """Keep glibc from holding freed memory: each of Gradio's worker threads would get its own malloc arena (up to 8
+    per core) and freed blocks stay in the process. Two arenas, and `malloc_trim` every few seconds, hand them back
+    to the system; the server's size then follows what it holds. Once per process; nothing where libc is not
+    glibc's."""
+    if _trimming.is_set():
+        return
+    _trimming.set()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, 2)
+    except (OSError, AttributeError):
+        return
+
+    def trim() -> None:
+        while True:
+            time.sleep(TRIM_EVERY_S)
+            libc.malloc_trim(0)
+
+    threading.Thread(target=trim, name="malloc-trim", daemon=True).start()
+
+
 def serve(demo: gr.Blocks, limits: ServeLimits, max_upload_mb: float, **launch_kwargs: Any) -> gr.Blocks:
     """Queue and launch `demo` within `limits`: one concurrency group for all compute, the queue's size,
     the request size, and `max_upload_mb` for each uploaded file (the Train tab's limit: refused at the door)."""
     share_compute(demo, limits.concurrency)
     keep_inputs_small()
+    give_back_freed_memory()
     upload = int(max_upload_mb * 2**20)
     middleware = Middleware(RequestSizeLimit, max_bytes=int(limits.max_request_mb * 2**20),
                             upload_bytes=FILES_PER_UPLOAD * upload + 2**20)  # a megabyte for the form's framing

@@ -7,7 +7,8 @@ with a large text; the server's RSS is printed every `--every` sessions.
 
 Gradio keeps each session's state (a copy of every component's config, ~0.7 MB for this app, more after a large
 input) until `state_session_capacity` newer sessions push it out: `GPT_APP_SESSIONS` (app.py) is that capacity.
-Traffic goes to 127.0.0.1 only; the loop is bounded by `--sessions` and `--max-minutes`.
+Traffic goes to 127.0.0.1 only; the loop is bounded by `--sessions` and `--max-minutes`. `--large-rounds N`
+instead sends N rounds of 5 MB calls (`large_rounds`) and prints the RSS after each.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -56,12 +58,29 @@ def start_app(env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-def call(http: httpx.Client, url: str, text: str) -> bool:
-    posted = http.post(f"{url}/gradio_api/call/tokenize", json={"data": ["base", text, False, "ab ab ab", 257]})
+def call(http: httpx.Client, url: str, text: str, endpoint: str = "tokenize") -> bool:
+    """One raw call (a new session) of `/tokenize` or `/attention` on `text`; whether it completed."""
+    data = (["base", text, False, "ab ab ab", 257] if endpoint == "tokenize" else ["base", text, 0, "one head", 0])
+    posted = http.post(f"{url}/gradio_api/call/{endpoint}", json={"data": data})
     if posted.status_code != 200:
         return False
-    with http.stream("GET", f"{url}/gradio_api/call/tokenize/{posted.json()['event_id']}") as stream:
+    with http.stream("GET", f"{url}/gradio_api/call/{endpoint}/{posted.json()['event_id']}") as stream:
         return any(line.startswith("event: complete") for line in stream.iter_lines())
+
+
+def large_rounds(server: subprocess.Popen, url: str, rounds: int) -> dict[str, Any]:
+    """Rounds of ten `/tokenize` and four `/attention` calls of 5 MB each, two at a time: the server's RSS after each
+    round (what the sweep of hostile inputs does to memory, in a few minutes)."""
+    text = ("lorem ipsum dolor sit amet " * 200_000)[:5_000_000]
+    figures: dict[str, Any] = {"rss_mb": [round(rss_mb(server.pid))], "answered": 0}
+    with httpx.Client(timeout=300) as http, ThreadPoolExecutor(2) as pool:
+        for _ in range(rounds):
+            for endpoint, n in (("tokenize", 10), ("attention", 4)):
+                figures["answered"] += sum(pool.map(call, [http] * n, [url] * n, [text] * n, [endpoint] * n))
+            time.sleep(2)
+            figures["rss_mb"].append(round(rss_mb(server.pid)))
+            print(f"RSS after round {len(figures['rss_mb']) - 1}: {figures['rss_mb'][-1]} MB", flush=True)
+    return figures
 
 
 def main() -> None:
@@ -71,11 +90,17 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=None, help="GPT_APP_SESSIONS (default: the app's)")
     parser.add_argument("--large-every", type=int, default=50, help="every Nth session sends 100k characters")
     parser.add_argument("--max-minutes", type=float, default=25)
+    parser.add_argument("--large-rounds", type=int, default=0,
+                        help="instead: this many rounds of 5 MB calls (`large_rounds`), RSS after each")
     args = parser.parse_args()
     extra = {} if args.capacity is None else {"GPT_APP_SESSIONS": str(args.capacity)}
     server, url = start_app(extra)
     figures = {"capacity": args.capacity or "app default", "rss_mb": {}}
     try:
+        if args.large_rounds:
+            time.sleep(2)
+            print(json.dumps(large_rounds(server, url, args.large_rounds)))
+            return
         time.sleep(2)
         figures["rss_mb"][0] = round(rss_mb(server.pid))
         print(f"0 sessions: {figures['rss_mb'][0]} MB", flush=True)

@@ -299,3 +299,33 @@ def test_a_session_keeps_no_copy_of_a_large_input_or_output():
     assert kept("x" * (KEPT_VALUE_SIZE + 1)) == ""
     assert kept(list(range(KEPT_VALUE_SIZE + 1))) == []
     assert kept("a short message") == "a short message"
+
+
+def test_the_server_hands_freed_memory_back():
+    """`give_back_freed_memory` starts one trimming thread however often the app is served, and it hands back to the
+    system what `free` alone keeps: a heap left full of holes (every other 64 kB block freed)."""
+    import ctypes
+    import threading
+    import time
+
+    from app import TRIM_EVERY_S, give_back_freed_memory
+    from tests.ui.test_limited_work import rss_mb
+
+    give_back_freed_memory()
+    give_back_freed_memory()
+    assert [t.name for t in threading.enumerate()].count("malloc-trim") == 1
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    blocks = [libc.malloc(64 * 1024) for _ in range(4000)]  # 250 MB, below mmap's threshold: on the heap
+    for block in blocks:
+        ctypes.memset(block, 1, 64 * 1024)
+    held = rss_mb()
+    for block in blocks[::2]:
+        libc.free(ctypes.c_void_p(block))
+    deadline = time.monotonic() + 20 * TRIM_EVERY_S  # a bound on waiting for the thread, not a speed target
+    while held - rss_mb() < 100 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    given_back = held - rss_mb()
+    for block in blocks[1::2]:
+        libc.free(ctypes.c_void_p(block))
+    assert given_back >= 100, given_back
