@@ -150,7 +150,7 @@ def build_app(registry: ModelRegistry | None = None, runner: JobRunner | None = 
             with gr.Tab("Chat", id="chat") as chat:
                 chat_tab.build(registry, runner, chat)
             with gr.Tab("Reasoning", id="reasoning") as reasoning:
-                reasoning_tab.build(registry, reasoning)
+                reasoning_tab.build(registry, reasoning, runner)
     return demo
 
 

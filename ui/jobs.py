@@ -272,6 +272,7 @@ def _child(target: Callable[..., Any], kwargs: dict[str, Any], events: Any, stop
 
 
 RECORDS = ".jobs"  # under the runs folder: what each unfinished job ran, so that it can resume after a restart
+TAB_OF_KIND = {"train": "Train", "classifier": "Spam", "instruct": "Chat", "reasoning": "Reasoning"}  # in messages
 RESTARTED = "the server stopped while it ran; Resume continues it from its last checkpoint"
 
 
@@ -337,8 +338,12 @@ class JobRunner:
         if job.result is not None:
             return not job.result.finished
         from gpt.pretrain.state import STATE_FILE
+        from gpt.reasoning.state import STATE_FILE as RL_STATE_FILE
+        from ui.registry import RUN_MODEL
 
-        return job.state == "failed" and (self.limits.runs_dir / job.name / STATE_FILE).is_file()
+        folder = self.limits.runs_dir / job.name  # a GRPO run keeps its state beside its model
+        states = (folder / STATE_FILE, folder / RUN_MODEL / RL_STATE_FILE)
+        return job.state == "failed" and any(state.is_file() for state in states)
 
     # -- asking ----------------------------------------------------------------------------------
     def job_of(self, owner: str, kind: str | None = None) -> Job | None:
@@ -383,7 +388,7 @@ class JobRunner:
         with self._lock:
             busy = next((j for j in self._jobs.values() if j.owner == owner and j.active), None)
             if busy is not None:
-                where = {"train": "Train", "classifier": "Spam", "instruct": "Chat"}.get(busy.kind, busy.kind)
+                where = TAB_OF_KIND.get(busy.kind, busy.kind)
                 raise JobError(f"You already have a training queued or running (in the {where} tab): stop it first.")
             if len(self._waiting) >= self.limits.max_queued and self._running >= self.limits.max_running:
                 raise JobError(f"The queue is full ({self.limits.max_queued} trainings waiting): try again later.")

@@ -29,7 +29,8 @@ ENDPOINTS = {"/load_model", "/tokenize", "/attention", "/generate", "/next_token
              "/chat_model", "/chat_compare", "/chat_finetune_start", "/chat_finetune_stop", "/chat_finetune_status",
              "/chat_download", "/chat_upload", "/chat_finetune_check", "/chat_share", "/chat_unshare",
              # the Reasoning tab
-             "/reasoning_problem", "/reasoning_vote",
+             "/reasoning_problem", "/reasoning_vote", "/reasoning_rl_start", "/reasoning_rl_stop",
+             "/reasoning_rl_resume", "/reasoning_rl_status",
              # the views inside the model
              "/embeddings", "/logit_lens", "/surprisal", "/compare_models", "/beam_tree", "/kv_cache", "/kv_timing",
              "/memory_table", "/model_card",
