@@ -48,7 +48,7 @@ HOSTILE = {
     "other": [None, 12, "x" * 300, {"a": [1]}],
 }
 JSON = {"content-type": "application/json"}
-SWEEP_RSS_GROWTH_MB = 1000  # the bound README's "A public app" gives for one whole sweep (measured 429 and 636 MB)
+SWEEP_RSS_GROWTH_MB = 1000  # the bound README's "A public app" gives for one whole sweep (measured 204 and 370 MB)
 
 
 @pytest.fixture(scope="module")
