@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
-from tests.helpers import free_port  # noqa: E402
+from tests.helpers import free_port, make_model_folder  # noqa: E402
 from ui.jobs import JobRunner, TrainLimits  # noqa: E402
 from ui.registry import MODELS_DIR, SHIPPED_CLASSIFIER, SHIPPED_LANGUAGE_MODELS, ModelRegistry  # noqa: E402
 
@@ -25,6 +25,18 @@ def shipped_models() -> Path:
     assert all(map(registry.has, SHIPPED_LANGUAGE_MODELS)), "a shipped language model is missing from assets/models"
     assert SHIPPED_CLASSIFIER in registry.classifier_names(), "the shipped classifier is missing from assets/models"
     return Path(MODELS_DIR)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of tiny models (`make_model_folder`: a base, a chat model, a classifier), once per module."""
+    return make_model_folder(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def tiny_registry(tiny_models: Path, runner: JobRunner) -> ModelRegistry:
+    """The tiny models, with this test's own runs folder."""
+    return ModelRegistry(tiny_models, runs_root=runner.limits.runs_dir)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from gradio_client import Client
 
 from gpt.reasoning.grpo import RL_PRESETS, TASKS
 from gpt.reasoning.runs import RLRun
-from tests.helpers import free_port, make_model_folder
+from tests.helpers import free_port
 from tests.ui.endpoints import client_call
 from tests.ui.helpers import choices, session
 from ui import reasoning_tab as rt
@@ -23,18 +23,8 @@ WAIT_S = 180  # a bound on a hung child process, not a speed target
 GOOD = dict(model=SHIPPED_CHAT, task="sum", steps=3, group_size=4, seed=1)
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return make_model_folder(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-def registry(models, runner) -> ModelRegistry:
-    return ModelRegistry(models, runs_root=runner.limits.runs_dir)
-
-
-def start(runner, registry, who: str, **changes) -> str:
-    line, owner = rt.start_rl(runner, registry, None, rt.RLForm(**{**GOOD, **changes}), request=session(who))
+def start(runner, tiny_registry, who: str, **changes) -> str:
+    line, owner = rt.start_rl(runner, tiny_registry, None, rt.RLForm(**{**GOOD, **changes}), request=session(who))
     assert owner == who
     return line
 
@@ -61,17 +51,17 @@ def test_the_panels_bounds_come_from_the_config_and_the_presets():
     ({"model": "run:nothing-here"}, "chat models"),
     ({"model": None}, "chat models"),
 ])
-def test_bad_settings_get_one_line_and_start_nothing(runner, registry, changes, said):
+def test_bad_settings_get_one_line_and_start_nothing(runner, tiny_registry, changes, said):
     with pytest.raises(ValueError, match=said) as err:
-        start(runner, registry, "alice-session", **changes)
+        start(runner, tiny_registry, "alice-session", **changes)
     assert "\n" not in str(err.value)
     assert runner.job_of("alice-session") is None
     assert not runner.limits.runs_dir.is_dir() or not [d for d in runner.limits.runs_dir.iterdir()
                                                        if d.name.startswith("rl-")]
 
 
-def test_before_a_start_the_panel_says_so_and_stop_and_resume_have_nothing(runner, registry):
-    line, figure, result, timer, *_ = rt.rl_status(runner, registry, None, session("alice-session"))
+def test_before_a_start_the_panel_says_so_and_stop_and_resume_have_nothing(runner, tiny_registry):
+    line, figure, result, timer, *_ = rt.rl_status(runner, tiny_registry, None, session("alice-session"))
     assert line.startswith("No GRPO run yet") and figure is None and not result and not timer.active
     with pytest.raises(ValueError, match="no GRPO run running"):
         rt.stop_rl(runner, None, session("alice-session"))
@@ -80,13 +70,13 @@ def test_before_a_start_the_panel_says_so_and_stop_and_resume_have_nothing(runne
 
 
 @pytest.mark.slow
-def test_a_tiny_grpo_run_ends_and_its_model_is_in_the_pickers(runner, registry):
-    line = start(runner, registry, "alice-session")
+def test_a_tiny_grpo_run_ends_and_its_model_is_in_the_pickers(runner, tiny_registry):
+    line = start(runner, tiny_registry, "alice-session")
     assert line.startswith("Started **run:rl-") and "3 steps, groups of 4" in line
     job = runner.job_of("alice-session", "reasoning")
     assert runner.wait(job, WAIT_S), "the GRPO run did not end"
     assert job.state == "done", job.error
-    line, figure, result, timer, vote_picker, rl_picker = rt.rl_status(runner, registry, None,
+    line, figure, result, timer, vote_picker, rl_picker = rt.rl_status(runner, tiny_registry, None,
                                                                        session("alice-session"))
     name = RUN_PREFIX + job.name
     assert line == f"Finished: {name} (finished 3 steps)." and not timer.active
@@ -95,18 +85,18 @@ def test_a_tiny_grpo_run_ends_and_its_model_is_in_the_pickers(runner, registry):
     assert f"### {name}\n\n3 of 3 GRPO steps from {SHIPPED_CHAT}" in result and "at step 0" in result
     assert "at step 3" in result
     assert name in choices(vote_picker) and name in choices(rl_picker)
-    assert name in rt.own_chat_names(registry)
+    assert name in rt.own_chat_names(tiny_registry)
     with pytest.raises(ValueError, match="no unfinished GRPO run"):
         rt.resume_rl(runner, None, session("alice-session"))
 
 
 @pytest.fixture(scope="module")
-def client(models, tmp_path_factory) -> Iterator[Client]:
+def client(tiny_models, tmp_path_factory) -> Iterator[Client]:
     """The Reasoning tab with its GRPO panel, served on its own (the app passes the tab its job runner)."""
     runs = tmp_path_factory.mktemp("runs")
     runner = JobRunner(TrainLimits(runs_dir=runs, threads=1))
     with gr.Blocks() as demo, gr.Tab("Reasoning") as tab:
-        rt.build(ModelRegistry(models, runs_root=runs), tab, runner)
+        rt.build(ModelRegistry(tiny_models, runs_root=runs), tab, runner)
     demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     yield Client(demo.local_url, verbose=False)
     demo.close()

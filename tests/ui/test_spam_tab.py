@@ -108,17 +108,6 @@ def test_figures_for_every_test_set(mixed_models):
 WAIT_S = 180  # a bound on a hung child process, not a speed target
 
 
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model_folder(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-def tab_registry(tiny_models, runner) -> ModelRegistry:
-    """The tiny model folder, with this test's own runs folder."""
-    return ModelRegistry(tiny_models, runs_root=runner.limits.runs_dir)
-
-
 SETTINGS = {"base": "base", "head_token": "last", "trains": "last blocks", "blocks": 1, "lora_rank": 8,
             "lora_alpha": 16, "epochs": 1, "lr": 1e-3, "seed": 1, "data_choice": spam_tab.FILE_DATA}
 
@@ -136,32 +125,32 @@ def status(runner: JobRunner, registry: ModelRegistry, who: str, announced: str 
 
 
 @pytest.mark.slow
-def test_a_lora_finetune_runs_in_the_background_and_lands_in_the_picker_the_table_and_a_zip(runner, tab_registry,
+def test_a_lora_finetune_runs_in_the_background_and_lands_in_the_picker_the_table_and_a_zip(runner, tiny_registry,
                                                                                                 tmp_path):
     table = write_table(tmp_path / "topics.csv")
-    line = start(runner, tab_registry, "owner-one", table, trains="LoRA", head_token="mean", lora_rank=4)
+    line = start(runner, tiny_registry, "owner-one", table, trains="LoRA", head_token="mean", lora_rank=4)
     assert line.startswith("Started **run:spam-") and "LoRA rank 4" in line
     assert "3 classes (cooking, sport, travel)" in line
-    other = status(runner, tab_registry, "someone-else")
+    other = status(runner, tiny_registry, "someone-else")
     assert "training for 1 other session" in other[0] and other[1] is None  # others see a busy machine, no more
     with pytest.raises(ValueError, match="no finetuning running"):
         spam_tab.stop_finetune(runner, None, request=session("someone-else"))
     job = runner.job_of("owner-one", spam_tab.KIND)
     assert runner.wait(job, WAIT_S) and job.state == "done", job.error
-    line, curves, result, per_class, confusion, timer, picker, announced = status(runner, tab_registry, "owner-one")
+    line, curves, result, per_class, confusion, timer, picker, announced = status(runner, tiny_registry, "owner-one")
     name = RUN_PREFIX + job.name
     assert line.startswith(f"Finished: {name}") and f"### {name}" in result and "trainable parameters" in result
     assert {trace.name for trace in curves.data} >= {"train loss", "validation accuracy"}
     assert per_class["class"].tolist() == ["cooking", "sport", "travel"] and len(confusion.data[0].z) == 3
     assert picker.value == name and name in [value for value, _ in picker.choices] and announced == job.id
-    assert "value" not in status(runner, tab_registry, "owner-one", announced)[6].constructor_args  # picked once
+    assert "value" not in status(runner, tiny_registry, "owner-one", announced)[6].constructor_args  # picked once
 
-    model = spam_tab.classifier(tab_registry, name)
+    model = spam_tab.classifier(tiny_registry, name)
     assert model.labels == ["cooking", "sport", "travel"] and model.head_token == "mean"
     assert model.config["lora"]["rank"] == 4 and model.config["base"]["name"] == "base"
-    probs, html, _ = spam_tab.classify(tab_registry, "Chop the onions and fry them", name)
+    probs, html, _ = spam_tab.classify(tiny_registry, "Chop the onions and fry them", name)
     assert set(probs) == set(model.labels) and "<span" in html
-    row = spam_tab.experiments(tab_registry).set_index("classifier").loc[name]
+    row = spam_tab.experiments(tiny_registry).set_index("classifier").loc[name]
     meta = model.config["meta"]
     assert (row["trained"], row["head reads"], row["classes"]) == ("LoRA rank 4, alpha 16, and the head", "mean", 3)
     # rank 4 on each of 2 blocks: qkv 64 -> 192, out_proj 64 -> 64, fc 64 -> 256, proj 256 -> 64; and a 3-class head
@@ -169,27 +158,27 @@ def test_a_lora_finetune_runs_in_the_background_and_lands_in_the_picker_the_tabl
     assert row["trainable params"] == meta["trainable_params"] == adapters + 3 * 64 + 3
     assert row["test accuracy"] == round(model.test_metrics[data.FILE_TEST].accuracy, 4)
     written = {t.format(w) for templates in TOPICS.values() for t in templates for w in WORDS}
-    assert spam_tab.examples(tab_registry, name)[0] in written
+    assert spam_tab.examples(tiny_registry, name)[0] in written
 
-    archive = spam_tab.download_classifier(tab_registry, name)
+    archive = spam_tab.download_classifier(tiny_registry, name)
     with zipfile.ZipFile(archive) as zf:
         assert sorted(zf.namelist()) == sorted(MEMBERS)
-    message, picker = spam_tab.upload_classifier(runner, tab_registry, archive)
+    message, picker = spam_tab.upload_classifier(runner, tiny_registry, archive)
     uploaded = picker.value
     assert uploaded.startswith("run:upload-") and f"`{uploaded}`" in message
-    again = spam_tab.classify(tab_registry, "Chop the onions and fry them", uploaded)[0]
+    again = spam_tab.classify(tiny_registry, "Chop the onions and fry them", uploaded)[0]
     assert again == pytest.approx(probs, abs=1e-6)
 
 
 @pytest.mark.slow
-def test_stop_keeps_the_weights_so_far_and_still_writes_a_classifier(runner, tab_registry, tmp_path):
-    start(runner, tab_registry, "owner-two", write_table(tmp_path / "topics.csv"), epochs=20)
+def test_stop_keeps_the_weights_so_far_and_still_writes_a_classifier(runner, tiny_registry, tmp_path):
+    start(runner, tiny_registry, "owner-two", write_table(tmp_path / "topics.csv"), epochs=20)
     assert "Stopping" in spam_tab.stop_finetune(runner, None, request=session("owner-two"))
     job = runner.job_of("owner-two", spam_tab.KIND)
     assert runner.wait(job, WAIT_S) and job.state == "stopped", job.error
-    line, _, result, *_ = status(runner, tab_registry, "owner-two")
+    line, _, result, *_ = status(runner, tiny_registry, "owner-two")
     assert "stop requested" in line and "stop requested" in result
-    model = spam_tab.classifier(tab_registry, RUN_PREFIX + job.name)
+    model = spam_tab.classifier(tiny_registry, RUN_PREFIX + job.name)
     assert "stopped" in model.config["meta"] and len(model.config["meta"]["history"]) == 1
 
 
@@ -221,10 +210,10 @@ BAD_DATA = [
 
 
 @pytest.mark.parametrize("name, make, message", BAD_DATA, ids=[m for *_, m in BAD_DATA])
-def test_bad_data_gets_a_message_and_changes_nothing(runner, tab_registry, tmp_path, name, make, message):
+def test_bad_data_gets_a_message_and_changes_nothing(runner, tiny_registry, tmp_path, name, make, message):
     file = make(tmp_path / name) if name else None
     with pytest.raises(ValueError, match=message):
-        start(runner, tab_registry, "owner-three", file)
+        start(runner, tiny_registry, "owner-three", file)
     assert runner.job_of("owner-three") is None and not runner.limits.runs_dir.exists()
 
 
@@ -246,9 +235,9 @@ BAD_SETTINGS = [
 
 
 @pytest.mark.parametrize("changes, message", BAD_SETTINGS, ids=[m for _, m in BAD_SETTINGS])
-def test_bad_settings_get_a_message_and_change_nothing(runner, tab_registry, tmp_path, changes, message):
+def test_bad_settings_get_a_message_and_change_nothing(runner, tiny_registry, tmp_path, changes, message):
     with pytest.raises(ValueError, match=message):
-        start(runner, tab_registry, "owner-four", write_table(tmp_path / "topics.csv"), **changes)
+        start(runner, tiny_registry, "owner-four", write_table(tmp_path / "topics.csv"), **changes)
     assert runner.job_of("owner-four") is None and not runner.limits.runs_dir.exists()
 
 
@@ -267,10 +256,10 @@ def rezip(archive: str, dest: Path, edit=None, extra: dict[str, bytes] | None = 
     return dest
 
 
-def test_uploads_are_refused_clearly_and_leave_nothing_behind(runner, tab_registry, tmp_path):
-    archive = spam_tab.download_classifier(tab_registry, "spam")  # the tiny shipped one: its base is `base`
-    message, picker = spam_tab.upload_classifier(runner, tab_registry, archive)
-    assert "Loaded as" in message and picker.value in tab_registry.classifier_names()
+def test_uploads_are_refused_clearly_and_leave_nothing_behind(runner, tiny_registry, tmp_path):
+    archive = spam_tab.download_classifier(tiny_registry, "spam")  # the tiny shipped one: its base is `base`
+    message, picker = spam_tab.upload_classifier(runner, tiny_registry, archive)
+    assert "Loaded as" in message and picker.value in tiny_registry.classifier_names()
     before = sorted(runner.limits.runs_dir.iterdir())
 
     def elsewhere(config):
@@ -289,10 +278,10 @@ def test_uploads_are_refused_clearly_and_leave_nothing_behind(runner, tab_regist
     ]
     for file, message in refused:
         with pytest.raises(ValueError, match=message):
-            spam_tab.upload_classifier(runner, tab_registry, str(file))
+            spam_tab.upload_classifier(runner, tiny_registry, str(file))
     assert sorted(runner.limits.runs_dir.iterdir()) == before
     with pytest.raises(ValueError, match="unknown classifier"):
-        spam_tab.download_classifier(tab_registry, "run:../../etc")
+        spam_tab.download_classifier(tiny_registry, "run:../../etc")
 
 
 # -- the same through the app's named endpoints (gradio_client) ---------------------------------------
@@ -335,15 +324,15 @@ def test_finetune_watch_classify_list_download_and_upload_through_the_api(client
         client.predict(None, api_name="/spam_finetune_stop")
 
 
-def test_a_base_model_is_what_a_training_process_loads(tab_registry, tiny_models):
+def test_a_base_model_is_what_a_training_process_loads(tiny_registry, tiny_models):
     from gpt.config import GPTConfig
     from ui.registry import UnknownModelError
 
-    base = tab_registry.base_model("base")
+    base = tiny_registry.base_model("base")
     assert (base.name, base.source, base.config.n_layers) == ("base", str(tiny_models / "base"), 2)
-    gpt2 = tab_registry.base_model(" gpt2-small ")
+    gpt2 = tiny_registry.base_model(" gpt2-small ")
     assert (gpt2.name, gpt2.source, gpt2.config) == ("gpt2-small", "gpt2-small", GPTConfig.preset("gpt2-small"))
     with pytest.raises(UnknownModelError, match="unknown model 'spam'"):
-        tab_registry.base_model("spam")
+        tiny_registry.base_model("spam")
     with pytest.raises(ValueError, match="Pick a base model"):
-        tab_registry.base_model("  ")
+        tiny_registry.base_model("  ")
