@@ -45,3 +45,25 @@ def test_draw_a_problem_and_vote_with_eight_replies(page, shots, app_url):
     assert text in summary.inner_text()  # Gradio marks the outputs "Error"; their contents stay
     assert "Traceback" not in page.locator("body").inner_text()
     assert all(u.startswith(app_url) or u.startswith(("data:", "blob:")) for u in page.requested)
+
+
+def test_a_short_grpo_run_from_the_shipped_chat_model(page, shots):
+    """The panel of issue 37: three GRPO steps of the shipped chat model, its live curve, the held-out accuracy
+    before and after, and the result picked in the tab's model picker."""
+    page.get_by_role("tab", name="Reasoning").click()
+    page.get_by_text("Train it to reason (GRPO)").click()
+    steps = page.locator("#reasoning-rl-steps input[type=number]")
+    steps.fill("3")
+    steps.press("Enter")
+    page.locator("#reasoning-rl-start").click()
+    page.locator("#reasoning-rl-curve .js-plotly-plot").wait_for(timeout=app_browser.WAIT_MS * 5)
+    result = page.locator("#reasoning-rl-result")
+    result.get_by_text("Held-out accuracy").wait_for(timeout=app_browser.WAIT_MS * 5)
+    text = result.inner_text()
+    assert "3 of 3 GRPO steps" in text and "at step 0" in text and "at step 3" in text, text
+    name = text.splitlines()[0].strip()
+    assert name.startswith("run:rl-")
+    page.screenshot(path=str(shots / "reasoning-grpo.png"), full_page=True)
+    page.locator("#reasoning-model input").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    assert "Traceback" not in page.locator("body").inner_text()
