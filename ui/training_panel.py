@@ -83,10 +83,9 @@ class Visitors:
 
     def of_session(self, session: str) -> str:
         """The session's owner: minted on its first question, the same one after."""
-        with self._lock:
-            token = self._minted.pop(session, None)
-        token = token or self.sign(secrets.token_urlsafe(16))
-        with self._lock:
+        minted = self.sign(secrets.token_urlsafe(16))  # outside the lock: signing reads the key under it
+        with self._lock:  # one step, so two first questions of a session at once get the same owner
+            token = self._minted.pop(session, minted)
             self._minted[session] = token
             while len(self._minted) > MAX_SESSIONS:
                 self._minted.popitem(last=False)
