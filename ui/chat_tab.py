@@ -535,7 +535,7 @@ def _compare_panel(registry: ModelRegistry) -> tuple[gr.Dropdown, gr.Dropdown]:
 def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, left: gr.Dropdown,
                     right: gr.Dropdown, tab: gr.Tab) -> tuple[gr.Dropdown, gr.BrowserState]:
     limits = runner.limits
-    token = owner_token()
+    token = owner_token(tab)
     form: dict[str, Any] = {}  # ChatFinetuneForm's fields -> their components
     with gr.Accordion("Finetune your own chat model", open=False):
         gr.Markdown(f"Teach a language model to follow instructions (the book's chapter 7): every weight learns, "

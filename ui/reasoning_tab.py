@@ -498,7 +498,7 @@ def build(registry: ModelRegistry, tab: gr.Tab, runner: JobRunner | None = None)
     draw.click(user_errors(new_problem), kind, [question, note], api_name="reasoning_problem")
     run.click(user_errors(functools.partial(vote_view, registry)), [model, question, n, temperature, max_new, seed],
               [plot, summary, table], api_name="reasoning_vote")
-    token = owner_token()
+    token = owner_token(tab)
     refresh = user_errors(functools.partial(model_choices, registry))  # the wrapper lets Gradio see gr.Request
     tab.select(refresh, token, model, api_visibility="private")
     if runner is not None:

@@ -598,7 +598,7 @@ def build(registry: ModelRegistry, runner: JobRunner, tab: gr.Tab) -> None:
                              allow_custom_value=True,  # made since the page loaded: the registry checks the name
                              info="the shipped spam classifier, and every one finetuned or uploaded here",
                              elem_id="spam-classifier")
-    token = owner_token()
+    token = owner_token(tab)
     announced = gr.State(None)
     message, button, samples, label, notice, attended = _classify_panel(registry)
     gr.Markdown("### How good is it?")

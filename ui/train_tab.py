@@ -708,7 +708,7 @@ def build(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropdown, tab: 
                 "read, choose its recipe (size, architecture, optimizer) and budget, and watch the loss fall and the "
                 "samples turn from noise into words. The training measures its speed when it starts and fits its "
                 "steps to the minutes; *Compare with a second recipe* trains another after it, on the same tokens.")
-    token = owner_token()
+    token = owner_token(tab)
     limits = runner.limits
     form: dict[str, Any] = {}  # TrainForm's fields -> their components
     with gr.Accordion("1. Data", open=True):

@@ -205,11 +205,22 @@ def share_buttons(registry: ModelRegistry, name: gr.components.Component, token:
               api_name=f"{api_name}_unshare")
 
 
-def owner_token() -> gr.BrowserState:
-    """The component that holds the owner's token in the browser (written by the first start). Gradio encrypts it
-    with a key of the server's: derived from the visitors' key, so that a restarted server still reads it."""
+def owner_token(tab: gr.Tab | None = None) -> gr.BrowserState:
+    """The component that holds the owner's token in the browser. Gradio encrypts it with a key of the server's:
+    derived from the visitors' key, so that a restarted server still reads it. On a public server, opening `tab`
+    keeps the visitor's owner in the browser, so that what they upload before any training is still theirs after
+    a reload (the page's load events run before the browser's value is read back, so they cannot do it); the first
+    start writes it too."""
     secret = hmac.new(VISITORS.key(), b"browser state", "sha256").hexdigest()[:32]
-    return gr.BrowserState(None, storage_key=TOKEN_KEY, secret=secret)
+    token = gr.BrowserState(None, storage_key=TOKEN_KEY, secret=secret)
+    if tab is not None:
+        tab.select(user_errors(remember_owner), token, token, api_visibility="private")
+    return token
+
+
+def remember_owner(token: str | None, request: gr.Request = None) -> Any:
+    """The visitor's owner for the browser to keep (public mode), or the token left as it is."""
+    return owner_of(token, request) if public_mode() else gr.skip()
 
 
 def duration(seconds: float) -> str:

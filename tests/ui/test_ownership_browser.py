@@ -27,10 +27,15 @@ def visitor(browser, url: str):
 
 
 def picker_options(page) -> list[str]:
-    page.locator("#model-picker input").click()
-    options = page.get_by_role("option").all_inner_texts()
+    return options(page, "model-picker")
+
+
+def options(page, picker: str) -> list[str]:
+    """The choices of the dropdown `#picker`, read by opening it."""
+    page.locator(f"#{picker} input").click()
+    found = [text.split("\n")[-1] for text in page.get_by_role("option").all_inner_texts()]  # "✓\nname" if picked
     page.keyboard.press("Escape")
-    return options
+    return found
 
 
 def train(page) -> str:
@@ -72,3 +77,29 @@ def test_a_visitor_s_training_is_theirs_after_a_reload_and_a_restart_and_hidden_
         mallory.get_by_role("tab", name="Tokenizer").wait_for()
         assert run not in picker_options(mallory)
         assert "Traceback" not in (tmp_path / "again.log").read_text()
+
+
+def test_an_upload_before_any_training_is_still_the_visitor_s_after_a_reload(browser, tmp_path):
+    """The page keeps its owner from its first load: a classifier uploaded by a visitor who never trained is
+    theirs after a reload (before, their owner was the page's session until a first start), and nobody else's."""
+    from ui import spam_tab
+    from ui.registry import ModelRegistry
+
+    archive = spam_tab.download_classifier(ModelRegistry(app_browser.SHIPPED), "spam")
+    with app_process(app_browser.SHIPPED, tmp_path / "runs", tmp_path / "app.log", GPT_APP_MODE="public") as url:
+        teacher = visitor(browser, url)
+        open_tab(teacher, "Spam")
+        teacher.get_by_text("Download, upload").click()
+        teacher.locator("input[type=file]").last.set_input_files(archive)
+        message = teacher.locator("#spam-uploaded").filter(has_text="Loaded as")
+        message.wait_for()
+        name = re.search(r"run:[\w-]+", message.inner_text()).group(0)
+        assert name in options(teacher, "spam-classifier")
+        teacher.reload()
+        teacher.get_by_role("tab", name="Tokenizer").wait_for()
+        open_tab(teacher, "Spam")
+        assert name in options(teacher, "spam-classifier")
+        student = visitor(browser, url)
+        open_tab(student, "Spam")
+        assert name not in options(student, "spam-classifier")
+        assert "Traceback" not in (tmp_path / "app.log").read_text()

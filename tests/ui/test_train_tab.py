@@ -340,10 +340,11 @@ def test_every_training_input_takes_its_range_from_its_config_field(runner, regi
     from gpt.config import GPTConfig, bounds
     from gpt.instruct.finetune import InstructConfig
     from gpt.pretrain.trainer import PretrainConfig
-    from ui import chat_tab
+    from gpt.reasoning.grpo import RLConfig
+    from ui import chat_tab, reasoning_tab
     from ui.forms import OPTION_CLASS
 
-    configs = {c.__name__: c for c in (GPTConfig, PretrainConfig, ClassifierConfig, InstructConfig)}
+    configs = {c.__name__: c for c in (GPTConfig, PretrainConfig, ClassifierConfig, InstructConfig, RLConfig)}
     caps = {  # (low, high) of the app's own limits, where narrower than the field's
         "GPTConfig.vocab_size": (train_tab.MIN_VOCAB, runner.limits.max_vocab),
         "PretrainConfig.max_steps": (None, runner.limits.max_steps),
@@ -351,6 +352,8 @@ def test_every_training_input_takes_its_range_from_its_config_field(runner, regi
         "ClassifierConfig.lora_rank": (1, None),  # the LoRA choice: rank 0 would be no LoRA
         "InstructConfig.epochs": (None, chat_tab.MAX_EPOCHS),
         "InstructConfig.lora_rank": (None, chat_tab.MAX_RANK),
+        "RLConfig.steps": (None, reasoning_tab.MAX_RL_STEPS),
+        "RLConfig.group_size": (None, reasoning_tab.MAX_GROUP),
     }
     found = {}
     for block in build_app(registry, runner).blocks.values():
@@ -370,4 +373,5 @@ def test_every_training_input_takes_its_range_from_its_config_field(runner, regi
         *(f"PretrainConfig.{n}" for n in ("max_steps", "batch_size", "lr", "warmup_steps", "weight_decay", "seed")),
         *(f"ClassifierConfig.{n}" for n in ("trainable_blocks", "lora_rank", "lora_alpha", "epochs", "lr", "seed")),
         *(f"InstructConfig.{n}" for n in ("epochs", "lr", "batch_size", "lora_rank", "lora_alpha")),
+        *(f"RLConfig.{n}" for n in ("steps", "group_size", "seed")),
     }
