@@ -28,7 +28,7 @@ from gradio_client import Client
 
 from tests.helpers import REPO, free_port, make_model_folder
 from tests.ui.app_client import TRAIN
-from tests.ui.endpoints import base_values, client_call, problem
+from tests.ui.endpoints import CALL_TIMEOUT_S, base_values, client_call, problem
 from ui.jobs import JobRunner, TrainLimits
 from ui.registry import ModelRegistry
 from ui.train_tab import DEFAULTS
@@ -133,7 +133,8 @@ def arguments(endpoint: str, user: int, examples: dict[str, list[Any]]) -> list[
 def run_user(url: str, user: int, examples: dict[str, list[Any]], others: list[str], run_name: str,
              latencies: dict) -> list[str]:
     """One visitor's calls; returns what went wrong (errors, or another session's data in a reply)."""
-    client = Client(url, verbose=False)
+    # twenty clients ask for the app's config at once while it trains: a bound on a hung request, not a speed target
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": CALL_TIMEOUT_S})
     wrong = []
     mine, theirs = marker(user), [marker(u) for u in range(USERS) if u != user]
     for endpoint in user_plan(user, others):
