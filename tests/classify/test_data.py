@@ -84,6 +84,10 @@ def test_dataset_truncates_to_the_context_and_pads_batches_with_end_of_text(toke
     assert ids.shape == (3, 16) and labels.tolist() == [0, 1, 0]
     assert ids[0, lengths[0]:].eq(tokenizer.eot_id).all() and not ids[0, :lengths[0]].eq(tokenizer.eot_id).any()
     assert ids[1].ne(tokenizer.eot_id).all()
+    short = data.SpamDataset(messages[::2], tokenizer, context_length=256)  # a few shapes: lengths round up
+    ids, _ = next(iter(DataLoader(short, batch_size=2, collate_fn=short.collate)))
+    assert ids.shape == (2, data.PAD_MULTIPLE)
+    assert ids[1, len(short[1][0]):].eq(tokenizer.eot_id).all()
 
 
 def test_download_is_cached_and_auto_falls_back_to_the_offline_copy(tmp_path, corpus):
