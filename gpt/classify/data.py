@@ -39,6 +39,7 @@ from gpt.data.download import DownloadError, RemoteFile, fetch_cached
 from gpt.data.splits import PARTS, Split, seeded_split
 from gpt.files import ASSETS
 from gpt.tokenizer import Tokenizer
+from gpt.training.loop import padded_width
 
 LABELS = ("ham", "spam")  # the class index is the position in this tuple
 UCI_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
@@ -72,7 +73,6 @@ FILE_MIX = "file"  # the mix name recorded for a classifier trained on a table o
 # What a table of one's own may hold: the app's upload limit is usually lower than TABLE_MAX_BYTES.
 TABLE_MAX_BYTES = 64 * 2**20
 TABLE_MAX_ROWS = 100_000
-PAD_MULTIPLE = 32  # batches are padded to a multiple of this many tokens: see SpamDataset
 MIN_PER_CLASS = 10  # 70/10/20 of 10 messages: 7 to train on, 1 to validate, 2 to test
 MAX_CLASSES = 50
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -377,13 +377,12 @@ def file_mix(path: str | Path, seed: int = SPLIT_SEED, max_bytes: int = TABLE_MA
 class SpamDataset(Dataset):
     """Token ids of each message, truncated to the context window; `collate` pads a batch.
 
-    A batch is padded with the end-of-text id to its longest example rounded up to PAD_MULTIPLE tokens
-    (within the context), so that a run sees a few batch shapes, not one per length: each new shape
-    costs memory the allocator keeps, and a finetuning on exact lengths grew by about 1 GB in 160 steps
-    where a few shapes stay flat. The book pads to the longest of the whole split; reading the class at
-    each row's last real token (or the mean over its real ones) makes every padding give the same result,
-    and short batches cost less. The end-of-text id never comes out of `Tokenizer.encode`
-    (a user typing `<|endoftext|>` gets plain text), so a row's length is its count of other ids.
+    A batch is padded with the end-of-text id to its longest example rounded up to a few widths
+    (`gpt.training.loop.padded_width`: each new batch shape costs memory that stays). The book pads to
+    the longest of the whole split; reading the class at each row's last real token (or the mean over
+    its real ones) makes every padding give the same result, and short batches cost less. The
+    end-of-text id never comes out of `Tokenizer.encode` (a user typing `<|endoftext|>` gets plain
+    text), so a row's length is its count of other ids.
     Use it as `DataLoader(dataset, collate_fn=dataset.collate, ...)`.
     """
 
@@ -403,8 +402,7 @@ class SpamDataset(Dataset):
 
     def collate(self, batch: Sequence[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids, label) pairs -> ids (B, width) padded with the end-of-text id, labels (B,): the width is the
-        longest example's length rounded up to PAD_MULTIPLE, at most the context."""
-        longest = max(len(ids) for ids, _ in batch)
-        longest = min(-(-longest // PAD_MULTIPLE) * PAD_MULTIPLE, self.context_length)
+        longest example's length rounded up (`padded_width`), at most the context."""
+        longest = padded_width(max(len(ids) for ids, _ in batch), self.context_length)
         padded = [ids + [self.pad_id] * (longest - len(ids)) for ids, _ in batch]
         return torch.tensor(padded, dtype=torch.long), torch.tensor([label for _, label in batch], dtype=torch.long)

@@ -35,7 +35,7 @@ from gpt.tokenizer import PRETOKENIZERS, Tokenizer
 from gpt.training import limits
 from gpt.training.events import TrainingMonitor
 from gpt.training.freeze import freeze_all_but_last_blocks
-from gpt.training.loop import EpochLoop, StepOutput
+from gpt.training.loop import EpochLoop, StepOutput, padded_width
 from gpt.training.loss import IGNORE_INDEX, lm_loss
 from gpt.training.optim import OPTIMIZERS, make_optimizer
 
@@ -64,14 +64,19 @@ class InstructionDataset(Dataset):
 
 
 def collate(batch: Sequence[tuple[list[int], int]], pad_token_id: int, ignore_index: int = IGNORE_INDEX,
-            allowed_max_length: int | None = None, mask_prompt: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+            allowed_max_length: int | None = None, mask_prompt: bool = False, round_width: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad a batch with end-of-text, shift targets by one, and mask what the loss must not see.
 
     Each sequence gets one end-of-text appended; it stays a target (the model learns to stop), every
     later padding target becomes `ignore_index`. With `mask_prompt` the prompt's targets are ignored
-    too, so only the response is learned. Both tensors are cropped to `allowed_max_length`.
+    too, so only the response is learned. Both tensors are cropped to `allowed_max_length`. The book
+    pads to the longest sequence; `round_width` rounds that up (`padded_width`: a training run then sees
+    a few batch shapes, which keeps its memory flat); the extra positions are ignored targets.
     """
     width = max(len(ids) for ids, _ in batch) + 1
+    if round_width:
+        width = padded_width(width - 1, allowed_max_length) + 1
     inputs = torch.full((len(batch), width - 1), pad_token_id, dtype=torch.long)
     targets = torch.full((len(batch), width - 1), ignore_index, dtype=torch.long)
     for row, (ids, prompt_len) in enumerate(batch):
@@ -113,7 +118,8 @@ def make_loader(entries: Sequence[Entry], tokenizer: Tokenizer, context_length: 
     """Batches of (inputs, targets); a shuffled (training) loader drops its last partial batch and, with
     `group_by_length`, batches entries of about the same length together."""
     def collate_batch(batch: Sequence[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        return collate(batch, tokenizer.eot_id, allowed_max_length=context_length, mask_prompt=mask_prompt)
+        return collate(batch, tokenizer.eot_id, allowed_max_length=context_length, mask_prompt=mask_prompt,
+                       round_width=True)
 
     dataset = InstructionDataset(entries, tokenizer)
     generator = torch.Generator().manual_seed(seed)
@@ -352,10 +358,10 @@ WARMUP_STEPS = 1  # the first step is not timed: allocation and caches
 
 def finetune_memory_bytes(model: GPTConfig, batch_size: int, tokens: int, lora: bool) -> int:
     """What finetuning `model` takes on batches of `batch_size` sequences of up to `tokens` tokens: the estimate of
-    `GPTConfig.training_memory_bytes` at that length (a finetune pads each batch to its longest entry, never to the
-    whole context). With LoRA the frozen weights keep no gradient and no AdamW moments: 4 bytes a parameter
-    instead of 16 (the adapters are a rounding error beside them)."""
-    cfg = replace(model, context_length=max(1, min(tokens, model.context_length)))
+    `GPTConfig.training_memory_bytes` at that length rounded as a batch is (`padded_width`: a finetune pads each
+    batch to about its longest entry, never to the whole context). With LoRA the frozen weights keep no gradient
+    and no AdamW moments: 4 bytes a parameter instead of 16 (the adapters are a rounding error beside them)."""
+    cfg = replace(model, context_length=max(1, padded_width(min(tokens, model.context_length), model.context_length)))
     full = cfg.training_memory_bytes(batch_size)
     return full - 12 * cfg.n_params() if lora else full
 

@@ -72,7 +72,7 @@ def collate_pairs(batch: Sequence[tuple[list[int], list[int], int]], pad_token_i
     """The chosen sequences, then the rejected ones, padded together by the instruction collate with the
     prompt masked: one forward pass scores both, and only response targets stay."""
     rows = [(chosen, n) for chosen, _, n in batch] + [(rejected, n) for _, rejected, n in batch]
-    return collate(rows, pad_token_id, allowed_max_length=allowed_max_length, mask_prompt=True)
+    return collate(rows, pad_token_id, allowed_max_length=allowed_max_length, mask_prompt=True, round_width=True)
 
 
 def make_pair_loader(pairs: Sequence[Pair], tokenizer: Tokenizer, context_length: int, batch_size: int,

@@ -19,6 +19,18 @@ import torch
 from gpt.training.events import TrainEvent, TrainingMonitor
 
 Metrics = dict[str, float]
+# A finetuning's batch is padded to its longest entry rounded up to this many tokens. Each new batch shape
+# costs memory that stays (the process grew by about 7 MB per shape: a spam finetuning on exact lengths
+# went from 541 to 1,456 MB in 160 steps, an instruction one peaked at 5.6 GB), and a few shapes keep it
+# flat; the rounding costs at most PAD_MULTIPLE - 1 padded positions per row.
+PAD_MULTIPLE = 16
+
+
+def padded_width(longest: int, limit: int | None = None) -> int:
+    """The width a batch whose longest entry has `longest` tokens is padded to: rounded up to PAD_MULTIPLE,
+    at most `limit` (the context) but never below `longest`."""
+    width = -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
+    return max(longest, min(width, limit)) if limit is not None else width
 
 
 class Loader(Iterable, Sized, Protocol):

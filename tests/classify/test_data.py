@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from gpt.classify import data
 from gpt.classify.classifier import METRICS_FILE, SHIPPED_DIR, parse_test_metrics
 from gpt.classify.data import Message
+from gpt.training.loop import PAD_MULTIPLE
 from tests.helpers import LocalServer
 
 
@@ -86,7 +87,7 @@ def test_dataset_truncates_to_the_context_and_pads_batches_with_end_of_text(toke
     assert ids[1].ne(tokenizer.eot_id).all()
     short = data.SpamDataset(messages[::2], tokenizer, context_length=256)  # a few shapes: lengths round up
     ids, _ = next(iter(DataLoader(short, batch_size=2, collate_fn=short.collate)))
-    assert ids.shape == (2, data.PAD_MULTIPLE)
+    assert ids.shape == (2, PAD_MULTIPLE)
     assert ids[1, len(short[1][0]):].eq(tokenizer.eot_id).all()
 
 

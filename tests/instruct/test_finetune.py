@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from gpt.checkpoint import load_checkpoint
+from gpt.config import GPTConfig
 from gpt.instruct.finetune import (
     INSTRUCT_PRESETS,
     InstructConfig,
@@ -19,8 +20,10 @@ from gpt.instruct.finetune import (
 )
 from gpt.instruct.prompt import format_prompt
 from gpt.lora import LoRALinear, load_adapters
+from gpt.model import GPTModel
 from gpt.training.events import TrainingMonitor
-from gpt.training.loss import IGNORE_INDEX
+from gpt.training.loop import PAD_MULTIPLE, padded_width
+from gpt.training.loss import IGNORE_INDEX, lm_loss
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -47,6 +50,24 @@ def test_collate_masks_the_prompt_and_crops():
     inputs, targets = collate([([1, 2, 3, 4, 5], 3), ([6, 7], 1)], pad_token_id=pad, allowed_max_length=3)
     assert inputs.shape == targets.shape == (2, 3)
     assert targets[0].tolist() == [2, 3, 4]
+
+
+def test_a_rounded_width_only_adds_ignored_targets_and_keeps_the_loss():
+    """A training batch is padded to a few widths (memory stays flat over a run); what it adds is padding
+    input and ignored targets, so the loss is the book's padding's loss."""
+    pad = 99
+    rows = [([1, 2, 3, 4, 5], 2), ([6, 7], 1)]
+    inputs, targets = collate(rows, pad_token_id=pad)
+    wide_inputs, wide_targets = collate(rows, pad_token_id=pad, round_width=True)
+    assert wide_inputs.shape == wide_targets.shape == (2, PAD_MULTIPLE)
+    assert torch.equal(wide_inputs[:, :5], inputs) and wide_inputs[:, 5:].eq(pad).all()
+    assert torch.equal(wide_targets[:, :5], targets) and wide_targets[:, 5:].eq(IGNORE_INDEX).all()
+    model = GPTModel(GPTConfig.preset("tiny", vocab_size=100, context_length=32)).eval()
+    assert torch.allclose(lm_loss(model(wide_inputs), wide_targets), lm_loss(model(inputs), targets), atol=1e-6)
+    cropped, _ = collate(rows, pad_token_id=pad, allowed_max_length=3, round_width=True)
+    assert cropped.shape == (2, 3)
+    assert [padded_width(n) for n in (1, 16, 17)] == [16, 16, 32] and padded_width(17, 20) == 20
+    assert padded_width(300, 256) == 300  # never below the longest entry: cropping is the collate's
 
 
 def test_length_grouped_batches_cover_the_epoch_with_less_padding():
