@@ -33,10 +33,13 @@ import torch
 
 from gpt.checkpoint import Checkpoint, save_checkpoint
 from gpt.config import check_options, config_from_dict, option
+from gpt.files import write_text_atomic
 from gpt.generate import SamplingConfig
 from gpt.instruct.prompt import format_prompt
 from gpt.model import GPTModel
 from gpt.preference.dpo import frozen_copy
+from gpt.pretrain.runs import CARD_FILE
+from gpt.reasoning.card import rl_model_card
 from gpt.reasoning.problems import EASY_KINDS, HARD_KINDS, KINDS, MAX_PROBLEMS, Problem, make_problems
 from gpt.reasoning.sampling import MAX_SAMPLES, Sample, sample_replies
 from gpt.reasoning.scaling import MAX_REPLY_TOKENS, greedy_answer, percent
@@ -75,6 +78,9 @@ class RLConfig:
     max_grad_norm: float = option(1.0, "gradients are clipped to this norm", low=0.01, high=100.0)
     train_problems: int = option(2000, "distinct training problems drawn, asked in a seeded order", low=1,
                                  high=MAX_PROBLEMS)
+    rehearse: float = option(0.0, "share of the training problems drawn from the families the model already knows "
+                                  "(sums, differences, products, quotients in the instruction data's ranges), so "
+                                  "that a run does not unlearn them; 0: the task's problems only", low=0.0, high=0.9)
     eval_problems: int = option(50, "held-out problems answered greedily at each evaluation; 0: none", low=0,
                                 high=10_000)
     eval_every: int = option(10, "steps between held-out evaluations (0: only before and after)", low=0,
@@ -97,7 +103,9 @@ class RLConfig:
 RL_PRESETS: dict[str, RLConfig] = {
     # The shipped 5M chat model, in minutes on two cores: two-step sums are the hard kind it sometimes gets right
     # when sampled, which is the signal GRPO needs; three-digit sums and two-digit products it almost never does.
-    "shipped": RLConfig(task="two_step", steps=60, problems_per_step=8, group_size=8, lr=2e-5),
+    # Half its problems rehearse the families it knows: without that, 200 steps at 1e-4 that took two-step sums
+    # from 3.5% to 10% took its sums, differences, products and quotients from 94% to 58%.
+    "shipped": RLConfig(task="two_step", steps=200, problems_per_step=8, group_size=8, lr=5e-5, rehearse=0.5),
     "hard": RLConfig(task="hard", steps=200, problems_per_step=8, group_size=16, lr=2e-5),
 }
 
@@ -226,6 +234,21 @@ def problem_order(cfg: RLConfig, n: int, step: int) -> list[int]:
     return picked
 
 
+def training_problems(cfg: RLConfig) -> list[Problem]:
+    """`cfg.train_problems` problems of the task, of which a `cfg.rehearse` share are of the known families.
+
+    Without rehearsal the only pull back towards what the model knew is the KL penalty, which acts on the task's
+    replies alone: a run that learns two-step sums drifts on the sums it asks in the same words (the shipped model
+    lost a third of its easy answers in 200 steps). Rehearsed problems are rewarded like the task's, so a family
+    that starts to fail gives mixed groups and is pulled back; one the model still gets right costs a sample
+    and gives no gradient.
+    """
+    rehearsed = min(round(cfg.train_problems * cfg.rehearse), cfg.train_problems - 1)
+    rehearsed = 0 if TASKS[cfg.task] == EASY_KINDS else rehearsed
+    task = make_problems(TASKS[cfg.task], cfg.train_problems - rehearsed, "train", cfg.seed)
+    return task + (make_problems(EASY_KINDS, rehearsed, "train", cfg.seed) if rehearsed else [])
+
+
 def finetune_rl(checkpoint: Checkpoint, cfg: RLConfig, out_dir: str | Path | None = None,
                 monitor: TrainingMonitor | None = None, meta: dict[str, Any] | None = None, resume: bool = False,
                 problems: Sequence[Problem] | None = None, held_out: Sequence[Problem] | None = None,
@@ -240,7 +263,7 @@ def finetune_rl(checkpoint: Checkpoint, cfg: RLConfig, out_dir: str | Path | Non
     device = torch.device(device)
     model, tokenizer = checkpoint.model, checkpoint.tokenizer
     kinds = TASKS[cfg.task]
-    problems = list(make_problems(kinds, cfg.train_problems, "train", cfg.seed) if problems is None else problems)
+    problems = list(training_problems(cfg) if problems is None else problems)
     held_out = list((make_problems(kinds, cfg.eval_problems, "held_out", cfg.seed) if cfg.eval_problems else [])
                     if held_out is None else held_out)
     if not problems:
@@ -289,6 +312,8 @@ def finetune_rl(checkpoint: Checkpoint, cfg: RLConfig, out_dir: str | Path | Non
             "history": result.history, "evals": result.evals})
         record = {**(meta or {}), "rl": asdict(cfg), **asdict(result)}
         save_checkpoint(model, out_dir, tokenizer, record, dtype=save_dtype)
+        card = rl_model_card(cfg, result, str((meta or {}).get("base_model", "the starting model")), str(out_dir))
+        write_text_atomic(Path(out_dir) / CARD_FILE, card)
         emit("checkpoint", path=str(out_dir))
 
     emit("start", metrics={"train_problems": len(problems), "held_out_problems": len(held_out)})

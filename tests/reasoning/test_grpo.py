@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import math
+import shlex
 from dataclasses import replace
 
 import pytest
 import torch
 
 from gpt.checkpoint import load_checkpoint
+from gpt.cli import rl as rl_cli
+from gpt.cli.options import config_overrides
 from gpt.reasoning.grpo import (
     RL_PRESETS,
     NoRewardError,
@@ -19,8 +23,9 @@ from gpt.reasoning.grpo import (
     kl_to_reference,
     reply_batch,
     reward,
+    training_problems,
 )
-from gpt.reasoning.problems import Problem
+from gpt.reasoning.problems import EASY_KINDS, Problem
 from gpt.reasoning.sampling import Sample
 from gpt.reasoning.state import STATE_FILE
 from gpt.training.events import TrainingMonitor
@@ -37,6 +42,22 @@ def test_advantages_sum_to_zero_per_group_and_equal_rewards_give_zeros():
     assert torch.allclose(advantages[0], torch.tensor([1.0, -1.0, -1.0, 1.0]), atol=1e-5)  # (r - 0.5) / 0.5
     assert torch.equal(advantages[1], torch.zeros(4))  # exactly, though the mean of four 0.1 is not exactly 0.1
     assert advantages[2].argmax() == 0
+
+
+def test_rehearsal_mixes_the_known_families_into_the_training_problems():
+    """A `rehearse` share of the problems is of the easy families, every one a training problem; the task's own
+    problems are those of a run without rehearsal; an easy task rehearses nothing."""
+    plain = training_problems(RLConfig(task="two_step", train_problems=100))
+    mixed = training_problems(RLConfig(task="two_step", train_problems=100, rehearse=0.4))
+    assert [p.kind for p in plain] == ["two_step"] * 100
+    assert [p.kind for p in mixed[:60]] == ["two_step"] * 60 and {p.kind for p in mixed[60:]} == set(EASY_KINDS)
+    assert len(mixed) == 100 and len({p.key for p in mixed}) == 100
+    assert mixed[:60] == training_problems(RLConfig(task="two_step", train_problems=60))
+    assert len(training_problems(RLConfig(task="two_step", train_problems=1, rehearse=0.9))) == 1  # the task's one
+    assert {p.kind for p in training_problems(RLConfig(task="easy", train_problems=40, rehearse=0.5))} == set(
+        EASY_KINDS)
+    with pytest.raises(ValueError, match="rehearse"):
+        RLConfig(rehearse=1.0)
 
 
 def test_reward_is_correctness_plus_the_format_bonus():
@@ -163,3 +184,21 @@ def test_a_short_run_raises_the_reward_on_a_toy_task(make_checkpoint):
     result = finetune_rl(make_checkpoint(), cfg, problems=TOY)
     first, last = (sum(h["accuracy"] for h in part) / len(part) for part in (result.history[:5], result.history[-5:]))
     assert last > first + 20, (first, last)
+
+
+def test_a_saved_run_has_a_card_whose_command_runs_the_same_settings(make_checkpoint, tmp_path):
+    """The card: start, held-out accuracy by step, the first and last steps' figures, every setting, and a
+    command line that the CLI reads back into these very settings."""
+    cfg = replace(QUICK, steps=2, rehearse=0.25)
+    finetune_rl(make_checkpoint(), cfg, tmp_path / "out", meta={"base_model": "instruct"}, problems=TOY,
+                held_out=TOY[:2])
+    card = (tmp_path / "out" / "MODEL_CARD.md").read_text()
+    assert card.startswith("# GRPO: sum from `instruct`") and "all 2 steps" in card and "25% share" in card
+    assert "| 0 |" in card and "| 2 |" in card and "| rehearse | 0.25 |" in card
+    command = card.split("Run it again: `")[1].split("`")[0]
+    parser = argparse.ArgumentParser()
+    rl_cli.add_arguments(parser)
+    args = parser.parse_args(shlex.split(command)[4:])
+    assert args.model == "instruct" and args.out == tmp_path / "out"
+    assert replace(RL_PRESETS["shipped"], **config_overrides(args, RLConfig)) == cfg
+
