@@ -42,6 +42,7 @@ from gpt.tokenizer import PRETOKENIZERS, Tokenizer, load_tokenizer, write_ranks
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.tiktoken"
+CARD_FILE = "MODEL_CARD.md"  # how the model was made: data, command, time, figures; beside any saved model
 CHECKSUMS = "sha256"  # config key: file name -> sha256 of the files saved beside the config
 PRETOKENIZER = "pretokenizer"  # config key, absent for GPT-2's pattern: "digits" splits numbers into digits
 QUANTIZATION = "quantization"  # config key of an int8 checkpoint: {"scheme": "int8", "group_size": null or g}

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpt.checkpoint import CONFIG_FILE, read_config
+from gpt.checkpoint import CARD_FILE, CONFIG_FILE, read_config
 from gpt.classify.classifier import METRICS_FILE as TEST_METRICS_FILE
 from gpt.classify.classifier import ClassifierMetrics, parse_test_metrics
 from gpt.instruct.evaluate import load_model_eval
-from gpt.pretrain.runs import CARD_FILE
 from gpt.pretrain.state import LOG_FILE, read_log
 
 LOSS_FIGURE_FILE = "loss.json"  # the plotly figure `gpt.pretrain.state.write_figure` saves

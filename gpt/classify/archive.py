@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpt.archive import ArchiveError, ArchiveLayout, read_archive, write_archive
+from gpt.checkpoint import CARD_FILE
 from gpt.classify.classifier import (
     CLASSIFIER_CONFIG,
     CLASSIFIER_WEIGHTS,
@@ -23,7 +24,6 @@ from gpt.classify.classifier import (
     load_classifier,
     read_classifier_config,
 )
-from gpt.classify.finetune import CARD_FILE
 from gpt.files import write_text_atomic
 
 CLASSIFIER_ARCHIVE = ArchiveLayout(

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from gpt.checkpoint import CARD_FILE
 from gpt.classify import data
 from gpt.classify.classifier import (
     CLASSIFIER_WEIGHTS,
@@ -51,9 +52,6 @@ from gpt.training import limits
 from gpt.training.events import TrainingMonitor
 from gpt.training.loop import EpochLoop, StepOutput
 from gpt.training.optim import OPTIMIZERS, make_optimizer
-
-CARD_FILE = "MODEL_CARD.md"
-
 
 # --- configuration ------------------------------------------------------------------------------
 

@@ -12,8 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpt.archive import ArchiveError, ArchiveLayout, read_archive, write_archive
-from gpt.checkpoint import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, read_config
-from gpt.pretrain.runs import CARD_FILE
+from gpt.checkpoint import (
+    CARD_FILE,
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    load_checkpoint,
+    read_config,
+)
 from gpt.pretrain.state import LOG_FILE
 
 MODEL_DIR = "model"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpt.checkpoint import CARD_FILE
 from gpt.config import GPTConfig
 from gpt.data.corpus import join_documents
 from gpt.files import write_text_atomic
@@ -18,8 +19,6 @@ from gpt.pretrain.baselines import heldout_baselines
 from gpt.pretrain.trainer import PretrainConfig, export_model, prepare_tokenizer, pretrain
 from gpt.training.distributed import Distributed
 from gpt.training.events import TrainingMonitor
-
-CARD_FILE = "MODEL_CARD.md"
 
 
 @dataclass(frozen=True)

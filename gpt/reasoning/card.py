@@ -25,8 +25,9 @@ def reproduce_command(cfg: Any, base_model: str, out_dir: str) -> str:
     return f"python -m gpt finetune-rl --model {shlex.quote(base_model)} {flags} --out {shlex.quote(out_dir)}"
 
 
-def rl_model_card(cfg: Any, result: Any, base_model: str, out_dir: str) -> str:
-    """Markdown for MODEL_CARD.md: `cfg` an RLConfig, `result` an RLResult."""
+def rl_model_card(cfg: Any, result: Any, base_model: str, out_dir: str, base_source: str | None = None) -> str:
+    """Markdown for MODEL_CARD.md: `cfg` an RLConfig, `result` an RLResult. `base_model` names the start as its
+    user knows it (an app's model name), `base_source` as `--model` takes it (its folder), where they differ."""
     evals = result.evals
     history = result.history
     state = (f"stopped at step {result.steps} of {cfg.steps} (Resume goes on)" if result.steps < cfg.steps
@@ -62,5 +63,5 @@ def rl_model_card(cfg: Any, result: Any, base_model: str, out_dir: str) -> str:
         lines.append("")
     lines += ["## Settings", "", "| setting | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in asdict(cfg).items()]
-    lines += ["", f"Run it again: `{reproduce_command(cfg, base_model, out_dir)}`", ""]
+    lines += ["", f"Run it again: `{reproduce_command(cfg, base_source or base_model, out_dir)}`", ""]
     return "\n".join(lines)

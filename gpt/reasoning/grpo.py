@@ -31,14 +31,13 @@ from typing import Any
 
 import torch
 
-from gpt.checkpoint import Checkpoint, save_checkpoint
+from gpt.checkpoint import CARD_FILE, Checkpoint, save_checkpoint
 from gpt.config import check_options, config_from_dict, option
 from gpt.files import write_text_atomic
 from gpt.generate import SamplingConfig
 from gpt.instruct.prompt import format_prompt
 from gpt.model import GPTModel
 from gpt.preference.dpo import frozen_copy
-from gpt.pretrain.runs import CARD_FILE
 from gpt.reasoning.card import rl_model_card
 from gpt.reasoning.problems import EASY_KINDS, HARD_KINDS, KINDS, MAX_PROBLEMS, Problem, make_problems
 from gpt.reasoning.sampling import MAX_SAMPLES, Sample, sample_replies
@@ -312,7 +311,8 @@ def finetune_rl(checkpoint: Checkpoint, cfg: RLConfig, out_dir: str | Path | Non
             "history": result.history, "evals": result.evals})
         record = {**(meta or {}), "rl": asdict(cfg), **asdict(result)}
         save_checkpoint(model, out_dir, tokenizer, record, dtype=save_dtype)
-        card = rl_model_card(cfg, result, str((meta or {}).get("base_model", "the starting model")), str(out_dir))
+        card = rl_model_card(cfg, result, str((meta or {}).get("base_model", "the starting model")), str(out_dir),
+                             (meta or {}).get("base_source"))
         write_text_atomic(Path(out_dir) / CARD_FILE, card)
         emit("checkpoint", path=str(out_dir))
 

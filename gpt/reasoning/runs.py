@@ -40,7 +40,7 @@ def rl_run(model: str, cfg: RLConfig, out_dir: str | Path, base_name: str, resum
     """GRPO from the chat model in folder `model` (`base_name` in the app) into `out_dir`; `resume` goes on from
     the state a stopped run left there (the same starting weights are loaded again, as the state requires)."""
     checkpoint = load_model(model)
-    meta = {**checkpoint.meta, "base_model": base_name}
+    meta = {**checkpoint.meta, "base_model": base_name, "base_source": str(model)}  # the name, and what --model takes
     meta.setdefault("prompt_format", CHAT_PROMPT_FORMAT)
     meta.setdefault("finetune", {})  # a chat model by the registry's rule, whatever its start recorded
     result = finetune_rl(checkpoint, cfg, out_dir, monitor, meta, resume=resume)

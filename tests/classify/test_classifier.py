@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gpt.checkpoint import WEIGHTS_FILE, UnverifiedWarning, save_checkpoint
+from gpt.checkpoint import CARD_FILE, WEIGHTS_FILE, UnverifiedWarning, save_checkpoint
 from gpt.classify import classifier
 from gpt.classify.classifier import ClassifierMetrics, dump_test_metrics, parse_test_metrics
 from gpt.classify.data import MODERN_TEST, SMS_TEST, SPAMASSASSIN_TEST
-from gpt.classify.finetune import CARD_FILE, ClassifierConfig
+from gpt.classify.finetune import ClassifierConfig
 from gpt.classify.record import read_record, stored_parameters
 from gpt.files import sha256_of
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from gpt.checkpoint import CARD_FILE
 from gpt.classify.classifier import CLASSIFIER_CONFIG, METRICS_FILE, parse_test_metrics
 from gpt.classify.data import SMS_TEST
-from gpt.classify.finetune import CARD_FILE, ClassifierConfig, measure_classifier
+from gpt.classify.finetune import ClassifierConfig, measure_classifier
 from gpt.cli import classify as command
 from gpt.cli import main
 from gpt.cli.options import config_overrides

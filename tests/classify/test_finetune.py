@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from gpt.checkpoint import CARD_FILE
 from gpt.classify import data
 from gpt.classify.classifier import (
     CLASSIFIER_CONFIG,
@@ -18,7 +19,6 @@ from gpt.classify.classifier import (
     load_classifier,
 )
 from gpt.classify.finetune import (
-    CARD_FILE,
     ClassifierConfig,
     finetune_classifier,
     loss_and_accuracy,

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gpt.checkpoint import WEIGHTS_FILE
+from gpt.checkpoint import CARD_FILE, WEIGHTS_FILE
 from gpt.classify import classifier, data
 from gpt.classify.classifier import CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS, METRICS_FILE, parse_test_metrics
-from gpt.classify.finetune import CARD_FILE, ClassifierConfig, measure_classifier
+from gpt.classify.finetune import ClassifierConfig, measure_classifier
 from gpt.files import sha256_of
 from gpt.lora import LoRAConfig, LoRALinear
 

@@ -186,19 +186,21 @@ def test_a_short_run_raises_the_reward_on_a_toy_task(make_checkpoint):
     assert last > first + 20, (first, last)
 
 
-def test_a_saved_run_has_a_card_whose_command_runs_the_same_settings(make_checkpoint, tmp_path):
+@pytest.mark.parametrize("source", [None, "runs/app/run-1/model"], ids=["cli", "app"])
+def test_a_saved_run_has_a_card_whose_command_runs_the_same_settings(make_checkpoint, tmp_path, source):
     """The card: start, held-out accuracy by step, the first and last steps' figures, every setting, and a
-    command line that the CLI reads back into these very settings."""
+    command line that the CLI reads back into these very settings. A run the app started names its start by
+    the app's name in the title, and by its folder (what `--model` takes) in the command."""
     cfg = replace(QUICK, steps=2, rehearse=0.25)
-    finetune_rl(make_checkpoint(), cfg, tmp_path / "out", meta={"base_model": "instruct"}, problems=TOY,
-                held_out=TOY[:2])
+    meta = {"base_model": "instruct"} if source is None else {"base_model": "run:abc123", "base_source": source}
+    finetune_rl(make_checkpoint(), cfg, tmp_path / "out", meta=meta, problems=TOY, held_out=TOY[:2])
     card = (tmp_path / "out" / "MODEL_CARD.md").read_text()
-    assert card.startswith("# GRPO: sum from `instruct`") and "all 2 steps" in card and "25% share" in card
-    assert "| 0 |" in card and "| 2 |" in card and "| rehearse | 0.25 |" in card
+    assert card.startswith(f"# GRPO: sum from `{meta['base_model']}`") and "all 2 steps" in card
+    assert "25% share" in card and "| 0 |" in card and "| 2 |" in card and "| rehearse | 0.25 |" in card
     command = card.split("Run it again: `")[1].split("`")[0]
     parser = argparse.ArgumentParser()
     rl_cli.add_arguments(parser)
     args = parser.parse_args(shlex.split(command)[4:])
-    assert args.model == "instruct" and args.out == tmp_path / "out"
+    assert args.model == (source or "instruct") and args.out == tmp_path / "out"
     assert replace(RL_PRESETS["shipped"], **config_overrides(args, RLConfig)) == cfg
 
