@@ -15,8 +15,18 @@ def interleaved_median_seconds(steps: dict[str, Callable[[], object]], repeats: 
     return median_seconds_in_turns(steps, repeats)
 
 
+GPT2_SWITCHES = ("positions", "norm", "mlp", "mlp_hidden", "qk_norm", "bias", "qkv_bias", "tie_weights", "head_width")
+
+
 def hf_model(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """transformers' GPT2LMHeadModel of the same shape: random weights, no dropout, its default attention."""
+    """transformers' GPT2LMHeadModel of the same shape: random weights, no dropout, its default attention.
+    Refused for a model with today's switches on: a GPT-2 of its widths would be timed as if it were the same model."""
+    gpt2 = GPTConfig()
+    changed = [name for name in GPT2_SWITCHES if getattr(cfg, name) != getattr(gpt2, name)]
+    changed += ["n_kv_heads"] if cfg.kv_heads != cfg.n_heads else []
+    if changed:
+        raise ValueError(f"transformers' reference here is GPT-2, and this model differs from it in "
+                         f"{', '.join(changed)}: leave the reference out (--no-hf)")
     from transformers import GPT2Config, GPT2LMHeadModel
 
     hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,

@@ -22,7 +22,7 @@ from ui.registry import ModelRegistry
 
 MAX_TOKENS = 48  # columns of the grid: each cell carries a token's text, so it must stay readable
 MAX_CHAT_TOKENS = 256  # a chat prompt is read whole up to this (the grid shows its end): every layer scores each
-EXPLAIN = ("**The logit lens.** After each block the residual stream is read through the final LayerNorm and the "
+EXPLAIN = ("**The logit lens.** After each block the residual stream is read through the final normalisation and the "
            "output head, as if the model ended there: each cell is the token that layer finds most likely next, "
            "coloured by its probability. The bottom row reads the embeddings alone; the top row is the model's "
            "real prediction. The second chart follows that final prediction down the layers at one position.")

@@ -25,6 +25,13 @@ def test_the_reference_has_our_shape_and_parameter_count(preset):
     assert sum(p.numel() for p in hf_model(cfg).parameters()) == GPTModel(cfg).n_params()
 
 
+@pytest.mark.parametrize("switch", [{"positions": "rotary"}, {"norm": "rmsnorm"}, {"n_kv_heads": 2}, {"bias": False}])
+def test_the_reference_is_refused_for_a_model_gpt2_is_not(switch):
+    """A GPT-2 of the same widths is a different model: timing it beside ours would compare unlike things."""
+    with pytest.raises(ValueError, match=f"differs from it in {next(iter(switch))}.*--no-hf"):
+        hf_model(replace(GPTConfig.preset("tiny"), **switch))
+
+
 def test_training_and_inference_benchmarks_report_both_implementations():
     rows = training.run_benchmarks(workloads=(("tiny", 2, 16),), repeats=1)
     assert [r["workload"] for r in rows] == ["tiny 2x16"] and rows[0]["ours"] > 0 and rows[0]["transformers"] > 0
