@@ -75,7 +75,7 @@ OPEN_MODEL_SCORES = ("The held-out questions score the app's own chat models, wh
                      "which).")
 MAX_EPOCHS = 5  # the app's cap on InstructConfig's epochs: an epoch of the shipped set is long on two cores
 MAX_RANK = 64  # and on its LoRA rank
-DEFAULT_LORA_RANK = 8  # the rank a base larger than the shipped one starts with
+DEFAULT_LORA_RANK = 8  # the rank a base over twice the shipped one's size starts with
 OPEN_BASES = ("smollm2-135m", "smollm2-135m-instruct")  # the open models offered as bases once on disk
 
 
@@ -362,8 +362,8 @@ def start_finetune(runner: JobRunner, registry: ModelRegistry, token: str | None
 
 
 def base_defaults(registry: ModelRegistry, name: str) -> tuple[Any, Any]:
-    """A new base puts LoRA on (rank 8) where it is larger than the shipped one, off otherwise, and the digit by digit
-    cut off for a Hub tokenizer, which keeps its own; the user may change either after."""
+    """A new base puts LoRA on (rank 8) where it is over twice the shipped one's size, off otherwise, and the digit by
+    digit cut off for a Hub tokenizer, which keeps its own; the user may change either after."""
     lora = registry.lora_by_default(name)
     try:
         hub = registry.tokenizer(name).pretokenizer == "tokenizer.json"
@@ -546,7 +546,8 @@ def _finetune_panel(runner: JobRunner, registry: ModelRegistry, picker: gr.Dropd
             form["base"] = gr.Dropdown(registry.base_names(OPEN_BASES), value=DEFAULT_FORM.base,
                                        allow_custom_value=True, label="Base model", elem_id="chat-ft-base",
                                        info="shipped, trained here, local, GPT-2, or SmolLM2-135M (-Instruct) "
-                                            "when on disk; a base larger than the shipped one trains LoRA adapters")
+                                            "when on disk; a base over twice the shipped one's size trains LoRA "
+                                            "adapters")
             form["data"] = gr.Radio(DATA_CHOICES, value=DEFAULT_FORM.data, label="Instruction data",
                                     elem_id="chat-ft-data")
         form["families"] = gr.CheckboxGroup(list(FAMILIES), value=DEFAULT_FORM.families, elem_id="chat-ft-families",

@@ -57,6 +57,7 @@ SHIPPED_CLASSIFIER = "spam"
 SHIPPED_CHAT = "instruct"
 SHIPPED_CHAT_DPO = "chat-dpo"  # the shipped chat model after preference tuning, when one beat it (gpt/preference)
 SHIPPED_NAMES = (*SHIPPED_LANGUAGE_MODELS, SHIPPED_CHAT_DPO)  # every shipped next-token model the picker may offer
+LORA_SIZE_RATIO = 2  # a base more than this many times the shipped base's size trains LoRA adapters by default
 MAX_NAMES_SAID = 12  # an unknown name's message lists this many of the names there are
 MAX_NAME_CHARS = 200  # longer than any folder name the picker offers; the OS refuses paths that long anyway
 MAX_OPEN_MODEL_PARAMS = 2_000_000_000  # an open model larger than this (8 GB in float32) is refused before download
@@ -374,14 +375,15 @@ class ModelRegistry:
             raise ValueError(f"The base model {name.strip()!r} is not available: {err}") from err
 
     def lora_by_default(self, name: str) -> bool:
-        """Whether a finetune of this base trains LoRA adapters unless told otherwise: a base larger than the shipped
-        `base` (every weight of a larger one takes far more memory and time here); False for a name that is no base."""
+        """Whether a finetune of this base trains LoRA adapters unless told otherwise: a base more than twice the size
+        of the shipped `base` (every weight of such a one takes far more memory and time here; the shipped chat models,
+        of about the base's size whatever its architecture, train whole); False for a name that is no base."""
         try:
             size = self.base_model(name).config.n_params()
             shipped = read_config(self.shipped_path(SHIPPED_LANGUAGE_MODELS[0]))["model"].n_params()
         except (ValueError, OSError, KeyError):
             return False
-        return size > shipped
+        return size > LORA_SIZE_RATIO * shipped
 
     # -- loading -----------------------------------------------------------------------------
     def load(self, name: str, progress: bool = True) -> Checkpoint:

@@ -517,7 +517,7 @@ def _classify_panel(registry: ModelRegistry) -> tuple[Any, ...]:
 
 
 def base_trains(registry: ModelRegistry, name: str) -> str:
-    """What trains by default for a new base: LoRA where it is larger than the shipped one, else the last blocks
+    """What trains by default for a new base: LoRA where it is over twice the shipped one's size, else the last blocks
     (the user may change it after)."""
     return "LoRA" if registry.lora_by_default(name) else "last blocks"
 
@@ -552,7 +552,7 @@ def _finetune_panel(registry: ModelRegistry, runner: JobRunner) -> dict[str, Any
         c["base"] = gr.Dropdown(registry.base_names(OPEN_BASES), value=registry.default(), label="Base model",
                                 allow_custom_value=True,  # runs trained since the page loaded; the registry checks
                                 info="shipped, trained in the Train tab, local, GPT-2, or SmolLM2-135M when on disk; "
-                                     "a base larger than the shipped one trains LoRA", elem_id="spam-ft-base")
+                                     "a base over twice the shipped one's size trains LoRA", elem_id="spam-ft-base")
         c["head_token"] = gr.Radio(list(choices(ClassifierConfig, "head_token")), value=APP.head_token,
                                    label="The head reads",
                                    info="the last token has seen the whole message; the book also tries the first")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gpt.checkpoint import Checkpoint
-from gpt.config import GPT2_SIZES
+from gpt.config import GPT2_SIZES, GPTConfig
 from gpt.generate import SamplingConfig
 from gpt.instruct.prompt import chat_stream
 from gpt.open_models import CATALOGUE
@@ -483,3 +483,21 @@ def test_spam_classifier_made_for_another_base_is_reported(tmp_path):
     assert "finetune again" in spam_tab.test_figures(registry)[0]
     with pytest.raises(ValueError, match="finetune again"):
         spam_tab.classify(registry, "hello")
+
+
+def test_lora_is_the_default_only_for_a_base_over_twice_the_shipped_ones_size(tmp_path):
+    """A chat model of about the base's size trains whole, whatever its architecture (a smaller modern base must not
+    flip the shipped chat models to LoRA); a base several times larger trains adapters."""
+    from gpt.checkpoint import load_checkpoint, save_checkpoint
+    from gpt.model import GPTModel
+
+    root = make_model_folder(tmp_path)
+    base = load_checkpoint(root / "base")
+    cfg = base.model.cfg
+    for name, emb_dim in (("instruct", cfg.emb_dim + 16), ("chat-dpo", 2 * cfg.emb_dim)):
+        save_checkpoint(GPTModel(GPTConfig.from_dict({**cfg.to_dict(), "emb_dim": emb_dim})), root / name,
+                        base.tokenizer, meta={"purpose": "app tests"})
+    registry = ModelRegistry(root)
+    sizes = {name: registry.base_model(name).config.n_params() for name in ("base", "instruct", "chat-dpo")}
+    assert sizes["base"] < sizes["instruct"] < 2 * sizes["base"] < sizes["chat-dpo"]
+    assert [registry.lora_by_default(name) for name in sizes] == [False, False, True]
