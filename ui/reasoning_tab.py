@@ -309,10 +309,10 @@ RL_INTRO = (
     f"Held-out accuracy (greedy, {RL_START.eval_problems} problems it never trains on) is measured before, every "
     f"{RL_START.eval_every} steps and at the end. With the defaults ({RL_STEPS} steps, groups of "
     f"{RL_START.group_size}, two-step sums, the shipped `instruct`) a run takes about {DEFAULT_SECONDS // 60} "
-    "minutes on one thread of a busy 2-core CPU; three seeds took greedy accuracy on 200 held-out two-step "
-    "problems from 3.0% to 6.5-9.0%, and the families it knows moved by at most 1.4 points (measured "
-    "2026-12-07). More steps or a larger group take longer in proportion. The result is a chat model of its own "
-    "(run:…), in the pickers here and in the Chat tab.")
+    "minutes on one thread of a busy 2-core CPU; from the chat model's seventh stage (the shipped one is its "
+    "eighth), three seeds took greedy accuracy on 200 held-out two-step problems from 3.0% to 6.5-9.0%, and the "
+    "families it knows moved by at most 1.4 points (measured 2026-12-07). More steps or a larger group take "
+    "longer in proportion. The result is a chat model of its own (run:…), in the pickers here and in the Chat tab.")
 
 
 @dataclass(frozen=True)
