@@ -7,7 +7,8 @@ comes from a model hub:
   the vocabulary padded to 50,304 rows), so both programs start from the very same weights;
 - its training and validation tokens: the shipped corpora's training and held-out text in GPT-2's BPE
   (`assets/gpt2.tiktoken`), in llm.c's token-file layout.
-It compiles the program as its Makefile's CPU build does (`gcc -O3 -march=native -fopenmp`), runs it with
+It compiles the program as its Makefile's CPU build does (`gcc -Ofast -march=native -fopenmp -DOMP`: -Ofast lets
+the compiler vectorise its products' sums, which -O3 may not reorder), runs it with
 OMP_NUM_THREADS set to the threads ours gets, reads the step times it prints and stops it after `--steps` steps.
 Ours then trains the same weights with the same optimizer settings on the same shape (forward, cross-entropy,
 backward, fused AdamW; `gpt.kernels.accelerate`'s fast modules), and the two alternate for `--runs` rounds, since
@@ -54,7 +55,7 @@ LLMC_SOURCES = {  # path in the repository -> sha256 at LLMC_COMMIT
     "llmc/dataloader.h": "66ff78fec30531d6f5e7220935ca81639933c4c1eff38f693c8f9627d4d6550a",
     "llmc/rand.h": "5319491c12f5dfa2b8b33ea8abac64ee2161c5ddda430fe765c813ac482ad73b",
 }
-COMPILE = ("gcc", "-O3", "-march=native", "-fopenmp", "train_gpt2.c", "-lm", "-o", "train_gpt2")
+COMPILE = ("gcc", "-Ofast", "-march=native", "-fopenmp", "-DOMP", "train_gpt2.c", "-lm", "-o", "train_gpt2")
 BATCH, SEQ_LEN = 4, 64  # what train_gpt2.c's main trains on
 VAL_BATCHES = 5  # the validation batches it scores before its first step
 LR, BETAS = 1e-4, (0.9, 0.999)  # its gpt2_update(…, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, …); eps 1e-8 is AdamW's own
