@@ -15,7 +15,7 @@ def interleaved_median_seconds(steps: dict[str, Callable[[], object]], repeats: 
     return median_seconds_in_turns(steps, repeats)
 
 
-GPT2_SWITCHES = ("positions", "norm", "mlp", "mlp_hidden", "qk_norm", "bias", "qkv_bias", "tie_weights", "head_width")
+GPT2_SWITCHES = ("positions", "norm", "mlp", "qk_norm", "bias", "qkv_bias", "tie_weights")
 
 
 def hf_model(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
@@ -23,7 +23,9 @@ def hf_model(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> torch.nn.Mod
     Refused for a model with today's switches on: a GPT-2 of its widths would be timed as if it were the same model."""
     gpt2 = GPTConfig()
     changed = [name for name in GPT2_SWITCHES if getattr(cfg, name) != getattr(gpt2, name)]
-    changed += ["n_kv_heads"] if cfg.kv_heads != cfg.n_heads else []
+    widths = {"n_kv_heads": cfg.kv_heads == cfg.n_heads, "mlp_hidden": cfg.hidden_dim == 4 * cfg.emb_dim,
+              "head_width": cfg.head_dim * cfg.n_heads == cfg.emb_dim}  # what GPT-2's widths are, however written
+    changed += [name for name, as_gpt2 in widths.items() if not as_gpt2]
     if changed:
         raise ValueError(f"transformers' reference here is GPT-2, and this model differs from it in "
                          f"{', '.join(changed)}: leave the reference out (--no-hf)")

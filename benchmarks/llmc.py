@@ -41,6 +41,7 @@ from benchmarks.machine import matmul_peak, training_flops_per_token
 from gpt.config import GPTConfig
 from gpt.data.corpus import join_documents, load_corpus
 from gpt.data.download import RemoteFile, fetch_cached
+from gpt.files import sha256_of
 from gpt.kernels import accelerate
 from gpt.model import GPTModel
 from gpt.tokenizer import load_tokenizer
@@ -71,8 +72,6 @@ CHECKPOINT_FILE = "gpt2_124M.bin"
 def llmc_sources(dest: Path, checkout: Path | None = None) -> Path:
     """llm.c's five source files in `dest` (their repository layout): copied from a checkout, else downloaded at
     LLMC_COMMIT into the cache; every file's sha256 is checked either way."""
-    from gpt.files import sha256_of
-
     for name, sha256 in LLMC_SOURCES.items():
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -25,11 +25,18 @@ def test_the_reference_has_our_shape_and_parameter_count(preset):
     assert sum(p.numel() for p in hf_model(cfg).parameters()) == GPTModel(cfg).n_params()
 
 
-@pytest.mark.parametrize("switch", [{"positions": "rotary"}, {"norm": "rmsnorm"}, {"n_kv_heads": 2}, {"bias": False}])
+@pytest.mark.parametrize("switch", [{"positions": "rotary"}, {"norm": "rmsnorm"}, {"n_kv_heads": 2}, {"bias": False},
+                                    {"mlp_hidden": 100}])
 def test_the_reference_is_refused_for_a_model_gpt2_is_not(switch):
     """A GPT-2 of the same widths is a different model: timing it beside ours would compare unlike things."""
     with pytest.raises(ValueError, match=f"differs from it in {next(iter(switch))}.*--no-hf"):
         hf_model(replace(GPTConfig.preset("tiny"), **switch))
+
+
+def test_gpt2_widths_written_out_are_still_gpt2():
+    cfg = GPTConfig.preset("tiny")
+    same = replace(cfg, n_kv_heads=cfg.n_heads, mlp_hidden=4 * cfg.emb_dim, head_width=cfg.emb_dim // cfg.n_heads)
+    assert sum(p.numel() for p in hf_model(same).parameters()) == GPTModel(same).n_params()
 
 
 def test_training_and_inference_benchmarks_report_both_implementations():
